@@ -1,0 +1,127 @@
+"""glassgrad: backpropagation for real, and made visible.
+
+A tensor autodiff engine on NumPy with PyTorch's conventions. Reading order: ``tensor.py``
+(the data), ``ops.py`` (the op table), ``autograd.py`` (the engine), ``functional.py``
+(composites). See ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import methods as _methods  # noqa: F401  (attaches operators and methods to Tensor)
+from .anomaly import AnomalyError, detect_anomaly
+from .autograd import GraphError, enable_grad, grad, is_grad_enabled, no_grad
+from .functional import (
+    abs,
+    add,
+    arange,
+    argmax,
+    argmin,
+    broadcast_to,
+    cast,
+    clip,
+    concatenate,
+    cos,
+    div,
+    exp,
+    expand_dims,
+    flatten,
+    full,
+    getitem,
+    leaky_relu,
+    linear,
+    log,
+    log_softmax,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    mul,
+    neg,
+    ones,
+    ones_like,
+    pow,
+    rand,
+    randn,
+    relu,
+    reshape,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    sqrt,
+    square,
+    squeeze,
+    stack,
+    std,
+    sub,
+    sum,
+    swapaxes,
+    tanh,
+    transpose,
+    var,
+    where,
+    zeros,
+    zeros_like,
+)
+from .gradcheck import GradcheckError, gradcheck
+from .ops import OPS
+from .tensor import (
+    Tensor,
+    bool_,
+    float16,
+    float32,
+    float64,
+    from_numpy,
+    int32,
+    int64,
+    tensor,
+)
+
+# Subpackages and training helpers load on first use, so `import glassgrad` stays light
+# (no matplotlib, safetensors or tqdm until a feature needs them).
+_LAZY = {
+    "nn": ("glassgrad.nn", None),
+    "optim": ("glassgrad.optim", None),
+    "data": ("glassgrad.data", None),
+    "explain": ("glassgrad.explain", None),
+    "diagnose": ("glassgrad.diagnose", None),
+    "fit": ("glassgrad.training", "fit"),
+    "History": ("glassgrad.training", "History"),
+    "save": ("glassgrad.serialization", "save"),
+    "load": ("glassgrad.serialization", "load"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'glassgrad' has no attribute {name!r}")
+
+
+try:
+    __version__ = version("glassgrad")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "OPS", "AnomalyError", "GradcheckError", "GraphError", "Tensor", "__version__", "abs",
+    "add", "arange", "argmax", "argmin", "bool_", "broadcast_to", "cast", "clip",
+    "concatenate", "cos", "detect_anomaly", "div", "enable_grad", "exp", "expand_dims",
+    "flatten", "float16", "float32", "float64", "from_numpy", "full", "getitem", "grad",
+    "gradcheck", "int32", "int64", "is_grad_enabled", "leaky_relu", "linear", "log", "log_softmax",
+    "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg",
+    "no_grad", "ones", "ones_like", "pow", "rand", "randn", "relu", "reshape", "sigmoid",
+    "sign", "sin", "softmax", "sqrt", "square", "squeeze", "stack", "std", "sub", "sum",
+    "swapaxes", "tanh", "tensor", "transpose", "var", "where", "zeros", "zeros_like",
+]

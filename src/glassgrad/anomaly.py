@@ -1,0 +1,155 @@
+"""Anomaly mode: stop at the first op that turns finite numbers into NaN or Inf.
+
+``with glassgrad.detect_anomaly(): ...`` watches every op, forward and backward, through the
+engine's hook. It names the op, the user's source line that created it, the ranges of its
+inputs and, for the common traps (log of 0, exp overflow, division by zero, the
+``where(mask, sqrt(x), 0)`` trap), what happened and how to fix it. Off, it costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .autograd import hook
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class AnomalyError(FloatingPointError):
+    """A NaN or Inf appeared; the message says where and why."""
+
+
+def _user_frame() -> str:
+    """'file:line: code' of the innermost caller outside glassgrad."""
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR):
+        f = f.f_back
+    if f is None:
+        return "<unknown>"
+    import linecache
+
+    code = linecache.getline(f.f_code.co_filename, f.f_lineno).strip()
+    return f"{f.f_code.co_filename}:{f.f_lineno}: {code}"
+
+
+def _range(a: Any) -> str:
+    a = np.asarray(a)
+    if a.dtype.kind not in "fiu" or a.size == 0:
+        return f"shape {a.shape}, dtype {a.dtype}"
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    extra = ""
+    if a.dtype.kind == "f" and finite.size != a.size:
+        extra = f", {int(np.isnan(a).sum())} NaN, {int(np.isinf(a).sum())} Inf"
+    lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
+    return f"shape {a.shape}, range [{lo:.4g}, {hi:.4g}]{extra}"
+
+
+def _finite(a: Any) -> bool:
+    return a is None or a.dtype.kind != "f" or bool(np.isfinite(a).all())
+
+
+def _forward_reason(name: str, xs: list[np.ndarray]) -> str:
+    x = xs[0] if xs else None
+    if name == "log" and x is not None and (x <= 0).any():
+        return ("log of 0 gives −inf and of a negative number NaN. Fix: keep the argument "
+                "positive (log(x.clip(1e-12)) or log(x + eps)); for probabilities from logits "
+                "use log_softmax, cross_entropy or binary_cross_entropy_with_logits.")
+    if name == "exp":
+        limit = np.log(np.finfo(x.dtype).max) if x.dtype.kind == "f" else 709.0
+        if (x > limit).any():
+            return (f"exp overflows above {limit:.1f} in {x.dtype}. Fix: subtract the maximum "
+                    "first (as logsumexp and softmax do), scale the input down, or clip it.")
+    if name == "div" and len(xs) > 1 and (xs[1] == 0).any():
+        return ("division by zero. Fix: add a small epsilon to the divisor "
+                "(x / (y + 1e-12)) or mask the zero entries out.")
+    if name == "sqrt" and x is not None and (x < 0).any():
+        return "square root of a negative number. Fix: clip the argument at 0 (or use abs)."
+    if name == "pow" and x is not None and (x < 0).any():
+        return ("a negative base raised to a non-integer power is NaN. Fix: make the base "
+                "non-negative, e.g. abs(x) ** p.")
+    if name in ("sub", "add"):
+        return "Inf − Inf (or −Inf + Inf) is NaN: some input had already overflowed."
+    return "the result overflowed or became undefined for these inputs."
+
+
+def _backward_reason(name: str, xs: list[np.ndarray], grad: np.ndarray) -> str:
+    x = xs[0] if xs else None
+    if name == "sqrt" and x is not None and (x == 0).any():
+        trap = ""
+        if (np.broadcast_to(grad, x.shape)[x == 0] == 0).any():
+            trap = (" The gradient arriving there is 0, so this is the where(mask, sqrt(x), 0) "
+                    "trap: where() sends 0 to the branch it did not pick, but 0 · ∞ = NaN. "
+                    "Fix: make the unused branch safe, sqrt(where(mask, x, 1)), then where(...).")
+        return "the derivative of sqrt at 0 is 1/(2·0) = ∞." + trap
+    if name == "log" and x is not None and (x == 0).any():
+        return ("the derivative of log at 0 is 1/0 = ∞. Fix: keep the argument away from 0 "
+                "(clip it) or use a stable fused op (log_softmax, cross_entropy).")
+    if name == "div" and len(xs) > 1 and (xs[1] == 0).any():
+        return "the derivative of a/b is ∞ where b = 0. Fix: keep the divisor away from 0."
+    if name == "pow" and x is not None and (x == 0).any():
+        return ("the derivative of x^p at x = 0 is ∞ for p < 1. Fix: add a small epsilon to "
+                "the base.")
+    return "the local derivative is infinite or undefined at these inputs."
+
+
+class _AnomalyHook:
+    def __init__(self) -> None:
+        self.where: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def on_forward(self, op: Any, inputs: tuple, out: Any) -> None:
+        line = _user_frame()
+        if out._op is not None:
+            self.where[out] = line
+        if _finite(out._data):
+            return
+        xs = [t._data for t in inputs]
+        bad_in = [i for i, x in enumerate(xs) if not _finite(x)]
+        ranges = "\n".join(f"  input {i}: {_range(x)}" for i, x in enumerate(xs))
+        if bad_in:
+            raise AnomalyError(
+                f"forward: '{op.name}' received a non-finite value in input {bad_in[0]}, "
+                f"which was not produced by a watched op (it came from data or from code run "
+                f"outside detect_anomaly()).\n  at {line}\n{ranges}"
+            )
+        raise AnomalyError(
+            f"forward: '{op.name}' produced {_range(out._data)} from finite inputs: "
+            f"{_forward_reason(op.name, xs)}\n  at {line}\n{ranges}"
+        )
+
+    def on_backward(self, node: Any, grad: Any, sent: list) -> None:
+        g = grad._data if hasattr(grad, "_data") else grad
+        for i, pg in enumerate(sent):
+            pa = pg._data if hasattr(pg, "_data") else pg
+            if _finite(pa):
+                continue
+            xs = [p._data for p in node._parents]
+            line = self.where.get(node, "<created outside detect_anomaly()>")
+            ranges = "\n".join(f"  input {k}: {_range(x)}" for k, x in enumerate(xs))
+            origin = ("the gradient arriving from above was already non-finite"
+                      if not _finite(g) else _backward_reason(node._op.name, xs, g))
+            raise AnomalyError(
+                f"backward: the gradient that '{node._op.name}' sends to its input {i} is "
+                f"{_range(pa)}: {origin}\n  '{node._op.name}' was created at {line}\n"
+                f"  gradient from above: {_range(g)}\n{ranges}"
+            )
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Raise ``AnomalyError`` at the first op whose forward or backward turns finite into NaN/Inf.
+
+    >>> import glassgrad as gg
+    >>> with gg.detect_anomaly():
+    ...     gg.tensor([0.0, 1.0], requires_grad=True).log()
+    Traceback (most recent call last):
+    glassgrad.anomaly.AnomalyError: forward: 'log' produced ... log of 0 gives −inf ...
+    """
+    with np.errstate(all="ignore"), hook(_AnomalyHook()):
+        yield

@@ -1,0 +1,405 @@
+"""The engine: builds the graph as ops run, and walks it backward.
+
+Everything generic lives here, once: recording a node, the iterative topological
+walk, accumulating gradients of a node used several times, summing away broadcast
+dimensions, casting a gradient back to its input's dtype, freeing the graph, and the
+hooks that `explain`, `diagnose` and `detect_anomaly` attach to. The rules in
+``ops.py`` are bare math.
+
+A node is simply a Tensor with ``_op`` set: its parents are ``_parents`` and the op's
+keyword attributes are ``_attrs``. After a backward pass without ``retain_graph`` the
+node's ``_parents`` become ``None`` (the intermediate values can be freed), which is how
+a second backward pass knows to raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .tensor import Tensor
+
+if TYPE_CHECKING:
+    from .ops import Op
+
+
+class _State:
+    """Engine-wide switches. One instance, ``STATE``; read on every op, so kept flat."""
+
+    __slots__ = ("grad_enabled", "hooks")
+
+    def __init__(self) -> None:
+        self.grad_enabled = True
+        # Objects with ``on_forward(op, inputs, out)`` and/or
+        # ``on_backward(node, grad, input_grads)``; empty when nothing watches (the usual case).
+        self.hooks: tuple[Any, ...] = ()
+
+
+STATE = _State()
+
+
+# --------------------------------------------------------------------------- grad mode
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator) in which ops record no graph.
+
+    >>> import glassgrad as gg
+    >>> w = gg.tensor([1.0, 2.0], requires_grad=True)
+    >>> with gg.no_grad():
+    ...     y = w * 2
+    >>> y.requires_grad
+    False
+    """
+
+    def __enter__(self) -> no_grad:
+        self._prev = STATE.grad_enabled
+        STATE.grad_enabled = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        STATE.grad_enabled = self._prev
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Context manager that turns graph recording back on (inside ``no_grad``)."""
+
+    def __enter__(self) -> enable_grad:
+        self._prev = STATE.grad_enabled
+        STATE.grad_enabled = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        STATE.grad_enabled = self._prev
+
+
+def is_grad_enabled() -> bool:
+    return STATE.grad_enabled
+
+
+# --------------------------------------------------------------------------- hooks
+@contextlib.contextmanager
+def hook(observer: Any) -> Iterator[Any]:
+    """Attach an observer to the engine for the duration of a ``with`` block.
+
+    The observer may define ``on_forward(op, inputs, out)``, called after every op, and
+    ``on_backward(node, grad, input_grads)``, called after every backward rule with the
+    gradient arriving at ``node`` and the gradients it sends to each parent (already
+    un-broadcast; ``None`` for a parent that needs none). With no observer attached the
+    engine pays one falsy check per op.
+    """
+    STATE.hooks = (*STATE.hooks, observer)
+    try:
+        yield observer
+    finally:
+        STATE.hooks = tuple(h for h in STATE.hooks if h is not observer)
+
+
+# --------------------------------------------------------------------------- errors
+class GraphError(RuntimeError):
+    """Raised for misuse of the graph: backward twice, backward from nothing, ..."""
+
+
+# --------------------------------------------------------------------------- forward
+def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | None) -> Tensor:
+    """Wrap a forward result in a Tensor and, if any input needs a gradient, link it in."""
+    result = Tensor.__new__(Tensor)
+    result._data = out
+    result.grad = None
+    result._retain = False
+    result.name = None
+    result._requires_grad = False
+    result._op = None
+    result._parents = ()
+    result._attrs = None
+    if STATE.grad_enabled:
+        for t in inputs:
+            if t._requires_grad:
+                result._requires_grad = True
+                result._op = op
+                result._parents = inputs
+                result._attrs = attrs
+                break
+    if STATE.hooks:
+        for h in STATE.hooks:
+            f = getattr(h, "on_forward", None)
+            if f is not None:
+                f(op, inputs, result)
+    return result
+
+
+# --------------------------------------------------------------------------- backward
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``grad`` over the dimensions that broadcasting added or stretched to reach it.
+
+    Works on arrays and, for higher-order gradients, on Tensors (both have ``sum``/``reshape``).
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra < 0:  # a rule returned fewer dims (e.g. a scalar); broadcast up
+        return np.broadcast_to(grad, shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1
+    )
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    if extra:
+        grad = grad.reshape(shape)
+    return grad
+
+
+def _toposort(roots: Sequence[Tensor], constants: bool = False) -> list[Tensor]:
+    """Nodes reachable from ``roots`` that need gradients, each before the nodes it uses.
+
+    With ``constants``, nodes that need no gradient are included too. Iterative depth-first
+    search (a stack of parent iterators), so a graph of a million chained nodes needs no
+    recursion; leaves are emitted without being pushed, the common case kept cheap.
+    """
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        if root._parents is None and not constants:
+            raise _freed_error(root)
+        stack = [(root, iter(root._parents or ()))]
+        while stack:
+            node, it = stack[-1]
+            for p in it:
+                if (p._requires_grad or constants) and id(p) not in seen:
+                    seen.add(id(p))
+                    parents = p._parents
+                    if not parents:
+                        if parents is None and not constants:
+                            raise _freed_error(p)
+                        order.append(p)
+                    else:
+                        stack.append((p, iter(parents)))
+                        break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _freed_error(node: Tensor) -> GraphError:
+    return GraphError(
+        f"backward through the graph a second time: the graph behind this "
+        f"'{node._op.name}' result (shape {node.shape}) was freed by the first backward pass "
+        f"to save memory. Fix: pass retain_graph=True to the first backward() (or grad()) "
+        f"call if you need to go backward through the same graph again, or recompute the "
+        f"forward pass."
+    )
+
+
+def run_backward(
+    roots: Sequence[Tensor],
+    seeds: Sequence[Any],
+    *,
+    retain_graph: bool = False,
+    create_graph: bool = False,
+    capture: Sequence[Tensor] | None = None,
+) -> list[Any] | None:
+    """Propagate ``seeds`` (one gradient per root) backward through the graph.
+
+    With ``capture`` None, gradients accumulate into ``.grad`` of leaves (and of nodes that
+    called ``retain_grad()``). With ``capture``, no ``.grad`` is touched and the gradients of
+    the captured tensors are returned, in order (``None`` for one not reached). With
+    ``create_graph`` the rules run on Tensors, so the gradients are themselves differentiable
+    (grad of grad, Hessian-vector products).
+
+    Nothing is changed until every rule has run: an error on the way (a freed graph, an
+    anomaly) leaves every ``.grad`` and the graph as they were.
+    """
+    order = _toposort(roots)
+    grads: dict[int, Any] = {}
+    for r, s in zip(roots, seeds):
+        k = id(r)
+        grads[k] = grads[k] + s if k in grads else s
+    captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
+    done: list[tuple[Tensor, Any]] = []  # (tensor, its complete gradient) to store or return
+    hooks = STATE.hooks
+    prev_mode = STATE.grad_enabled
+    STATE.grad_enabled = create_graph  # rules on Tensors record a graph only if asked
+    try:
+        for node in order:
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            op = node._op
+            if captured is not None:
+                if id(node) in captured:
+                    done.append((node, g))
+            elif op is None or node._retain:
+                done.append((node, g))
+            if op is None:
+                continue
+            parents = node._parents
+            attrs = node._attrs or _NO_ATTRS
+            if create_graph:
+                out, vals = node, parents
+            else:
+                out, vals = node._data, [p._data for p in parents]
+            rules = op.rules
+            if rules is None:  # a variadic op (concatenate): one rule gives all gradients
+                all_grads = op.backward(g, out, *vals, **attrs)
+            sent = [None] * len(parents) if hooks else None
+            for i, p in enumerate(parents):
+                if not p._requires_grad:
+                    continue
+                if rules is None:
+                    pg = all_grads[i]
+                else:
+                    rule = rules[i]
+                    if rule is None:
+                        continue
+                    pg = rule(g, out, *vals, **attrs)
+                if pg is None:
+                    continue
+                pdata = p._data
+                if pg.shape != pdata.shape:
+                    pg = unbroadcast(pg, pdata.shape)
+                if pg.dtype is not pdata.dtype and pg.dtype != pdata.dtype:
+                    pg = pg.astype(pdata.dtype)
+                if sent is not None:
+                    sent[i] = pg
+                prev = grads.get(id(p))
+                grads[id(p)] = pg if prev is None else prev + pg
+            if hooks:
+                for h in hooks:
+                    f = getattr(h, "on_backward", None)
+                    if f is not None:
+                        f(node, g, sent)
+    finally:
+        STATE.grad_enabled = prev_mode
+    if captured is not None:
+        results: list[Any] = [None] * len(captured)
+        for node, g in done:
+            results[captured[id(node)]] = g if create_graph else Tensor._wrap(g)
+    else:
+        # Arrays already handed to a .grad in this pass: storing one twice would alias them.
+        handed_out = set(map(id, seeds))
+        for node, g in done:
+            _accumulate(node, g, handed_out, create_graph)
+    if not retain_graph:
+        for node in order:
+            if node._op is not None:
+                node._parents = None
+                node._attrs = None
+    return results if captured is not None else None
+
+
+_NO_ATTRS: dict[str, Any] = {}
+
+
+def _accumulate(node: Tensor, g: Any, handed_out: set[int], create_graph: bool) -> None:
+    if create_graph:
+        node.grad = g if node.grad is None else node.grad + g
+        return
+    if id(g) in handed_out or g.base is not None:
+        g = g.copy()  # never let two .grad arrays (or a user's array) share memory
+    handed_out.add(id(g))
+    if node.grad is None:
+        node.grad = Tensor._wrap(g)
+    else:
+        node.grad._data = node.grad._data + g
+
+
+def seed_for(t: Tensor, grad: Any) -> Any:
+    """The gradient to start backward from ``t``, checked against its shape and dtype."""
+    if grad is None:
+        if t._data.size != 1:
+            raise GraphError(
+                f"backward() on a tensor of shape {t.shape} needs an explicit gradient: "
+                f"only a single-element output has the implied gradient 1. Fix: reduce it "
+                f"first (y.sum().backward() or y.mean().backward()), or pass the gradient "
+                f"of shape {t.shape}: y.backward(grad)."
+            )
+        return np.ones_like(t._data)
+    g = grad._data if isinstance(grad, Tensor) else np.asarray(grad, dtype=t.dtype)
+    if g.shape != t.shape:
+        raise ValueError(
+            f"backward(): the gradient has shape {g.shape} but the tensor has shape "
+            f"{t.shape}; they must match. Fix: pass a gradient of shape {t.shape}."
+        )
+    if g.dtype != t.dtype:
+        g = g.astype(t.dtype)
+    return g
+
+
+def check_root(t: Tensor, what: str = "backward()") -> None:
+    if not t._requires_grad:
+        raise GraphError(
+            f"{what} on a tensor that does not require grad: it (shape {t.shape}) was not "
+            f"computed from any tensor with requires_grad=True, so there is no graph to walk. "
+            f"Fix: create the inputs you want gradients for with requires_grad=True "
+            f"(gg.tensor(x, requires_grad=True)), and check that the computation is not "
+            f"inside gg.no_grad()."
+        )
+    if t._op is not None and t._parents is None:
+        raise _freed_error(t)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, without touching any ``.grad``.
+
+    As ``torch.autograd.grad``: returns a tuple with one gradient per input. With
+    ``create_graph=True`` the returned gradients are differentiable again.
+
+    >>> import glassgrad as gg
+    >>> x = gg.tensor(3.0, requires_grad=True)
+    >>> (dx,) = gg.grad(x ** 3, x, create_graph=True)
+    >>> dx.item(), gg.grad(dx, x)[0].item()  # 3x^2 and 6x
+    (27.0, 18.0)
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor | np.ndarray):
+        gos: list[Any] = [grad_outputs] * len(outs) if len(outs) == 1 else [None] * len(outs)
+        if grad_outputs is not None and len(outs) != 1:
+            raise ValueError("grad(): give one grad_output per output, as a list")
+    else:
+        gos = list(grad_outputs)
+    if len(gos) != len(outs):
+        raise ValueError(
+            f"grad(): {len(outs)} outputs but {len(gos)} grad_outputs; give one per output"
+        )
+    for t in ins:
+        if not isinstance(t, Tensor) or not t._requires_grad:
+            raise GraphError(
+                "grad(): every input must be a Tensor with requires_grad=True; "
+                f"got {type(t).__name__}"
+                + (f" of shape {t.shape} with requires_grad=False" if isinstance(t, Tensor) else "")
+            )
+    for o in outs:
+        check_root(o, "grad()")
+    seeds = [seed_for(o, g) for o, g in zip(outs, gos)]
+    if create_graph:
+        seeds = [Tensor._wrap(s) for s in seeds]
+    keep = create_graph if retain_graph is None else retain_graph
+    res = run_backward(outs, seeds, retain_graph=keep, create_graph=create_graph, capture=ins)
+    assert res is not None
+    if not allow_unused:
+        for i, (t, r) in enumerate(zip(ins, res)):
+            if r is None:
+                raise GraphError(
+                    f"grad(): input {i} (shape {t.shape}) was not used to compute the outputs, "
+                    f"so it has no gradient. Fix: pass allow_unused=True to get None for it."
+                )
+    return tuple(res)
+
+
+def iter_graph(root: Tensor) -> list[Tensor]:
+    """Every node reachable from ``root`` (constants included), parents before children."""
+    return _toposort((root,), constants=True)[::-1]

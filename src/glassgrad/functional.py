@@ -1,0 +1,315 @@
+"""The public tensor functions: the op table's primitives plus composites built from them.
+
+Composites have no backward code: their gradient is the chain rule through the primitives
+they are made of. Every function here is also a ``Tensor`` method (``x.softmax(axis=-1)``)
+and, for the math ones, reachable through NumPy (``np.exp(x)`` returns a Tensor).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .ops import apply
+from .tensor import Tensor, as_constant, tensor
+
+Axis = int | Sequence[int] | None
+
+# --------------------------------------------------------------------------- primitives
+def add(a: Any, b: Any) -> Tensor:
+    return apply(ops.add, a, b)
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    return apply(ops.sub, a, b)
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    return apply(ops.mul, a, b)
+
+
+def div(a: Any, b: Any) -> Tensor:
+    return apply(ops.div, a, b)
+
+
+def pow(a: Any, b: Any) -> Tensor:  # noqa: A001
+    return apply(ops.pow, a, b)
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    return apply(ops.matmul, a, b)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    return apply(ops.maximum, a, b)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    return apply(ops.minimum, a, b)
+
+
+def neg(x: Any) -> Tensor:
+    return apply(ops.neg, x)
+
+
+def exp(x: Any) -> Tensor:
+    return apply(ops.exp, x)
+
+
+def log(x: Any) -> Tensor:
+    return apply(ops.log, x)
+
+
+def sqrt(x: Any) -> Tensor:
+    return apply(ops.sqrt, x)
+
+
+def abs(x: Any) -> Tensor:  # noqa: A001
+    return apply(ops.abs, x)
+
+
+def sin(x: Any) -> Tensor:
+    return apply(ops.sin, x)
+
+
+def cos(x: Any) -> Tensor:
+    return apply(ops.cos, x)
+
+
+def tanh(x: Any) -> Tensor:
+    return apply(ops.tanh, x)
+
+
+def sigmoid(x: Any) -> Tensor:
+    return apply(ops.sigmoid, x)
+
+
+def relu(x: Any) -> Tensor:
+    return apply(ops.relu, x)
+
+for _f in (add, sub, mul, div, pow, matmul, maximum, minimum,
+           neg, exp, log, sqrt, abs, sin, cos, tanh, sigmoid, relu):
+    _f.__doc__ = f"{_f.__name__}: {ops.OPS[_f.__name__].formula}"
+def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
+    """x @ weightᵀ + bias, PyTorch's layout: weight is (out_features, in_features)."""
+    if bias is None:
+        return matmul(x, transpose(weight))
+    return apply(ops.linear, x, weight, bias)
+
+
+def _axis(axis: Any) -> Any:
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def sum(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Sum over ``axis`` (all axes if None). ∂/∂xⱼ = 1."""
+    return apply(ops.sum, x, axis=_axis(axis), keepdims=keepdims)
+
+
+def max(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Largest value over ``axis``; the gradient goes to the maximum (shared among ties)."""
+    return apply(ops.max, x, axis=_axis(axis), keepdims=keepdims)
+
+
+def min(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Smallest value over ``axis``; the gradient goes to the minimum (shared among ties)."""
+    return apply(ops.min, x, axis=_axis(axis), keepdims=keepdims)
+
+
+def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """log Σ exp(x) over ``axis``, computed without overflow."""
+    return apply(ops.logsumexp, x, axis=_axis(axis), keepdims=keepdims)
+
+
+def log_softmax(x: Any, axis: int = -1) -> Tensor:
+    """x − logsumexp(x) along ``axis``: log-probabilities from logits, stable."""
+    return apply(ops.log_softmax, x, axis=axis)
+
+
+def where(condition: Any, x: Any, y: Any) -> Tensor:
+    """``x`` where ``condition`` holds, else ``y`` (broadcast); no gradient to ``condition``."""
+    if isinstance(condition, Tensor):
+        condition = condition._data
+    return apply(ops.where, np.asarray(condition, dtype=bool), x, y)
+
+
+def clip(x: Any, lo: float | None = None, hi: float | None = None) -> Tensor:
+    """Limit values to [lo, hi]; the gradient is 1 inside, 0 where clipped."""
+    if lo is None and hi is None:
+        raise ValueError("clip: give lo, hi or both; with neither there is nothing to clip")
+    return apply(ops.clip, x, lo=lo, hi=hi)
+
+
+def _shape_arg(shape: tuple) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], list | tuple):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def reshape(x: Any, *shape: Any) -> Tensor:
+    """Same values in a new shape (one dimension may be -1)."""
+    return apply(ops.reshape, x, shape=_shape_arg(shape))
+
+
+def transpose(x: Any, *axes: Any) -> Tensor:
+    """Permute axes as NumPy does (reversed when none are given). For PyTorch's
+    ``transpose(dim0, dim1)``, which swaps two axes, use ``swapaxes``."""
+    return apply(ops.transpose, x, axes=_shape_arg(axes) if axes and axes[0] is not None else None)
+
+
+def broadcast_to(x: Any, shape: Sequence[int]) -> Tensor:
+    return apply(ops.broadcast_to, x, shape=tuple(shape))
+
+
+def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    if len(tensors) == 0:
+        raise ValueError("concatenate: needs at least one tensor, got an empty sequence")
+    return apply(ops.concatenate, *tensors, axis=axis)
+
+
+def cast(x: Any, dtype: Any) -> Tensor:
+    """The values as ``dtype``; the gradient is cast back."""
+    return apply(ops.cast, x, dtype=np.dtype(dtype))
+
+
+def _index(index: Any) -> Any:
+    if isinstance(index, Tensor):
+        return index._data
+    if isinstance(index, list):
+        return np.asarray(index)
+    if isinstance(index, tuple):
+        return tuple(_index(i) for i in index)
+    return index
+
+
+def getitem(x: Any, index: Any) -> Tensor:
+    """``x[index]`` with ints, slices, None, Ellipsis, integer arrays or boolean masks."""
+    return apply(ops.getitem, x, index=_index(index))
+
+
+# --------------------------------------------------------------------------- composites
+def _count(x: Any, axis: Axis) -> int:
+    shape = np.shape(x)
+    if axis is None:
+        return math.prod(shape)
+    axes = (axis,) if isinstance(axis, int) else axis
+    return math.prod(shape[a] for a in axes)
+
+
+def mean(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """Σx / n over ``axis``. Composite: sum, then divide."""
+    axis = _axis(axis)
+    return sum(x, axis, keepdims) / _count(x, axis)
+
+
+def var(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    """Variance Σ(x − mean)² / (n − ddof); ``ddof=0`` as NumPy (PyTorch's default is 1)."""
+    axis = _axis(axis)
+    d = x - mean(x, axis, keepdims=True)
+    return sum(d * d, axis, keepdims) / (_count(x, axis) - ddof)
+
+
+def std(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    return sqrt(var(x, axis, keepdims, ddof))
+
+
+def softmax(x: Any, axis: int = -1) -> Tensor:
+    """exp(x) / Σ exp(x) along ``axis``. Composite: exp(log_softmax(x))."""
+    return exp(log_softmax(x, axis))
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
+    """x if x > 0 else slope·x. Composite: where(x > 0, x, slope·x)."""
+    x = as_constant(x, ())
+    return where(x._data > 0, x, x * negative_slope)
+
+
+def square(x: Any) -> Tensor:
+    return x * x
+
+
+def expand_dims(x: Any, axis: int) -> Tensor:
+    return reshape(x, np.expand_dims(np.empty(np.shape(x), dtype=np.bool_), axis).shape)
+
+
+def squeeze(x: Any, axis: Axis = None) -> Tensor:
+    return reshape(x, np.squeeze(np.empty(np.shape(x), dtype=np.bool_), _axis(axis)).shape)
+
+
+def flatten(x: Any) -> Tensor:
+    return reshape(x, (-1,))
+
+
+def swapaxes(x: Any, axis1: int, axis2: int) -> Tensor:
+    axes = list(range(np.ndim(x)))
+    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+    return transpose(x, tuple(axes))
+
+
+def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors along a new axis. Composite: expand_dims each, then concatenate."""
+    if len(tensors) == 0:
+        raise ValueError("stack: needs at least one tensor, got an empty sequence")
+    shapes = {np.shape(t) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
+    return concatenate([expand_dims(t, axis) for t in tensors], axis=axis)
+
+
+# --------------------------------------------------------------------------- no gradient
+def _const(x: Any) -> np.ndarray:
+    return x._data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def argmax(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    return Tensor._wrap(np.argmax(_const(x), axis=axis, keepdims=keepdims))
+
+
+def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    return Tensor._wrap(np.argmin(_const(x), axis=axis, keepdims=keepdims))
+
+
+def sign(x: Any) -> Tensor:
+    return Tensor._wrap(np.sign(_const(x)))
+
+
+def zeros(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    return tensor(np.zeros(_shape_arg(shape), dtype=dtype), requires_grad=requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    return tensor(np.ones(_shape_arg(shape), dtype=dtype), requires_grad=requires_grad)
+
+
+def full(shape: Sequence[int], value: float, dtype: Any = np.float32) -> Tensor:
+    return Tensor._wrap(np.full(tuple(shape), value, dtype=dtype))
+
+
+def zeros_like(x: Any, requires_grad: bool = False) -> Tensor:
+    return tensor(np.zeros_like(_const(x)), requires_grad=requires_grad)
+
+
+def ones_like(x: Any, requires_grad: bool = False) -> Tensor:
+    return tensor(np.ones_like(_const(x)), requires_grad=requires_grad)
+
+
+def arange(*args: Any, dtype: Any = None) -> Tensor:
+    return Tensor._wrap(np.arange(*args, dtype=dtype))
+
+
+def randn(*shape: Any, seed: int | np.random.Generator | None = None,
+          dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    """Standard-normal samples; pass ``seed`` (an int or a Generator) to reproduce them."""
+    rng = np.random.default_rng(seed)
+    return tensor(rng.standard_normal(_shape_arg(shape)).astype(dtype), requires_grad=requires_grad)
+
+
+def rand(*shape: Any, seed: int | np.random.Generator | None = None,
+         dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    rng = np.random.default_rng(seed)
+    return tensor(rng.random(_shape_arg(shape)).astype(dtype), requires_grad=requires_grad)

@@ -1,0 +1,197 @@
+"""Attach the math to ``Tensor``: operators, methods, and NumPy interoperability.
+
+Each method is the function of the same name in ``functional.py`` (itself one op-table entry
+or a composite), so there is one definition per op. NumPy's ufuncs and functions
+(``np.exp(t)``, ``np.where(c, t, 0)``) dispatch here too: the supported ones stay
+differentiable and return Tensors; any other NumPy function sees plain arrays and returns
+an array (no gradient flows through it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import functional as F
+from . import ops
+from .ops import apply
+from .tensor import Tensor
+
+
+# --------------------------------------------------------------------------- operators
+# Written out (not generated) because they are the hottest code in the library.
+def __add__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.add, self, other)
+
+
+def __radd__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.add, other, self)
+
+
+def __sub__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.sub, self, other)
+
+
+def __rsub__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.sub, other, self)
+
+
+def __mul__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.mul, self, other)
+
+
+def __rmul__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.mul, other, self)
+
+
+def __truediv__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.div, self, other)
+
+
+def __rtruediv__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.div, other, self)
+
+
+def __pow__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.pow, self, other)
+
+
+def __rpow__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.pow, other, self)
+
+
+def __matmul__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.matmul, self, other)
+
+
+def __rmatmul__(self: Tensor, other: Any) -> Tensor:
+    return apply(ops.matmul, other, self)
+
+
+def __neg__(self: Tensor) -> Tensor:
+    return apply(ops.neg, self)
+
+
+def __pos__(self: Tensor) -> Tensor:
+    return self
+
+
+def __getitem__(self: Tensor, index: Any) -> Tensor:
+    return F.getitem(self, index)
+
+
+def __iter__(self: Tensor) -> Any:
+    return (self[i] for i in range(len(self)))
+
+
+def _comparison(np_fn: Any) -> Any:
+    """Comparisons and logic give bool tensors, outside the graph (they have no gradient)."""
+
+    def method(self: Tensor, other: Any) -> Tensor:
+        b = other._data if isinstance(other, Tensor) else other
+        return Tensor._wrap(np.asarray(np_fn(self._data, b)))
+
+    method.__name__ = np_fn.__name__
+    return method
+
+
+_OPERATORS = {
+    "__add__": __add__, "__radd__": __radd__, "__sub__": __sub__, "__rsub__": __rsub__,
+    "__mul__": __mul__, "__rmul__": __rmul__, "__truediv__": __truediv__,
+    "__rtruediv__": __rtruediv__, "__pow__": __pow__, "__rpow__": __rpow__,
+    "__matmul__": __matmul__, "__rmatmul__": __rmatmul__, "__neg__": __neg__,
+    "__pos__": __pos__, "__getitem__": __getitem__, "__iter__": __iter__,
+    "__lt__": _comparison(np.less), "__le__": _comparison(np.less_equal),
+    "__gt__": _comparison(np.greater), "__ge__": _comparison(np.greater_equal),
+    "__eq__": _comparison(np.equal), "__ne__": _comparison(np.not_equal),
+    "__and__": _comparison(np.logical_and), "__or__": _comparison(np.logical_or),
+    "__xor__": _comparison(np.logical_xor),
+    "__invert__": lambda self: Tensor._wrap(np.asarray(~self._data)),
+}
+
+# --------------------------------------------------------------------------- methods
+_METHODS = (
+    "add sub mul div pow matmul maximum minimum neg exp log sqrt abs sin cos tanh sigmoid "
+    "relu leaky_relu sum mean max min var std logsumexp log_softmax softmax clip reshape "
+    "transpose swapaxes broadcast_to expand_dims squeeze flatten square cast argmax argmin "
+    "sign"
+).split()
+
+
+def astype(self: Tensor, dtype: Any) -> Tensor:
+    """The values as ``dtype`` (differentiable; a no-op if the dtype already matches)."""
+    return self if np.dtype(dtype) == self._data.dtype else F.cast(self, dtype)
+
+
+def where(self: Tensor, condition: Any, other: Any) -> Tensor:
+    """PyTorch's ``x.where(condition, other)``: x where condition holds, else other."""
+    return F.where(condition, self, other)
+
+
+_EXTRA = {
+    "astype": astype,
+    "float": lambda self: astype(self, np.float32),
+    "double": lambda self: astype(self, np.float64),
+    "where": where,
+    "any": lambda self, axis=None: Tensor._wrap(np.asarray(self._data.any(axis=axis))),
+    "all": lambda self, axis=None: Tensor._wrap(np.asarray(self._data.all(axis=axis))),
+    "T": property(lambda self: F.transpose(self) if self.ndim > 1 else self),
+}
+
+# --------------------------------------------------------------------------- NumPy protocol
+_UFUNCS = {
+    np.add: F.add, np.subtract: F.sub, np.multiply: F.mul, np.true_divide: F.div,
+    np.power: F.pow, np.matmul: F.matmul, np.maximum: F.maximum, np.minimum: F.minimum,
+    np.negative: F.neg, np.exp: F.exp, np.log: F.log, np.sqrt: F.sqrt, np.absolute: F.abs,
+    np.sin: F.sin, np.cos: F.cos, np.tanh: F.tanh, np.square: F.square, np.sign: F.sign,
+    np.less: _OPERATORS["__lt__"], np.less_equal: _OPERATORS["__le__"],
+    np.greater: _OPERATORS["__gt__"], np.greater_equal: _OPERATORS["__ge__"],
+    np.equal: _OPERATORS["__eq__"], np.not_equal: _OPERATORS["__ne__"],
+}
+
+_FUNCTIONS = {
+    np.where: F.where, np.broadcast_to: F.broadcast_to, np.sum: F.sum, np.mean: F.mean,
+    np.max: F.max, np.min: F.min, np.amax: F.max, np.amin: F.min, np.reshape: F.reshape,
+    np.transpose: F.transpose, np.concatenate: F.concatenate, np.stack: F.stack,
+    np.clip: F.clip, np.swapaxes: F.swapaxes, np.expand_dims: F.expand_dims,
+    np.squeeze: F.squeeze, np.var: F.var, np.std: F.std, np.matmul: F.matmul,
+    np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
+}
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x._data
+    if isinstance(x, list | tuple):
+        return type(x)(_plain(y) for y in x)
+    return x
+
+
+def __array_ufunc__(self: Tensor, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    fn = _UFUNCS.get(ufunc)
+    if fn is not None and method == "__call__" and not kwargs:
+        return fn(*inputs)
+    # Anything else runs on the plain arrays: a NumPy result, outside the graph.
+    return getattr(ufunc, method)(*_plain(inputs), **{k: _plain(v) for k, v in kwargs.items()})
+
+
+def __array_function__(self: Tensor, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+    fn = _FUNCTIONS.get(func)
+    if fn is not None:
+        return fn(*args, **kwargs)
+    return func(*_plain(args), **{k: _plain(v) for k, v in kwargs.items()})
+
+
+def attach() -> None:
+    for name, fn in _OPERATORS.items():
+        setattr(Tensor, name, fn)
+    for name in _METHODS:  # a function set on a class is a method: x.exp() is F.exp(x)
+        setattr(Tensor, name, getattr(F, name))
+    for name, fn in _EXTRA.items():
+        setattr(Tensor, name, fn)
+    Tensor.__array_ufunc__ = __array_ufunc__
+    Tensor.__array_function__ = __array_function__
+
+
+attach()

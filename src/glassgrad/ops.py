@@ -1,0 +1,497 @@
+"""The op table: every differentiable primitive, its forward and its backward, side by side.
+
+Each entry is ``defop(name, formula, forward, backward, ...)``:
+
+- ``forward(*arrays, **attrs)`` computes the result with NumPy;
+- ``backward`` is one rule per input, ``rule(grad, out, *inputs, **attrs)`` returning that
+  input's gradient (a single rule for a one-input op; ``None`` for an input that takes no
+  gradient). ``grad`` is the gradient arriving from above, ``out`` the forward result,
+  inputs keep their forward names. Rules are bare math: the engine
+  (``autograd.py``) sums away broadcast dimensions, casts to the input's dtype, accumulates
+  and skips inputs that need no gradient. Rules use only operators, methods and the NumPy
+  functions that ``Tensor`` also accepts, so with ``create_graph=True`` the same rule runs
+  on Tensors and its result is differentiable again (higher-order gradients).
+- ``formula`` is what ``glassgrad ops`` and the explainer print; ``domain`` (and ``cases``
+  for ops whose inputs are not plain broadcastable arrays) drive the generated tests in
+  ``tests/test_ops_table.py``.
+
+Composites (mean, var, softmax, stack, leaky_relu, ...) live in ``functional.py`` and have
+no backward code. An op is a primitive here only for numerical stability or speed, and its
+entry says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .autograd import record
+from .tensor import Tensor, as_constant
+
+
+def case(*shapes: tuple[int, ...], **attrs: Any) -> tuple[tuple, dict]:
+    """A test case for an op of kind "custom": the input shapes and the attributes."""
+    return shapes, attrs
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    name: str
+    formula: str
+    forward: Callable[..., np.ndarray]
+    backward: Callable[..., Any] | tuple[Callable[..., Any] | None, ...]
+    domain: tuple[float, float] | None = (-2.0, 2.0)  # where inputs are sampled in tests
+    kind: str = "elementwise"  # elementwise | reduction | custom: how tests choose shapes
+    cases: tuple = ()  # (input shapes, attrs) pairs for kind="custom"
+    why: str = ""  # why this is a primitive rather than a composite
+    variadic: bool = False  # any number of inputs; ``backward`` returns all their gradients
+    rules: tuple[Callable[..., Any] | None, ...] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One rule per input (``None``: not differentiable), so the engine computes only the
+        # gradients some input needs: for x @ W with data x, the x-side matmul never runs.
+        rules = None if self.variadic else (
+            self.backward if isinstance(self.backward, tuple) else (self.backward,)
+        )
+        object.__setattr__(self, "rules", rules)
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+    def __call__(self, *inputs: Any, **attrs: Any) -> Any:
+        """On Tensors, record a node; on plain arrays, just compute (as rules need)."""
+        for x in inputs:
+            if type(x) is Tensor:
+                return apply(self, *inputs, **attrs)
+        return self.forward(*inputs, **attrs)
+
+
+OPS: dict[str, Op] = {}
+
+
+def defop(name: str, formula: str, forward: Callable, backward: Callable, **kw: Any) -> Op:
+    op = Op(name, formula, forward, backward, **kw)
+    OPS[name] = op
+    return op
+
+
+def apply(op: Op, *inputs: Any, **attrs: Any) -> Any:
+    """Run ``op`` forward on Tensors (other values become constants) and record the node.
+
+    The hottest function in the library: no comprehension, one call to ``forward``.
+    """
+    for x in inputs:
+        if type(x) is not Tensor:
+            inputs = tuple(as_constant(y, inputs) for y in inputs)
+            break
+    try:
+        if attrs:
+            out = op.forward(*[t._data for t in inputs], **attrs)
+        elif len(inputs) == 2:
+            out = op.forward(inputs[0]._data, inputs[1]._data)
+        elif len(inputs) == 1:
+            out = op.forward(inputs[0]._data)
+        else:
+            out = op.forward(*[t._data for t in inputs])
+    except (ValueError, IndexError, TypeError) as e:
+        raise _op_error(op, inputs, attrs, e) from None
+    return record(op, inputs, out, attrs or None)
+
+
+def _op_error(op: Op, ts: tuple, attrs: dict, e: Exception) -> Exception:
+    shapes = ", ".join(str(t.shape) for t in ts)
+    hint = ""
+    if op.name == "matmul":
+        a, b = ts[0].shape, ts[1].shape
+        hint = (
+            f" For a @ b the last dimension of a ({a[-1] if a else '-'}) must equal the "
+            f"{'first' if len(b) == 1 else 'second-to-last'} dimension of b "
+            f"({b[0] if len(b) == 1 else (b[-2] if b else '-')}). Fix: transpose one operand "
+            f"(b.T) or check the layer sizes."
+        )
+    elif op.kind == "elementwise" and len(ts) > 1:
+        hint = (
+            " Shapes broadcast when, aligned from the right, each pair of dimensions is equal "
+            "or one of them is 1. Fix: reshape one operand (e.g. x.reshape(-1, 1)) so that "
+            "they line up."
+        )
+    a = f" with {attrs}" if attrs else ""
+    return type(e)(f"{op.name}: cannot apply to inputs of shapes {shapes}{a}: {e}.{hint}")
+
+
+# =========================================================================== elementwise
+add = defop(
+    "add", "∂(a + b)/∂a = 1,  ∂(a + b)/∂b = 1",
+    np.add,
+    (lambda grad, out, a, b: grad, lambda grad, out, a, b: grad),
+)
+sub = defop(
+    "sub", "∂(a − b)/∂a = 1,  ∂(a − b)/∂b = −1",
+    np.subtract,
+    (lambda grad, out, a, b: grad, lambda grad, out, a, b: -grad),
+)
+mul = defop(
+    "mul", "∂(a·b)/∂a = b,  ∂(a·b)/∂b = a",
+    np.multiply,
+    (lambda grad, out, a, b: grad * b, lambda grad, out, a, b: grad * a),
+)
+div = defop(
+    "div", "∂(a/b)/∂a = 1/b,  ∂(a/b)/∂b = −a/b²",
+    np.true_divide,
+    (lambda grad, out, a, b: grad / b, lambda grad, out, a, b: -grad * out / b),
+    domain=(0.5, 2.0),
+)
+neg = defop(
+    "neg", "∂(−x)/∂x = −1",
+    np.negative,
+    lambda grad, out, x: -grad,
+)
+
+
+pow = defop(  # noqa: A001 - the op's public name
+    "pow", "∂(aᵇ)/∂a = b·aᵇ⁻¹,  ∂(aᵇ)/∂b = aᵇ·ln a  (taken as 0 where a ≤ 0)",
+    np.power,
+    (
+        lambda grad, out, a, b: grad * b * a ** (b - 1),
+        lambda grad, out, a, b: grad * out * np.log(np.where(a > 0, a, 1)),
+    ),
+    domain=(0.5, 2.0),
+)
+exp = defop(
+    "exp", "∂eˣ/∂x = eˣ",
+    np.exp,
+    lambda grad, out, x: grad * out,
+)
+log = defop(
+    "log", "∂ln x/∂x = 1/x",
+    np.log,
+    lambda grad, out, x: grad / x,
+    domain=(0.5, 3.0),
+)
+sqrt = defop(
+    "sqrt", "∂√x/∂x = 1/(2√x)",
+    np.sqrt,
+    lambda grad, out, x: grad / (2 * out),
+    domain=(0.5, 3.0),
+)
+abs = defop(  # noqa: A001
+    "abs", "∂|x|/∂x = sign(x)  (0 at x = 0)",
+    np.abs,
+    lambda grad, out, x: grad * np.sign(x),
+)
+sin = defop(
+    "sin", "∂sin x/∂x = cos x",
+    np.sin,
+    lambda grad, out, x: grad * np.cos(x),
+)
+cos = defop(
+    "cos", "∂cos x/∂x = −sin x",
+    np.cos,
+    lambda grad, out, x: -grad * np.sin(x),
+)
+tanh = defop(
+    "tanh", "∂tanh x/∂x = 1 − tanh²x",
+    np.tanh,
+    lambda grad, out, x: grad * (1 - out * out),
+    domain=(-3.0, 3.0),
+    why="speed: one node instead of the four of (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ), and no overflow",
+)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # σ(x) = ½(1 + tanh(x/2)): exact, never overflows, one ufunc pass.
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
+sigmoid = defop(
+    "sigmoid", "∂σ(x)/∂x = σ(x)·(1 − σ(x))",
+    _sigmoid,
+    lambda grad, out, x: grad * out * (1 - out),
+    domain=(-4.0, 4.0),
+    why="stability: 1/(1 + e⁻ˣ) overflows for x < −88 in float32; speed: one node",
+)
+relu = defop(
+    "relu", "∂relu(x)/∂x = 1 if x > 0 else 0",
+    lambda x: np.maximum(x, 0),
+    lambda grad, out, x: grad * (x > 0),
+    why="speed: the most used activation, one node instead of where(x > 0, x, 0)",
+)
+maximum = defop(
+    "maximum", "∂max(a, b)/∂a = 1 if a > b (½ if a = b),  ∂/∂b likewise",
+    np.maximum,
+    (
+        lambda grad, out, a, b: grad * ((a > b) + 0.5 * (a == b)),
+        lambda grad, out, a, b: grad * ((b > a) + 0.5 * (a == b)),
+    ),
+)
+minimum = defop(
+    "minimum", "∂min(a, b)/∂a = 1 if a < b (½ if a = b),  ∂/∂b likewise",
+    np.minimum,
+    (
+        lambda grad, out, a, b: grad * ((a < b) + 0.5 * (a == b)),
+        lambda grad, out, a, b: grad * ((b < a) + 0.5 * (a == b)),
+    ),
+)
+where = defop(
+    "where", "∂where(c, a, b)/∂a = c,  ∂/∂b = ¬c  (c is not differentiable)",
+    np.where,
+    (
+        None,
+        lambda grad, out, cond, a, b: np.where(cond, grad, 0),
+        lambda grad, out, cond, a, b: np.where(cond, 0, grad),
+    ),
+)
+clip = defop(
+    "clip", "∂clip(x, lo, hi)/∂x = 1 if lo ≤ x ≤ hi else 0",
+    lambda x, lo=None, hi=None: np.clip(x, lo, hi),
+    lambda grad, out, x, lo=None, hi=None: (
+        grad * ((x >= (-np.inf if lo is None else lo)) & (x <= (np.inf if hi is None else hi)))
+    ),
+    kind="custom",
+    cases=(case((3, 4), lo=-0.5, hi=0.5), case((5,), lo=0.0), case((2, 3), hi=0.2)),
+)
+
+
+def _cast_forward(x: np.ndarray, dtype: Any = None) -> np.ndarray:
+    return x.astype(dtype, copy=False)
+
+
+cast = defop(
+    "cast", "∂cast(x)/∂x = 1  (the gradient is cast back to x's dtype)",
+    _cast_forward,
+    lambda grad, out, x, dtype=None: grad,
+    kind="custom",
+    cases=(case((3,), dtype=np.float64),),
+)
+
+
+# =========================================================================== linear algebra
+# A vector operand is promoted as in NumPy (a (k,) is (1, k); b (k,) is (k, 1)) and the
+# gradient's matching axis is added back; the engine then sums any broadcast batch axes.
+def _matmul_grad_a(grad: Any, out: Any, a: Any, b: Any) -> Any:
+    if b.ndim == 1:
+        return grad[..., None] * b if a.ndim == 1 else grad[..., :, None] @ b[None, :]
+    if a.ndim == 1:
+        return (grad[..., None, :] @ b.swapaxes(-1, -2))[..., 0, :]
+    return grad @ b.swapaxes(-1, -2)
+
+
+def _matmul_grad_b(grad: Any, out: Any, a: Any, b: Any) -> Any:
+    if a.ndim == 1:
+        return grad[..., None] * a if b.ndim == 1 else a[:, None] @ grad[..., None, :]
+    if b.ndim == 1:
+        return (a.swapaxes(-1, -2) @ grad[..., :, None])[..., :, 0]
+    return a.swapaxes(-1, -2) @ grad
+
+
+matmul = defop(
+    "matmul", "∂(A@B)/∂A = G@Bᵀ,  ∂(A@B)/∂B = Aᵀ@G",
+    np.matmul,
+    (_matmul_grad_a, _matmul_grad_b),
+    kind="custom",
+    cases=(
+        case((3, 4), (4, 5)), case((4,), (4,)), case((4,), (4, 3)), case((3, 4), (4,)),
+        case((2, 3, 4), (4, 5)), case((2, 3, 4), (2, 4, 5)), case((3, 4), (2, 4, 5)),
+        case((2, 1, 3, 4), (5, 4, 2)), case((4,), (2, 4, 3)),
+    ),
+)
+
+
+def _linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    out = x @ weight.T
+    out += bias  # out is fresh, so adding in place saves a temporary the size of the batch
+    return out
+
+
+def _rows(a: Any) -> Any:
+    """(..., n) as a matrix (rows, n): batch dimensions flattened."""
+    return a.reshape(-1, a.shape[-1])
+
+
+linear = defop(
+    "linear", "y = x@Wᵀ + b:  ∂/∂x = G@W,  ∂/∂W = Gᵀ@x,  ∂/∂b = Σ_rows G",
+    _linear_forward,
+    (
+        lambda grad, out, x, weight, bias: grad @ weight,
+        lambda grad, out, x, weight, bias: _rows(grad).T @ _rows(x),
+        lambda grad, out, x, weight, bias: _rows(grad).sum(axis=0),
+    ),
+    kind="custom",
+    cases=(case((4, 3), (5, 3), (5,)), case((3,), (2, 3), (2,)), case((2, 4, 3), (5, 3), (5,))),
+    why="speed: one node for a layer instead of transpose, matmul and add, and no gradient "
+        "for the input when it is data",
+)
+
+
+# =========================================================================== reductions
+def _norm_axis(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    return tuple(a % ndim if ndim else 0 for a in axis)
+
+
+def _expand_like(grad: Any, x: Any, axis: Any, keepdims: bool) -> Any:
+    """Reshape a reduced gradient so it broadcasts against the unreduced input."""
+    if not keepdims and x.ndim:
+        shape = list(x.shape)
+        for a in _norm_axis(axis, x.ndim):
+            shape[a] = 1
+        grad = grad.reshape(tuple(shape))
+    return grad
+
+
+sum = defop(  # noqa: A001
+    "sum", "∂(Σᵢ xᵢ)/∂xⱼ = 1",
+    lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+    lambda grad, out, x, axis=None, keepdims=False: (
+        np.broadcast_to(_expand_like(grad, x, axis, keepdims), x.shape)
+    ),
+    kind="reduction",
+)
+
+
+def _extreme_backward(grad: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
+    # The gradient is shared equally among the elements that attain the extreme (ties).
+    mask = x == _expand_like(out, x, axis, keepdims)
+    count = mask.sum(axis=axis, keepdims=True)
+    return _expand_like(grad, x, axis, keepdims) * mask / count
+
+
+max = defop(  # noqa: A001
+    "max", "∂max(x)/∂xⱼ = 1 where xⱼ is the maximum (shared equally among ties), else 0",
+    lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+    _extreme_backward,
+    kind="reduction",
+)
+min = defop(  # noqa: A001
+    "min", "∂min(x)/∂xⱼ = 1 where xⱼ is the minimum (shared equally among ties), else 0",
+    lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
+    _extreme_backward,
+    kind="reduction",
+)
+
+
+def _logsumexp(x: np.ndarray, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+logsumexp = defop(
+    "logsumexp", "∂ log Σⱼ e^xⱼ / ∂xᵢ = e^xᵢ / Σⱼ e^xⱼ = softmax(x)ᵢ",
+    _logsumexp,
+    lambda grad, out, x, axis=None, keepdims=False: (
+        _expand_like(grad, x, axis, keepdims) * np.exp(x - _expand_like(out, x, axis, keepdims))
+    ),
+    kind="reduction",
+    why="stability: subtracts the max before exp, so large inputs do not overflow",
+)
+
+
+def _log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return x - _logsumexp(x, axis=axis, keepdims=True)
+
+
+log_softmax = defop(
+    "log_softmax", "∂ log_softmax(x)ᵢ / ∂xⱼ = δᵢⱼ − softmax(x)ⱼ",
+    _log_softmax,
+    lambda grad, out, x, axis=-1: grad - np.exp(out) * grad.sum(axis=axis, keepdims=True),
+    kind="custom",
+    cases=(case((5,)), case((3, 4), axis=-1), case((3, 4), axis=0), case((2, 3, 4), axis=1)),
+    why="stability and speed: the base of cross_entropy; never takes log of an underflowed 0",
+)
+
+
+# =========================================================================== shape
+def _reshape_forward(x: np.ndarray, shape: tuple[int, ...] = ()) -> np.ndarray:
+    return np.reshape(x, shape)
+
+
+reshape = defop(
+    "reshape", "∂reshape(x)/∂x: the gradient is reshaped back to x's shape",
+    _reshape_forward,
+    lambda grad, out, x, shape=(): grad.reshape(x.shape),
+    kind="custom",
+    cases=(case((2, 6), shape=(3, 4)), case((12,), shape=(2, -1)), case((1,), shape=())),
+)
+
+
+def _transpose_forward(x: np.ndarray, axes: tuple[int, ...] | None = None) -> np.ndarray:
+    return np.transpose(x, axes)
+
+
+transpose = defop(
+    "transpose", "∂transpose(x)/∂x: the gradient is transposed back by the inverse permutation",
+    _transpose_forward,
+    lambda grad, out, x, axes=None: (
+        grad.transpose(None if axes is None else tuple(int(i) for i in np.argsort(axes)))
+    ),
+    kind="custom",
+    cases=(case((3, 4)), case((2, 3, 4), axes=(1, 2, 0)), case((2, 3, 4), axes=None)),
+)
+broadcast_to = defop(
+    "broadcast_to", "∂broadcast_to(x)/∂x: the gradient is summed over the broadcast dimensions",
+    lambda x, shape=(): np.broadcast_to(x, shape),
+    lambda grad, out, x, shape=(): grad,  # the engine sums the broadcast dimensions away
+    kind="custom",
+    cases=(case((3, 1), shape=(2, 3, 4)), case((4,), shape=(3, 4))),
+)
+
+
+def _getitem_backward(grad: Any, out: Any, x: Any, index: Any = None) -> Any:
+    return index_add(np.zeros(x.shape, dtype=x.dtype), grad, index=index)
+
+
+getitem = defop(
+    "getitem", "∂x[i]/∂x: the gradient is scattered back to position i (summed where repeated)",
+    lambda x, index=None: x[index],
+    _getitem_backward,
+    kind="custom",
+    cases=(
+        case((5,), index=2), case((4, 3), index=(slice(1, 3), 0)),
+        case((4, 3), index=(None, Ellipsis, slice(None, None, -1))),
+        case((5, 2), index=np.array([0, 2, 2, 4])),
+        case((3, 4), index=np.array([[True, False, True, False]] * 3)),
+        case((4, 3), index=(np.array([0, 1, 3]), np.array([2, 2, 0]))),
+    ),
+)
+
+
+def _index_add_forward(base: np.ndarray, values: np.ndarray, index: Any = None) -> np.ndarray:
+    out = base.copy()
+    np.add.at(out, index, values)
+    return out
+
+
+index_add = defop(
+    "index_add", "∂(base with values added at i)/∂base = 1,  ∂/∂values = G[i]",
+    _index_add_forward,
+    (lambda grad, out, base, values, index=None: grad,
+     lambda grad, out, base, values, index=None: grad[index]),
+    kind="custom",
+    cases=(case((5,), (3,), index=np.array([0, 2, 2])),),
+    why="the backward of getitem; a primitive so that getitem has a second derivative",
+)
+
+
+def _concat_backward(grad: Any, out: Any, *xs: Any, axis: int = 0) -> tuple[Any, ...]:
+    ax = axis % out.ndim
+    ends = np.cumsum([x.shape[ax] for x in xs])
+    lead = (slice(None),) * ax
+    return tuple(grad[(*lead, slice(e - x.shape[ax], e))] for x, e in zip(xs, ends))
+
+
+concatenate = defop(
+    "concatenate", "∂concat(x₁, x₂, …)/∂xₖ: the slice of the gradient where xₖ was placed",
+    lambda *xs, axis=0: np.concatenate(xs, axis=axis),
+    _concat_backward,
+    variadic=True,
+    kind="custom",
+    cases=(case((2, 3), (4, 3), axis=0), case((2, 3), (2, 1), (2, 2), axis=-1)),
+)
