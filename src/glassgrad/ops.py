@@ -64,7 +64,7 @@ class Op:
     def __call__(self, *inputs: Any, **attrs: Any) -> Any:
         """On Tensors, record a node; on plain arrays, just compute (as rules need)."""
         for x in inputs:
-            if type(x) is Tensor:
+            if isinstance(x, Tensor):
                 return apply(self, *inputs, **attrs)
         return self.forward(*inputs, **attrs)
 
@@ -84,7 +84,7 @@ def apply(op: Op, *inputs: Any, **attrs: Any) -> Any:
     The hottest function in the library: no comprehension, one call to ``forward``.
     """
     for x in inputs:
-        if type(x) is not Tensor:
+        if type(x) is not Tensor and not isinstance(x, Tensor):  # (nn.Parameter is a Tensor)
             inputs = tuple(as_constant(y, inputs) for y in inputs)
             break
     try:
