@@ -104,6 +104,8 @@ class GraphError(RuntimeError):
 # --------------------------------------------------------------------------- forward
 def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | None) -> Tensor:
     """Wrap a forward result in a Tensor and, if any input needs a gradient, link it in."""
+    if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
+        out = np.asarray(out)
     result = Tensor.__new__(Tensor)
     result._data = out
     result.grad = None
@@ -319,7 +321,7 @@ def seed_for(t: Tensor, grad: Any) -> Any:
                 f"first (y.sum().backward() or y.mean().backward()), or pass the gradient "
                 f"of shape {t.shape}: y.backward(grad)."
             )
-        return np.ones_like(t._data)
+        return np.array(1, dtype=t._data.dtype).reshape(t._data.shape)
     g = grad._data if isinstance(grad, Tensor) else np.asarray(grad, dtype=t.dtype)
     if g.shape != t.shape:
         raise ValueError(

@@ -194,7 +194,7 @@ def getitem(x: Any, index: Any) -> Tensor:
 
 # --------------------------------------------------------------------------- composites
 def _count(x: Any, axis: Axis) -> int:
-    shape = np.shape(x)
+    shape = x.shape if isinstance(x, Tensor) else np.shape(x)
     if axis is None:
         return math.prod(shape)
     axes = (axis,) if isinstance(axis, int) else axis
@@ -202,9 +202,8 @@ def _count(x: Any, axis: Axis) -> int:
 
 
 def mean(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Σx / n over ``axis``. Composite: sum, then divide."""
-    axis = _axis(axis)
-    return sum(x, axis, keepdims) / _count(x, axis)
+    """Σx / n over ``axis``."""
+    return apply(ops.mean, x, axis=_axis(axis), keepdims=keepdims)
 
 
 def var(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:

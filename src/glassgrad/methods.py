@@ -168,10 +168,16 @@ def _plain(x: Any) -> Any:
     return x
 
 
+_REDUCTIONS = {np.add: F.sum, np.maximum: F.max, np.minimum: F.min}
+
+
 def __array_ufunc__(self: Tensor, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
     fn = _UFUNCS.get(ufunc)
     if fn is not None and method == "__call__" and not kwargs:
         return fn(*inputs)
+    # np.add.reduce(t, axis=..., keepdims=...), as the op table's rules write a sum.
+    if method == "reduce" and ufunc in _REDUCTIONS and set(kwargs) <= {"axis", "keepdims"}:
+        return _REDUCTIONS[ufunc](inputs[0], kwargs.get("axis", 0), kwargs.get("keepdims", False))
     # Anything else runs on the plain arrays: a NumPy result, outside the graph.
     return getattr(ufunc, method)(*_plain(inputs), **{k: _plain(v) for k, v in kwargs.items()})
 

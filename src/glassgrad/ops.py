@@ -18,6 +18,9 @@ Each entry is ``defop(name, formula, forward, backward, ...)``:
 Composites (mean, var, softmax, stack, leaky_relu, ...) live in ``functional.py`` and have
 no backward code. An op is a primitive here only for numerical stability or speed, and its
 entry says which.
+
+Careful: this module defines ops named sum, max, min, abs and pow, which shadow Python's
+built-ins here; use ``builtins.max`` etc. if a built-in is ever needed.
 """
 
 from __future__ import annotations
@@ -119,7 +122,9 @@ def _op_error(op: Op, ts: tuple, attrs: dict, e: Exception) -> Exception:
             "they line up."
         )
     a = f" with {attrs}" if attrs else ""
-    return type(e)(f"{op.name}: cannot apply to inputs of shapes {shapes}{a}: {e}.{hint}")
+    # Re-raise as the plain built-in type: subclasses such as AxisError take other arguments.
+    kind = next(t for t in (IndexError, TypeError, ValueError) if isinstance(e, t))
+    return kind(f"{op.name}: cannot apply to inputs of shapes {shapes}{a}: {e}.{hint}")
 
 
 # =========================================================================== elementwise
@@ -308,7 +313,7 @@ def _linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.n
 
 def _rows(a: Any) -> Any:
     """(..., n) as a matrix (rows, n): batch dimensions flattened."""
-    return a.reshape(-1, a.shape[-1])
+    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
 
 
 linear = defop(
@@ -317,7 +322,7 @@ linear = defop(
     (
         lambda grad, out, x, weight, bias: grad @ weight,
         lambda grad, out, x, weight, bias: _rows(grad).T @ _rows(x),
-        lambda grad, out, x, weight, bias: _rows(grad).sum(axis=0),
+        lambda grad, out, x, weight, bias: np.add.reduce(_rows(grad), axis=0),
     ),
     kind="custom",
     cases=(case((4, 3), (5, 3), (5,)), case((3,), (2, 3), (2,)), case((2, 4, 3), (5, 3), (5,))),
@@ -345,41 +350,68 @@ def _expand_like(grad: Any, x: Any, axis: Any, keepdims: bool) -> Any:
     return grad
 
 
+def _expand_to(grad: Any, shape: tuple[int, ...]) -> Any:
+    """``grad`` broadcast up to ``shape``, as a fresh array (np.broadcast_to is a slow
+    Python wrapper, and its read-only view would have to be copied later anyway)."""
+    if type(grad) is np.ndarray:
+        out = np.empty(shape, dtype=grad.dtype)
+        out[...] = grad
+        return out
+    return np.broadcast_to(grad, shape)  # a Tensor (create_graph): the differentiable op
+
+
 sum = defop(  # noqa: A001
     "sum", "∂(Σᵢ xᵢ)/∂xⱼ = 1",
-    lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+    lambda x, axis=None, keepdims=False: np.add.reduce(x, axis=axis, keepdims=keepdims),
     lambda grad, out, x, axis=None, keepdims=False: (
-        np.broadcast_to(_expand_like(grad, x, axis, keepdims), x.shape)
+        _expand_to(_expand_like(grad, x, axis, keepdims), x.shape)
     ),
     kind="reduction",
+)
+
+
+def _mean_forward(x: np.ndarray, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    # np.add.reduce: np.mean's Python wrapper costs more than the arithmetic on small arrays.
+    total = np.add.reduce(x, axis=axis, keepdims=keepdims)
+    return np.true_divide(total, x.size // (total.size or 1), dtype=total.dtype)
+
+
+mean = defop(
+    "mean", "∂(Σᵢ xᵢ / n)/∂xⱼ = 1/n",
+    _mean_forward,
+    lambda grad, out, x, axis=None, keepdims=False: (
+        _expand_to(_expand_like(grad, x, axis, keepdims) / (x.size // out.size), x.shape)
+    ),
+    kind="reduction",
+    why="speed: the reduction of nearly every loss; one node instead of sum and divide",
 )
 
 
 def _extreme_backward(grad: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
     # The gradient is shared equally among the elements that attain the extreme (ties).
     mask = x == _expand_like(out, x, axis, keepdims)
-    count = mask.sum(axis=axis, keepdims=True)
+    count = np.add.reduce(mask, axis=axis, keepdims=True)
     return _expand_like(grad, x, axis, keepdims) * mask / count
 
 
 max = defop(  # noqa: A001
     "max", "∂max(x)/∂xⱼ = 1 where xⱼ is the maximum (shared equally among ties), else 0",
-    lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+    lambda x, axis=None, keepdims=False: np.maximum.reduce(x, axis=axis, keepdims=keepdims),
     _extreme_backward,
     kind="reduction",
 )
 min = defop(  # noqa: A001
     "min", "∂min(x)/∂xⱼ = 1 where xⱼ is the minimum (shared equally among ties), else 0",
-    lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
+    lambda x, axis=None, keepdims=False: np.minimum.reduce(x, axis=axis, keepdims=keepdims),
     _extreme_backward,
     kind="reduction",
 )
 
 
 def _logsumexp(x: np.ndarray, axis: Any = None, keepdims: bool = False) -> np.ndarray:
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.maximum.reduce(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    out = np.log(np.add.reduce(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -401,7 +433,9 @@ def _log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 log_softmax = defop(
     "log_softmax", "∂ log_softmax(x)ᵢ / ∂xⱼ = δᵢⱼ − softmax(x)ⱼ",
     _log_softmax,
-    lambda grad, out, x, axis=-1: grad - np.exp(out) * grad.sum(axis=axis, keepdims=True),
+    lambda grad, out, x, axis=-1: (
+        grad - np.exp(out) * np.add.reduce(grad, axis=axis, keepdims=True)
+    ),
     kind="custom",
     cases=(case((5,)), case((3, 4), axis=-1), case((3, 4), axis=0), case((2, 3, 4), axis=1)),
     why="stability and speed: the base of cross_entropy; never takes log of an underflowed 0",

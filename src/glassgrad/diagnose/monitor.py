@@ -1,0 +1,352 @@
+"""``Monitor``: per-layer numbers recorded while a network trains.
+
+Per parameter layer and recorded step: gradient norm, weight norm, update-to-weight ratio
+‖ΔW‖/‖W‖ and non-finite counts. Per activation (outputs of the ``sigmoid``, ``tanh`` and
+``relu`` ops, seen through the engine's forward hook): mean, standard deviation, the fraction
+of saturated values (sigmoid < 0.01 or > 0.99, |tanh| > 0.99: the local derivative is below
+4% of its peak there) and of dead ReLU units (a unit that is 0 for every example of the
+batch), plus histograms of the first and the last recorded batch.
+
+The hook is attached only while a recorded step's forward pass runs, so a step that is not
+recorded (``every``) and a run without a Monitor cost nothing.
+
+Everything is stored in one JSON-friendly dict, ``monitor.data``, which ``fit`` keeps in
+``history.extra["monitor"]``; ``rules`` and ``plots`` read it, ``to_csv``/``to_json`` export it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..autograd import hook
+from ..tensor import Tensor
+
+ACTIVATION_OPS = ("sigmoid", "tanh", "relu")
+SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| > 0.99: derivative < 4% of its peak
+HIST_BINS = 40
+
+
+def named_parameters(model: Any) -> list[tuple[str, Tensor]]:
+    """(name, tensor) pairs of a Module, a dict of Tensors or a list of Tensors."""
+    if hasattr(model, "named_parameters"):
+        return list(model.named_parameters())
+    if isinstance(model, dict):
+        return list(model.items())
+    return [(f"p{i}", p) for i, p in enumerate(model)]
+
+
+def layer_of(name: str) -> str:
+    """The layer a parameter belongs to: "layers.1.weight" -> "layers.1"."""
+    return name.rpartition(".")[0] or name
+
+
+def _sqnorm(a: np.ndarray) -> float:
+    v = a.reshape(-1)
+    s = float(np.dot(v, v))
+    if not math.isfinite(s) and np.isfinite(v).all():  # squares overflowed float32
+        v = v.astype(np.float64)
+        s = float(np.dot(v, v))
+    return s
+
+
+def _nonfinite(a: np.ndarray) -> int:
+    return 0 if np.isfinite(a).all() else int(a.size - np.count_nonzero(np.isfinite(a)))
+
+
+class Monitor:
+    """Record what each layer does during training; a ``fit`` callback or used by hand.
+
+    As a callback: ``gg.fit(model, X, y, ..., callbacks=[Monitor()])``. By hand::
+
+        monitor = Monitor(model)
+        with monitor.observe_activations():
+            loss = loss_fn(model(X), y)
+        loss.backward()
+        monitor.after_backward(loss=loss)   # gradient and weight norms
+        optimizer.step()
+        monitor.after_step()                # update-to-weight ratios
+
+    ``every`` records one step in ``every`` (the others cost nothing); ``activations=False``
+    skips the forward hook.
+    """
+
+    def __init__(self, model: Any = None, every: int = 1, activations: bool = True) -> None:
+        if every < 1:
+            raise ValueError(f"Monitor(every={every}): must record at least every step >= 1")
+        self.model = model
+        self.every = every
+        self.activations = activations
+        self.data: dict[str, Any] = {
+            "every": every,
+            "params": {},  # layer -> {"step", "grad_norm", "weight_norm", "update_ratio", ...}
+            "activations": {},  # layer -> {"op", "step", "mean", "std", "saturated", ...}
+            "hist_first": {},  # layer -> {"op", "step", "edges", "counts"}
+            "hist_last": {},
+            "loss": {"step": [], "value": []},
+            "epochs": [],  # the fit logs of every epoch: {"epoch", "loss", "val_loss", ...}
+            "lr": None,
+        }
+        self.step = 0  # steps seen (recorded or not)
+        self._ids: dict[int, str] = {}  # id(parameter) -> layer, to name activations
+        self._before: dict[str, list[np.ndarray]] = {}
+        self._last_acts: dict[str, tuple[str, np.ndarray]] = {}
+        self._act_index = 0
+        self._recording = False
+
+    # ------------------------------------------------------------------ by hand
+    def recording(self) -> bool:
+        """Whether the current step is one that ``every`` records."""
+        return self.step % self.every == 0
+
+    @contextlib.contextmanager
+    def observe_activations(self, model: Any = None) -> Iterator[Monitor]:
+        """Record the activations of the forward pass run inside this block."""
+        self._index_params(model)
+        if not (self.activations and self.recording()):
+            yield self
+            return
+        self._act_index = 0
+        with hook(self):
+            yield self
+
+    def after_backward(self, model: Any = None, loss: Any = None) -> None:
+        """Record gradient and weight norms (call after ``backward()``, before the update)."""
+        model = self._index_params(model)
+        if loss is not None:
+            self._log_loss(loss)
+        if not self.recording():
+            return
+        self._recording = True
+        self._before = {}
+        groups: dict[str, list[Tensor]] = {}
+        for name, p in named_parameters(model):
+            groups.setdefault(layer_of(name), []).append(p)
+        for layer, ps in groups.items():
+            g2 = w2 = 0.0
+            bad_g = bad_w = 0
+            for p in ps:
+                w2 += _sqnorm(p._data)
+                bad_w += _nonfinite(p._data)
+                if p.grad is not None:
+                    g = p.grad._data
+                    g2 += _sqnorm(g)
+                    bad_g += _nonfinite(g)
+            rec = self.data["params"].setdefault(layer, {
+                "step": [], "grad_norm": [], "weight_norm": [], "update_ratio": [],
+                "nonfinite_grad": [], "nonfinite_weight": [], "size": sum(p.size for p in ps),
+            })
+            rec["step"].append(self.step)
+            rec["grad_norm"].append(math.sqrt(g2))
+            rec["weight_norm"].append(math.sqrt(w2))
+            rec["update_ratio"].append(math.nan)  # filled in by after_step()
+            rec["nonfinite_grad"].append(bad_g)
+            rec["nonfinite_weight"].append(bad_w)
+            self._before[layer] = [p._data.copy() for p in ps]
+        self._groups = groups
+
+    def after_step(self, model: Any = None) -> None:
+        """Record ‖ΔW‖/‖W‖ per layer (call after ``optimizer.step()``); ends the step."""
+        if self._recording:
+            for layer, ps in self._groups.items():
+                d2 = sum(_sqnorm(p._data - b) for p, b in zip(ps, self._before[layer]))
+                rec = self.data["params"][layer]
+                w = rec["weight_norm"][-1]
+                rec["update_ratio"][-1] = math.sqrt(d2) / w if w > 0 else math.inf
+            self._before = {}
+        self._recording = False
+        self.step += 1
+
+    def end_epoch(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Store an epoch's summary (train/validation loss and metrics) for the rules."""
+        row = {"epoch": int(epoch)}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.data["epochs"].append(row)
+
+    def finish(self) -> dict[str, Any]:
+        """Compute the last-batch activation histograms; returns ``data``."""
+        for layer, (op, a) in self._last_acts.items():
+            self.data["hist_last"][layer] = _histogram(op, a, self._last_step.get(layer, 0))
+        return self.data
+
+    # ------------------------------------------------------------------ fit callback
+    def on_fit_start(self, trainer: Any) -> None:
+        self.model = trainer.model
+        self._index_params(trainer.model)
+        opt = getattr(trainer, "optimizer", None)
+        groups = getattr(opt, "param_groups", None)
+        if groups:
+            self.data["lr"] = groups[0].get("lr")
+        extra = getattr(trainer.history, "extra", None)
+        if extra is not None:
+            extra["monitor"] = self.data
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        pass
+
+    def on_batch_start(self, trainer: Any, step: int) -> None:
+        if self.activations and self.recording():
+            self._act_index = 0
+            self._hook = hook(self)
+            self._hook.__enter__()
+
+    def on_after_backward(self, trainer: Any, step: int) -> None:
+        self._detach()
+        self.after_backward(trainer.model)
+
+    def on_batch_end(self, trainer: Any, step: int, loss: Any) -> None:
+        self._detach()
+        self._log_loss(loss)
+        self.after_step(trainer.model)
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        self.end_epoch(epoch, logs)
+
+    def on_fit_end(self, trainer: Any) -> None:
+        self._detach()
+        self.finish()
+
+    # ------------------------------------------------------------------ engine hook
+    def on_forward(self, op: Any, inputs: tuple, out: Tensor) -> None:
+        if op.name not in ACTIVATION_OPS:
+            return
+        self._act_index += 1
+        layer = self._source_layer(inputs[0]) or f"{op.name}{self._act_index}"
+        a = out._data
+        rec = self.data["activations"].setdefault(layer, {
+            "op": op.name, "step": [], "mean": [], "std": [], "saturated": [], "dead": [],
+            "nonfinite": [],
+        })
+        with np.errstate(all="ignore"):
+            rec["step"].append(self.step)
+            rec["mean"].append(float(a.mean()))
+            rec["std"].append(float(a.std()))
+            if op.name == "relu":
+                rec["saturated"].append(0.0)
+                units = a.reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
+                rec["dead"].append(float((units.max(axis=0) <= 0).mean()))
+            else:
+                lo = -SATURATION if op.name == "tanh" else 1 - SATURATION
+                rec["saturated"].append(float(((a < lo) | (a > SATURATION)).mean()))
+                rec["dead"].append(0.0)
+            rec["nonfinite"].append(_nonfinite(a))
+        if layer not in self.data["hist_first"]:
+            self.data["hist_first"][layer] = _histogram(op.name, a, self.step)
+        self._last_acts[layer] = (op.name, a)
+        self._last_step = getattr(self, "_last_step", {})
+        self._last_step[layer] = self.step
+
+    # ------------------------------------------------------------------ export
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write ``data`` as JSON (atomically)."""
+        self.finish()
+        _atomic_write(path, json.dumps(_jsonable(self.data), indent=1))
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """One row per (step, layer): the parameter and activation columns side by side."""
+        self.finish()
+        _atomic_write(path, rows_to_csv(self.data))
+
+    # ------------------------------------------------------------------ helpers
+    def _index_params(self, model: Any) -> Any:
+        model = model if model is not None else self.model
+        if model is None:
+            raise ValueError(
+                "Monitor: no model to watch. Fix: pass it, Monitor(model), or call "
+                "after_backward(model)."
+            )
+        if self.model is None:
+            self.model = model
+        if not self._ids:
+            self._ids = {id(p): layer_of(n) for n, p in named_parameters(model)}
+        return model
+
+    def _source_layer(self, x: Tensor) -> str | None:
+        """The layer whose parameters made ``x`` (a linear, or matmul + bias), if any."""
+        frontier = [x]
+        for _ in range(2):  # linear(x, W, b) is one op; x @ W + b is two
+            nxt = []
+            for t in frontier:
+                for p in t._parents or ():
+                    layer = self._ids.get(id(p))
+                    if layer is not None:
+                        return layer
+                    nxt.append(p)
+            frontier = nxt
+        return None
+
+    def _log_loss(self, loss: Any) -> None:
+        value = loss.item() if hasattr(loss, "item") else float(loss)
+        self.data["loss"]["step"].append(self.step)
+        self.data["loss"]["value"].append(float(value))
+
+    def _detach(self) -> None:
+        h = getattr(self, "_hook", None)
+        if h is not None:
+            self._hook = None
+            h.__exit__(None, None, None)
+
+
+def _histogram(op: str, a: np.ndarray, step: int) -> dict[str, Any]:
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    if op == "sigmoid":
+        lo, hi = 0.0, 1.0
+    elif op == "tanh":
+        lo, hi = -1.0, 1.0
+    else:
+        lo, hi = 0.0, float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi))
+    return {"op": op, "step": step, "edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def rows_to_csv(data: dict[str, Any]) -> str:
+    """The monitor's records as CSV text: step, layer, kind, then every metric."""
+    import io
+
+    cols = ["grad_norm", "weight_norm", "update_ratio", "nonfinite_grad", "nonfinite_weight",
+            "op", "mean", "std", "saturated", "dead", "nonfinite"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["step", "layer", "kind", *cols])
+    for kind, table in (("param", data["params"]), ("activation", data["activations"])):
+        for layer, rec in table.items():
+            for i, step in enumerate(rec["step"]):
+                row = [step, layer, kind]
+                for c in cols:
+                    v = rec.get(c)
+                    row.append(v if isinstance(v, str) else ("" if v is None else v[i]))
+                w.writerow(row)
+    return buf.getvalue()
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _atomic_write(path: str | os.PathLike, text: str) -> None:
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
