@@ -108,6 +108,7 @@ def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | No
         out = np.asarray(out)
     result = Tensor.__new__(Tensor)
     result._data = out
+    result._g = None
     result.grad = None
     result._retain = False
     result.name = None
@@ -218,10 +219,10 @@ def run_backward(
     anomaly) leaves every ``.grad`` and the graph as they were.
     """
     order = _toposort(roots)
-    grads: dict[int, Any] = {}
+    # The gradient flowing into each node accumulates in the node's ``_g`` slot during the
+    # walk (no dict lookups on the hot path); every ``_g`` is cleared again at the end.
     for r, s in zip(roots, seeds):
-        k = id(r)
-        grads[k] = grads[k] + s if k in grads else s
+        r._g = s if r._g is None else r._g + s
     captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
     done: list[tuple[Tensor, Any]] = []  # (tensor, its complete gradient) to store or return
     hooks = STATE.hooks
@@ -229,9 +230,10 @@ def run_backward(
     STATE.grad_enabled = create_graph  # rules on Tensors record a graph only if asked
     try:
         for node in order:
-            g = grads.pop(id(node), None)
+            g = node._g
             if g is None:
                 continue
+            node._g = None
             op = node._op
             if captured is not None:
                 if id(node) in captured:
@@ -269,8 +271,8 @@ def run_backward(
                     pg = pg.astype(pdata.dtype)
                 if sent is not None:
                     sent[i] = pg
-                prev = grads.get(id(p))
-                grads[id(p)] = pg if prev is None else prev + pg
+                prev = p._g
+                p._g = pg if prev is None else prev + pg
             if hooks:
                 for h in hooks:
                     f = getattr(h, "on_backward", None)
@@ -278,6 +280,8 @@ def run_backward(
                         f(node, g, sent)
     finally:
         STATE.grad_enabled = prev_mode
+        for node in order:  # after an error some may still hold a partial gradient
+            node._g = None
     if captured is not None:
         results: list[Any] = [None] * len(captured)
         for node, g in done:

@@ -342,7 +342,9 @@ def _norm_axis(axis: Any, ndim: int) -> tuple[int, ...]:
 
 def _expand_like(grad: Any, x: Any, axis: Any, keepdims: bool) -> Any:
     """Reshape a reduced gradient so it broadcasts against the unreduced input."""
-    if not keepdims and x.ndim:
+    if axis is None or keepdims:  # already broadcastable: a 0-d value, or dims kept as 1
+        return grad
+    if x.ndim:
         shape = list(x.shape)
         for a in _norm_axis(axis, x.ndim):
             shape[a] = 1

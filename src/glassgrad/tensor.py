@@ -79,13 +79,14 @@ class Tensor:
 
     __slots__ = (
         "_data", "grad", "_requires_grad", "_op", "_parents", "_attrs", "_retain", "name",
-        "__weakref__",
+        "_g", "__weakref__",
     )
     __array_priority__ = 1000  # ndarray (op) Tensor defers to the Tensor's reflected op
     __hash__ = object.__hash__  # == builds a tensor, so hash by identity
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         self._data = _to_array(data, dtype, copy=False)
+        self._g = None  # gradient being accumulated during a backward pass (engine use)
         self.grad: Tensor | None = None
         self._op = None
         self._parents: tuple | None = ()
@@ -101,6 +102,7 @@ class Tensor:
         """A leaf around ``arr`` without copying or checking (internal fast path)."""
         t = cls.__new__(cls)
         t._data = arr
+        t._g = None
         t.grad = None
         t._requires_grad = requires_grad
         t._op = None
