@@ -50,6 +50,7 @@ class Op:
     kind: str = "elementwise"  # elementwise | reduction | custom: how tests choose shapes
     cases: tuple = ()  # (input shapes, attrs) pairs for kind="custom"
     why: str = ""  # why this is a primitive rather than a composite
+    class_inputs: tuple[int, ...] = ()  # inputs holding integer class labels (tests: 0..C-1)
     variadic: bool = False  # any number of inputs; ``backward`` returns all their gradients
     rules: tuple[Callable[..., Any] | None, ...] | None = field(init=False)
 
@@ -530,4 +531,67 @@ concatenate = defop(
     variadic=True,
     kind="custom",
     cases=(case((2, 3), (4, 3), axis=0), case((2, 3), (2, 1), (2, 2), axis=-1)),
+)
+
+
+# =========================================================================== losses
+# Two losses that end nearly every training step, fused for speed (one node instead of three
+# or four) and, for cross_entropy, stability. nn.functional builds the others from primitives.
+def _mse_forward(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
+    d = input - target
+    total = np.add.reduce(d * d, axis=None)
+    return total / d.size if reduction == "mean" else total
+
+
+def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "mean") -> Any:
+    d = input - target
+    scale = 2 / _size(d) if reduction == "mean" else 2
+    return (grad * scale) * d
+
+
+def _size(a: Any) -> int:
+    return a.size
+
+
+mse_loss = defop(
+    "mse_loss", "L = Σ(ŷ − y)²/n:  ∂L/∂ŷ = 2(ŷ − y)/n,  ∂L/∂y = −2(ŷ − y)/n  (n = 1 for 'sum')",
+    _mse_forward,
+    (_mse_grad, lambda grad, out, input, target, reduction="mean": -_mse_grad(
+        grad, out, input, target, reduction)),
+    kind="custom",
+    cases=(case((4, 1), (4, 1)), case((3, 2), (3, 2), reduction="sum"), case((5,), (5,))),
+    why="speed: one node instead of subtract, square and mean",
+)
+
+
+def _ce_forward(logits: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
+    logp = _log_softmax(logits, axis=-1)
+    picked = np.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
+    total = -np.add.reduce(picked, axis=None)
+    return total / picked.size if reduction == "mean" else total
+
+
+def _ce_grad(grad: Any, out: Any, logits: Any, target: Any, reduction: str = "mean") -> Any:
+    # softmax(logits) − onehot(target), divided by N for the mean.
+    p = np.exp(logits - _logsumexp_keep(logits))
+    onehot = np.arange(logits.shape[-1]) == np.asarray(target)[..., None]
+    n = (logits.size // logits.shape[-1]) if reduction == "mean" else 1
+    return (p - onehot) * (grad / n)
+
+
+def _logsumexp_keep(x: Any) -> Any:
+    if type(x) is np.ndarray:
+        return _logsumexp(x, axis=-1, keepdims=True)
+    return logsumexp(x, axis=-1, keepdims=True)  # a Tensor (create_graph)
+
+
+cross_entropy = defop(
+    "cross_entropy",
+    "L = −Σᵢ log softmax(zᵢ)[yᵢ] / N:  ∂L/∂zᵢ = (softmax(zᵢ) − onehot(yᵢ)) / N",
+    _ce_forward,
+    (_ce_grad, None),
+    kind="custom",
+    cases=(case((4, 3), (4,)), case((2, 3, 5), (2, 3)), case((4, 3), (4,), reduction="sum")),
+    class_inputs=(1,),
+    why="stability and speed: log-softmax never takes log of 0, and one node instead of four",
 )
