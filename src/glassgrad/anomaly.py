@@ -101,12 +101,16 @@ def _backward_reason(name: str, xs: list[np.ndarray], grad: np.ndarray) -> str:
 
 class _AnomalyHook:
     def __init__(self) -> None:
-        self.where: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # id(node) -> the source line that created it. Not a WeakKeyDictionary: that compares
+        # keys with ==, which on Tensors is elementwise. An entry goes when its node dies.
+        self.where: dict[int, str] = {}
 
     def on_forward(self, op: Any, inputs: tuple, out: Any) -> None:
         line = _user_frame()
         if out._op is not None:
-            self.where[out] = line
+            key = id(out)
+            self.where[key] = line
+            weakref.finalize(out, self.where.pop, key, None)
         if _finite(out._data):
             return
         xs = [t._data for t in inputs]
@@ -130,7 +134,7 @@ class _AnomalyHook:
             if _finite(pa):
                 continue
             xs = [p._data for p in node._parents]
-            line = self.where.get(node, "<created outside detect_anomaly()>")
+            line = self.where.get(id(node), "<created outside detect_anomaly()>")
             ranges = "\n".join(f"  input {k}: {_range(x)}" for k, x in enumerate(xs))
             origin = ("the gradient arriving from above was already non-finite"
                       if not _finite(g) else _backward_reason(node._op.name, xs, g))

@@ -285,7 +285,7 @@ def run_backward(
     if captured is not None:
         results: list[Any] = [None] * len(captured)
         for node, g in done:
-            results[captured[id(node)]] = g if create_graph else Tensor._wrap(g)
+            results[captured[id(node)]] = g if create_graph else Tensor._wrap(np.asarray(g))
     else:
         # Arrays already handed to a .grad in this pass: storing one twice would alias them.
         handed_out = set(map(id, seeds))
@@ -306,13 +306,15 @@ def _accumulate(node: Tensor, g: Any, handed_out: set[int], create_graph: bool) 
     if create_graph:
         node.grad = g if node.grad is None else node.grad + g
         return
-    if id(g) in handed_out or g.base is not None:
+    if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
+        g = np.asarray(g)
+    elif id(g) in handed_out or g.base is not None:
         g = g.copy()  # never let two .grad arrays (or a user's array) share memory
     handed_out.add(id(g))
     if node.grad is None:
         node.grad = Tensor._wrap(g)
     else:
-        node.grad._data = node.grad._data + g
+        node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d gives a scalar)
 
 
 def seed_for(t: Tensor, grad: Any) -> Any:

@@ -90,7 +90,7 @@ def gradcheck(
             flat[j] = orig
             num.reshape(-1)[j] = (plus - minus) / (2 * eps)
         bad = np.abs(a - num) > atol + rtol * np.abs(num)
-        for idx in zip(*np.nonzero(bad)):
+        for idx in map(tuple, np.argwhere(bad)):  # (np.nonzero refuses 0-d arrays)
             failures.append(
                 f"  input {i}{_name(given[i])} element {tuple(int(t) for t in idx)}: "
                 f"numeric {num[idx]:+.8g}  analytic {a[idx]:+.8g}  "

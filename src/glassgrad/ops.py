@@ -116,6 +116,14 @@ def _op_error(op: Op, ts: tuple, attrs: dict, e: Exception) -> Exception:
             f"({b[0] if len(b) == 1 else (b[-2] if b else '-')}). Fix: transpose one operand "
             f"(b.T) or check the layer sizes."
         )
+    elif op.name == "linear":
+        x, w = ts[0].shape, ts[1].shape
+        hint = (
+            f" linear computes x @ weightᵀ + bias with weight (out_features, in_features): "
+            f"x's last dimension ({x[-1] if x else '-'}) must equal in_features "
+            f"({w[-1] if w else '-'}) and bias must have out_features ({w[0] if w else '-'}) "
+            f"elements. Fix: make the layer's in_features match the data's last dimension."
+        )
     elif op.kind == "elementwise" and len(ts) > 1:
         hint = (
             " Shapes broadcast when, aligned from the right, each pair of dimensions is equal "

@@ -51,6 +51,8 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
         arr = data._data
     elif isinstance(data, np.ndarray):
         arr = data
+    elif isinstance(data, np.generic):  # a NumPy scalar keeps its dtype too, as in PyTorch
+        arr = np.asarray(data)
     else:
         try:
             arr = np.asarray(data)

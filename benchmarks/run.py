@@ -1,0 +1,524 @@
+"""glassgrad benchmarks: one script, one table per question, peers measured in the same run.
+
+    python benchmarks/run.py                 # everything (a few minutes on 2 cores)
+    python benchmarks/run.py --quick         # fewer repeats, smaller budgets
+    python benchmarks/run.py --only engine   # engine | mlp | digits | hooks
+
+Every time is the median of several timed repeats after a warm-up; ratios compare peers
+measured in this run on this machine. PyTorch (the `test` extra), scikit-learn (the `digits`
+extra) and micrograd (pip install micrograd) are optional peers: a missing one is reported as
+such, not guessed. Both NumPy and PyTorch use their default thread counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+import glassgrad as gg  # noqa: E402
+
+QUICK = False
+
+
+def median_time(fn: Callable[[], Any], number: int, repeat: int = 7, warmup: int = 1) -> float:
+    """Median seconds per call of ``fn`` over ``repeat`` timed loops of ``number`` calls."""
+    for _ in range(warmup):
+        for _ in range(max(1, number // 5)):
+            fn()
+    if QUICK:
+        repeat = max(3, repeat // 2)
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
+    return statistics.median(times)
+
+
+def optional(name: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+
+
+def us(t: float) -> str:
+    return f"{t * 1e6:.1f} µs"
+
+
+def ms(t: float) -> str:
+    return f"{t * 1e3:.2f} ms"
+
+
+# =========================================================================== engine overhead
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
+
+
+def xor_init(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [
+        rng.standard_normal((3, 2)).astype(np.float32) * 0.5, np.zeros(3, np.float32),
+        rng.standard_normal((1, 3)).astype(np.float32) * 0.5, np.zeros(1, np.float32),
+    ]
+
+
+def gg_xor_step() -> Callable[[], None]:
+    model = gg.nn.MLP([2, 3, 1], activation="tanh")
+    for p, v in zip(model.parameters(), xor_init()):
+        p.data = v.copy()
+    opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
+    mse = gg.nn.functional.mse_loss
+
+    def step() -> None:
+        loss = mse(model(X), Y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def torch_xor_step(torch: Any) -> Callable[[], None]:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    with torch.no_grad():
+        for p, v in zip(model.parameters(), xor_init()):
+            p.copy_(torch.from_numpy(v))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, Y = torch.from_numpy(XOR_X), torch.from_numpy(XOR_Y)
+    mse = torch.nn.functional.mse_loss
+
+    def step() -> None:
+        loss = mse(model(X), Y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def numpy_xor_step() -> Callable[[], None]:
+    """The same network's backprop written by hand: what a textbook reader would write."""
+    w1, b1, w2, b2 = xor_init()
+    X, Y, lr = XOR_X, XOR_Y, np.float32(0.1)
+
+    def step() -> None:
+        h = np.tanh(X @ w1.T + b1)  # forward
+        out = h @ w2.T + b2
+        d = out - Y
+        _loss = (d * d).mean()
+        g_out = (2 / d.size) * d  # backward: δ at the output
+        g_w2, g_b2 = g_out.T @ h, g_out.sum(0)
+        g_z = (g_out @ w2) * (1 - h * h)  # δ of the hidden units
+        g_w1, g_b1 = g_z.T @ X, g_z.sum(0)
+        w1 -= lr * g_w1  # gradient descent
+        b1 -= lr * g_b1
+        w2 -= lr * g_w2
+        b2 -= lr * g_b2
+
+    return step
+
+
+def tiny_add_gg() -> Callable[[], None]:
+    a = gg.tensor(np.ones(4, np.float32), requires_grad=True)
+    b = gg.tensor(np.ones(4, np.float32), requires_grad=True)
+    g = np.ones(4, np.float32)
+
+    def step() -> None:
+        a.grad = b.grad = None
+        (a + b).backward(g)
+
+    return step
+
+
+def tiny_add_torch(torch: Any) -> Callable[[], None]:
+    a = torch.ones(4, requires_grad=True)
+    b = torch.ones(4, requires_grad=True)
+    g = torch.ones(4)
+
+    def step() -> None:
+        a.grad = b.grad = None
+        (a + b).backward(g)
+
+    return step
+
+
+def tiny_add_micrograd(engine: Any) -> Callable[[], None]:
+    # micrograd is scalar-only: the same work is four scalar adds, each with its backward.
+    a = [engine.Value(1.0) for _ in range(4)]
+    b = [engine.Value(1.0) for _ in range(4)]
+
+    def step() -> None:
+        for x, y in zip(a, b):
+            x.grad = y.grad = 0.0
+            (x + y).backward()
+
+    return step
+
+
+def bench_engine() -> dict[str, float]:
+    torch = optional("torch")
+    micro = optional("micrograd.engine")
+    n = 3000 if QUICK else 10000
+    add = {"glassgrad": median_time(tiny_add_gg(), n)}
+    if torch:
+        add["PyTorch"] = median_time(tiny_add_torch(torch), n // 5)
+    if micro:
+        add["micrograd (4 scalar adds)"] = median_time(tiny_add_micrograd(micro), n)
+    xor = {
+        "glassgrad": median_time(gg_xor_step(), n // 2),
+        "hand NumPy": median_time(numpy_xor_step(), n // 2),
+    }
+    if torch:
+        xor["PyTorch"] = median_time(torch_xor_step(torch), n // 10)
+    rows = []
+    for name, t in add.items():
+        rows.append(["add of two 4-element tensors, fwd+bwd", name, us(t),
+                     f"{t / add['glassgrad']:.2f}×"])
+    for name, t in xor.items():
+        rows.append(["2-3-1 tanh XOR step (fwd, bwd, SGD)", name, us(t),
+                     f"{t / xor['glassgrad']:.2f}×"])
+    table("Engine overhead (per step; ratio = time / glassgrad's)",
+          ["workload", "implementation", "median", "ratio"], rows)
+    if not torch:
+        print("\n(PyTorch not installed: pip install 'glassgrad[test]' to compare)")
+    return {"xor_gg": xor["glassgrad"], "xor_np": xor["hand NumPy"],
+            "xor_torch": xor.get("PyTorch", float("nan")), "add_gg": add["glassgrad"]}
+
+
+# =========================================================================== hooks cost
+def bench_hooks() -> None:
+    """Tracing and monitoring attach through engine hooks: off, they must cost nothing."""
+    n = 3000 if QUICK else 8000
+    step = gg_xor_step()
+    base = median_time(step, n)
+    rows = [["no hook ever attached", us(base), "1.00×"]]
+    explain = optional("glassgrad.explain")
+    if explain is not None and hasattr(explain, "trace"):
+        with explain.trace():
+            step()  # trace one step, then leave tracing
+        after = median_time(step, n)
+        rows.append(["after an explain.trace() block has ended", us(after), f"{after / base:.2f}×"])
+
+    class Idle:
+        def on_forward(self, op: Any, inputs: Any, out: Any) -> None:
+            pass
+
+    from glassgrad.autograd import hook
+
+    with hook(Idle()):
+        idle = median_time(step, n)
+    rows.append(["with an idle observer attached (for scale)", us(idle), f"{idle / base:.2f}×"])
+    table("Cost of the engine hooks in the XOR step", ["state", "median", "vs none"], rows)
+
+
+# =========================================================================== big MLP
+SIZES = [784, 512, 512, 10]
+
+
+def mlp_flops(batch: int) -> float:
+    """Multiply-adds ×2 of forward (1×) and backward (2×), less the unneeded input gradient."""
+    mac = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
+    return 2.0 * batch * (3 * mac - SIZES[0] * SIZES[1])
+
+
+def mlp_data(batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((batch, SIZES[0])).astype(np.float32),
+            rng.integers(0, SIZES[-1], batch))
+
+
+def gg_mlp_step(batch: int) -> Callable[[], None]:
+    model = gg.nn.MLP(SIZES, activation="relu", init="kaiming", seed=0)
+    opt = gg.optim.SGD(model.parameters(), lr=0.01)
+    X, y = mlp_data(batch)
+    Xt = gg.tensor(X)
+    ce = gg.nn.functional.cross_entropy
+
+    def step() -> None:
+        loss = ce(model(Xt), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def torch_mlp_step(torch: Any, batch: int) -> Callable[[], None]:
+    layers: list[Any] = []
+    for a, b in zip(SIZES[:-1], SIZES[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    X, y = mlp_data(batch)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    ce = torch.nn.functional.cross_entropy
+
+    def step() -> None:
+        loss = ce(model(Xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def numpy_mlp_step(batch: int) -> Callable[[], None]:
+    rng = np.random.default_rng(0)
+    Ws = [(rng.standard_normal((b, a)) * np.sqrt(2 / a)).astype(np.float32)
+          for a, b in zip(SIZES[:-1], SIZES[1:])]
+    bs = [np.zeros(b, np.float32) for b in SIZES[1:]]
+    X, y = mlp_data(batch)
+    lr = np.float32(0.01)
+    rows = np.arange(batch)
+
+    def step() -> None:
+        acts = [X]
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            z = acts[-1] @ W.T
+            z += b
+            if i < len(Ws) - 1:
+                np.maximum(z, 0, out=z)
+            acts.append(z)
+        z = acts[-1]
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        p[rows, y] -= 1
+        g = p / batch
+        for i in range(len(Ws) - 1, -1, -1):
+            gW = g.T @ acts[i]
+            gb = g.sum(0)
+            if i:
+                g = g @ Ws[i]
+                g *= acts[i] > 0
+            Ws[i] -= lr * gW
+            bs[i] -= lr * gb
+
+    return step
+
+
+def matmul_peak() -> float:
+    """Best float32 GFLOP/s of NumPy's matmul on this machine (the MLP's own shapes + square)."""
+    rng = np.random.default_rng(0)
+    best = 0.0
+    for m, k, n in [(1024, 784, 512), (1024, 512, 512), (1024, 1024, 1024)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        t = median_time(lambda a=a, b=b: a @ b, 5 if QUICK else 10, repeat=5)
+        best = max(best, 2 * m * k * n / t / 1e9)
+    return best
+
+
+def memory_probe(framework: str, batch: int) -> None:
+    """Run in a subprocess: peak RSS of 5 MLP steps, and the RSS before building the model."""
+    import resource
+
+    torch = optional("torch") if framework == "PyTorch" else None
+    base = _rss_now()
+    step = {"glassgrad": lambda: gg_mlp_step(batch), "hand NumPy": lambda: numpy_mlp_step(batch),
+            "PyTorch": lambda: torch_mlp_step(torch, batch)}[framework]()
+    for _ in range(5):
+        step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak": peak, "base": base}))
+
+
+def _rss_now() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure_memory(framework: str, batch: int) -> dict[str, int] | None:
+    r = subprocess.run([sys.executable, __file__, "--memory-probe", framework, str(batch)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def bench_mlp() -> None:
+    torch = optional("torch")
+    peak = matmul_peak()
+    print(f"\nNumPy float32 matmul peak on this machine: {peak:.1f} GFLOP/s")
+    rows = []
+    for batch in (128, 1024):
+        n = (10 if batch == 128 else 3) if QUICK else (30 if batch == 128 else 8)
+        impls = {"glassgrad": gg_mlp_step(batch), "hand NumPy": numpy_mlp_step(batch)}
+        if torch:
+            impls["PyTorch"] = torch_mlp_step(torch, batch)
+        times = {k: median_time(f, n, repeat=5) for k, f in impls.items()}
+        for name, t in times.items():
+            gflops = mlp_flops(batch) / t / 1e9
+            mem = measure_memory(name, batch)
+            mem_s = (f"{mem['peak'] / 2**20:.0f} MiB ({(mem['peak'] - mem['base']) / 2**20:.0f})"
+                     if mem else "n/a")
+            rows.append([str(batch), name, ms(t), f"{1 / t:.1f}", f"{gflops:.1f}",
+                         f"{100 * gflops / peak:.0f}%", f"{times['glassgrad'] / t:.2f}×", mem_s])
+    table("784-512-512-10 ReLU MLP, SGD step on synthetic float32 data",
+          ["batch", "implementation", "median step", "steps/s", "GFLOP/s", "of peak",
+           "speed vs glassgrad", "peak RSS (model+run)"], rows)
+
+
+# =========================================================================== digits
+def digits_split() -> tuple[np.ndarray, ...] | None:
+    sk = optional("sklearn.datasets")
+    if sk is None:
+        return None
+    from sklearn.model_selection import train_test_split
+
+    d = sk.load_digits()
+    X = (d.data / 16.0).astype(np.float32)
+    return tuple(train_test_split(X, d.target, test_size=0.25, random_state=0,
+                                  stratify=d.target))
+
+
+def time_to_accuracy(train_epoch: Callable[[int], None], accuracy: Callable[[], float],
+                     target: float = 0.95, max_epochs: int = 200) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    for epoch in range(1, max_epochs + 1):
+        train_epoch(epoch)
+        if accuracy() >= target:
+            return time.perf_counter() - t0, epoch
+    return float("inf"), max_epochs
+
+
+def _batches(n: int, bs: int, epoch: int) -> list[np.ndarray]:
+    order = np.random.default_rng(epoch).permutation(n)
+    return [order[i:i + bs] for i in range(0, n, bs)]
+
+
+def digits_gg(data: tuple, bs: int, lr: float) -> tuple[float, int]:
+    Xtr, Xte, ytr, yte = data
+    model = gg.nn.MLP([64, 128, 10], activation="relu", init="kaiming", seed=0)
+    opt = gg.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    ce = gg.nn.functional.cross_entropy
+
+    def epoch(e: int) -> None:
+        for idx in _batches(len(Xtr), bs, e):
+            loss = ce(model(gg.from_numpy(Xtr[idx])), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def acc() -> float:
+        with gg.no_grad():
+            return float((model(gg.from_numpy(Xte)).numpy().argmax(1) == yte).mean())
+
+    return time_to_accuracy(epoch, acc)
+
+
+def digits_torch(torch: Any, data: tuple, bs: int, lr: float) -> tuple[float, int]:
+    Xtr, Xte, ytr, yte = (torch.from_numpy(np.asarray(a)) for a in data)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(),
+                                torch.nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    ce = torch.nn.functional.cross_entropy
+
+    def epoch(e: int) -> None:
+        for idx in _batches(len(Xtr), bs, e):
+            idx_t = torch.from_numpy(idx)
+            loss = ce(model(Xtr[idx_t]), ytr[idx_t])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def acc() -> float:
+        with torch.no_grad():
+            return float((model(Xte).argmax(1) == yte).float().mean())
+
+    return time_to_accuracy(epoch, acc)
+
+
+def digits_sklearn(data: tuple, bs: int, lr: float) -> tuple[float, int]:
+    from sklearn.neural_network import MLPClassifier
+
+    Xtr, Xte, ytr, yte = data
+    clf = MLPClassifier(hidden_layer_sizes=(128,), activation="relu", solver="sgd",
+                        learning_rate_init=lr, momentum=0.9, nesterovs_momentum=False,
+                        batch_size=bs, alpha=0.0, random_state=0, shuffle=True)
+    classes = np.arange(10)
+    return time_to_accuracy(lambda e: clf.partial_fit(Xtr, ytr, classes=classes),
+                            lambda: float((clf.predict(Xte) == yte).mean()))
+
+
+def bench_digits() -> None:
+    data = digits_split()
+    if data is None:
+        print("\n(scikit-learn not installed: pip install 'glassgrad[digits]' for the digits "
+              "benchmark)")
+        return
+    torch = optional("torch")
+    bs, lr, runs = 64, 0.05, (3 if QUICK else 5)
+    results: dict[str, list[tuple[float, int]]] = {"glassgrad": [], "scikit-learn": []}
+    if torch:
+        results["PyTorch"] = []
+    for _ in range(runs):
+        results["glassgrad"].append(digits_gg(data, bs, lr))
+        results["scikit-learn"].append(digits_sklearn(data, bs, lr))
+        if torch:
+            results["PyTorch"].append(digits_torch(torch, data, bs, lr))
+    med = {k: statistics.median(t for t, _ in v) for k, v in results.items()}
+    rows = [[k, f"{med[k]:.3f} s", str(v[0][1]), f"{med[k] / med['glassgrad']:.2f}×"]
+            for k, v in results.items()]
+    table(f"Digits (8×8), 64-128-10 ReLU, SGD lr {lr} momentum 0.9, batch {bs}: "
+          "time to 95% test accuracy",
+          ["implementation", "median time", "epochs", "time vs glassgrad"], rows)
+
+
+def main() -> None:
+    global QUICK
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["engine", "hooks", "mlp", "digits"], action="append")
+    ap.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "BATCH"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_probe:
+        memory_probe(args.memory_probe[0], int(args.memory_probe[1]))
+        return
+    QUICK = args.quick
+    torch = optional("torch")
+    print(f"glassgrad {gg.__version__}, NumPy {np.__version__}, "
+          f"PyTorch {torch.__version__ if torch else 'not installed'}, "
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    only = set(args.only or ["engine", "hooks", "mlp", "digits"])
+    if "engine" in only:
+        bench_engine()
+    if "hooks" in only:
+        bench_hooks()
+    if "mlp" in only:
+        bench_mlp()
+    if "digits" in only:
+        bench_digits()
+
+
+if __name__ == "__main__":
+    main()
