@@ -97,6 +97,15 @@ for _f in (add, sub, mul, div, pow, matmul, maximum, minimum,
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
     """x @ weightᵀ + bias, PyTorch's layout: weight is (out_features, in_features)."""
     if bias is None:
+        xs, ws = np.shape(x._data if isinstance(x, Tensor) else x), np.shape(
+            weight._data if isinstance(weight, Tensor) else weight)
+        if len(ws) != 2 or not xs or xs[-1] != ws[-1]:
+            raise ValueError(
+                f"linear: cannot apply to input of shape {xs} with weight of shape {ws}: "
+                f"linear computes x @ weightᵀ with weight (out_features, in_features), so x's "
+                f"last dimension must equal in_features. Fix: make the layer's in_features "
+                f"match the data's last dimension."
+            )
         return matmul(x, transpose(weight))
     return apply(ops.linear, x, weight, bias)
 
