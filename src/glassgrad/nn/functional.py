@@ -1,0 +1,335 @@
+"""Losses and weight penalties, composed from engine ops (no backward code here).
+
+Every loss takes ``(input, target)`` and ``reduction`` in {"mean", "sum", "none"}, as PyTorch.
+Targets may be Tensors, NumPy arrays or lists; float targets take the input's dtype. Shapes and
+labels are checked before anything is computed, and errors name the loss and the shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .. import ops
+from ..functional import leaky_relu, linear, log_softmax, relu, sigmoid, softmax, tanh
+from ..ops import apply
+from ..tensor import Tensor
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# --------------------------------------------------------------------------- helpers
+def _as_input(x: Any, loss: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        x = Tensor._wrap(np.asarray(x, dtype=np.float32) if isinstance(x, list | float)
+                         else np.asarray(x))
+    if x._data.dtype.kind != "f":
+        raise TypeError(
+            f"{loss}: the input (predictions) must be floating point, got {x.dtype} with shape "
+            f"{x.shape}. Fix: pass the model's float output."
+        )
+    return x
+
+
+def _float_target(target: Any, like: Tensor, loss: str, same_shape: bool = True) -> Tensor:
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype != like._data.dtype:
+        t = t.astype(like._data.dtype)
+    if same_shape and t.shape != like.shape:
+        raise ValueError(
+            f"{loss}: input shape {like.shape} and target shape {t.shape} differ. Broadcasting "
+            f"them would compare every prediction with every target. Fix: give the target the "
+            f"input's shape, e.g. y.reshape({like.shape})."
+        )
+    if isinstance(target, Tensor) and target._requires_grad:
+        return target if target._data is t else target.astype(like._data.dtype)
+    return Tensor._wrap(t)
+
+
+def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_reduction(reduction: str, name: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+# --------------------------------------------------------------------------- regression
+def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """PyTorch's mean squared error: (1/n) Σ (ŷ − y)²  (no ½; derivative (2/n)(ŷ − y)).
+
+    >>> import glassgrad as gg
+    >>> gg.nn.functional.mse_loss(gg.tensor([1.0, 3.0]), gg.tensor([0.0, 0.0])).item()
+    5.0
+    """
+    _check_reduction(reduction, "mse_loss")
+    x = _as_input(input, "mse_loss")
+    y = _float_target(target, x, "mse_loss")
+    if reduction != "none":  # the fused primitive: one node instead of three (speed)
+        return apply(ops.mse_loss, x, y, reduction=reduction)
+    d = x - y
+    return d * d
+
+
+def half_sse_loss(input: Any, target: Any, reduction: str = "sum") -> Tensor:  # noqa: A002
+    """The textbooks' (and the seeds') E = ½ Σ (ŷ − y)², whose derivative is simply ŷ − y.
+
+    ``reduction="mean"`` gives ½ · mean, ``"none"`` the per-element ½ (ŷ − y)².
+    """
+    _check_reduction(reduction, "half_sse_loss")
+    x = _as_input(input, "half_sse_loss")
+    d = x - _float_target(target, x, "half_sse_loss")
+    return _reduce(d * d, reduction, "half_sse_loss") * 0.5
+
+
+def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean absolute error (1/n) Σ |ŷ − y|; derivative sign(ŷ − y)/n."""
+    _check_reduction(reduction, "l1_loss")
+    x = _as_input(input, "l1_loss")
+    return _reduce((x - _float_target(target, x, "l1_loss")).abs(), reduction, "l1_loss")
+
+
+# --------------------------------------------------------------------------- binary
+def _weighted(loss: Tensor, weight: Any, name: str) -> Tensor:
+    if weight is None:
+        return loss
+    w = _float_target(weight, loss, name, same_shape=False)
+    try:
+        np.broadcast_shapes(w.shape, loss.shape)
+    except ValueError:
+        raise ValueError(
+            f"{name}: weight of shape {w.shape} does not broadcast to the loss of shape "
+            f"{loss.shape}. Fix: give one weight per element or per class."
+        ) from None
+    return loss * w
+
+
+def _clamped_log(p: Tensor) -> Tensor:
+    """max(log p, −100) as PyTorch's BCE, without ever evaluating log(0)."""
+    pos = p._data > 0
+    logs = F.where(pos, p, 1.0).log()
+    return F.clip(F.where(pos, logs, -100.0), lo=-100.0)
+
+
+def binary_cross_entropy(
+    input: Any, target: Any, weight: Any = None, reduction: str = "mean",  # noqa: A002
+) -> Tensor:
+    """−[y·log p + (1 − y)·log(1 − p)] on probabilities p, each log clamped at −100 as in
+    PyTorch (so p = 0 or 1 gives a finite loss). Prefer ``binary_cross_entropy_with_logits``.
+    """
+    name = "binary_cross_entropy"
+    _check_reduction(reduction, name)
+    p = _as_input(input, name)
+    y = _float_target(target, p, name)
+    if p._data.size and (p._data.min() < 0 or p._data.max() > 1):
+        raise ValueError(
+            f"{name}: the input must be probabilities in [0, 1], but it ranges over "
+            f"[{p._data.min():g}, {p._data.max():g}]. Fix: apply a sigmoid first, or better, "
+            f"use binary_cross_entropy_with_logits on the raw outputs (it is stable)."
+        )
+    loss = -(y * _clamped_log(p) + (1 - y) * _clamped_log(1 - p))
+    return _reduce(_weighted(loss, weight, name), reduction, name)
+
+
+def _softplus(x: Tensor) -> Tensor:
+    """log(1 + eˣ) = logsumexp(0, x): stable, and its derivative is σ(x) even at x = 0
+    (the usual max(x, 0) + log(1 + e^−|x|) gets 0 there, since relu' and sign are 0 at 0)."""
+    zero = Tensor._wrap(np.zeros(x.shape + (1,), dtype=x._data.dtype))
+    return F.logsumexp(F.concatenate([zero, F.expand_dims(x, -1)], axis=-1), axis=-1)
+
+
+def binary_cross_entropy_with_logits(
+    input: Any, target: Any, weight: Any = None, reduction: str = "mean",  # noqa: A002
+    pos_weight: Any = None,
+) -> Tensor:
+    """The logistic-regression cost on logits x: log(1 + eˣ) − x·y, i.e.
+    max(x, 0) − x·y + log(1 + e^−|x|), which never overflows; derivative σ(x) − y.
+    With ``pos_weight`` w: w·y·log(1 + e⁻ˣ) + (1 − y)·log(1 + eˣ), as PyTorch."""
+    name = "binary_cross_entropy_with_logits"
+    _check_reduction(reduction, name)
+    x = _as_input(input, name)
+    y = _float_target(target, x, name)
+    if pos_weight is None:
+        loss = _softplus(x) - x * y
+    else:
+        pw = _float_target(pos_weight, x, name, same_shape=False)
+        loss = pw * y * _softplus(-x) + (1 - y) * _softplus(x)
+    return _reduce(_weighted(loss, weight, name), reduction, name)
+
+
+# --------------------------------------------------------------------------- classes
+def _class_targets(target: Any, x: Tensor, name: str, ignore_index: int) -> np.ndarray:
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if x.ndim not in (1, 2):
+        raise ValueError(
+            f"{name}: expected input of shape (batch, classes) or (classes,), got {x.shape}."
+        )
+    want = x.shape[:1] if x.ndim == 2 else ()
+    if t.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name}: the target must hold integer class indices, got dtype {t.dtype} with "
+            f"shape {t.shape}. Fix: pass labels as integers, e.g. y.astype(np.int64)"
+            + (" (for class probabilities, give a float target of the input's shape to "
+               "cross_entropy)." if name == "cross_entropy" else ".")
+        )
+    if t.shape != want:
+        hint = " Fix: flatten it with y.reshape(-1)." if t.size == (want[0] if want else 1) else ""
+        raise ValueError(
+            f"{name}: input of shape {x.shape} needs a target of shape {want} (one class "
+            f"index per sample), got {t.shape}.{hint}"
+        )
+    n_classes = x.shape[-1]
+    if t.size and (t.min() < 0 or t.max() >= n_classes):  # (two fast reductions first)
+        bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
+    else:
+        bad = np.zeros(0, dtype=bool)
+    if bad.any():
+        pos = int(np.flatnonzero(bad.ravel())[0])
+        raise IndexError(
+            f"{name}: target contains label {int(t.ravel()[pos])} at position {pos}, but the "
+            f"input has {n_classes} classes, so labels must be in 0..{n_classes - 1}. Fix: "
+            f"check the labels, or give the model {int(t.max()) + 1} outputs."
+        )
+    return t
+
+
+def nll_loss(
+    input: Any, target: Any, weight: Any = None, ignore_index: int = -100,  # noqa: A002
+    reduction: str = "mean",
+) -> Tensor:
+    """Negative log likelihood −log pᵧ on log-probabilities (batch, classes) and integer targets.
+
+    With class weights w the mean is Σ −wᵧ log pᵧ / Σ wᵧ (PyTorch's weighted mean); samples
+    whose target is ``ignore_index`` count for nothing.
+    """
+    name = "nll_loss"
+    _check_reduction(reduction, name)
+    x = _as_input(input, name)
+    t = _class_targets(target, x, name, ignore_index)
+    return _nll(x, t, weight, ignore_index, reduction, name)
+
+
+def _nll(x: Tensor, t: np.ndarray, weight: Any, ignore_index: int, reduction: str,
+         name: str) -> Tensor:
+    unbatched = x.ndim == 1
+    if unbatched:
+        x, t = x.reshape(1, -1), t.reshape(1)
+    n, c = x.shape
+    if weight is not None and np.shape(weight) != (c,):
+        raise ValueError(f"{name}: weight must have one entry per class, shape ({c},), "
+                         f"got {np.shape(weight)}")
+    dt = x._data.dtype
+    keep = t != ignore_index
+    safe = t if keep.all() else np.where(keep, t, 0)
+    w_row = np.ones(n, dtype=dt) if weight is None else (
+        np.asarray(weight._data if isinstance(weight, Tensor) else weight, dt)[safe]
+    )
+    w_row = w_row * keep
+    # −log pᵧ is picked by a one-hot mask that carries the sign, the class weight and the
+    # mean's 1/Σw: the whole loss is then three nodes (log_softmax, mul, sum), and a dense
+    # multiply is cheaper in NumPy than scattering the gradient back with np.add.at.
+    if reduction == "mean":
+        denom = w_row.sum()
+        if denom == 0:  # every sample ignored: PyTorch's mean is nan
+            return (x * np.zeros((n, c), dt)).sum() * np.asarray(np.nan, dtype=dt)
+        w_row = w_row / denom
+    mask = np.zeros((n, c), dtype=dt)
+    mask[np.arange(n), safe] = -w_row
+    if reduction == "none":
+        picked = (x * mask).sum(axis=-1)
+        return picked[0] if unbatched else picked
+    return (x * mask).sum()
+
+
+def cross_entropy(
+    input: Any, target: Any, weight: Any = None, ignore_index: int = -100,  # noqa: A002
+    reduction: str = "mean",
+) -> Tensor:
+    """−log softmax(x)ᵧ from logits x (batch, classes) and integer targets y; stable (it works
+    with log_softmax, never log of an underflowed probability). Derivative softmax(x) − onehot(y).
+
+    A float target of the input's shape is taken as class probabilities: −Σ_c y_c log p_c.
+
+    >>> import glassgrad as gg
+    >>> round(gg.nn.functional.cross_entropy(gg.tensor([[0.0, 0.0]]), [1]).item(), 4)
+    0.6931
+    """
+    name = "cross_entropy"
+    _check_reduction(reduction, name)
+    x = _as_input(input, name)
+    t_arr = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if t_arr.dtype.kind == "f" and t_arr.shape == x.shape:
+        y = _float_target(target, x, name)
+        logp = log_softmax(x, axis=-1)
+        if weight is not None:
+            y = y * _float_target(weight, x, name, same_shape=False)
+        return _reduce(-(logp * y).sum(axis=-1), reduction, name)
+    t = _class_targets(target, x, name, ignore_index)
+    if weight is None and x.ndim == 2 and reduction != "none" and not (t == ignore_index).any():
+        # The common case, fused: one node, gradient softmax − onehot (speed).
+        return apply(ops.cross_entropy, x, t, reduction=reduction)
+    return _nll(log_softmax(x, axis=-1), t, weight, ignore_index, reduction, name)
+
+
+# --------------------------------------------------------------------------- penalties
+def _params(params: Any) -> list[Tensor]:
+    if hasattr(params, "parameters") and callable(params.parameters):
+        return list(params.parameters())
+    if isinstance(params, Tensor):
+        return [params]
+    return list(params)
+
+
+def l2_penalty(params: Iterable[Tensor] | Any) -> Tensor:
+    """½ Σ w² over ``params`` (Tensors or a Module: all its parameters, biases included).
+
+    ``loss + λ·l2_penalty(ws)`` has gradient ∂loss + λw: SGD's ``weight_decay=λ``. It is the
+    negative log of a Gaussian prior N(0, 1/λ) on the weights, up to a constant: the log P(N)
+    term of maximizing log P(D|N) + log P(N).
+    """
+    ps = _params(params)
+    if not ps:
+        raise ValueError("l2_penalty: got no parameters")
+    total = (ps[0] * ps[0]).sum()
+    for p in ps[1:]:
+        total = total + (p * p).sum()
+    return total * 0.5
+
+
+def l1_penalty(params: Iterable[Tensor] | Any) -> Tensor:
+    """Σ |w| over ``params``: the negative log of a Laplace prior (it drives weights to 0)."""
+    ps = _params(params)
+    if not ps:
+        raise ValueError("l1_penalty: got no parameters")
+    total = ps[0].abs().sum()
+    for p in ps[1:]:
+        total = total + p.abs().sum()
+    return total
+
+
+# --------------------------------------------------------------------------- dropout
+def dropout(x: Any, p: float = 0.5, training: bool = True,
+            seed: int | np.random.Generator | None = None) -> Any:
+    """Inverted dropout: zero with probability p, scale the rest by 1/(1 − p) (if training)."""
+    from .layers import Dropout
+
+    d = Dropout(p, seed=seed)
+    d.training = training
+    return d(x)
+
+
+__all__ = [
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "dropout",
+    "half_sse_loss", "l1_loss", "l1_penalty", "l2_penalty", "leaky_relu", "linear",
+    "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "tanh",
+]

@@ -1,0 +1,206 @@
+"""``Optimizer``: parameter groups, per-parameter state, ``zero_grad``, ``state_dict``.
+
+Subclasses implement ``_update(group)`` with in-place NumPy arithmetic on ``p._data`` (no graph
+is recorded, no array is allocated per step: temporaries go into scratch buffers shared by all
+parameters of a dtype).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from ..autograd import enable_grad
+from ..tensor import Tensor
+
+
+class Optimizer:
+    """Base class, as ``torch.optim.Optimizer``: ``param_groups`` is a list of dicts holding
+    "params" and the hyperparameters ("lr", ...); ``state`` maps a parameter to its buffers."""
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        name = type(self).__name__
+        if isinstance(params, Tensor):
+            params = [params]
+        elif hasattr(params, "parameters") and callable(params.parameters):
+            raise TypeError(
+                f"{name}: got a model ({type(params).__name__}); an optimizer takes its "
+                f"parameters. Fix: {name}(model.parameters(), ...)."
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError(
+                f"{name}: got an empty parameter list, so there is nothing to optimize. Fix: "
+                f"pass model.parameters() of a model that has parameters."
+            )
+        self.defaults = dict(defaults)
+        self.state: dict[Tensor, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        self._scratch: dict[tuple[np.dtype, int], np.ndarray] = {}
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters (others from defaults).
+        Everything is checked before the group is added."""
+        name = type(self).__name__
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError(f"{name}: a parameter group is a dict with a 'params' entry")
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(
+                    f"{name}: parameter {i} is a {type(p).__name__}, not a Tensor. Fix: pass "
+                    f"model.parameters() or a list of tensors with requires_grad=True."
+                )
+            if p._op is not None:
+                raise ValueError(
+                    f"{name}: parameter {i} (shape {p.shape}) was computed by '{p.op}', so it "
+                    f"is not a leaf and cannot be updated. Fix: optimize the leaf tensors."
+                )
+            if p._data.dtype.kind != "f":
+                raise TypeError(f"{name}: parameter {i} has dtype {p.dtype}; only float "
+                                f"tensors can be optimized")
+            if id(p) in seen:
+                raise ValueError(f"{name}: parameter {i} (shape {p.shape}) appears twice; "
+                                 f"give each parameter once")
+            seen.add(id(p))
+        group = {**self.defaults, **param_group, "params": params}
+        self._validate(group)
+        self.param_groups.append(group)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        """Raise ValueError for a hyperparameter out of range (subclasses extend this)."""
+        _check(self, "lr", group["lr"], "a negative learning rate climbs the loss", lo=0.0)
+
+    # ------------------------------------------------------------------ the update
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget every gradient (``None``, or zeros with ``set_to_none=False``)."""
+        for g in self.param_groups:
+            for p in g["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad._data = np.zeros_like(p._data)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient (those with ``.grad`` None are skipped).
+
+        ``closure``, if given, recomputes the loss (with gradients) and is returned."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._update(group)
+        return loss
+
+    def _update(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _tmp(self, x: np.ndarray, slot: int = 0) -> np.ndarray:
+        """A scratch array shaped like ``x`` (shared by all parameters: saves memory and the
+        allocation a temporary would cost on every step)."""
+        key = (x.dtype, slot)
+        buf = self._scratch.get(key)
+        if buf is None or buf.size < x.size:
+            size = max([x.size] + [p._data.size for g in self.param_groups for p in g["params"]
+                                   if p._data.dtype == x.dtype])
+            buf = self._scratch[key] = np.empty(size, dtype=x.dtype)
+        return buf[: x.size].reshape(x.shape)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """PyTorch's layout: {"state": {index: {name: array}}, "param_groups": [{..., "params":
+        [indices]}]}, parameters numbered in group order. Arrays are copies."""
+        index: dict[int, int] = {}
+        groups = []
+        for g in self.param_groups:
+            ids = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
+        state = {
+            index[id(p)]: {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                           for k, v in s.items()}
+            for p, s in self.state.items() if id(p) in index
+        }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and buffers; checked completely before anything changes."""
+        name = type(self).__name__
+        try:
+            groups, state = state_dict["param_groups"], state_dict["state"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{name}.load_state_dict: expects a dict with 'state' and "
+                             f"'param_groups', as state_dict() returns") from None
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: the state has {len(groups)} parameter "
+                             f"groups, this optimizer {len(self.param_groups)}")
+        params: list[Tensor] = []
+        for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(own["params"]):
+                raise ValueError(
+                    f"{name}.load_state_dict: group {i} has {len(saved['params'])} parameters "
+                    f"in the state but {len(own['params'])} here. Fix: load the state of an "
+                    f"optimizer built over the same model."
+                )
+            params.extend(own["params"])
+        by_index = {idx: p for g, own in zip(groups, self.param_groups)
+                    for idx, p in zip(g["params"], own["params"])}
+        new_state: dict[Tensor, dict[str, Any]] = {}
+        for idx, s in state.items():
+            p = by_index.get(int(idx))
+            if p is None:
+                raise ValueError(f"{name}.load_state_dict: state for parameter {idx}, which no "
+                                 f"group lists")
+            entry = {}
+            for k, v in s.items():
+                if isinstance(v, np.ndarray | Tensor):
+                    arr = np.array(v._data if isinstance(v, Tensor) else v, dtype=p.dtype)
+                    if arr.ndim and arr.shape != p.shape:
+                        raise ValueError(
+                            f"{name}.load_state_dict: buffer '{k}' of parameter {idx} has "
+                            f"shape {arr.shape}, but the parameter has shape {p.shape}"
+                        )
+                    v = arr
+                entry[k] = v
+            new_state[p] = entry
+        for saved, own in zip(groups, self.param_groups):
+            trial = {**own, **{k: v for k, v in saved.items() if k != "params"}}
+            self._validate(trial)
+        for saved, own in zip(groups, self.param_groups):
+            own.update(copy.deepcopy({k: v for k, v in saved.items() if k != "params"}))
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params")
+        return "\n".join(lines) + "\n)"
+
+
+def _check(opt: Any, key: str, value: Any, why: str, lo: float = 0.0, hi: float | None = None,
+           hi_open: bool = False) -> None:
+    """One hyperparameter's range check, with a message naming the optimizer and the value."""
+    name = opt if isinstance(opt, str) else type(opt).__name__
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: {key} must be a number, got {value!r}") from None
+    bad = not (v >= lo) or (hi is not None and (v >= hi if hi_open else v > hi))
+    if bad:
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}{')' if hi_open else ']'}"
+        raise ValueError(f"{name}: invalid {key}={value!r}: it must be {rng} ({why}). "
+                         f"Fix: pass a value {rng}.")

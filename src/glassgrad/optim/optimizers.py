@@ -1,0 +1,254 @@
+"""SGD (momentum, Nesterov, weight decay), Adam, AdamW and RMSprop, exactly as ``torch.optim``.
+
+Each update works in place on the parameter's array with ``out=`` NumPy calls: no graph, no
+per-step allocation, the parameter's dtype (float32) throughout. Parameters whose ``.grad`` is
+None are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .optimizer import Optimizer, _check
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, PyTorch's formulation:
+
+        g ← ∇ + λ·w                          (weight_decay λ)
+        b ← μ·b + (1 − dampening)·g           (momentum μ; b starts as g)
+        g ← g + μ·b if nesterov else b
+        w ← w − lr·g
+
+    >>> import glassgrad as gg
+    >>> w = gg.tensor([1.0], requires_grad=True)
+    >>> opt = gg.optim.SGD([w], lr=0.1)
+    >>> (w * w).sum().backward(); opt.step(); w  # 1 − 0.1·2
+    tensor([0.8], requires_grad=True)
+    """
+
+    def __init__(
+        self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
+        dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        _check(self, "momentum", group["momentum"], "a momentum coefficient")
+        _check(self, "weight_decay", group["weight_decay"], "it pulls weights toward 0")
+        _check(self, "dampening", group["dampening"], "a fraction", hi=1.0)
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got momentum="
+                f"{group['momentum']}, dampening={group['dampening']}. Fix: e.g. momentum=0.9."
+            )
+
+    def _update(self, group: dict[str, Any]) -> None:
+        lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
+        wd, nesterov = group["weight_decay"], group["nesterov"]
+        state = self.state
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            w = p._data
+            g = p.grad._data
+            if wd:
+                t = self._tmp(w, 0)
+                np.multiply(w, wd, out=t)
+                t += g
+                g = t
+            if mom:
+                s = state.get(p)
+                if s is None or s.get("momentum_buffer") is None:
+                    buf = np.array(g, dtype=w.dtype, copy=True)
+                    state[p] = {"momentum_buffer": buf}
+                else:
+                    buf = s["momentum_buffer"]
+                    buf *= mom
+                    if damp:
+                        t1 = self._tmp(w, 1)
+                        np.multiply(g, 1 - damp, out=t1)
+                        buf += t1
+                    else:
+                        buf += g
+                if nesterov:
+                    t1 = self._tmp(w, 1)
+                    np.multiply(buf, mom, out=t1)
+                    t1 += g
+                    g = t1
+                else:
+                    g = buf
+            t = self._tmp(w, 0)
+            np.multiply(g, lr, out=t)
+            w -= t
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), PyTorch's formulation, step t:
+
+        g ← ∇ + λ·w                     (weight_decay: L2 added to the gradient)
+        m ← β₁·m + (1 − β₁)·g,   v ← β₂·v + (1 − β₂)·g²
+        w ← w − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+
+    ``amsgrad=True`` uses the running maximum of v.
+    """
+
+    _decoupled = False
+
+    def __init__(
+        self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+    ) -> None:
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        _check(self, "eps", group["eps"], "it keeps the division finite")
+        betas = group["betas"]
+        if len(betas) != 2:
+            raise ValueError(f"{type(self).__name__}: betas must be a pair (β₁, β₂), got {betas}")
+        _check(self, "betas[0]", betas[0], "an averaging coefficient", hi=1.0, hi_open=True)
+        _check(self, "betas[1]", betas[1], "an averaging coefficient", hi=1.0, hi_open=True)
+        _check(self, "weight_decay", group["weight_decay"], "it pulls weights toward 0")
+
+    def _update(self, group: dict[str, Any]) -> None:
+        lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+        wd, amsgrad = group["weight_decay"], group["amsgrad"]
+        state = self.state
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            w = p._data
+            g = p.grad._data
+            s = state.get(p)
+            if s is None:
+                s = state[p] = {"step": 0, "exp_avg": np.zeros_like(w),
+                                "exp_avg_sq": np.zeros_like(w)}
+            s["step"] += 1
+            step = s["step"]
+            if wd:
+                if self._decoupled:  # AdamW: decay the weights, not the gradient
+                    w *= 1 - lr * wd
+                else:
+                    t1 = self._tmp(w, 1)
+                    np.multiply(w, wd, out=t1)
+                    t1 += g
+                    g = t1
+            m, v = s["exp_avg"], s["exp_avg_sq"]
+            t = self._tmp(w, 0)
+            np.subtract(g, m, out=t)  # m ← m + (1 − β₁)(g − m): torch's lerp, same rounding
+            t *= 1 - b1
+            m += t
+            v *= b2
+            np.multiply(g, g, out=t)
+            t *= 1 - b2
+            v += t
+            if amsgrad:
+                vmax = s.get("max_exp_avg_sq")
+                if vmax is None:
+                    vmax = s["max_exp_avg_sq"] = np.zeros_like(w)
+                np.maximum(vmax, v, out=vmax)
+                v = vmax
+            step_size = lr / (1 - b1**step)
+            np.sqrt(v, out=t)
+            t /= math.sqrt(1 - b2**step)
+            t += eps
+            np.divide(m, t, out=t)
+            t *= step_size
+            w -= t
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): w ← w·(1 − lr·λ) before the
+    Adam step, instead of adding λ·w to the gradient. Default weight_decay 0.01, as PyTorch."""
+
+    _decoupled = True
+
+    def __init__(
+        self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), PyTorch's formulation:
+
+        g ← ∇ + λ·w,   v ← α·v + (1 − α)·g²
+        d ← √(v − ḡ²) + ε if centered (ḡ: running mean of g) else √v + ε
+        b ← μ·b + g/d, w ← w − lr·b   (momentum μ > 0)   or   w ← w − lr·g/d
+    """
+
+    def __init__(
+        self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+        weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+    ) -> None:
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        _check(self, "alpha", group["alpha"], "a smoothing constant", hi=1.0)
+        _check(self, "eps", group["eps"], "it keeps the division finite")
+        _check(self, "momentum", group["momentum"], "a momentum coefficient")
+        _check(self, "weight_decay", group["weight_decay"], "it pulls weights toward 0")
+
+    def _update(self, group: dict[str, Any]) -> None:
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        wd, mom, centered = group["weight_decay"], group["momentum"], group["centered"]
+        state = self.state
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            w = p._data
+            g = p.grad._data
+            s = state.get(p)
+            if s is None:
+                s = state[p] = {"step": 0, "square_avg": np.zeros_like(w)}
+            s["step"] += 1
+            if wd:
+                t1 = self._tmp(w, 1)
+                np.multiply(w, wd, out=t1)
+                t1 += g
+                g = t1
+            v = s["square_avg"]
+            t = self._tmp(w, 0)
+            v *= alpha
+            np.multiply(g, g, out=t)
+            t *= 1 - alpha
+            v += t
+            if centered:
+                ga = s.get("grad_avg")
+                if ga is None:
+                    ga = s["grad_avg"] = np.zeros_like(w)
+                np.subtract(g, ga, out=t)
+                t *= 1 - alpha
+                ga += t
+                np.multiply(ga, ga, out=t)
+                np.subtract(v, t, out=t)
+                np.sqrt(t, out=t)
+            else:
+                np.sqrt(v, out=t)
+            t += eps
+            if mom > 0:
+                buf = s.get("momentum_buffer")
+                if buf is None:
+                    buf = s["momentum_buffer"] = np.zeros_like(w)
+                buf *= mom
+                np.divide(g, t, out=t)
+                buf += t
+                np.multiply(buf, lr, out=t)
+            else:
+                np.divide(g, t, out=t)
+                t *= lr
+            w -= t
