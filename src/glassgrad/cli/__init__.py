@@ -12,7 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ["ops"]  # module names under glassgrad.cli, in the order --help lists them
+# module names under glassgrad.cli, in the order --help lists them
+COMMANDS = ["ops", "explain"]
 
 
 class CLIError(Exception):

@@ -1,0 +1,237 @@
+"""What a trace says, as a list of blocks (headings, paragraphs, formulas, tables, checks).
+
+Built once here; ``render_text``, ``render_markdown`` and ``render_html`` only decide how
+each kind of block looks, so the three formats always say the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .checks import Check
+from .fmt import arr, num, pick, sup
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Para:
+    text: str
+
+
+@dataclass
+class Formula:
+    text: str
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    align: str
+
+
+@dataclass
+class CheckBlock:
+    check: Check
+
+
+Block = Heading | Para | Formula | Table | CheckBlock
+ROW_LIMIT = 40  # op-level tables longer than this are cut to the first 25 and last 10 rows
+
+
+def blocks(tr: Any, precision: int = 6, show_all: bool = False) -> list[Block]:
+    if tr.kind == "net":
+        return _net_blocks(tr, precision, show_all)
+    return _op_blocks(tr, precision, show_all)
+
+
+def _cut(rows: list[list[str]], show_all: bool) -> list[list[str]]:
+    if show_all or len(rows) <= ROW_LIMIT:
+        return rows
+    hidden = len(rows) - 35
+    gap = ["…"] + [""] * (len(rows[0]) - 2) + [f"{hidden} more rows (show_all=True or --all)"]
+    return rows[:25] + [gap] + rows[-10:]
+
+
+def _checks(checks: list[Check]) -> list[Block]:
+    if not checks:
+        return []
+    return [Heading(2, "Checks"), *[CheckBlock(c) for c in checks]]
+
+
+# --------------------------------------------------------------------------- op level
+def _op_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
+    def v(x: Any) -> str:
+        return "" if x is None else arr(x, p)
+
+    name = {n.id: n.name for n in tr.nodes}
+    chains = sum(s.kind == "chain" for s in tr.steps)
+    out: list[Block] = [
+        Heading(1, tr.title),
+        Para(f"{len(tr.nodes)} values in the forward pass, {chains} chain-rule steps in the "
+             f"backward pass."),
+        Heading(2, "Forward pass"),
+        Table(["node", "computes", "value"],
+              _cut([[n.name, n.expr, v(n.value)] for n in tr.nodes], show_all), "llr"),
+    ]
+    if not tr.steps:
+        return out + [Para("No backward pass was traced (call .backward() inside the block)."),
+                      *_checks(tr.checks)]
+    rows = []
+    for s in tr.steps:
+        if s.kind == "seed":
+            rows.append([str(s.id), name[s.node], "", f"start: ∂{name[s.node]}/∂"
+                         f"{name[s.node]} = 1", "", v(s.product)])
+        elif s.kind == "chain":
+            formula = s.formula or ""
+            if s.local_kind == "matrix":
+                formula += "  (G = upstream)"
+            if s.note:
+                formula += f"  ({s.note})"
+            rows.append([str(s.id), f"{name[s.node]} → {name[s.parent]}", v(s.upstream),
+                         formula, v(s.local) if s.local is not None else "—", v(s.product)])
+        else:
+            rows.append([str(s.id), f"Σ {name[s.parent]}", "",
+                         f"{name[s.parent]} is used more than once: its gradients add up", "",
+                         f"{v(s.previous)} + {v(s.added)} = {v(s.product)}"])
+    root = tr.root
+    out += [
+        Heading(2, "Backward pass"),
+        Formula("gradient sent to an input = upstream gradient × local derivative"),
+        Table(["step", "from → to", "upstream", "local derivative", "local", "sent"],
+              _cut(rows, show_all), "rlrlrr"),
+        Heading(2, f"Gradients of {root.name}" if root else "Gradients"),
+    ]
+    grads = [n for n in tr.nodes if n.grad is not None and n.kind == "input"]
+    grads += [n for n in tr.nodes if n.grad is not None and n.kind == "op"]
+    r = root.name if root else "L"
+    out.append(Table([f"∂{r}/∂·", "value"],
+                     _cut([[f"∂{r}/∂{n.name}", v(n.grad)] for n in grads], show_all), "lr"))
+    return out + _checks(tr.checks)
+
+
+# --------------------------------------------------------------------------- layer level
+def _net_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
+    limit = 10 ** 9 if show_all else 6
+    first = tr.steps[0]
+    batch = tr.n > 1
+
+    def cell(col: np.ndarray) -> str:  # one value per sample
+        return arr(col, p, limit) if batch else num(col[0], p)
+
+    if len(set(tr.activations)) == 1:
+        a = tr.activations[0]
+        acts = f"{a} in every layer ({_act_formula(a)})"
+    else:
+        acts = "; ".join(f"layer {i + 1}: {a} ({_act_formula(a)})"
+                         for i, a in enumerate(tr.activations))
+    data = (f"One sample: x = {arr(first.x[0], p, limit)}, target y = "
+            f"{arr(first.y[0], p, limit)}." if not batch else
+            f"A batch of {tr.n} samples; a cell lists one value per sample, in order. "
+            f"x = {arr(first.x, p, limit)}, y = {arr(first.y, p, limit)}.")
+    out: list[Block] = [
+        Heading(1, tr.title),
+        Para(f"Loss {tr.loss.formula}, so {tr.loss.derivative}. Learning rate α = "
+             f"{num(tr.lr, p)}. Activations: {acts}."),
+        Para(data),
+    ]
+    shown = list(range(len(tr.steps)))
+    if len(shown) > 3 and not show_all:
+        shown = [0, len(tr.steps) - 1]
+    for k in shown:
+        out += _step_blocks(tr, tr.steps[k], p, limit, cell)
+        if k == 0 and len(shown) == 2 and len(tr.steps) > 2:
+            out.append(Para(f"Steps 2–{len(tr.steps) - 1} are left out (show_all=True or "
+                            f"--all shows every step)."))
+    if len(tr.steps) > 1:
+        out += [Heading(2, "Loss per step"),
+                Table(["step", "L before", "L after"],
+                      [[str(s.index), num(s.loss, p), num(s.loss_after, p)] for s in tr.steps],
+                      "rrr")]
+    hidden = any(len(pick(n, limit)) < n for n in tr.sizes)
+    if hidden:
+        out.append(Para("Large layers are summarized (first and last units); show_all=True "
+                        "or --all shows every unit."))
+    return out + _checks(tr.checks)
+
+
+def _act_formula(name: str) -> str:
+    from .layers import ACTIVATION_FORMULAS
+
+    return ACTIVATION_FORMULAS[name]
+
+
+def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]:
+    L = len(st.layers)
+    avg = ("" if tr.n == 1 else " summed over the samples" if tr.loss.reduction == "sum"
+           else f" averaged over the {tr.n} samples: (1/{tr.n}) Σᵢ")
+    fwd = [["0 (x)", str(j + 1), "", cell(st.x[:, j])] if j is not None else _gap(4)
+           for j in pick(st.x.shape[1], limit)]
+    for ly in st.layers:
+        for j in pick(ly.z.shape[1], limit):
+            fwd.append([str(ly.index), str(j + 1), cell(ly.z[:, j]), cell(ly.a[:, j])]
+                       if j is not None else _gap(4))
+    loss_line = (f"Output ŷ = a{sup(L)} = {arr(st.yhat[0] if tr.n == 1 else st.yhat, p, limit)}"
+                 f", target y = {arr(st.y[0] if tr.n == 1 else st.y, p, limit)}: "
+                 f"L = {num(st.loss, p)}.")
+    if tr.n > 1:
+        c = "Σᵢ ℓᵢ" if tr.loss.reduction == "sum" else f"(1/{tr.n}) Σᵢ ℓᵢ"
+        loss_line += f" Per-sample losses ℓᵢ = {arr(st.sample_losses, p, limit)}; L = {c}."
+    bwd = []
+    for ly in reversed(st.layers):
+        for j in pick(ly.z.shape[1], limit):
+            if j is None:
+                bwd.append(_gap(5))
+                continue
+            fp = "—" if ly.fprime is None else cell(ly.fprime[:, j])
+            bwd.append([str(ly.index), str(j + 1), cell(ly.back[:, j]), fp,
+                        cell(ly.delta[:, j])])
+    out_rule = "∂ℓ/∂ŷ" if tr.loss.name != "ce" else "∂ℓ/∂z (softmax − onehot)"
+    wrows = []
+    for ly in st.layers:
+        s = sup(ly.index)
+        for j in pick(ly.W.shape[0], limit):
+            if j is None:
+                wrows.append(_gap(7))
+                continue
+            for k in pick(ly.W.shape[1], limit):
+                if k is None:
+                    wrows.append(_gap(7))
+                    continue
+                wrows.append([f"W{s}[{j + 1},{k + 1}]", num(ly.W[j, k], p),
+                              cell(ly.a_in[:, k]), cell(ly.delta[:, j]), num(ly.dW[j, k], p),
+                              num(-tr.lr * ly.dW[j, k], p), num(ly.W_after[j, k], p)])
+            if ly.b is not None:
+                wrows.append([f"b{s}[{j + 1}]", num(ly.b[j], p), "1" if tr.n == 1 else
+                              "1 each", cell(ly.delta[:, j]), num(ly.db[j], p),
+                              num(-tr.lr * ly.db[j], p), num(ly.b_after[j], p)])
+    return [
+        Heading(2, f"Step {st.index}"),
+        Heading(3, "Forward pass"),
+        Formula("zˡ = Wˡ aˡ⁻¹ + bˡ,   aˡ = f(zˡ),   a⁰ = x"),
+        Table(["layer", "unit", "z", "a"], fwd, "rrrr"),
+        Para(loss_line),
+        Heading(3, "Backward pass"),
+        Formula(f"output layer: δ{sup(L)} = {out_rule} ⊙ f′(z{sup(L)});   hidden layers: "
+                f"δˡ = (Wˡ⁺¹ᵀ δˡ⁺¹) ⊙ f′(zˡ)" + ("" if tr.n == 1 else
+                                                  ";   per sample (δ of ℓᵢ)")),
+        Table(["layer", "unit", "from above", "f′(z)", "δ"], bwd, "rrrrr"),
+        Heading(3, "Weight gradients and update"),
+        Formula(f"∂L/∂Wˡ[j,k] = δˡ[j] · aˡ⁻¹[k]{avg},   ∂L/∂bˡ[j] = δˡ[j]{avg},   "
+                f"Δw = −α · ∂L/∂w,   w ← w + Δw"),
+        Table(["weight", "before", "aˡ⁻¹[k]", "δˡ[j]", "∂L/∂w", "Δw", "after"], wrows,
+              "lrrrrrr"),
+        Para(f"Loss after the update: {num(st.loss_after, p)} (before: {num(st.loss, p)})."),
+    ]
+
+
+def _gap(n: int) -> list[str]:
+    return ["…"] * n

@@ -1,0 +1,161 @@
+"""The computational graph as a picture: Graphviz DOT text always, SVG/PNG through the
+``graphviz`` package and the ``dot`` program.
+
+Op level, in the style of the seeds' figures: each value is a box with its name, its value
+(green) and its gradient (red); each op is a circle; every edge carries, in red, the gradient
+that flowed back along it (so a node used twice shows both parts of its sum). Layer level:
+units in columns, each with its incoming weights and bias (before → after the update),
+z, a (green) and δ (red).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from html import escape
+from typing import Any
+
+from .fmt import arr, pick
+
+GREEN, RED = "#1a7f37", "#cf222e"
+SYMBOL = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "pow": "^", "neg": "−",
+          "matmul": "@", "linear": "linear"}
+
+
+def _s(a: Any, p: int) -> str:
+    text = arr(a, p, limit=4)
+    return escape(text if len(text) <= 48 else text[:45] + "…")
+
+
+def to_dot(tr: Any, precision: int = 4, show_all: bool = False) -> str:
+    """The trace's graph as DOT text (render it with ``dot -Tsvg``)."""
+    if tr.kind == "net":
+        return _net_dot(tr, precision, show_all)
+    return _op_dot(tr, precision)
+
+
+def _head(name: str) -> list[str]:
+    return [
+        f"digraph {name} {{",
+        "  rankdir=LR;",
+        '  node [fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=10, color="#555555"];',
+    ]
+
+
+def _op_dot(tr: Any, p: int) -> str:
+    lines = _head("trace")
+    for n in tr.nodes:
+        grad = (f'<td><font color="{RED}">grad {_s(n.grad, p)}</font></td>'
+                if n.grad is not None else "")
+        style = ' style="dashed"' if n.kind == "constant" else ""
+        lines.append(
+            f'  v{n.id} [shape=plain, label=<<table border="0" cellborder="1" cellspacing="0" '
+            f'cellpadding="4"><tr><td{style}><b>{escape(n.name)}</b></td>'
+            f'<td><font color="{GREEN}">{_s(n.value, p)}</font></td>{grad}</tr></table>>];'
+        )
+        if n.op is not None:
+            sym = escape(SYMBOL.get(n.op, n.op))
+            lines.append(f'  o{n.id} [shape=circle, label="{sym}", width=0.4, fixedsize=false];')
+            lines.append(f"  o{n.id} -> v{n.id};")
+    sent: dict[tuple[int, int, int], Any] = {}
+    for s in tr.steps:
+        if s.kind == "chain" and s.pass_index == (tr.steps[-1].pass_index if tr.steps else 1):
+            sent[(s.node, s.parent, s.position)] = s.product
+    for n in tr.nodes:
+        for pos, i in enumerate(n.inputs):
+            g = sent.get((n.id, i, pos))
+            label = f' [label=<<font color="{RED}">{_s(g, p)}</font>>]' if g is not None else ""
+            lines.append(f"  v{i} -> o{n.id}{label};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _net_dot(tr: Any, p: int, show_all: bool) -> str:
+    st = tr.steps[0]
+    limit = 10 ** 9 if show_all else 6
+    lines = _head("network")
+    lines.append("  splines=line; nodesep=0.3; ranksep=1.2; newrank=true;")
+
+    def cell(v: Any) -> str:
+        return _s(v if tr.n > 1 else v[0], p)
+
+    def column(ids: list[str]) -> None:  # one layer per column, units top to bottom
+        if len(ids) > 1:
+            lines.append("  { rank=same; " + " -> ".join(ids) + " [style=invis]; }")
+
+    prev: list[tuple[int, str]] = []
+    for k in pick(st.x.shape[1], limit):
+        nid = f"x_{'gap' if k is None else k}"
+        text = "…" if k is None else f"x{k + 1} = {cell(st.x[:, k])}"
+        lines.append(f'  {nid} [shape=box, style=rounded, label="{text}"];')
+        if k is not None:
+            prev.append((k, nid))
+    column([f"x_{'gap' if k is None else k}" for k in pick(st.x.shape[1], limit)])
+    for ly in st.layers:
+        cur: list[tuple[int, str]] = []
+        ids = []
+        for j in pick(ly.z.shape[1], limit):
+            nid = f"u{ly.index}_{'gap' if j is None else j}"
+            ids.append(nid)
+            if j is None:
+                lines.append(f'  {nid} [shape=plaintext, label="…"];')
+                continue
+            rows = [f"<b>layer {ly.index}, unit {j + 1}</b>",
+                    f"w {_w(ly.W[j], ly.W_after[j], p)}"]
+            if ly.b is not None:
+                rows.append(f"b {_w(ly.b[j], ly.b_after[j], p)}")
+            rows += [f"z = {cell(ly.z[:, j])}", f'<font color="{GREEN}">a = {cell(ly.a[:, j])}'
+                     f"</font>", f'<font color="{RED}">δ = {cell(ly.delta[:, j])}</font>']
+            body = "".join(f"<tr><td>{r}</td></tr>" for r in rows)
+            lines.append(f'  {nid} [shape=plain, label=<<table border="0" cellborder="1" '
+                         f'cellspacing="0" cellpadding="3">{body}</table>>];')
+            cur.append((j, nid))
+            for _, src in prev:
+                lines.append(f"  {src} -> {nid};")
+        column(ids)
+        prev = cur
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _w(before: Any, after: Any, p: int) -> str:
+    return escape(f"{arr(before, p, 4)} → {arr(after, p, 4)}")
+
+
+def render_graph(tr: Any, format: str = "svg", path: str | os.PathLike | None = None,
+                 precision: int = 4, show_all: bool = False) -> bytes:
+    """The graph rendered by Graphviz as ``format`` ("svg", "png", "pdf"); written to
+    ``path`` (atomically) when given. Needs ``pip install "glassgrad[plot]"`` and the
+    Graphviz ``dot`` program."""
+    try:
+        import graphviz
+    except ImportError:
+        raise ImportError('drawing the graph as SVG or PNG needs the graphviz package: '
+                          'pip install "glassgrad[plot]" (DOT text works without it: '
+                          'trace.to_dot())') from None
+    dot = to_dot(tr, precision=precision, show_all=show_all)
+    try:
+        data = graphviz.Source(dot).pipe(format=format)
+    except graphviz.ExecutableNotFound:
+        raise RuntimeError("the Graphviz 'dot' program is not installed or not on PATH. "
+                           "Fix: apt-get install graphviz (Debian/Ubuntu), brew install "
+                           "graphviz (macOS), or write DOT text with --format dot") from None
+    if path is not None:
+        write_atomic(path, data)
+    return data
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".glassgrad-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,376 @@
+"""Layer-level trace, in textbook notation, of a network of Linear layers and activations.
+
+For layer l = 1..L (a⁰ = x; rows are samples, W is (out, in) as in PyTorch):
+
+    zˡ = Wˡ aˡ⁻¹ + bˡ,   aˡ = f(zˡ)
+    δᴸ = ∂ℓ/∂aᴸ ⊙ f′(zᴸ)                 (output layer)
+    δˡ = (Wˡ⁺¹ᵀ δˡ⁺¹) ⊙ f′(zˡ)            (hidden layers)
+    ∂L/∂Wˡ = c Σᵢ δˡᵢ aˡ⁻¹ᵢᵀ,  ∂L/∂bˡ = c Σᵢ δˡᵢ,   Wˡ ← Wˡ − α ∂L/∂Wˡ
+
+where ℓᵢ is sample i's loss and the batch loss is L = c Σᵢ ℓᵢ (c = 1 for a summed loss,
+1/n for a mean: the averaging of a batch). The numbers are not re-derived here: z, a, δ and
+∂L/∂W are read from the engine's own forward and backward pass (``retain_grad``) on float64
+copies of the weights; ``checks.textbook_check`` then recomputes δ and ∂L/∂W with the
+formulas above and confirms they agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import no_grad
+from ..tensor import Tensor, tensor
+from .checks import Check, net_checks
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    function: str  # in glassgrad.nn.functional
+    reduction: str  # of the batch loss: "sum" (c = 1) or "mean" (c = 1/n)
+    formula: str
+    derivative: str
+    latex: str
+
+
+LOSSES = {
+    "half-sse": LossSpec("half-sse", "half_sse_loss", "sum", "L = ½ Σ (ŷ − y)²",
+                         "∂L/∂ŷ = ŷ − y", r"L = \tfrac{1}{2}\sum (\hat y - y)^2"),
+    "mse": LossSpec("mse", "mse_loss", "mean", "L = (1/N) Σ (ŷ − y)²  (N = every entry)",
+                    "∂L/∂ŷ = 2(ŷ − y)/N", r"L = \tfrac{1}{N}\sum (\hat y - y)^2"),
+    "bce": LossSpec("bce", "binary_cross_entropy", "mean",
+                    "L = −(1/N) Σ [y ln ŷ + (1 − y) ln(1 − ŷ)]",
+                    "∂L/∂ŷ = (ŷ − y) / (N ŷ (1 − ŷ))",
+                    r"L = -\tfrac{1}{N}\sum \left[y\ln\hat y + (1-y)\ln(1-\hat y)\right]"),
+    "ce": LossSpec("ce", "cross_entropy", "mean",
+                   "L = −(1/n) Σᵢ ln softmax(zᵢ)[yᵢ]  (from logits, integer classes)",
+                   "∂L/∂z = (softmax(z) − onehot(y)) / n",
+                   r"L = -\tfrac{1}{n}\sum_i \ln \operatorname{softmax}(z_i)_{y_i}"),
+}
+_ALIASES = {"half_sse": "half-sse", "sse": "half-sse", "cross_entropy": "ce",
+            "cross-entropy": "ce", "binary_cross_entropy": "bce"}
+
+ACTIVATION_FORMULAS = {
+    "identity": "f(z) = z,  f′(z) = 1",
+    "sigmoid": "σ(z) = 1/(1 + e⁻ᶻ),  σ′(z) = σ(z)(1 − σ(z))",
+    "tanh": "f(z) = tanh z,  f′(z) = 1 − tanh² z",
+    "relu": "f(z) = max(z, 0),  f′(z) = 1 if z > 0 else 0",
+    "leaky_relu": "f(z) = z if z > 0 else αz,  f′(z) = 1 if z > 0 else α",
+    "softmax": "softmax: f′ is the Jacobian diag(s) − s sᵀ, not one number per unit",
+}
+_ACT_NAMES = {"Identity": "identity", "Sigmoid": "sigmoid", "Tanh": "tanh", "ReLU": "relu",
+              "LeakyReLU": "leaky_relu", "Softmax": "softmax"}
+
+
+@dataclass
+class LayerStep:
+    """One layer of one step. Arrays have one row per sample; δ is per sample (of ℓᵢ)."""
+
+    index: int
+    module: str
+    activation: str
+    W: np.ndarray
+    b: np.ndarray | None
+    a_in: np.ndarray
+    z: np.ndarray
+    a: np.ndarray
+    fprime: np.ndarray | None  # f′(z); None for softmax
+    back: np.ndarray  # ∂ℓᵢ/∂aˡ: (ŷ − y)-like at the output, Wˡ⁺¹ᵀδˡ⁺¹ for hidden layers
+    delta: np.ndarray
+    dW: np.ndarray
+    db: np.ndarray | None
+    W_after: np.ndarray
+    b_after: np.ndarray | None
+
+
+@dataclass
+class StepTrace:
+    index: int
+    x: np.ndarray
+    y: np.ndarray
+    yhat: np.ndarray
+    loss: float
+    sample_losses: np.ndarray
+    loss_after: float
+    layers: list[LayerStep]
+
+
+@dataclass
+class NetTrace:
+    """The layer-level record: one ``StepTrace`` per gradient-descent step, and the checks."""
+
+    sizes: list[int]
+    activations: list[str]
+    loss: LossSpec
+    lr: float
+    n: int
+    steps: list[StepTrace] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    title: str = "Layer-level trace"
+    _layers: list = field(default_factory=list, repr=False)
+
+    kind = "net"
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss.name
+
+    @property
+    def scale(self) -> float:
+        """c in L = c Σᵢ ℓᵢ: 1 for a summed loss, 1/n for a mean over the batch."""
+        return 1.0 if self.loss.reduction == "sum" else 1.0 / self.n
+
+    # renderers, as Trace's
+    def to_text(self, precision: int = 6, show_all: bool = False) -> str:
+        from .render_text import render_text
+
+        return render_text(self, precision=precision, show_all=show_all)
+
+    def to_markdown(self, precision: int = 6, show_all: bool = False) -> str:
+        from .render_markdown import render_markdown
+
+        return render_markdown(self, precision=precision, show_all=show_all)
+
+    def to_html(self, precision: int = 6, show_all: bool = False) -> str:
+        from .render_html import render_html
+
+        return render_html(self, precision=precision, show_all=show_all)
+
+    def to_latex(self, precision: int = 6, show_all: bool = False) -> str:
+        from .render_latex import render_latex
+
+        return render_latex(self, precision=precision, show_all=show_all)
+
+    def to_dict(self) -> dict:
+        from .export import to_dict
+
+        return to_dict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        from .export import to_json
+
+        return to_json(self, indent=indent)
+
+    def to_dot(self, precision: int = 4, show_all: bool = False) -> str:
+        from .graph import to_dot
+
+        return to_dot(self, precision=precision, show_all=show_all)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+# --------------------------------------------------------------------------- the model
+def _flatten(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    from ..nn import Sequential
+
+    if isinstance(model, Sequential):
+        out = []
+        for name, m in model.named_children():
+            out.extend(_flatten(m, f"{prefix}{name}."))
+        return out
+    if isinstance(model, list | tuple):
+        return [x for i, m in enumerate(model) for x in _flatten(m, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), model)]
+
+
+def layers_of(model: Any) -> list[tuple[str, Any, Any, str]]:
+    """(module name, Linear, activation module or None, activation name) per layer."""
+    from ..nn import Linear
+
+    layers: list[list[Any]] = []
+    for pos, (name, m) in enumerate(_flatten(model)):
+        act = _ACT_NAMES.get(type(m).__name__)
+        if isinstance(m, Linear):
+            layers.append([name, m, None, "identity"])
+        elif act is not None and layers and layers[-1][2] is None:
+            layers[-1][2], layers[-1][3] = m, act
+        else:
+            what = (f"activation {type(m).__name__} without a Linear layer before it"
+                    if act is not None else f"module {type(m).__name__}")
+            raise ValueError(
+                f"explain: cannot trace {what} at position {pos} ({name or 'the model'}): a "
+                f"layer-level trace needs a Sequential of Linear layers, each followed by at "
+                f"most one activation (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax). "
+                f"Fix: build the network with nn.MLP or nn.Sequential, or use the op-level "
+                f"explain.trace() for any other model."
+            )
+    if not layers:
+        raise ValueError("explain: the model has no Linear layer to trace")
+    for k in range(1, len(layers)):
+        prev, cur = layers[k - 1][1], layers[k][1]
+        if prev.out_features != cur.in_features:
+            raise ValueError(f"explain: layer {k} has {prev.out_features} outputs but layer "
+                             f"{k + 1} expects {cur.in_features} inputs")
+    return [tuple(x) for x in layers]  # type: ignore[misc]
+
+
+def _loss_spec(loss: str) -> LossSpec:
+    key = _ALIASES.get(loss, loss)
+    if key not in LOSSES:
+        raise ValueError(f"explain: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[key]
+
+
+def _loss_fn(spec: LossSpec) -> Any:
+    from ..nn import functional as nnf
+
+    return getattr(nnf, spec.function)
+
+
+def forward(layers: list, params: list, X: np.ndarray) -> tuple[list[Tensor], list[Tensor]]:
+    """z and a of every layer, through the engine (params: (W, b) Tensors or arrays)."""
+    a = Tensor._wrap(X)
+    zs, acts = [], []
+    for (_, _, act, _), (W, b) in zip(layers, params):
+        z = F.linear(a, W, b) if b is not None else F.matmul(a, F.transpose(W))
+        a = act(z) if act is not None else z
+        zs.append(z)
+        acts.append(a)
+    return zs, acts
+
+
+def batch_loss(tr: NetTrace, params: list, X: np.ndarray, Y: np.ndarray) -> float:
+    """The batch loss L for weights ``params`` (used by the checks)."""
+    with no_grad():
+        _, acts = forward(tr._layers, [(Tensor._wrap(np.asarray(W)),
+                                        None if b is None else Tensor._wrap(np.asarray(b)))
+                                       for W, b in params], X)
+        return float(_loss_fn(tr.loss)(acts[-1], Y).item())
+
+
+def _fprime(act: Any, name: str, z: np.ndarray) -> np.ndarray | None:
+    """f′(z) elementwise, through the engine (the activation's op-table rule)."""
+    if name == "softmax":
+        return None
+    if act is None or name == "identity":
+        return np.ones_like(z)
+    zt = tensor(z, requires_grad=True)
+    act(zt).sum().backward()
+    return zt.grad.numpy()
+
+
+def _prepare(layers: list, spec: LossSpec, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    n_in, n_out = layers[0][1].in_features, layers[-1][1].out_features
+    sizes = "-".join(str(s) for s in [n_in] + [ly[1].out_features for ly in layers])
+    X = np.asarray(x._data if isinstance(x, Tensor) else x, dtype=np.float64)
+    if X.ndim == 1:
+        X = X.reshape(1, -1)
+    if X.ndim != 2 or X.shape[1] != n_in:
+        per = X.shape[-1] if X.ndim else 1
+        raise ValueError(
+            f"explain: the input has {per} value{'s' if per != 1 else ''} per sample but the "
+            f"network {sizes} expects {n_in}. Fix: give {n_in} numbers per sample, e.g. "
+            f"--input {','.join(['0'] * n_in)} (samples separated by ';')."
+        )
+    n = X.shape[0]
+    Y = np.asarray(y._data if isinstance(y, Tensor) else y)
+    if spec.name == "ce":
+        Y = Y.reshape(-1)
+        if Y.dtype.kind == "f" and np.all(np.round(Y) == Y):
+            Y = Y.astype(np.int64)
+        if Y.shape != (n,) or Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= n_out:
+            raise ValueError(
+                f"explain: loss 'ce' needs one integer class in [0, {n_out - 1}] per sample "
+                f"({n} sample{'s' if n > 1 else ''}), got {Y.tolist()}"
+            )
+        return X, Y
+    Y = Y.astype(np.float64)
+    if Y.ndim <= 1:
+        Y = Y.reshape(n, -1) if Y.size == n * n_out else Y.reshape(1, -1)
+    if Y.shape != (n, n_out):
+        raise ValueError(
+            f"explain: the target has shape {Y.shape} but the network {sizes} gives {n_out} "
+            f"output{'s' if n_out > 1 else ''} for each of {n} sample{'s' if n > 1 else ''}, "
+            f"so the target needs shape ({n}, {n_out}). Fix: give {n_out} target value"
+            f"{'s' if n_out > 1 else ''} per sample."
+        )
+    return X, Y
+
+
+def _step(tr: NetTrace, index: int, params: list, X: np.ndarray, Y: np.ndarray) -> StepTrace:
+    leaves = [(tensor(W, requires_grad=True), None if b is None else tensor(b, requires_grad=True))
+              for W, b in params]
+    zs, acts = forward(tr._layers, leaves, X)
+    for z, a in zip(zs, acts):
+        z.retain_grad()
+        if a is not z:
+            a.retain_grad()
+    fn = _loss_fn(tr.loss)
+    L = fn(acts[-1], Y)
+    L.backward()
+    with no_grad():
+        per = fn(Tensor._wrap(acts[-1].numpy()), Y, reduction="none").numpy()
+    if per.ndim == 2:
+        per = per.sum(axis=1) if tr.loss.reduction == "sum" else per.mean(axis=1)
+    c = tr.scale
+    steps = []
+    a_in = X
+    for k, ((name, _, act, act_name), (W, b), z, a) in enumerate(zip(tr._layers, leaves, zs,
+                                                                     acts)):
+        dW = W.grad.numpy()
+        db = None if b is None else b.grad.numpy()
+        steps.append(LayerStep(
+            index=k + 1, module=name, activation=act_name, W=W.numpy(),
+            b=None if b is None else b.numpy(), a_in=a_in, z=z.numpy(), a=a.numpy(),
+            fprime=_fprime(act, act_name, z.numpy()), back=a.grad.numpy() / c,
+            delta=z.grad.numpy() / c, dW=dW, db=db, W_after=W.numpy() - tr.lr * dW,
+            b_after=None if b is None else b.numpy() - tr.lr * db,
+        ))
+        a_in = a.numpy()
+    st = StepTrace(index=index, x=X, y=Y, yhat=acts[-1].numpy(), loss=float(L.item()),
+                   sample_losses=per, loss_after=float("nan"), layers=steps)
+    st.loss_after = batch_loss(tr, [(ly.W_after, ly.b_after) for ly in steps], X, Y)
+    return st
+
+
+def trace_net(model: Any, x: Any, y: Any, loss: str = "half-sse", lr: float = 0.1,
+              steps: int = 1, update: bool = True, check: bool = True) -> NetTrace:
+    """Trace ``steps`` steps of gradient descent on (x, y) in textbook notation.
+
+    ``model``: an ``nn.Sequential`` (e.g. ``nn.MLP``) of Linear layers and activations.
+    ``x``: one sample (a vector) or a batch (rows); ``y``: its target(s) (class indices for
+    ``loss="ce"``). ``loss``: "half-sse" (½Σ(ŷ − y)², the seeds'), "mse", "bce" or "ce".
+    Computed in float64 on copies of the weights; with ``update`` the model's weights are set
+    to the final ones afterwards (in their own dtype), as an SGD step would.
+
+    >>> import glassgrad as gg
+    >>> net = gg.nn.MLP([2, 3, 1], activation="identity", init="constant:1")
+    >>> tr = trace_net(net, [0, 0], [0], loss="half-sse", lr=0.1)
+    >>> tr.steps[0].yhat.item(), tr.steps[0].layers[1].W_after.tolist()
+    (4.0, [[0.6, 0.6, 0.6]])
+    """
+    spec = _loss_spec(loss)
+    if not np.isfinite(lr) or lr < 0:
+        raise ValueError(f"explain: the learning rate must be a number >= 0, got {lr}")
+    if int(steps) < 1:
+        raise ValueError(f"explain: steps must be at least 1, got {steps}")
+    layers = layers_of(model)
+    X, Y = _prepare(layers, spec, x, y)
+    params = [(ly[1].weight.numpy().astype(np.float64),
+               None if ly[1].bias is None else ly[1].bias.numpy().astype(np.float64))
+              for ly in layers]
+    tr = NetTrace(sizes=[layers[0][1].in_features] + [ly[1].out_features for ly in layers],
+                  activations=[ly[3] for ly in layers], loss=spec, lr=float(lr), n=len(X),
+                  _layers=layers)
+    tr.title = (f"Layer-level trace of a {'-'.join(map(str, tr.sizes))} network "
+                f"({', '.join(dict.fromkeys(tr.activations))}), loss {spec.name}, α = {lr:g}")
+    for s in range(int(steps)):
+        st = _step(tr, s + 1, params, X, Y)
+        tr.steps.append(st)
+        params = [(ly.W_after, ly.b_after) for ly in st.layers]
+    if check:
+        tr.checks = net_checks(tr)
+    if update:
+        for (_, lin, _, _), (W, b) in zip(layers, params):
+            np.copyto(lin.weight.numpy(), W, casting="same_kind")  # in place: state_dict views
+            if b is not None:                                     # and optimizers keep seeing it
+                np.copyto(lin.bias.numpy(), b, casting="same_kind")
+    return tr

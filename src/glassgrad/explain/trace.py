@@ -1,0 +1,364 @@
+"""Op-level trace: every node of the forward pass and every step of the backward pass.
+
+``with trace() as tr: ...; loss.backward()`` attaches one observer to the engine's hook
+(``glassgrad.autograd.hook``); nothing in the engine or the ops knows about it, and with no
+trace open the engine pays nothing. The observer records
+
+- on the forward pass, each op's node: its inputs, its output value (a copy), the op's
+  derivative formula from the op table;
+- on the backward pass, for each node and each parent it sends a gradient to, one *chain*
+  step: upstream gradient ∂L/∂out, the local derivative ∂out/∂parent (formula and number),
+  and their product, the gradient that flows into the parent; when a parent has received a
+  gradient before, an *accumulate* step shows the running sum (a node used twice).
+
+The numbers are the engine's own: the product shown is exactly what the engine sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..autograd import hook
+from ..ops import OPS, Op
+from ..tensor import Tensor
+from .checks import Check
+from .fmt import num
+
+# Ops printed infix in a node's description: "x + y" reads better than "add(x, y)".
+INFIX = {"add": "+", "sub": "−", "mul": "·", "div": "/", "pow": "^", "matmul": "@"}
+# Ops whose local derivative is a plain number per element (or per reduced element): the
+# rule applied to a gradient of ones gives it exactly, and product = upstream × local.
+_ELEMENTWISE_LOCAL = {"clip", "cast"}
+
+
+@dataclass
+class Node:
+    """One value of the computation: a leaf (``input``/``constant``) or an op's result."""
+
+    id: int
+    name: str
+    kind: str  # "input" (a leaf that requires grad), "constant" or "op"
+    op: str | None
+    inputs: list[int]
+    value: np.ndarray
+    expr: str = ""  # what it computes, in terms of its inputs' names ("x + y")
+    formula: str | None = None  # the op's derivative formula, from the op table
+    grad: np.ndarray | None = None  # total gradient that reached it (last backward pass)
+    in_graph: bool = False  # an op result that the engine linked into the graph
+    attrs: dict | None = field(default=None, repr=False)  # op keywords, for replay
+    forward: Any = field(default=None, repr=False)  # the op's forward function, for replay
+
+
+@dataclass
+class Step:
+    """One step of the backward pass.
+
+    ``seed``: the gradient a backward pass starts with (``product``, usually 1).
+    ``chain``: ``node`` sends ``product`` = ``upstream`` × ``local`` to input ``position``,
+    ``parent``. ``accumulate``: ``parent`` already had ``previous``; it now has ``product``.
+    """
+
+    id: int
+    kind: str
+    node: int
+    parent: int | None = None
+    position: int | None = None
+    upstream: np.ndarray | None = None
+    formula: str | None = None
+    local: np.ndarray | None = None
+    local_kind: str | None = None  # "elementwise", "matrix" (a product with G) or "structural"
+    product: np.ndarray | None = None
+    previous: np.ndarray | None = None
+    added: np.ndarray | None = None
+    note: str = ""
+    pass_index: int = 1
+
+
+def local_formula(op: Op, position: int) -> str:
+    """The part of the op's formula that concerns input ``position`` (the whole formula when
+    it has no per-input parts). Formulas list their inputs' parts separated by two spaces
+    after a comma, e.g. ``∂(a·b)/∂a = b,  ∂(a·b)/∂b = a``."""
+    formula = op.formula
+    parts = [p.strip() for p in formula.split(",  ")]
+    rules = op.rules or ()
+    live = [i for i, r in enumerate(rules) if r is not None]
+    if len(parts) > 1 and len(parts) == len(live) and position in live:
+        part = parts[live.index(position)]
+        return part.split(":  ", 1)[1] if ":  " in part else part  # drop a "y = ...:" prefix
+    return formula
+
+
+def _local(op: Op, i: int, g: np.ndarray, node: Tensor) -> tuple[Any, str]:
+    """The local derivative ∂out/∂input_i as numbers, and how it combines with upstream."""
+    parents = node._parents
+    vals = [p._data for p in parents]
+    if op.name == "matmul":  # ∂(A@B)/∂A is "multiply by Bᵀ": show the other operand
+        return vals[1 - i], "matrix"
+    if op.name == "linear":  # y = x@Wᵀ + b: ∂/∂x is W, ∂/∂W is x, ∂/∂b is 1 per row
+        return (vals[1], vals[0], np.ones_like(vals[2]))[i], "matrix"
+    if not op.variadic and (op.kind in ("elementwise", "reduction")
+                            or op.name in _ELEMENTWISE_LOCAL):
+        rule = op.rules[i]
+        with np.errstate(all="ignore"):
+            local = rule(np.ones_like(g), node._data, *vals, **(node._attrs or {}))
+        return np.array(local, dtype=g.dtype if g.dtype.kind == "f" else None), "elementwise"
+    return None, "structural"  # reshape, transpose, getitem, ...: values move, not scale
+
+
+def _data(x: Any) -> np.ndarray:
+    return np.array(x._data if isinstance(x, Tensor) else x)  # a copy: later steps may mutate
+
+
+class Trace:
+    """The record of one traced computation (forward nodes, backward steps, checks).
+
+    Use it as a context manager (``with trace() as tr``); render it with ``str(tr)``,
+    ``tr.to_markdown()``, ``tr.to_html()`` (also shown in Jupyter), ``tr.to_latex()``,
+    ``tr.to_json()`` or ``tr.to_dot()``.
+    """
+
+    kind = "ops"
+
+    def __init__(self, names: Any = None, check: bool = True) -> None:
+        self.nodes: list[Node] = []
+        self.steps: list[Step] = []
+        self.checks: list[Check] = []
+        self.title = "Op-level trace"
+        self._check = check
+        self._by_id: dict[int, int] = {}  # id(tensor) -> index into nodes
+        self._src: dict[int, np.ndarray] = {}  # node id -> the leaf's array when recorded
+        self._tensors: list[Tensor] = []  # held while tracing, so no id() is reused
+        self._given = _names_from(names)
+        self._totals: dict[int, np.ndarray] = {}  # node id -> gradient so far, this pass
+        self._pass = 0
+        self._stack: contextlib.ExitStack | None = None
+
+    # ------------------------------------------------------------------ context manager
+    def __enter__(self) -> Trace:
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(hook(self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stack is not None
+        self._stack.close()
+        self._finish(run_checks=exc[0] is None)
+
+    # ------------------------------------------------------------------ the hook
+    def _register(self, t: Tensor, op: Op | None = None, inputs: list[int] | None = None) -> int:
+        key = id(t)
+        idx = self._by_id.get(key)
+        if idx is not None and op is None:
+            node = self.nodes[idx]
+            # A leaf whose values changed since (an optimizer step) is a new value: record it.
+            if node.kind == "op" or (t._data is self._src.get(node.id)
+                                     and np.array_equal(t._data, node.value)):
+                return node.id
+        kind = "op" if op is not None else ("input" if t._requires_grad else "constant")
+        node = Node(
+            id=len(self.nodes) + 1, name="", kind=kind, op=op.name if op else None,
+            inputs=inputs or [], value=_data(t), formula=op.formula if op else None,
+            attrs=t._attrs, in_graph=op is not None and t._op is not None,
+            forward=op.forward if op is not None else None,
+        )
+        self.nodes.append(node)
+        self._by_id[key] = len(self.nodes) - 1
+        self._src[node.id] = t._data
+        self._tensors.append(t)
+        return node.id
+
+    def on_forward(self, op: Op, inputs: tuple[Tensor, ...], out: Tensor) -> None:
+        ids = [self._register(t) for t in inputs]
+        self._register(out, op, ids)
+
+    def on_backward(self, node: Tensor, grad: Any, sent: list) -> None:
+        g = _data(grad)
+        nid = self._register(node)
+        op = node._op
+        if nid not in self._totals:  # nothing flowed here yet: a backward pass starts
+            self._end_pass()
+            self._pass += 1
+            self._add(Step(0, "seed", nid, product=g))
+        self.nodes[nid - 1].grad = g
+        for i, pg in enumerate(sent):
+            if pg is None:
+                continue
+            parent = node._parents[i]
+            pid = self._register(parent)
+            local, local_kind = _local(op, i, g, node)
+            pg = _data(pg)
+            note = ""
+            if local_kind == "elementwise" and np.shape(local) != pg.shape:
+                note = f"summed over broadcast dimensions to shape {pg.shape}"
+            self._add(Step(
+                0, "chain", nid, pid, i, upstream=g, formula=local_formula(op, i),
+                local=local, local_kind=local_kind, product=pg, note=note,
+            ))
+            prev = self._totals.get(pid)
+            if prev is None:
+                self._totals[pid] = pg
+            else:
+                total = prev + pg
+                self._totals[pid] = total
+                self._add(Step(0, "accumulate", pid, pid, previous=prev, added=pg,
+                               product=total, note="used more than once: gradients add up"))
+
+    def _add(self, step: Step) -> None:
+        step.id = len(self.steps) + 1
+        step.pass_index = self._pass
+        self.steps.append(step)
+
+    def _end_pass(self) -> None:
+        for nid, total in self._totals.items():
+            self.nodes[nid - 1].grad = total
+        self._totals = {}
+
+    # ------------------------------------------------------------------ after the block
+    def _finish(self, run_checks: bool) -> None:
+        self._end_pass()
+        counters: dict[str, int] = {}
+        for node, t in zip(self.nodes, self._tensors):
+            node.name = self._given.get(id(t)) or t.name or _auto_name(node, counters)
+        for node in self.nodes:
+            node.expr = _describe(node, self.nodes)
+        self._tensors = []  # let the graph go
+        self._by_id = {}
+        self._src = {}
+        if run_checks and self._check and self.steps:
+            from .checks import gradcheck_trace
+
+            self.checks.append(gradcheck_trace(self))
+
+    # ------------------------------------------------------------------ queries
+    def node(self, name: str) -> Node:
+        """The last node called ``name`` (KeyError listing the names if there is none)."""
+        for n in reversed(self.nodes):
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r} in this trace; names: "
+                       f"{', '.join(n.name for n in self.nodes)}")
+
+    def grad(self, name: str) -> np.ndarray | None:
+        """The gradient that reached the node called ``name`` (None if none did)."""
+        return self.node(name).grad
+
+    @property
+    def root(self) -> Node | None:
+        """The node the last backward pass started from."""
+        seeds = [s for s in self.steps if s.kind == "seed"]
+        return self.nodes[seeds[-1].node - 1] if seeds else None
+
+    # ------------------------------------------------------------------ renderers
+    def to_text(self, precision: int = 6, show_all: bool = False) -> str:
+        from .render_text import render_text
+
+        return render_text(self, precision=precision, show_all=show_all)
+
+    def to_markdown(self, precision: int = 6, show_all: bool = False) -> str:
+        from .render_markdown import render_markdown
+
+        return render_markdown(self, precision=precision, show_all=show_all)
+
+    def to_html(self, precision: int = 6, show_all: bool = False) -> str:
+        from .render_html import render_html
+
+        return render_html(self, precision=precision, show_all=show_all)
+
+    def to_latex(self, precision: int = 6) -> str:
+        from .render_latex import render_latex
+
+        return render_latex(self, precision=precision)
+
+    def to_dict(self) -> dict:
+        from .export import to_dict
+
+        return to_dict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        from .export import to_json
+
+        return to_json(self, indent=indent)
+
+    def to_dot(self, precision: int = 4) -> str:
+        from .graph import to_dot
+
+        return to_dot(self, precision=precision)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        return f"<Trace: {len(self.nodes)} nodes, {len(self.steps)} backward steps>"
+
+
+def trace(names: Any = None, check: bool = True) -> Trace:
+    """Record every forward node and backward step of the code in a ``with`` block.
+
+    ``names``: labels for tensors, as a dict ``{"x": x}`` or a module (its parameters get
+    their PyTorch names, "0.weight"); otherwise a tensor's ``.name`` is used, or a short
+    automatic one (``t1``). ``check``: afterwards, compare the traced gradients with central
+    finite differences (a replay of the recorded graph in float64).
+
+    >>> import glassgrad as gg
+    >>> x = gg.tensor(3.0, requires_grad=True); x.name = "x"
+    >>> with gg.explain.trace() as tr:
+    ...     (x * x).backward()
+    >>> tr.grad("x").item()
+    6.0
+    """
+    return Trace(names=names, check=check)
+
+
+def _names_from(names: Any) -> dict[int, str]:
+    if names is None:
+        return {}
+    if hasattr(names, "named_parameters"):
+        return {id(p): n for n, p in names.named_parameters()}
+    return {id(t): str(n) for n, t in dict(names).items()}
+
+
+def _auto_name(node: Node, counters: dict[str, int]) -> str:
+    if node.kind == "constant" and node.value.ndim == 0:
+        return num(node.value)
+    prefix = {"op": "t", "input": "x", "constant": "c"}[node.kind]
+    counters[prefix] = counters.get(prefix, 0) + 1
+    return f"{prefix}{counters[prefix]}"
+
+
+def _describe(node: Node, nodes: list[Node]) -> str:
+    if node.op is None:
+        return "input" if node.kind == "input" else "constant"
+    names = [nodes[i - 1].name for i in node.inputs]
+    names = [f"({n})" if " " in n else n for n in names]
+    if node.op in INFIX and len(names) == 2:
+        return f"{names[0]} {INFIX[node.op]} {names[1]}"
+    if node.op == "neg":
+        return f"−{names[0]}"
+    extra = ""
+    if node.attrs:
+        shown = {k: v for k, v in node.attrs.items()
+                 if v is not None and k != "keepdims" and not isinstance(v, np.ndarray)}
+        extra = "".join(f", {k}={v}" for k, v in shown.items())
+    return f"{node.op}({', '.join(names)}{extra})"
+
+
+def replay(trace: Trace, leaf_values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Recompute every op node of ``trace`` from leaf values (node id -> array) with the op
+    table's forward functions; leaves not given keep their recorded values."""
+    vals: dict[int, np.ndarray] = {}
+    with np.errstate(all="ignore"):
+        for n in trace.nodes:
+            if not n.in_graph:  # a leaf, or computed from constants only: fixed
+                vals[n.id] = leaf_values.get(n.id, n.value)
+                continue
+            args = [vals[i] for i in n.inputs]
+            forward = n.forward or OPS[n.op].forward
+            vals[n.id] = forward(*args, **(n.attrs or {}))
+    return vals
