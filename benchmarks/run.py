@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import statistics
@@ -50,7 +51,7 @@ def median_time(fn: Callable[[], Any], number: int, repeat: int = 7, warmup: int
 
 def optional(name: str) -> Any:
     try:
-        return __import__(name)
+        return importlib.import_module(name)
     except ImportError:
         return None
 
@@ -122,10 +123,11 @@ def torch_xor_step(torch: Any) -> Callable[[], None]:
 
 def numpy_xor_step() -> Callable[[], None]:
     """The same network's backprop written by hand: what a textbook reader would write."""
-    w1, b1, w2, b2 = xor_init()
+    params = xor_init()
     X, Y, lr = XOR_X, XOR_Y, np.float32(0.1)
 
     def step() -> None:
+        w1, b1, w2, b2 = params  # updated in place below
         h = np.tanh(X @ w1.T + b1)  # forward
         out = h @ w2.T + b2
         d = out - Y
@@ -166,10 +168,10 @@ def tiny_add_torch(torch: Any) -> Callable[[], None]:
     return step
 
 
-def tiny_add_micrograd(engine: Any) -> Callable[[], None]:
-    # micrograd is scalar-only: the same work is four scalar adds, each with its backward.
-    a = [engine.Value(1.0) for _ in range(4)]
-    b = [engine.Value(1.0) for _ in range(4)]
+def tiny_add_micrograd(engine: Any, n: int) -> Callable[[], None]:
+    # micrograd is scalar-only: the same work as a 4-element add is four scalar adds.
+    a = [engine.Value(1.0) for _ in range(n)]
+    b = [engine.Value(1.0) for _ in range(n)]
 
     def step() -> None:
         for x, y in zip(a, b):
@@ -187,7 +189,8 @@ def bench_engine() -> dict[str, float]:
     if torch:
         add["PyTorch"] = median_time(tiny_add_torch(torch), n // 5)
     if micro:
-        add["micrograd (4 scalar adds)"] = median_time(tiny_add_micrograd(micro), n)
+        add["micrograd, 1 scalar add"] = median_time(tiny_add_micrograd(micro, 1), n)
+        add["micrograd, 4 scalar adds (same work)"] = median_time(tiny_add_micrograd(micro, 4), n)
     xor = {
         "glassgrad": median_time(gg_xor_step(), n // 2),
         "hand NumPy": median_time(numpy_xor_step(), n // 2),

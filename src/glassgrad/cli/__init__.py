@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # module names under glassgrad.cli, in the order --help lists them
-COMMANDS = ["ops", "explain"]
+COMMANDS = ["ops", "train", "explain", "diagnose", "experiment"]
 
 
 class CLIError(Exception):

@@ -107,15 +107,15 @@ class Optimizer:
         raise NotImplementedError
 
     def _tmp(self, x: np.ndarray, slot: int = 0) -> np.ndarray:
-        """A scratch array shaped like ``x`` (shared by all parameters: saves memory and the
-        allocation a temporary would cost on every step)."""
-        key = (x.dtype, slot)
+        """A scratch array shaped like ``x``, reused on every step (no allocation per update).
+
+        Keyed by shape and dtype: parameters of one shape share it, since updates run one
+        after another; one dict lookup is cheaper than slicing a shared buffer."""
+        key = (x.shape, x.dtype, slot)
         buf = self._scratch.get(key)
-        if buf is None or buf.size < x.size:
-            size = max([x.size] + [p._data.size for g in self.param_groups for p in g["params"]
-                                   if p._data.dtype == x.dtype])
-            buf = self._scratch[key] = np.empty(size, dtype=x.dtype)
-        return buf[: x.size].reshape(x.shape)
+        if buf is None:
+            buf = self._scratch[key] = np.empty_like(x)
+        return buf
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

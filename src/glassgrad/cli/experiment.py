@@ -1,0 +1,46 @@
+"""``glassgrad experiment init``: the Glorot & Bengio (2010) initialization experiment."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import CLIError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "experiment", help="reproduce a finding from the literature on this library",
+        description="init: train the same deep network with sigmoid + N(0,1), sigmoid + "
+        "Glorot, tanh + Glorot and ReLU + He initialization, and compare per-layer gradient "
+        "norms, saturation and accuracy (Glorot & Bengio 2010).",
+    )
+    p.add_argument("name", choices=["init"], help="which experiment")
+    p.add_argument("--depth", type=int, default=5, help="hidden layers (default 5)")
+    p.add_argument("--width", type=int, default=64, help="units per hidden layer (default 64)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--dataset", default="digits", choices=["digits", "spirals", "blobs"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny version (300 samples, 3 epochs) that runs in seconds")
+    p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to DIR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..diagnose.experiment import run_init_experiment, save_experiment_plots
+
+    try:
+        result = run_init_experiment(
+            depth=args.depth, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, optimizer=args.optimizer, dataset=args.dataset, seed=args.seed,
+            quick=args.quick)
+    except (ValueError, ImportError) as e:
+        raise CLIError(str(e)) from None
+    print(result.report())
+    if args.plots:
+        for path in save_experiment_plots(result, args.plots):
+            print(f"wrote {path}")
+    return 0

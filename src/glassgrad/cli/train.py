@@ -1,0 +1,261 @@
+"""``glassgrad train DATASET``: train an MLP on a teaching set or a CSV and report how it went.
+
+Each built-in set has defaults that train it well in seconds (``glassgrad train xor`` reaches
+100% in a fraction of a second); every flag overrides them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import CLIError
+
+
+@dataclass
+class Preset:
+    hidden: list[int]
+    activation: str = "tanh"
+    lr: float = 0.01
+    batch_size: int | None = 32
+    epochs: int = 100
+    val_split: float = 0.2
+    init: str = "xavier"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS = {
+    "xor": Preset([4], lr=0.1, batch_size=None, epochs=200, val_split=0.0),
+    "circles": Preset([16, 16], kwargs={"n_samples": 400}),
+    "moons": Preset([16, 16], kwargs={"n_samples": 400}),
+    "spirals": Preset([64, 64], activation="relu", epochs=150, init="kaiming",
+                      kwargs={"n_samples": 600}),
+    "blobs": Preset([16], epochs=30),
+    "digits": Preset([128], activation="relu", lr=0.003, epochs=25, init="kaiming"),
+    "regression": Preset([], lr=0.1, epochs=100),
+    "sine": Preset([32, 32], epochs=300),
+}
+CSV_PRESET = Preset([16])
+LOSSES = ("mse", "half_sse", "l1", "bce", "bce_with_logits", "cross_entropy")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train an MLP on a built-in data set or a CSV file",
+        description="Train a multilayer perceptron and print its progress and final accuracy. "
+                    "Example: glassgrad train xor; glassgrad train data.csv --target label.",
+    )
+    p.add_argument("dataset", metavar="DATASET",
+                   help=f"one of {', '.join(PRESETS)}, or the path of a CSV file")
+    p.add_argument("--layers", help="all sizes (2-8-1) or hidden sizes only (8,8); 0 = none")
+    p.add_argument("--activation", choices=["identity", "sigmoid", "tanh", "relu", "leaky_relu"])
+    p.add_argument("--init", help="xavier, kaiming, normal, uniform, constant:V or pytorch "
+                                  "(default: xavier; kaiming for ReLU presets)")
+    p.add_argument("--loss", choices=LOSSES, help="default: chosen from the targets")
+    p.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw", "rmsprop"])
+    p.add_argument("--lr", type=float, help="learning rate (default: the data set's)")
+    p.add_argument("--batch-size", help="samples per step: a number, or 'full' for batch GD")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int, default=0, help="seed for data, weights and shuffling")
+    p.add_argument("--samples", type=int, help="number of samples of a generated data set")
+    p.add_argument("--val-split", type=float, help="fraction held out for validation (0: none)")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement; keep the best weights")
+    p.add_argument("--target", default="-1", help="CSV target column: name or index (default -1)")
+    p.add_argument("--task", choices=["auto", "classify", "regress"], default="auto",
+                   help="CSV: classification or regression (auto: integer targets classify)")
+    p.add_argument("--save", metavar="PATH", help="save the trained model (safetensors)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print the final report only")
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- data
+def _load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, Preset, dict]:
+    from .. import data
+
+    name = args.dataset
+    info: dict[str, Any] = {"name": name, "classes": None}
+    if name in PRESETS:
+        preset = PRESETS[name]
+        kw = dict(preset.kwargs)
+        if args.samples is not None:
+            if name == "digits":
+                raise CLIError("--samples does not apply to digits (a fixed set of 1797).")
+            kw["n_samples"] = args.samples
+        if name != "digits":
+            kw["seed"] = args.seed
+        X, y = data.DATASETS[name](**kw)
+        info["task"] = "regress" if name in ("regression", "sine") else "classify"
+        return X, y, preset, info
+    if not os.path.exists(name):
+        raise CLIError(f"no data set or file named {name!r}. Use one of {', '.join(PRESETS)}, "
+                       f"or the path of a CSV file.")
+    target: int | str = int(args.target) if args.target.lstrip("-").isdigit() else args.target
+    X, y, meta = data.load_csv(name, target=target, return_info=True)
+    info["classes"] = meta["classes"]
+    task = args.task
+    if task == "auto":
+        task = "classify" if y.dtype.kind == "i" and len(np.unique(y)) <= 20 else "regress"
+    info["task"] = task
+    if task == "classify":
+        if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+            raise CLIError("--task classify needs whole-number or word targets; this target "
+                           "column has fractions.")
+        labels, y = np.unique(y, return_inverse=True)
+        if info["classes"] is None and not np.array_equal(labels, np.arange(len(labels))):
+            info["classes"] = [str(v) for v in labels.tolist()]
+        y = y.astype(np.int64)
+    else:
+        y = y.astype(np.float32)
+    return X, y, CSV_PRESET, info
+
+
+def _sizes(spec: str | None, n_in: int, n_out: int, preset: Preset) -> list[int]:
+    if spec is None:
+        return [n_in, *preset.hidden, n_out]
+    try:
+        if "-" in spec:
+            sizes = [int(s) for s in spec.split("-")]
+            if sizes[0] != n_in or sizes[-1] != n_out:
+                middle = "-".join(spec.split("-")[1:-1]) or "8"
+                raise CLIError(f"--layers {spec}: this data needs {_n(n_in, 'input')} and "
+                               f"{_n(n_out, 'output')}, e.g. --layers {n_in}-{middle}-{n_out}.")
+            return sizes
+        hidden = [int(s) for s in spec.replace(" ", "").split(",") if s and s != "0"]
+    except ValueError:
+        raise CLIError(f"--layers {spec!r}: expected sizes like 2-8-1 or hidden sizes like "
+                       f"8,8.") from None
+    return [n_in, *hidden, n_out]
+
+
+# ----------------------------------------------------------------------------- run
+def run(args: argparse.Namespace) -> int:
+    from .. import nn, serialization
+    from ..data import train_test_split
+    from ..training import NonFiniteLossError, fit
+
+    try:
+        X, y, preset, info = _load(args)
+    except (ValueError, ImportError) as e:
+        raise CLIError(str(e)) from None
+    classify = info["task"] == "classify"
+    n_classes = int(y.max()) + 1 if classify else 0
+    loss = args.loss or ("mse" if not classify else
+                         "bce_with_logits" if n_classes <= 2 else "cross_entropy")
+    if classify and n_classes > 2 and loss != "cross_entropy":
+        raise CLIError(f"--loss {loss} handles two classes; this data has {n_classes}. "
+                       f"Use --loss cross_entropy.")
+    n_out = n_classes if loss == "cross_entropy" else 1
+    sizes = _sizes(args.layers, X.shape[1], n_out, preset)
+    activation = args.activation or preset.activation
+    batch_size = _batch_size(args.batch_size, preset)
+    epochs = args.epochs if args.epochs is not None else preset.epochs
+    val_split = preset.val_split if args.val_split is None else args.val_split
+    lr = preset.lr if args.lr is None else args.lr
+    args.init = args.init or (preset.init if args.activation is None else
+                              "kaiming" if activation in ("relu", "leaky_relu") else "xavier")
+    try:
+        model = nn.MLP(sizes, activation=activation, init=args.init, seed=args.seed,
+                       output_activation="sigmoid" if loss == "bce" else None)
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+    n_params = sum(p.size for p in model.parameters())
+    verbose = 0 if args.quiet else 1
+    _header(info, X, y, classify, n_classes, sizes, activation, args, n_params, loss, lr,
+            batch_size, epochs, val_split)
+    try:
+        parts = [(X, y)]
+        if val_split:  # split here, so the report can score both parts with the final weights
+            X_tr, X_val, y_tr, y_val = train_test_split(
+                X, y, val_split, seed=args.seed,
+                stratify=y if classify and np.bincount(y).min() >= 2 else None)
+            parts = [(X_tr, y_tr), (X_val, y_val)]
+        history = fit(model, *parts[0], loss=loss, optimizer=args.optimizer, lr=lr,
+                      epochs=epochs, batch_size=batch_size,
+                      validation_data=parts[1] if val_split else None,
+                      early_stopping=args.early_stopping, verbose=verbose, seed=args.seed)
+    except NonFiniteLossError as e:
+        raise CLIError(f"{e} On the command line: try a smaller --lr.") from None
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+    _report(model, parts, history, loss, classify, info)
+    if args.save:
+        meta = {"glassgrad.dataset": info["name"], "glassgrad.loss": loss}
+        if info["classes"]:
+            meta["glassgrad.classes"] = ",".join(info["classes"])
+        try:
+            serialization.save(model, args.save, metadata=meta)
+        except OSError as e:
+            raise CLIError(f"cannot write {args.save!r}: {e}") from None
+        print(f"\nsaved the model to {args.save} "
+              f"(rebuild it with glassgrad.serialization.load_model)")
+    return 0
+
+
+def _batch_size(spec: str | None, preset: Preset) -> int | None:
+    if spec is None:
+        return preset.batch_size
+    if spec.lower() in ("full", "none", "all"):
+        return None
+    if not spec.isdigit() or int(spec) < 1:
+        raise CLIError(f"--batch-size {spec!r}: give a positive number, or 'full' for the "
+                       f"whole data set per step (batch gradient descent).")
+    return int(spec)
+
+
+def _header(info: dict, X: np.ndarray, y: np.ndarray, classify: bool, n_classes: int,
+            sizes: list[int], activation: str, args: argparse.Namespace, n_params: int,
+            loss: str, lr: float, batch_size: int | None, epochs: int, val_split: float) -> None:
+    kind = f"{n_classes} classes" if classify else "a numeric target"
+    held = f"{val_split:.0%} held out for validation" if val_split else "all used for training"
+    batch = "full batch" if batch_size is None else f"batch size {batch_size}"
+    act = f"{activation}" if len(sizes) > 2 else "no hidden layer (a linear model)"
+    print(f"glassgrad train {info['name']}")
+    print(f"  data     {_n(len(X), 'sample')}, {_n(X.shape[1], 'feature')}, {kind} ({held})")
+    print(f"  model    MLP {'-'.join(map(str, sizes))}, {act}, init {args.init}: "
+          f"{_n(n_params, 'parameter')}")
+    print(f"  training {loss} loss, {args.optimizer} (lr {lr:g}), {batch}, up to {epochs} "
+          f"epochs, seed {args.seed}\n")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _report(model: Any, parts: list, history: Any, loss: str, classify: bool,
+            info: dict) -> None:
+    from ..training import evaluate
+
+    h = history
+    steps = h.params["steps_per_epoch"] * len(h.epoch)
+    print(f"\ndone in {h.elapsed:.2f} s: {len(h.epoch)} epochs, {steps} steps")
+    if h.restored_epoch is not None:
+        print(f"(the model holds the weights of epoch {h.restored_epoch}, its best)")
+    print(f"  {'':<11}{'loss':>10}" + (f"{'accuracy':>17}" if classify else ""))
+    for name, (X, y) in zip(("train", "validation"), parts):
+        logs = evaluate(model, X, y, loss=loss)
+        line = f"  {name:<11}{logs['loss']:>10.4f}"
+        if classify:
+            right = round(logs["accuracy"] * len(X))
+            line += f"{100 * logs['accuracy']:>9.1f}% {f'({right}/{len(X)})':>7}"
+        print(line)
+    if info["name"] == "xor":
+        _xor_table(model, *parts[0], loss)
+
+
+def _xor_table(model: Any, X: np.ndarray, y: np.ndarray, loss: str) -> None:
+    from ..autograd import no_grad
+    from ..tensor import Tensor
+
+    with no_grad():
+        out = model(Tensor._wrap(X))._data.reshape(-1)
+    logits = loss == "bce_with_logits"
+    p = 1 / (1 + np.exp(-out)) if logits else out
+    print(f"\n  x1  x2  target  {'p(1)' if logits else 'output':>6}")
+    for (a, b), t, o in zip(X, y, p):
+        mark = "ok" if (o > 0.5) == bool(t) else "WRONG"
+        print(f"  {a:>2g}  {b:>2g}  {t:>6}  {o:>6.3f}  {mark}")
