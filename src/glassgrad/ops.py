@@ -98,6 +98,8 @@ def apply(op: Op, *inputs: Any, **attrs: Any) -> Any:
             out = op.forward(inputs[0]._data, inputs[1]._data)
         elif len(inputs) == 1:
             out = op.forward(inputs[0]._data)
+        elif len(inputs) == 3:
+            out = op.forward(inputs[0]._data, inputs[1]._data, inputs[2]._data)
         else:
             out = op.forward(*[t._data for t in inputs])
     except (ValueError, IndexError, TypeError) as e:

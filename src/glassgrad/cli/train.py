@@ -69,6 +69,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=["auto", "classify", "regress"], default="auto",
                    help="CSV: classification or regression (auto: integer targets classify)")
     p.add_argument("--save", metavar="PATH", help="save the trained model (safetensors)")
+    p.add_argument("--diagnose", action="store_true",
+                   help="watch every layer while training; print plain-language warnings "
+                        "(vanishing/exploding gradients, saturation, dead units, ...) at the end")
+    p.add_argument("--plots", metavar="DIR",
+                   help="write loss, gradient-norm, activation and decision-boundary plots to DIR "
+                        "(implies --diagnose; needs matplotlib: pip install 'glassgrad[plot]')")
     p.add_argument("-q", "--quiet", action="store_true", help="print the final report only")
     p.set_defaults(func=run)
 
@@ -167,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
     verbose = 0 if args.quiet else 1
     _header(info, X, y, classify, n_classes, sizes, activation, args, n_params, loss, lr,
             batch_size, epochs, val_split)
+    monitor = None
+    if args.diagnose or args.plots:
+        from .. import diagnose
+
+        monitor = diagnose.Monitor()
     try:
         parts = [(X, y)]
         if val_split:  # split here, so the report can score both parts with the final weights
@@ -177,12 +188,24 @@ def run(args: argparse.Namespace) -> int:
         history = fit(model, *parts[0], loss=loss, optimizer=args.optimizer, lr=lr,
                       epochs=epochs, batch_size=batch_size,
                       validation_data=parts[1] if val_split else None,
-                      early_stopping=args.early_stopping, verbose=verbose, seed=args.seed)
+                      early_stopping=args.early_stopping, verbose=verbose, seed=args.seed,
+                      callbacks=[monitor] if monitor else None)
     except NonFiniteLossError as e:
+        if monitor is not None:  # what the monitor saw before the loss blew up explains why
+            print(diagnose.report(e.history))
         raise CLIError(f"{e} On the command line: try a smaller --lr.") from None
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     _report(model, parts, history, loss, classify, info)
+    if monitor is not None:
+        print("\n" + diagnose.report(history))
+    if args.plots:
+        try:
+            written = diagnose.plots.save_all(history, model, *parts[0], args.plots)
+        except (ImportError, OSError) as e:
+            raise CLIError(f"cannot write the plots to {args.plots!r}: {e}") from None
+        for path in written:
+            print(f"wrote {path}")
     if args.save:
         meta = {"glassgrad.dataset": info["name"], "glassgrad.loss": loss}
         if info["classes"]:

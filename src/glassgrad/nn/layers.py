@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from .. import ops
+from ..ops import apply
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
@@ -54,7 +56,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound, seed=rng)
 
     def forward(self, x: Any) -> Tensor:
-        shape = _shape(x)
+        shape = x._data.shape if isinstance(x, Tensor) else _shape(x)
         if not shape or shape[-1] != self.in_features:
             raise ValueError(
                 f"{self!r}: expected input whose last dimension is in_features = "
@@ -66,9 +68,11 @@ class Linear(Module):
         w = self.weight
         if not (isinstance(x, Tensor) and x._requires_grad):
             arr = x._data if isinstance(x, Tensor) else np.asarray(x)
-            if arr.dtype != w._data.dtype:
+            if arr.dtype is not w._data.dtype and arr.dtype != w._data.dtype:
                 x = Tensor._wrap(arr.astype(w._data.dtype))
-        return F.linear(x, w, self.bias)
+        if self.bias is None:
+            return F.linear(x, w)
+        return apply(ops.linear, x, w, self.bias)  # the fused primitive, without F's checks
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
