@@ -102,3 +102,27 @@ def test_csv_error_names_line_and_column(capsys, tmp_path):
     path.write_text("a,b,y\n1,2,0\n3,,1\n")
     code, _, err = train(capsys, str(path), "-q")
     assert code == 2 and "line 3, column 2 ('b'): the value is missing" in err
+
+
+def test_train_diagnose_and_plots(tmp_path, capsys):
+    """--diagnose prints the rules' verdict; --plots writes readable PNGs of the run."""
+    plots = tmp_path / "plots"
+    assert main(["train", "xor", "-q", "--diagnose", "--plots", str(plots)]) == 0
+    out = capsys.readouterr().out
+    assert "diagnose: no problems found" in out  # a healthy XOR run raises no warning
+    written = sorted(p.name for p in plots.iterdir())
+    assert {"loss.png", "grad_norms.png", "decision_boundary.png"} <= set(written)
+    for name in written:
+        data = (plots / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+        assert f"wrote {plots / name}" in out
+
+
+def test_train_diagnose_flags_a_saturating_sigmoid_net(capsys):
+    """The seeds' 2010 finding on the command line: sigmoid + standard normal saturates."""
+    code = main(["train", "digits", "-q", "--diagnose", "--layers", "64,64,64,64,64",
+                 "--activation", "sigmoid", "--init", "normal", "--epochs", "2",
+                 "--optimizer", "sgd", "--lr", "0.1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "saturation" in out and "problem" in out

@@ -48,15 +48,20 @@ def test_identity_2_3_1_cannot_learn_xor():
 
 
 def test_mlp_reaches_97_percent_on_digits():
-    """64-128-10 ReLU, Adam, 25 epochs of mini-batches of 32 (about 1 s). Held-out accuracy on
-    the digits set depends on the split: 97-99.7% over split seeds 0-5 here (seed 0 is the
-    hardest); this test uses split seed 3 (98.6%)."""
+    """64-128-10 ReLU, Adam, 25 epochs of mini-batches of 32 (about 0.3 s a split). Held-out
+    accuracy depends on which 20% is held out (97.2-99.7% over split seeds 0-5 here, seed 0
+    the hardest), so the claim is checked on three splits, none of them picked: their mean
+    must reach 97% and none may fall below 96%."""
     X, y = gg.data.load_digits()
-    X_tr, X_te, y_tr, y_te = gg.data.train_test_split(X, y, 0.2, seed=3, stratify=y)
-    model = gg.nn.MLP([64, 128, 10], activation="relu", init="kaiming", seed=0)
-    gg.fit(model, X_tr, y_tr, loss="cross_entropy", lr=3e-3, epochs=25, batch_size=32,
-           verbose=0, seed=0)
-    assert evaluate(model, X_te, y_te)["accuracy"] >= 0.97
+    accuracies = []
+    for split in (0, 1, 2):
+        X_tr, X_te, y_tr, y_te = gg.data.train_test_split(X, y, 0.2, seed=split, stratify=y)
+        model = gg.nn.MLP([64, 128, 10], activation="relu", init="kaiming", seed=0)
+        gg.fit(model, X_tr, y_tr, loss="cross_entropy", lr=3e-3, epochs=25, batch_size=32,
+               verbose=0, seed=0)
+        accuracies.append(evaluate(model, X_te, y_te)["accuracy"])
+    assert np.mean(accuracies) >= 0.97, accuracies
+    assert min(accuracies) >= 0.96, accuracies
 
 
 @pytest.mark.parametrize("name", ["circles", "moons"])

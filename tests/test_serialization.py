@@ -139,3 +139,17 @@ def test_unserializable_input_is_rejected_before_writing(tmp_path):
     with pytest.raises(TypeError, match="numbers and bools"):
         gg.save({"s": np.array(["a"])}, tmp_path / "x.safetensors")
     assert not os.listdir(tmp_path)
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a 0600 temp file; the result must honour the umask like open()."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "m.safetensors"
+        gg.save(gg.nn.Linear(2, 1, seed=0), path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)

@@ -13,16 +13,15 @@ Needs the ``safetensors`` package: ``pip install "glassgrad[train]"``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from .fileio import write_atomic
 from .tensor import Tensor
 
 _VERSION_KEY = "glassgrad.version"
@@ -117,23 +116,7 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
             raise TypeError(f"save(): metadata must map str to str, got {k!r}: {v!r}.")
         meta[k] = v
     payload = st.save(dict(arrays), metadata=meta)
-    _atomic_write(os.fspath(path), payload)
-
-
-def _atomic_write(path: str, payload: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, payload)
 
 
 def _version() -> str:

@@ -199,8 +199,9 @@ def run_net(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- output
 def _emit(tr: Any, args: argparse.Namespace) -> int:
-    from ..explain.graph import render_graph, write_atomic
+    from ..explain.graph import render_graph
     from ..explain.render_text import print_trace
+    from ..fileio import write_atomic
 
     fmt, p, show_all = args.format, args.precision, args.all
     if fmt in ("svg", "png"):

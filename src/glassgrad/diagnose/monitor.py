@@ -21,13 +21,13 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ..autograd import STATE
+from ..fileio import write_atomic
 from ..tensor import Tensor
 
 ACTIVATION_OPS = ("sigmoid", "tanh", "relu")
@@ -294,12 +294,12 @@ class Monitor:
     def to_json(self, path: str | os.PathLike) -> None:
         """Write ``data`` as JSON (atomically)."""
         self.finish()
-        _atomic_write(path, json.dumps(_jsonable(self.data), indent=1))
+        write_atomic(path, json.dumps(_jsonable(self.data), indent=1))
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """One row per (step, layer): the parameter and activation columns side by side."""
         self.finish()
-        _atomic_write(path, rows_to_csv(self.data))
+        write_atomic(path, rows_to_csv(self.data))
 
     # ------------------------------------------------------------------ helpers
     def _index_params(self, model: Any) -> Any:
@@ -406,14 +406,3 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _atomic_write(path: str | os.PathLike, text: str) -> None:
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise

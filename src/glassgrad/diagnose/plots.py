@@ -7,14 +7,14 @@ no GUI backend), which Jupyter shows inline; ``save_all`` writes PNG files atomi
 
 from __future__ import annotations
 
-import contextlib
+import io
 import math
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from ..fileio import write_atomic
 from .rules import Run
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -222,17 +222,9 @@ def _require_monitor(run: Run, fn: str) -> None:
 
 def save_figure(fig: Any, path: str | os.PathLike) -> str:
     """Write ``fig`` as a PNG, atomically (temp file + rename)."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".png.tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return write_atomic(path, buf.getvalue())
 
 
 def save_all(history: Any, model: Any = None, X: Any = None, y: Any = None,

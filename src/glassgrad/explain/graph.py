@@ -11,10 +11,10 @@ z, a (green) and δ (red).
 from __future__ import annotations
 
 import os
-import tempfile
 from html import escape
 from typing import Any
 
+from ..fileio import write_atomic
 from .fmt import arr, pick
 
 GREEN, RED = "#1a7f37", "#cf222e"
@@ -144,18 +144,3 @@ def render_graph(tr: Any, format: str = "svg", path: str | os.PathLike | None = 
     if path is not None:
         write_atomic(path, data)
     return data
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".glassgrad-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
