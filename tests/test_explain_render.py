@@ -123,6 +123,7 @@ def test_html_parses_balanced_with_the_numbers_in_cells(make):
         assert {"b¹[1]", "0.6", "-0.4"} <= set(p.cells)
 
 
+@pytest.mark.needs_dot
 @pytest.mark.parametrize("make", [seed_expr, seed_xor, textbook_222])
 def test_dot_is_valid_graphviz(make):
     dot = make().to_dot()
@@ -135,6 +136,7 @@ def test_dot_is_valid_graphviz(make):
         assert "grad -4" in svg and ">-12<" in svg
 
 
+@pytest.mark.needs_dot
 def test_render_graph_svg_png_and_atomic_file(tmp_path):
     tr = seed_expr()
     svg = render_graph(tr, "svg")

@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         hist = getattr(e, "history", monitor)
     logs = {k: v[-1] for k, v in getattr(hist, "history", {}).items() if v}
     if logs:
-        print("  " + "  ".join(f"{k} {v:.4g}" for k, v in logs.items()))
+        print("  " + "  ".join(
+            f"{k} {100 * v:.1f}%" if k.endswith("accuracy") else f"{k} {v:.4g}"
+            for k, v in logs.items()))
     findings = dg.diagnose(monitor, rules=_ONE_EPOCH_RULES)
     if findings:
         print("\n".join(map(str, findings)))
