@@ -73,6 +73,18 @@ def ms(t: float) -> str:
     return f"{t * 1e3:.2f} ms"
 
 
+def make_step(model: Any, opt: Any, loss_fn: Any, X: Any, y: Any) -> Callable[[], None]:
+    """One training step, written the same for glassgrad and PyTorch (same API)."""
+
+    def step() -> None:
+        loss = loss_fn(model(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 # =========================================================================== engine overhead
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
@@ -94,13 +106,7 @@ def gg_xor_step() -> Callable[[], None]:
     X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
     mse = gg.nn.functional.mse_loss
 
-    def step() -> None:
-        loss = mse(model(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return make_step(model, opt, mse, X, Y)
 
 
 def torch_xor_step(torch: Any) -> Callable[[], None]:
@@ -112,13 +118,7 @@ def torch_xor_step(torch: Any) -> Callable[[], None]:
     X, Y = torch.from_numpy(XOR_X), torch.from_numpy(XOR_Y)
     mse = torch.nn.functional.mse_loss
 
-    def step() -> None:
-        loss = mse(model(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return make_step(model, opt, mse, X, Y)
 
 
 def numpy_xor_step() -> Callable[[], None]:
@@ -261,13 +261,7 @@ def gg_mlp_step(batch: int) -> Callable[[], None]:
     Xt = gg.tensor(X)
     ce = gg.nn.functional.cross_entropy
 
-    def step() -> None:
-        loss = ce(model(Xt), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return make_step(model, opt, ce, Xt, y)
 
 
 def torch_mlp_step(torch: Any, batch: int) -> Callable[[], None]:
@@ -280,13 +274,7 @@ def torch_mlp_step(torch: Any, batch: int) -> Callable[[], None]:
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     ce = torch.nn.functional.cross_entropy
 
-    def step() -> None:
-        loss = ce(model(Xt), yt)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return make_step(model, opt, ce, Xt, yt)
 
 
 def numpy_mlp_step(batch: int) -> Callable[[], None]:

@@ -25,6 +25,7 @@ from .. import functional as F
 from ..autograd import no_grad
 from ..tensor import Tensor, tensor
 from .checks import Check, net_checks
+from .rendering import Rendered
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class StepTrace:
 
 
 @dataclass
-class NetTrace:
+class NetTrace(Rendered):
     """The layer-level record: one ``StepTrace`` per gradient-descent step, and the checks."""
 
     sizes: list[int]
@@ -123,48 +124,6 @@ class NetTrace:
     def scale(self) -> float:
         """c in L = c Σᵢ ℓᵢ: 1 for a summed loss, 1/n for a mean over the batch."""
         return 1.0 if self.loss.reduction == "sum" else 1.0 / self.n
-
-    # renderers, as Trace's
-    def to_text(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_text import render_text
-
-        return render_text(self, precision=precision, show_all=show_all)
-
-    def to_markdown(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_markdown import render_markdown
-
-        return render_markdown(self, precision=precision, show_all=show_all)
-
-    def to_html(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_html import render_html
-
-        return render_html(self, precision=precision, show_all=show_all)
-
-    def to_latex(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_latex import render_latex
-
-        return render_latex(self, precision=precision, show_all=show_all)
-
-    def to_dict(self) -> dict:
-        from .export import to_dict
-
-        return to_dict(self)
-
-    def to_json(self, indent: int | None = 2) -> str:
-        from .export import to_json
-
-        return to_json(self, indent=indent)
-
-    def to_dot(self, precision: int = 4, show_all: bool = False) -> str:
-        from .graph import to_dot
-
-        return to_dot(self, precision=precision, show_all=show_all)
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
-
-    def __str__(self) -> str:
-        return self.to_text()
 
 
 # --------------------------------------------------------------------------- the model

@@ -27,6 +27,7 @@ from ..ops import OPS, Op
 from ..tensor import Tensor
 from .checks import Check
 from .fmt import num
+from .rendering import Rendered
 
 # Ops printed infix in a node's description: "x + y" reads better than "add(x, y)".
 INFIX = {"add": "+", "sub": "−", "mul": "·", "div": "/", "pow": "^", "matmul": "@"}
@@ -113,7 +114,7 @@ def _data(x: Any) -> np.ndarray:
     return np.array(x._data if isinstance(x, Tensor) else x)  # a copy: later steps may mutate
 
 
-class Trace:
+class Trace(Rendered):
     """The record of one traced computation (forward nodes, backward steps, checks).
 
     Use it as a context manager (``with trace() as tr``); render it with ``str(tr)``,
@@ -251,48 +252,6 @@ class Trace:
         """The node the last backward pass started from."""
         seeds = [s for s in self.steps if s.kind == "seed"]
         return self.nodes[seeds[-1].node - 1] if seeds else None
-
-    # ------------------------------------------------------------------ renderers
-    def to_text(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_text import render_text
-
-        return render_text(self, precision=precision, show_all=show_all)
-
-    def to_markdown(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_markdown import render_markdown
-
-        return render_markdown(self, precision=precision, show_all=show_all)
-
-    def to_html(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_html import render_html
-
-        return render_html(self, precision=precision, show_all=show_all)
-
-    def to_latex(self, precision: int = 6) -> str:
-        from .render_latex import render_latex
-
-        return render_latex(self, precision=precision)
-
-    def to_dict(self) -> dict:
-        from .export import to_dict
-
-        return to_dict(self)
-
-    def to_json(self, indent: int | None = 2) -> str:
-        from .export import to_json
-
-        return to_json(self, indent=indent)
-
-    def to_dot(self, precision: int = 4) -> str:
-        from .graph import to_dot
-
-        return to_dot(self, precision=precision)
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
-
-    def __str__(self) -> str:
-        return self.to_text()
 
     def __repr__(self) -> str:
         return f"<Trace: {len(self.nodes)} nodes, {len(self.steps)} backward steps>"

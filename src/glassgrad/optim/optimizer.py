@@ -117,6 +117,13 @@ class Optimizer:
             buf = self._scratch[key] = np.empty_like(x)
         return buf
 
+    def _weight_decayed(self, g: np.ndarray, w: np.ndarray, wd: float, slot: int) -> np.ndarray:
+        """∇ + λ·w (the gradient of the L2 prior added), in scratch ``slot``."""
+        t = self._tmp(w, slot)
+        np.multiply(w, wd, out=t)
+        t += g
+        return t
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """PyTorch's layout: {"state": {index: {name: array}}, "param_groups": [{..., "params":

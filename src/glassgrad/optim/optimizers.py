@@ -60,10 +60,7 @@ class SGD(Optimizer):
             w = p._data
             g = p.grad._data
             if wd:
-                t = self._tmp(w, 0)
-                np.multiply(w, wd, out=t)
-                t += g
-                g = t
+                g = self._weight_decayed(g, w, wd, slot=0)
             if mom:
                 s = state.get(p)
                 if s is None or s.get("momentum_buffer") is None:
@@ -139,10 +136,7 @@ class Adam(Optimizer):
                 if self._decoupled:  # AdamW: decay the weights, not the gradient
                     w *= 1 - lr * wd
                 else:
-                    t1 = self._tmp(w, 1)
-                    np.multiply(w, wd, out=t1)
-                    t1 += g
-                    g = t1
+                    g = self._weight_decayed(g, w, wd, slot=1)
             m, v = s["exp_avg"], s["exp_avg_sq"]
             t = self._tmp(w, 0)
             np.subtract(g, m, out=t)  # m ← m + (1 − β₁)(g − m): torch's lerp, same rounding
@@ -217,10 +211,7 @@ class RMSprop(Optimizer):
                 s = state[p] = {"step": 0, "square_avg": np.zeros_like(w)}
             s["step"] += 1
             if wd:
-                t1 = self._tmp(w, 1)
-                np.multiply(w, wd, out=t1)
-                t1 += g
-                g = t1
+                g = self._weight_decayed(g, w, wd, slot=1)
             v = s["square_avg"]
             t = self._tmp(w, 0)
             v *= alpha
