@@ -290,7 +290,18 @@ def run_backward(
         # Arrays already handed to a .grad in this pass: storing one twice would alias them.
         handed_out = set(map(id, seeds))
         for node, g in done:
-            _accumulate(node, g, handed_out, create_graph)
+            if create_graph:
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
+                g = np.asarray(g)
+            elif id(g) in handed_out or g.base is not None:
+                g = g.copy()  # never let two .grad arrays (or a user's array) share memory
+            handed_out.add(id(g))
+            if node.grad is None:
+                node.grad = Tensor._wrap(g)
+            else:
+                node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
     if not retain_graph:
         for node in order:
             if node._op is not None:
@@ -300,21 +311,6 @@ def run_backward(
 
 
 _NO_ATTRS: dict[str, Any] = {}
-
-
-def _accumulate(node: Tensor, g: Any, handed_out: set[int], create_graph: bool) -> None:
-    if create_graph:
-        node.grad = g if node.grad is None else node.grad + g
-        return
-    if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
-        g = np.asarray(g)
-    elif id(g) in handed_out or g.base is not None:
-        g = g.copy()  # never let two .grad arrays (or a user's array) share memory
-    handed_out.add(id(g))
-    if node.grad is None:
-        node.grad = Tensor._wrap(g)
-    else:
-        node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d gives a scalar)
 
 
 def seed_for(t: Tensor, grad: Any) -> Any:

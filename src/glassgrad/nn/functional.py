@@ -35,6 +35,9 @@ def _as_input(x: Any, loss: str) -> Tensor:
 
 
 def _float_target(target: Any, like: Tensor, loss: str, same_shape: bool = True) -> Tensor:
+    if (type(target) is Tensor and not target._requires_grad
+            and target._data.dtype is like._data.dtype and target._data.shape == like.shape):
+        return target  # the common case, checked cheaply: a constant target that fits
     t = target._data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype != like._data.dtype:
         t = t.astype(like._data.dtype)

@@ -15,6 +15,10 @@ import numpy as np
 
 from .optimizer import Optimizer, _check
 
+# Below this many elements a fresh temporary is cheaper than a reused scratch array; above it,
+# reusing one avoids allocating (and page-faulting) a parameter-sized array every step.
+_SCRATCH_MIN = 1 << 15
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent, PyTorch's formulation:
@@ -82,9 +86,12 @@ class SGD(Optimizer):
                     g = t1
                 else:
                     g = buf
-            t = self._tmp(w, 0)
-            np.multiply(g, lr, out=t)
-            w -= t
+            if w.size < _SCRATCH_MIN:
+                w -= lr * g  # a small temporary costs less than looking up a scratch array
+            else:
+                t = self._tmp(w, 0)
+                np.multiply(g, lr, out=t)
+                w -= t
 
 
 class Adam(Optimizer):
