@@ -236,6 +236,35 @@ def bench_hooks() -> None:
         idle = median_time(step, n)
     rows.append(["with an idle observer attached (for scale)", us(idle), f"{idle / base:.2f}×"])
     table("Cost of the engine hooks in the XOR step", ["state", "median", "vs none"], rows)
+    bench_monitor()
+
+
+def bench_monitor() -> None:
+    """diagnose.Monitor on the digits MLP via fit(): per-epoch time with and without it."""
+    data = digits_split()
+    if data is None:
+        return
+    from glassgrad import diagnose
+
+    Xtr, _, ytr, _ = data
+
+    def epoch_with(callbacks: Callable[[], list]) -> Callable[[], None]:
+        model = gg.nn.MLP([64, 128, 10], activation="relu", init="kaiming", seed=0)
+        opt = gg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        return lambda: gg.fit(model, Xtr, ytr, loss="cross_entropy", optimizer=opt,
+                              epochs=EPOCHS, batch_size=64, verbose=0, seed=0,
+                              callbacks=callbacks(), metrics=())
+
+    EPOCHS = 5  # a fit of several epochs: the monitor's cost in a run, set-up included
+    n = 2 if QUICK else 5
+    base = median_time(epoch_with(list), n) / EPOCHS
+    rows = [["fit(), no monitor", ms(base), "1.00×"]]
+    for every in (10, 1):
+        t = median_time(epoch_with(lambda every=every: [diagnose.Monitor(every=every)]),
+                        n) / EPOCHS
+        rows.append([f"fit() with diagnose.Monitor(every={every})", ms(t), f"{t / base:.2f}×"])
+    table("Monitoring cost: digits 64-128-10 MLP, SGD, batch 64, fit() of 5 epochs, per epoch",
+          ["state", "median epoch", "vs none"], rows)
 
 
 # =========================================================================== big MLP
