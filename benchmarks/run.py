@@ -49,6 +49,25 @@ def median_time(fn: Callable[[], Any], number: int, repeat: int = 7, warmup: int
     return statistics.median(times)
 
 
+def compare(fns: dict[str, Callable[[], Any]], number: int, repeat: int = 7) -> dict[str, float]:
+    """Median seconds per call of each peer, timed in interleaved rounds (A, B, C, A, B, ...):
+    a burst of noise on a shared machine then hits every peer alike, not one of them."""
+    for fn in fns.values():  # warm-up
+        for _ in range(max(1, number // 5)):
+            fn()
+    if QUICK:
+        repeat = max(3, repeat // 2)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[name].append((time.perf_counter() - t0) / number)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def optional(name: str) -> Any:
     try:
         return importlib.import_module(name)
@@ -185,18 +204,17 @@ def bench_engine() -> dict[str, float]:
     torch = optional("torch")
     micro = optional("micrograd.engine")
     n = 3000 if QUICK else 10000
-    add = {"glassgrad": median_time(tiny_add_gg(), n)}
+    adds = {"glassgrad": tiny_add_gg()}
     if torch:
-        add["PyTorch"] = median_time(tiny_add_torch(torch), n // 5)
+        adds["PyTorch"] = tiny_add_torch(torch)
     if micro:
-        add["micrograd, 1 scalar add"] = median_time(tiny_add_micrograd(micro, 1), n)
-        add["micrograd, 4 scalar adds (same work)"] = median_time(tiny_add_micrograd(micro, 4), n)
-    xor = {
-        "glassgrad": median_time(gg_xor_step(), n // 2),
-        "hand NumPy": median_time(numpy_xor_step(), n // 2),
-    }
+        adds["micrograd, 1 scalar add"] = tiny_add_micrograd(micro, 1)
+        adds["micrograd, 4 scalar adds (same work)"] = tiny_add_micrograd(micro, 4)
+    add = compare(adds, n // 5)
+    xors = {"glassgrad": gg_xor_step(), "hand NumPy": numpy_xor_step()}
     if torch:
-        xor["PyTorch"] = median_time(torch_xor_step(torch), n // 10)
+        xors["PyTorch"] = torch_xor_step(torch)
+    xor = compare(xors, n // 10)
     rows = []
     for name, t in add.items():
         rows.append(["add of two 4-element tensors, fwd+bwd", name, us(t),
@@ -257,12 +275,13 @@ def bench_monitor() -> None:
 
     EPOCHS = 5  # a fit of several epochs: the monitor's cost in a run, set-up included
     n = 2 if QUICK else 5
-    base = median_time(epoch_with(list), n) / EPOCHS
-    rows = [["fit(), no monitor", ms(base), "1.00×"]]
+    runs = {"fit(), no monitor": epoch_with(list)}
     for every in (10, 1):
-        t = median_time(epoch_with(lambda every=every: [diagnose.Monitor(every=every)]),
-                        n) / EPOCHS
-        rows.append([f"fit() with diagnose.Monitor(every={every})", ms(t), f"{t / base:.2f}×"])
+        runs[f"fit() with diagnose.Monitor(every={every})"] = epoch_with(
+            lambda every=every: [diagnose.Monitor(every=every)])
+    times = {k: t / EPOCHS for k, t in compare(runs, n).items()}
+    base = times["fit(), no monitor"]
+    rows = [[k, ms(t), f"{t / base:.2f}×"] for k, t in times.items()]
     table("Monitoring cost: digits 64-128-10 MLP, SGD, batch 64, fit() of 5 epochs, per epoch",
           ["state", "median epoch", "vs none"], rows)
 
@@ -397,7 +416,7 @@ def bench_mlp() -> None:
         impls = {"glassgrad": gg_mlp_step(batch), "hand NumPy": numpy_mlp_step(batch)}
         if torch:
             impls["PyTorch"] = torch_mlp_step(torch, batch)
-        times = {k: median_time(f, n, repeat=5) for k, f in impls.items()}
+        times = compare(impls, n, repeat=5)
         for name, t in times.items():
             gflops = mlp_flops(batch) / t / 1e9
             mem = measure_memory(name, batch)
