@@ -15,6 +15,7 @@ a second backward pass knows to raise.
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -243,14 +244,14 @@ def run_backward(
             if op is None:
                 continue
             parents = node._parents
-            attrs = node._attrs or _NO_ATTRS
+            attrs = node._attrs
             if create_graph:
                 out, vals = node, parents
             else:
-                out, vals = node._data, [p._data for p in parents]
+                out, vals = node._data, tuple(map(_data_of, parents))
             rules = op.rules
             if rules is None:  # a variadic op (concatenate): one rule gives all gradients
-                all_grads = op.backward(g, out, *vals, **attrs)
+                all_grads = op.backward(g, out, *vals, **(attrs or {}))
             sent = [None] * len(parents) if hooks else None
             for i, p in enumerate(parents):
                 if not p._requires_grad:
@@ -261,7 +262,7 @@ def run_backward(
                     rule = rules[i]
                     if rule is None:
                         continue
-                    pg = rule(g, out, *vals, **attrs)
+                    pg = rule(g, out, *vals, **attrs) if attrs else rule(g, out, *vals)
                 if pg is None:
                     continue
                 pdata = p._data
@@ -278,10 +279,12 @@ def run_backward(
                     f = getattr(h, "on_backward", None)
                     if f is not None:
                         f(node, g, sent)
+    except BaseException:
+        for node in order:  # some may still hold a partial gradient
+            node._g = None
+        raise
     finally:
         STATE.grad_enabled = prev_mode
-        for node in order:  # after an error some may still hold a partial gradient
-            node._g = None
     if captured is not None:
         results: list[Any] = [None] * len(captured)
         for node, g in done:
@@ -310,7 +313,7 @@ def run_backward(
     return results if captured is not None else None
 
 
-_NO_ATTRS: dict[str, Any] = {}
+_data_of = operator.attrgetter("_data")
 
 
 def seed_for(t: Tensor, grad: Any) -> Any:
