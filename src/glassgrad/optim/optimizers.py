@@ -20,6 +20,15 @@ from .optimizer import Optimizer, _check
 _SCRATCH_MIN = 1 << 15
 
 
+def _average_square_(v: np.ndarray, g: np.ndarray, decay: float, t: np.ndarray) -> None:
+    """v ← decay·v + (1 − decay)·g², in place (``t`` is scratch): Adam's and RMSprop's second
+    moment, in the same operation order as PyTorch (so the results match to the last bit)."""
+    v *= decay
+    np.multiply(g, g, out=t)
+    t *= 1 - decay
+    v += t
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, PyTorch's formulation:
 
@@ -149,10 +158,7 @@ class Adam(Optimizer):
             np.subtract(g, m, out=t)  # m ← m + (1 − β₁)(g − m): torch's lerp, same rounding
             t *= 1 - b1
             m += t
-            v *= b2
-            np.multiply(g, g, out=t)
-            t *= 1 - b2
-            v += t
+            _average_square_(v, g, b2, t)
             if amsgrad:
                 vmax = s.get("max_exp_avg_sq")
                 if vmax is None:
@@ -221,10 +227,7 @@ class RMSprop(Optimizer):
                 g = self._weight_decayed(g, w, wd, slot=1)
             v = s["square_avg"]
             t = self._tmp(w, 0)
-            v *= alpha
-            np.multiply(g, g, out=t)
-            t *= 1 - alpha
-            v += t
+            _average_square_(v, g, alpha, t)
             if centered:
                 ga = s.get("grad_avg")
                 if ga is None:

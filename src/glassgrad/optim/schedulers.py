@@ -13,7 +13,23 @@ from typing import Any
 from .optimizer import Optimizer
 
 
-class LRScheduler:
+class _SchedulerState:
+    """What every scheduler shares: its last learning rates and a resumable state."""
+
+    _last_lr: list[float]
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rate of each group after the latest step."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.__dict__.update(state_dict)
+
+
+class LRScheduler(_SchedulerState):
     """Base class: ``step()`` advances ``last_epoch`` and writes ``get_lr()`` into each group."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
@@ -52,16 +68,6 @@ class LRScheduler:
         for g, lr in zip(self.optimizer.param_groups, lrs):
             g["lr"] = lr
         self._last_lr = list(lrs)
-
-    def get_last_lr(self) -> list[float]:
-        """The learning rate of each group after the latest step."""
-        return list(self._last_lr)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.__dict__.update(state_dict)
 
 
 class StepLR(LRScheduler):
@@ -117,7 +123,7 @@ class CosineAnnealingLR(LRScheduler):
                 * (lr - lo) + lo for lr in self._current()]
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(_SchedulerState):
     """Multiply the learning rate by ``factor`` when a metric has not improved for more than
     ``patience`` epochs: ``scheduler.step(val_loss)`` once per epoch.
 
@@ -185,12 +191,3 @@ class ReduceLROnPlateau:
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
-
-    def get_last_lr(self) -> list[float]:
-        return list(self._last_lr)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.__dict__.update(state_dict)
