@@ -126,3 +126,18 @@ def test_train_diagnose_flags_a_saturating_sigmoid_net(capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "saturation" in out and "problem" in out
+
+
+def test_output_piped_into_a_reader_that_stops_early():
+    """`glassgrad train digits | head -1`: when the reader goes away, no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "glassgrad", "train", "digits", "--epochs", "3"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()  # like head -1
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=120) == 0, err
+    assert first.startswith(b"glassgrad train digits") and "Traceback" not in err
