@@ -104,7 +104,11 @@ class Optimizer:
         return loss
 
     def _update(self, group: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Update, in place, every parameter of ``group`` that has a gradient."""
+        raise NotImplementedError(  # the base class itself is abstract
+            f"{type(self).__name__} does not define _update(group), the rule that changes the "
+            f"parameters. Fix: subclass an optimizer and implement it (see SGD)."
+        )
 
     def _tmp(self, x: np.ndarray, slot: int = 0) -> np.ndarray:
         """A scratch array shaped like ``x``, reused on every step (no allocation per update).

@@ -56,7 +56,11 @@ class LRScheduler(_SchedulerState):
         self._is_initial = False
 
     def get_lr(self) -> list[float]:
-        raise NotImplementedError
+        """The learning rate of each parameter group at ``last_epoch``."""
+        raise NotImplementedError(  # the base class itself is abstract
+            f"{type(self).__name__} does not define get_lr(), the schedule itself. Fix: "
+            f"subclass LRScheduler and implement it (see StepLR)."
+        )
 
     def _current(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
