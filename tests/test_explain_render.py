@@ -227,3 +227,18 @@ def test_print_trace_on_a_terminal_and_in_a_pipe():
     print_trace(tr, tty)  # rich tables where rich is installed, plain text otherwise
     assert pipe.getvalue() == tr.to_text()
     assert "Backward pass" in tty.getvalue() and "∂(a·b)/∂a = b" in tty.getvalue()
+
+
+def test_large_values_are_summarized_unless_show_all():
+    """A traced 64-sample, 16-unit layer prints shapes and ranges, not 64×16 numbers; with
+    show_all every value's numbers come back (as the issue asks: summarize, flag to show all)."""
+    X, y = gg.data.moons(64, seed=0)
+    model = gg.nn.MLP([2, 16, 1], activation="tanh", seed=0)
+    with gg.explain.trace() as tr:
+        gg.nn.functional.mse_loss(model(gg.tensor(X)), gg.tensor(y[:, None] * 1.0)).backward()
+    short, full = tr.to_text(), tr.to_text(show_all=True)
+    hidden = tr.nodes[3].value  # linear(X, W, b): 64×16
+    assert hidden.shape == (64, 16)
+    assert f"64×16 values in [{hidden.min():.4g}, {hidden.max():.4g}]" in short
+    assert "64×16 values in" not in full and f"{hidden[0, 0]:.6g}" in full
+    assert max(map(len, short.splitlines())) < max(map(len, full.splitlines()))

@@ -68,9 +68,19 @@ def _checks(checks: list[Check]) -> list[Block]:
 
 
 # --------------------------------------------------------------------------- op level
+# In op-level tables a value bigger than this prints as its shape and range unless show_all:
+# every number of a hand-sized example, a readable line for a layer's 64×16 matrix.
+OP_VALUE_LIMIT = 12
+
+
 def _op_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
     def v(x: Any) -> str:
-        return "" if x is None else arr(x, p)
+        if x is None:
+            return ""
+        a = np.asarray(x)
+        if show_all or a.size <= OP_VALUE_LIMIT:
+            return arr(a, p)
+        return f"{'×'.join(map(str, a.shape))} values in [{num(a.min(), 4)}, {num(a.max(), 4)}]"
 
     name = {n.id: n.name for n in tr.nodes}
     chains = sum(s.kind == "chain" for s in tr.steps)
