@@ -15,6 +15,7 @@ import numpy as np
 
 from . import functional as F
 from . import ops
+from .autograd import STATE
 from .ops import apply
 from .tensor import Tensor
 
@@ -77,6 +78,30 @@ def __pos__(self: Tensor) -> Tensor:
     return self
 
 
+def _inplace(np_fn: Any, symbol: str) -> Any:
+    """``w -= lr * w.grad`` on a parameter, as PyTorch: inside ``no_grad`` it updates the
+    values in place (w stays the same leaf); in the graph it is refused, since it would
+    silently replace w by a new tensor computed from it. On any other tensor Python's
+    fallback applies (``x -= 1`` is ``x = x - 1``): glassgrad's ops never mutate."""
+
+    def method(self: Tensor, other: Any) -> Any:
+        if not (self._requires_grad and self._op is None):
+            return NotImplemented
+        if STATE.grad_enabled:
+            raise RuntimeError(
+                f"'w {symbol}= ...' on a tensor that requires grad (shape {self.shape}) would "
+                f"replace it by a new tensor computed from it, so it would stop being a "
+                f"parameter. Fix: update it inside `with gg.no_grad():` (as in PyTorch), or "
+                f"use an optimizer (gg.optim.SGD)."
+            )
+        b = other._data if isinstance(other, Tensor) else other
+        np_fn(self._data, b, out=self._data, casting="same_kind")
+        return self
+
+    method.__name__ = f"__i{np_fn.__name__}__"
+    return method
+
+
 def __getitem__(self: Tensor, index: Any) -> Tensor:
     return F.getitem(self, index)
 
@@ -108,6 +133,8 @@ _OPERATORS = {
     "__and__": _comparison(np.logical_and), "__or__": _comparison(np.logical_or),
     "__xor__": _comparison(np.logical_xor),
     "__invert__": lambda self: Tensor._wrap(np.asarray(~self._data)),
+    "__iadd__": _inplace(np.add, "+"), "__isub__": _inplace(np.subtract, "-"),
+    "__imul__": _inplace(np.multiply, "*"), "__itruediv__": _inplace(np.true_divide, "/"),
 }
 
 # --------------------------------------------------------------------------- methods
