@@ -8,6 +8,7 @@ parameters of a dtype).
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..autograd import enable_grad
 from ..tensor import Tensor
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class, as ``torch.optim.Optimizer``: ``param_groups`` is a list of dicts holding
     "params" and the hyperparameters ("lr", ...); ``state`` maps a parameter to its buffers."""
 
@@ -103,12 +104,10 @@ class Optimizer:
             self._update(group)
         return loss
 
+    @abstractmethod
     def _update(self, group: dict[str, Any]) -> None:
-        """Update, in place, every parameter of ``group`` that has a gradient."""
-        raise NotImplementedError(  # the base class itself is abstract
-            f"{type(self).__name__} does not define _update(group), the rule that changes the "
-            f"parameters. Fix: subclass an optimizer and implement it (see SGD)."
-        )
+        """Update, in place, every parameter of ``group`` that has a gradient (the rule that
+        makes an optimizer; see SGD)."""
 
     def _tmp(self, x: np.ndarray, slot: int = 0) -> np.ndarray:
         """A scratch array shaped like ``x``, reused on every step (no allocation per update).

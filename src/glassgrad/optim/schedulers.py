@@ -8,6 +8,7 @@ change made from outside (another schedule, a warm-up) is kept.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 from .optimizer import Optimizer
@@ -29,7 +30,7 @@ class _SchedulerState:
         self.__dict__.update(state_dict)
 
 
-class LRScheduler(_SchedulerState):
+class LRScheduler(_SchedulerState, ABC):
     """Base class: ``step()`` advances ``last_epoch`` and writes ``get_lr()`` into each group."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
@@ -55,12 +56,10 @@ class LRScheduler(_SchedulerState):
         self.step()
         self._is_initial = False
 
+    @abstractmethod
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group at ``last_epoch``."""
-        raise NotImplementedError(  # the base class itself is abstract
-            f"{type(self).__name__} does not define get_lr(), the schedule itself. Fix: "
-            f"subclass LRScheduler and implement it (see StepLR)."
-        )
+        """The learning rate of each parameter group at ``last_epoch`` (the schedule itself;
+        see StepLR)."""
 
     def _current(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
