@@ -242,3 +242,25 @@ def test_large_values_are_summarized_unless_show_all():
     assert f"64×16 values in [{hidden.min():.4g}, {hidden.max():.4g}]" in short
     assert "64×16 values in" not in full and f"{hidden[0, 0]:.6g}" in full
     assert max(map(len, short.splitlines())) < max(map(len, full.splitlines()))
+
+
+def test_rich_terminal_output_keeps_brackets_literal():
+    """On a terminal with rich installed the trace prints as rich tables; formulas such as
+    getitem's ∂x[i]/∂x must not be read as rich markup ([i] is rich's italic tag)."""
+    pytest.importorskip("rich")
+    import io
+
+    from glassgrad.explain.render_text import print_trace
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with gg.explain.trace() as tr:
+        x = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        (x[1] * 2).backward()
+    out = Terminal()
+    print_trace(tr, out)
+    text = out.getvalue()
+    assert "┃" in text  # rich's table, not the plain renderer
+    assert "∂x[i]/∂x" in text and "Backward pass" in text

@@ -57,28 +57,33 @@ def print_trace(tr: Any, file: IO[str] | None = None, precision: int = 6,
 
 def _print_rich(tr: Any, file: IO[str], precision: int, show_all: bool) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
+    from rich.text import Text
 
+    # Trace text holds brackets of its own ("x[i]", "[1, 2]"): escape it, so that rich reads
+    # markup only from the styles added here.
     console = Console(file=file)
     style = {True: "green", False: "bold red", None: "cyan"}
     for b in blocks(tr, precision, show_all):
         if isinstance(b, Heading):
-            console.print(f"\n[bold]{b.text}[/bold]" if b.level > 1 else f"[bold underline]"
-                          f"{b.text}[/bold underline]", highlight=False)
+            text = escape(b.text)
+            console.print(f"\n[bold]{text}[/bold]" if b.level > 1 else
+                          f"[bold underline]{text}[/bold underline]", highlight=False)
         elif isinstance(b, Para):
-            console.print(b.text, highlight=False)
+            console.print(b.text, markup=False, highlight=False)
         elif isinstance(b, Formula):
-            console.print(f"  [italic]{b.text}[/italic]", highlight=False)
+            console.print(f"  [italic]{escape(b.text)}[/italic]", highlight=False)
         elif isinstance(b, Table):
             t = RichTable(show_edge=False, header_style="bold")
             for h, a in zip(b.headers, b.align):
-                t.add_column(h, justify="right" if a == "r" else "left")
+                t.add_column(Text(h), justify="right" if a == "r" else "left")
             for row in b.rows:
-                t.add_row(*row)
+                t.add_row(*(Text(cell) for cell in row))
             console.print(t)
         elif isinstance(b, CheckBlock):
             c = b.check
-            console.print(f"[{style[c.ok]}]{MARK[c.ok]} {c.title}[/{style[c.ok]}]",
+            console.print(f"[{style[c.ok]}]{escape(MARK[c.ok] + ' ' + c.title)}[/{style[c.ok]}]",
                           highlight=False)
             for d in c.detail:
-                console.print(f"    {d}", highlight=False)
+                console.print(f"    {d}", markup=False, highlight=False)
