@@ -90,10 +90,21 @@ def hook(observer: Any) -> Iterator[Any]:
     un-broadcast; ``None`` for a parent that needs none). With no observer attached the
     engine pays one falsy check per op.
     """
-    STATE.hooks = (*STATE.hooks, observer)
+    attach(observer)
     try:
         yield observer
     finally:
+        detach(observer)
+
+
+def attach(observer: Any) -> None:
+    """Attach ``observer`` until ``detach(observer)`` (``hook()`` for a ``with`` block)."""
+    STATE.hooks = (*STATE.hooks, observer)
+
+
+def detach(observer: Any) -> None:
+    """Remove ``observer`` from the engine's hooks (nothing happens if it is not attached)."""
+    if any(h is observer for h in STATE.hooks):
         STATE.hooks = tuple(h for h in STATE.hooks if h is not observer)
 
 

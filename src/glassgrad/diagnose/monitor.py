@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import STATE
+from ..autograd import STATE, attach, detach
 from ..fileio import write_atomic
 from ..tensor import Tensor
 
@@ -351,15 +351,14 @@ class Monitor:
         self.data["loss"]["value"].append(float(value))
 
     def _attach(self) -> None:
-        # What autograd.hook() does, without a generator: this runs on every recorded step.
+        # autograd.attach rather than hook(): a recorded step spans several callbacks.
         self._act_index = 0
         self._seen = set()
         if self not in STATE.hooks:
-            STATE.hooks = (*STATE.hooks, self)
+            attach(self)
 
     def _detach(self) -> None:
-        if self in STATE.hooks:
-            STATE.hooks = tuple(h for h in STATE.hooks if h is not self)
+        detach(self)
 
 
 def _histogram(op: str, a: np.ndarray, step: int) -> dict[str, Any]:
