@@ -6,7 +6,7 @@ mismatch the report names the input, the element, and both numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,28 @@ def _project(outputs: list[Tensor], vs: list[np.ndarray]) -> Any:
         term = (o * Tensor._wrap(v)).sum()
         total = term if total is None else total + term
     return total
+
+
+def central_differences(f: Callable[[], float], x: np.ndarray, indices: Iterable[int],
+                        eps: float) -> np.ndarray:
+    """(f(x + ε·eⱼ) − f(x − ε·eⱼ)) / 2ε for each flat index j of the array ``x``.
+
+    ``f`` reads ``x`` itself: each entry is perturbed in place and restored afterwards.
+    """
+    if not x.flags.c_contiguous:
+        raise ValueError("central_differences: x must be C-contiguous, so that its flat view "
+                         "perturbs x itself. Fix: pass np.ascontiguousarray(x) as the input.")
+    flat = x.reshape(-1)  # a view: perturbing it perturbs x
+    out = []
+    for j in indices:
+        orig = flat[j]
+        flat[j] = orig + eps
+        plus = f()
+        flat[j] = orig - eps
+        minus = f()
+        flat[j] = orig
+        out.append((plus - minus) / (2 * eps))
+    return np.asarray(out, dtype=np.float64)
 
 
 def gradcheck(
@@ -79,16 +101,10 @@ def gradcheck(
         x = xs[i]
         a = np.zeros(x.shape) if analytic[k] is None else analytic[k].numpy()
         num = np.zeros(x.shape)
-        flat = x._data.reshape(-1)  # a view: perturbing it perturbs x
         # Grad mode stays on: fn may itself call gg.grad (checking a second derivative).
-        for j in range(flat.size):
-            orig = flat[j]
-            flat[j] = orig + eps
-            plus = _project(_as_list(fn(*xs))[: len(outputs)], vs).item()
-            flat[j] = orig - eps
-            minus = _project(_as_list(fn(*xs))[: len(outputs)], vs).item()
-            flat[j] = orig
-            num.reshape(-1)[j] = (plus - minus) / (2 * eps)
+        num.reshape(-1)[:] = central_differences(
+            lambda: _project(_as_list(fn(*xs))[: len(outputs)], vs).item(),
+            x._data, range(x.size), eps)
         bad = np.abs(a - num) > atol + rtol * np.abs(num)
         for idx in map(tuple, np.argwhere(bad)):  # (np.nonzero refuses 0-d arrays)
             failures.append(

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..autograd import grad as _grad
 from ..autograd import hook, no_grad
+from ..gradcheck import central_differences
 from ..tensor import Tensor
 from .monitor import named_parameters
 
@@ -125,19 +126,10 @@ def check_gradients(
         rows = []
         for (name, p), a in zip(params, analytic):
             a = np.zeros(p.shape) if a is None else a._data
-            flat = p._data.reshape(-1)  # a view: perturbing it perturbs the parameter
-            idx = (np.arange(flat.size) if flat.size <= max_entries
-                   else np.sort(rng.choice(flat.size, max_entries, replace=False)))
-            num = np.empty(idx.size)
+            idx = (np.arange(p.size) if p.size <= max_entries
+                   else np.sort(rng.choice(p.size, max_entries, replace=False)))
             with no_grad():
-                for k, j in enumerate(idx):
-                    orig = flat[j]
-                    flat[j] = orig + eps
-                    plus = loss().item()
-                    flat[j] = orig - eps
-                    minus = loss().item()
-                    flat[j] = orig
-                    num[k] = (plus - minus) / (2 * eps)
+                num = central_differences(lambda: loss().item(), p._data, idx, eps)
             an = a.reshape(-1)[idx]
             err = np.abs(an - num)
             rel = err / np.maximum(np.maximum(np.abs(an), np.abs(num)), 1e-12)
