@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import methods as _methods  # noqa: F401  (attaches operators and methods to Tensor)
 from .anomaly import AnomalyError, detect_anomaly
 from .autograd import GraphError, enable_grad, grad, is_grad_enabled, no_grad
+from .compiler import CompileError, compile
 from .functional import (
     abs,
     add,
@@ -115,8 +116,9 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "OPS", "AnomalyError", "GradcheckError", "GraphError", "Tensor", "__version__", "abs",
-    "add", "arange", "argmax", "argmin", "bool_", "broadcast_to", "cast", "clip",
+    "OPS", "AnomalyError", "CompileError", "GradcheckError", "GraphError", "Tensor",
+    "__version__", "abs",
+    "add", "arange", "argmax", "argmin", "bool_", "broadcast_to", "cast", "clip", "compile",
     "concatenate", "cos", "detect_anomaly", "div", "enable_grad", "exp", "expand_dims",
     "flatten", "float16", "float32", "float64", "from_numpy", "full", "getitem", "grad",
     "gradcheck", "int32", "int64", "is_grad_enabled", "leaky_relu", "linear", "log", "log_softmax",

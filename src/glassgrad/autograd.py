@@ -108,6 +108,30 @@ def detach(observer: Any) -> None:
         STATE.hooks = tuple(h for h in STATE.hooks if h is not observer)
 
 
+def record_constant(op: Op, inputs: tuple[Tensor, ...], out: Any) -> Tensor:
+    """Wrap the result of a computation without a gradient (a comparison, argmax): never a
+    graph node, but observers with ``on_constant(op, inputs, out)`` are told (``compile``
+    replays it instead of freezing the values it gave)."""
+    result = Tensor._wrap(out if type(out) is np.ndarray else np.asarray(out))
+    for h in STATE.hooks:
+        f = getattr(h, "on_constant", None)
+        if f is not None:
+            f(op, inputs, result)
+    return result
+
+
+def note_random(what: str) -> None:
+    """Tell the observers that ``what`` drew random numbers outside the op table.
+
+    Called by layers such as Dropout, only while an observer is attached: ``compile``
+    refuses to freeze a random draw into a replayed program.
+    """
+    for h in STATE.hooks:
+        f = getattr(h, "on_random", None)
+        if f is not None:
+            f(what)
+
+
 # --------------------------------------------------------------------------- errors
 class GraphError(RuntimeError):
     """Raised for misuse of the graph: backward twice, backward from nothing, ..."""
@@ -127,14 +151,13 @@ def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | No
     result._requires_grad = False
     result._op = None
     result._parents = ()
-    result._attrs = None
+    result._attrs = attrs  # kept on every result, so observers (compile) see them too
     if STATE.grad_enabled:
         for t in inputs:
             if t._requires_grad:
                 result._requires_grad = True
                 result._op = op
                 result._parents = inputs
-                result._attrs = attrs
                 break
     if STATE.hooks:
         for h in STATE.hooks:
@@ -301,21 +324,11 @@ def run_backward(
         for node, g in done:
             results[captured[id(node)]] = g if create_graph else Tensor._wrap(np.asarray(g))
     else:
-        # Arrays already handed to a .grad in this pass: storing one twice would alias them.
-        handed_out = set(map(id, seeds))
-        for node, g in done:
-            if create_graph:
+        if create_graph:
+            for node, g in done:
                 node.grad = g if node.grad is None else node.grad + g
-                continue
-            if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
-                g = np.asarray(g)
-            elif id(g) in handed_out or g.base is not None:
-                g = g.copy()  # never let two .grad arrays (or a user's array) share memory
-            handed_out.add(id(g))
-            if node.grad is None:
-                node.grad = Tensor._wrap(g)
-            else:
-                node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
+        else:
+            store_grads(done, seeds)
     if not retain_graph:
         for node in order:
             if node._op is not None:
@@ -325,6 +338,26 @@ def run_backward(
 
 
 _data_of = operator.attrgetter("_data")
+
+
+def store_grads(done: Sequence[tuple[Tensor, Any]], seeds: Sequence[Any] = ()) -> None:
+    """Accumulate each (tensor, gradient array) pair into the tensor's ``.grad``.
+
+    A gradient array may be a view or be handed out twice (``a + a`` sends the same array to
+    both sides; a seed is the user's own array): those are copied, so no two ``.grad`` (and
+    no user array) ever share memory.
+    """
+    handed_out = set(map(id, seeds))
+    for node, g in done:
+        if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
+            g = np.asarray(g)
+        elif id(g) in handed_out or g.base is not None:
+            g = g.copy()
+        handed_out.add(id(g))
+        if node.grad is None:
+            node.grad = Tensor._wrap(g)
+        else:
+            node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
 
 
 def seed_for(t: Tensor, grad: Any) -> Any:

@@ -234,7 +234,7 @@ def softmax(x: Any, axis: int = -1) -> Tensor:
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
     """x if x > 0 else slope·x. Composite: where(x > 0, x, slope·x)."""
     x = as_constant(x, ())
-    return where(x._data > 0, x, x * negative_slope)
+    return where(x > 0, x, x * negative_slope)
 
 
 def square(x: Any) -> Tensor:

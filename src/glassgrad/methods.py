@@ -15,9 +15,9 @@ import numpy as np
 
 from . import functional as F
 from . import ops
-from .autograd import STATE
-from .ops import apply
-from .tensor import Tensor
+from .autograd import STATE, record_constant
+from .ops import Op, apply
+from .tensor import Tensor, as_constant
 
 
 # --------------------------------------------------------------------------- operators
@@ -112,10 +112,14 @@ def __iter__(self: Tensor) -> Any:
 
 def _comparison(np_fn: Any) -> Any:
     """Comparisons and logic give bool tensors, outside the graph (they have no gradient)."""
+    op = Op(np_fn.__name__, "no gradient: the result is a bool", np_fn, ())
 
     def method(self: Tensor, other: Any) -> Tensor:
         b = other._data if isinstance(other, Tensor) else other
-        return Tensor._wrap(np.asarray(np_fn(self._data, b)))
+        out = np.asarray(np_fn(self._data, b))
+        if STATE.hooks:  # (tell observers: compile replays the comparison)
+            return record_constant(op, (self, as_constant(other, (self,))), out)
+        return Tensor._wrap(out)
 
     method.__name__ = np_fn.__name__
     return method

@@ -38,18 +38,16 @@ def _float_target(target: Any, like: Tensor, loss: str, same_shape: bool = True)
     if (type(target) is Tensor and not target._requires_grad
             and target._data.dtype is like._data.dtype and target._data.shape == like.shape):
         return target  # the common case, checked cheaply: a constant target that fits
-    t = target._data if isinstance(target, Tensor) else np.asarray(target)
-    if t.dtype != like._data.dtype:
-        t = t.astype(like._data.dtype)
+    t = target if isinstance(target, Tensor) else Tensor._wrap(np.asarray(target))
     if same_shape and t.shape != like.shape:
         raise ValueError(
             f"{loss}: input shape {like.shape} and target shape {t.shape} differ. Broadcasting "
             f"them would compare every prediction with every target. Fix: give the target the "
             f"input's shape, e.g. y.reshape({like.shape})."
         )
-    if isinstance(target, Tensor) and target._requires_grad:
-        return target if target._data is t else target.astype(like._data.dtype)
-    return Tensor._wrap(t)
+    if t._data.dtype != like._data.dtype:
+        t = F.cast(t, like._data.dtype)  # an op (not .astype on the array): compile replays it
+    return t
 
 
 def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
@@ -119,7 +117,7 @@ def _weighted(loss: Tensor, weight: Any, name: str) -> Tensor:
 
 def _clamped_log(p: Tensor) -> Tensor:
     """max(log p, −100) as PyTorch's BCE, without ever evaluating log(0)."""
-    pos = p._data > 0
+    pos = p > 0
     logs = F.where(pos, p, 1.0).log()
     return F.clip(F.where(pos, logs, -100.0), lo=-100.0)
 

@@ -34,8 +34,7 @@ def _same_dtype(xs: list[Any]) -> list[Tensor]:
     dt = next((t._data.dtype for t in ts if t._requires_grad), None)
     if dt is None:
         return ts
-    return [t if t._requires_grad or t._data.dtype == dt else Tensor._wrap(t._data.astype(dt))
-            for t in ts]
+    return [t if t._requires_grad or t._data.dtype == dt else F.cast(t, dt) for t in ts]
 
 
 class Graph(Module):

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import autograd as _autograd
 from .. import functional as F
 from ..tensor import Tensor
 from . import init
@@ -65,9 +66,10 @@ class Linear(Module):
             )
         w = self.weight
         if not (isinstance(x, Tensor) and x._requires_grad):
-            arr = x._data if isinstance(x, Tensor) else np.asarray(x)
-            if arr.dtype is not w._data.dtype and arr.dtype != w._data.dtype:
-                x = Tensor._wrap(arr.astype(w._data.dtype))
+            if not isinstance(x, Tensor):
+                x = Tensor._wrap(np.asarray(x))
+            if x._data.dtype is not w._data.dtype and x._data.dtype != w._data.dtype:
+                x = F.cast(x, w._data.dtype)  # data in float64 meets a float32 layer
         return F.linear(x, w, self.bias)
 
     def extra_repr(self) -> str:
@@ -143,6 +145,8 @@ class Dropout(Module):
         dt = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float32)
         if self.p == 1.0:
             return x * np.zeros(arr.shape, dtype=dt)
+        if _autograd.STATE.hooks:
+            _autograd.note_random("Dropout")
         mask = self._rng.random(arr.shape, dtype=np.float32) >= self.p
         return x * (mask * dt.type(1.0 / (1.0 - self.p)))
 

@@ -66,6 +66,18 @@ class SGD(Optimizer):
     def _update(self, group: dict[str, Any]) -> None:
         lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
         wd, nesterov = group["weight_decay"], group["nesterov"]
+        if not (mom or wd):  # plain gradient descent, w ← w − lr·g: the textbook's update
+            for p in group["params"]:
+                grad = p.grad
+                if grad is not None:
+                    w = p._data
+                    if w.size < _SCRATCH_MIN:
+                        w -= lr * grad._data
+                    else:
+                        t = self._tmp(w, 0)
+                        np.multiply(grad._data, lr, out=t)
+                        w -= t
+            return
         state = self.state
         for p in group["params"]:
             if p.grad is None:

@@ -1,0 +1,567 @@
+"""``compile``: record one training step's forward and backward pass, replay it as plain NumPy.
+
+An eager step pays Python bookkeeping on every op: a Tensor per result, a node per op, a
+walk of the graph, checks of shapes and dtypes. For a small network that bookkeeping costs
+more than the arithmetic. ``compile(loss_fn)`` runs ``loss_fn`` once under an engine
+observer, notes every op it ran, and writes the whole step (forward ops, then the backward
+rules of ``ops.py`` in reverse order, with the engine's un-broadcasting and accumulation
+decided once, for these shapes) as one straight-line Python function. Calling the result
+replays that function: NumPy calls and nothing else. Its source is readable
+(``step.source``): it is the "backprop by hand in NumPy" a textbook would write, generated.
+
+Like ``jax.jit`` and ``torch.jit.trace``, the recording holds for the shapes and dtypes it
+was made with (a new shape records again) and for the Python decisions taken while it ran:
+an ``if`` on a value, a module's train/eval mode, a number computed outside the ops. Random
+draws (Dropout in training mode) cannot be replayed and are refused. While an observer is
+attached (``explain.trace``, ``diagnose.Monitor``, ``detect_anomaly``) calls run eagerly, so
+those tools see every op.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import autograd
+from .autograd import STATE, unbroadcast
+from .ops import Op
+from .tensor import Tensor, tensor
+
+
+class CompileError(RuntimeError):
+    """``loss_fn`` does something a recorded step cannot replay faithfully."""
+
+
+def compile(loss_fn: Callable[..., Tensor]) -> Compiled:  # noqa: A001
+    """Make ``loss_fn`` a compiled training step: ``step(*args)`` does what
+    ``loss = loss_fn(*args); loss.backward()`` does, and returns the loss (detached).
+
+    Gradients accumulate into ``.grad`` of every tensor with ``requires_grad=True`` that the
+    loss depends on (the model's parameters, and arguments that require grad), exactly as
+    ``backward()`` would; the optimizer is used as usual afterwards.
+
+    >>> import glassgrad as gg
+    >>> model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
+    >>> opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    >>> step = gg.compile(lambda X, y: gg.nn.functional.mse_loss(model(X), y))
+    >>> X, y = gg.data.xor()
+    >>> y = y.reshape(-1, 1)
+    >>> for _ in range(3):
+    ...     opt.zero_grad()
+    ...     loss = step(X, y)
+    ...     opt.step()
+    >>> print(step.source.splitlines()[0])
+    def step(a0, a1):
+    """
+    if not callable(loss_fn):
+        raise TypeError(
+            f"compile(): expected a function that returns a scalar loss, got "
+            f"{type(loss_fn).__name__}. Fix: gg.compile(lambda X, y: loss(model(X), y))."
+        )
+    return Compiled(loss_fn)
+
+
+class Compiled:
+    """A loss function with its recorded steps, one per argument signature (shapes, dtypes)."""
+
+    def __init__(self, loss_fn: Callable[..., Tensor]) -> None:
+        self.loss_fn = loss_fn
+        self._programs: dict[tuple, _Program] = {}
+        self._last: _Program | None = None
+
+    def __call__(self, *args: Any) -> Tensor:
+        prog = self._last
+        if prog is not None and prog.guard(args) and not STATE.hooks and STATE.grad_enabled:
+            return prog.run(args)  # the common case: same shapes as the previous call
+        targs = tuple([a if type(a) is Tensor else _as_tensor(a) for a in args])
+        if STATE.hooks or not STATE.grad_enabled:
+            return self._eager(targs)
+        key = tuple([(t._data.shape, t._data.dtype, t._requires_grad) for t in targs])
+        prog = self._programs.get(key)
+        if prog is None or not prog.still_valid():
+            prog = _record(self.loss_fn, targs)
+            self._programs[key] = prog
+            self._last = prog
+            return prog.first_result
+        self._last = prog
+        return prog.run(targs)
+
+    def _eager(self, targs: tuple[Tensor, ...]) -> Tensor:
+        if not STATE.grad_enabled:
+            raise autograd.GraphError(
+                "a compiled step computes gradients, but gradients are off here (inside "
+                "gg.no_grad()). Fix: call it outside no_grad, or call the uncompiled loss "
+                "function to evaluate the loss without gradients."
+            )
+        loss = _check_loss(self.loss_fn(*targs))
+        loss.backward()
+        return loss.detach()
+
+    def reset(self) -> None:
+        """Forget every recording (after changing what the loss function decides in Python,
+        e.g. a module's train/eval mode): the next call records again."""
+        self._programs.clear()
+        self._last = None
+
+    @property
+    def source(self) -> str:
+        """The Python source of the most recently used recording."""
+        if self._last is None:
+            raise CompileError("nothing recorded yet: call the compiled step once first")
+        return self._last.source
+
+    def __repr__(self) -> str:
+        name = getattr(self.loss_fn, "__qualname__", repr(self.loss_fn))
+        return f"<compiled {name}: {len(self._programs)} recording(s)>"
+
+
+# --------------------------------------------------------------------------- recording
+class _Recorder:
+    """Engine observer: notes every op run while the loss function is recorded."""
+
+    def __init__(self) -> None:
+        self.nodes: list[tuple[Op, tuple[Tensor, ...], Tensor]] = []
+
+    def on_forward(self, op: Op, inputs: tuple[Tensor, ...], out: Tensor) -> None:
+        self.nodes.append((op, inputs, out))
+
+    on_constant = on_forward  # a comparison, say: no gradient, but replayed all the same
+
+    def on_random(self, what: str) -> None:
+        raise CompileError(
+            f"{what} drew random numbers while the step was being recorded: a replay would "
+            f"reuse the same draw on every call. Fix: compile with the model in eval() mode "
+            f"(model.eval()), or run steps that use {what} eagerly (without gg.compile)."
+        )
+
+
+def _as_tensor(a: Any) -> Tensor:
+    if isinstance(a, Tensor):
+        return a
+    if isinstance(a, np.ndarray):
+        return Tensor._wrap(a)  # no copy: the recording sees the caller's array
+    return tensor(a)
+
+
+def _check_loss(loss: Any) -> Tensor:
+    if not isinstance(loss, Tensor) or loss._data.size != 1:
+        what = (f"a tensor of shape {loss.shape}" if isinstance(loss, Tensor)
+                else type(loss).__name__)
+        raise CompileError(
+            f"the compiled loss function returned {what}; it must return the scalar loss "
+            f"(one element) to differentiate. Fix: reduce it, e.g. return loss.mean()."
+        )
+    if not loss._requires_grad:
+        raise CompileError(
+            "the compiled loss function returned a loss that does not depend on any tensor "
+            "with requires_grad=True, so there is nothing to differentiate. Fix: compute it "
+            "from the model's parameters (and outside gg.no_grad())."
+        )
+    return loss
+
+
+def _literal(v: Any) -> bool:
+    """Whether ``repr(v)`` is a faithful Python literal for an op attribute."""
+    if v is None or isinstance(v, bool | int | float | str):
+        return isinstance(v, bool | int | str) or v is None or np.isfinite(v)
+    if isinstance(v, tuple):
+        return all(_literal(x) for x in v)
+    return False
+
+
+def _rule_names(op: Op) -> list[str]:
+    """Readable names for the op's rules: ``linear_grad_weight`` (from the rule's signature)."""
+    names = []
+    for i, rule in enumerate(op.rules or ()):
+        try:
+            params = [p.name for p in inspect.signature(rule).parameters.values()
+                      if p.kind is p.POSITIONAL_OR_KEYWORD]
+            arg = params[2 + i]
+        except (TypeError, ValueError, IndexError):
+            arg = str(i)
+        names.append(f"{op.name}_grad_{arg}")
+    return names
+
+
+class _Writer:
+    """Names values and emits the lines of one program."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}  # id(Tensor) -> variable name
+        self.env: dict[str, Any] = {"unbroadcast": unbroadcast}
+        self.lines: list[str] = []
+        self.consts: list[Tensor] = []  # leaves that are neither arguments nor parameters
+        self.params: list[Tensor] = []  # leaves needing gradients, not passed as arguments
+        self.keep: list[Any] = []  # objects whose ids are names' keys: kept alive
+
+    def bind(self, name: str, obj: Any) -> str:
+        if name in self.env and self.env[name] is not obj:
+            k = 2
+            while f"{name}_{k}" in self.env and self.env[f"{name}_{k}"] is not obj:
+                k += 1
+            name = f"{name}_{k}"
+        self.env[name] = obj
+        return name
+
+    def leaf(self, t: Tensor) -> str:
+        """Name a constant: a tensor that is neither an argument, a parameter nor a result."""
+        name = f"c{len(self.consts)}"
+        self.consts.append(t)
+        self.names[id(t)] = name
+        self.keep.append(t)
+        return name
+
+    def attrs(self, attrs: dict | None) -> str:
+        if not attrs:
+            return ""
+        if all(_literal(v) for v in attrs.values()):
+            return "".join(f", {k}={v!r}" for k, v in attrs.items())
+        return ", **" + self.bind(f"attrs{len(self.env)}", attrs)
+
+
+def _run_recorded(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]):
+    """Run ``loss_fn`` under the recorder: the loss and the ops it depends on, in order
+    (a metric computed on the side is not replayed)."""
+    rec = _Recorder()
+    with autograd.hook(rec):
+        loss = _check_loss(loss_fn(*targs))
+    needed = {id(loss), id(loss._data)}  # tensors, and arrays (a wrapper shares its array)
+    kept = []
+    for node in reversed(rec.nodes):
+        out = node[2]
+        if id(out) in needed or id(out._data) in needed:
+            kept.append(node)
+            for t in node[1]:
+                needed.update((id(t), id(t._data)))
+    return loss, kept[::-1]
+
+
+def _leaves_needing_grad(nodes: list) -> list[Tensor]:
+    """Tensors needing gradients that the ops use but did not make (parameters, ...)."""
+    made = {id(n[2]) for n in nodes}
+    seen: dict[int, Tensor] = {}
+    for _, inputs, _ in nodes:
+        for t in inputs:
+            if t._requires_grad and id(t) not in made and id(t) not in seen:
+                seen[id(t)] = t
+    return list(seen.values())
+
+
+def _classify(nodes: list, targs: tuple[Tensor, ...], params: list[Tensor]) -> list[list]:
+    """For each op, where each input comes from: ("arg", i), ("value", j) (an earlier op's
+    result), ("param", k) or ("const", tensor). A tensor wrapping the very array of an
+    argument, a result or a parameter (``x.detach()``, ``as_constant``) is that array."""
+    where: dict[int, tuple] = {}
+    arrays: dict[int, tuple] = {}
+    for i, t in enumerate(targs):
+        where[id(t)] = arrays[id(t._data)] = ("arg", i)
+    for k, p in enumerate(params):
+        where[id(p)] = arrays.setdefault(id(p._data), ("param", k))
+    out_kinds = []
+    for j, (_, inputs, out) in enumerate(nodes):
+        kinds = []
+        for t in inputs:
+            kind = where.get(id(t)) or arrays.get(id(t._data)) or ("const", t)
+            kinds.append(kind)
+        out_kinds.append(kinds)
+        where[id(out)] = arrays[id(out._data)] = ("value", j)
+    return out_kinds
+
+
+def _perturbed(a: np.ndarray) -> np.ndarray:
+    """Other values in the same range (rows rolled, floats mirrored within [min, max])."""
+    b = np.roll(a, 1, axis=0) if a.ndim and a.shape[0] > 1 else a.copy()
+    if a.dtype.kind == "f" and a.size and np.isfinite(a).all():
+        b = np.asarray(a.min() + a.max() - b, dtype=a.dtype)
+    return b
+
+
+def _check_replayable(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
+                      nodes: list, kinds: list[list], params: list[Tensor]) -> None:
+    """Record ``loss_fn`` a second time on other values (arguments and parameters), and
+    refuse if the ops differ or an input of an op is a new array with other values: then
+    something was computed from the data outside the ops (with NumPy on ``.data``, or an
+    ``if`` on a value), and a replay would freeze it."""
+    others = tuple(Tensor._wrap(_perturbed(t._data), t._requires_grad) for t in targs)
+    saved = [p._data for p in params]
+    try:
+        for p in params:
+            p._data = _perturbed(p._data)
+        _, nodes2 = _run_recorded(loss_fn, others)
+        kinds2 = _classify(nodes2, others, params)
+    finally:
+        for p, d in zip(params, saved):
+            p._data = d
+    fix = ("Fix: compute it with glassgrad ops on tensors (x > 0, x.astype(...), gg.where) "
+           "instead of NumPy on .data / .numpy(), or run this step eagerly (no gg.compile).")
+    ops1 = [(n[0].name, n[2].shape) for n in nodes]
+    ops2 = [(n[0].name, n[2].shape) for n in nodes2]
+    if ops1 != ops2:
+        k = next((i for i, (a, b) in enumerate(zip(ops1, ops2)) if a != b),
+                 min(len(ops1), len(ops2)))
+        raise CompileError(
+            f"the loss function ran other ops for other data (op {k}: "
+            f"{ops1[k] if k < len(ops1) else 'none'} vs {ops2[k] if k < len(ops2) else 'none'}): "
+            f"a Python decision depends on the values, so one recording cannot stand for every "
+            f"call. {fix}"
+        )
+    for (op, _, out), (_, _, out2), ks1, ks2 in zip(nodes, nodes2, kinds, kinds2):
+        if not _same(out._attrs, out2._attrs):
+            raise CompileError(
+                f"the attributes of '{op.name}' (output {out.shape}) depend on the data, so a "
+                f"recording would freeze them. {fix}"
+            )
+        for pos, (k1, k2) in enumerate(zip(ks1, ks2)):
+            if k1[0] == "const" and k2[0] == "const":
+                c1, c2 = k1[1], k2[1]
+                if c1 is c2 or (c1._data.dtype == c2._data.dtype and
+                                np.array_equal(c1._data, c2._data, equal_nan=True)):
+                    continue
+            elif k1 == k2:
+                continue
+            raise CompileError(
+                f"input {pos} of '{op.name}' (shape {out.shape}) was computed from the data "
+                f"outside glassgrad's ops, so a recording would freeze its values. {fix}"
+            )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Program:
+    for i, t in enumerate(targs):
+        if t._op is not None and t._requires_grad:
+            raise CompileError(
+                f"argument {i} (shape {t.shape}) was computed by '{t._op.name}' outside the "
+                f"compiled function, so its gradient could not flow further back. Fix: pass "
+                f"t.detach(), or move that computation into the loss function."
+            )
+    loss, nodes = _run_recorded(loss_fn, targs)
+    params = [t for t in _leaves_needing_grad(nodes) if not any(t is a for a in targs)]
+    for t in params:
+        if t._op is not None:
+            raise CompileError(
+                f"the loss depends on a tensor (shape {t.shape}) computed by "
+                f"'{t._op.name}' before the compiled function was called, so the "
+                f"recording would stop the gradient there. Fix: compute it inside "
+                f"the loss function, or pass it in detached (t.detach())."
+            )
+    kinds = _classify(nodes, targs, params)
+    _check_replayable(loss_fn, targs, nodes, kinds, params)
+
+    w = _Writer()
+    w.params = params
+    for i, t in enumerate(targs):
+        w.names[id(t)] = f"a{i}"
+    for k, p in enumerate(params):
+        w.names[id(p)] = f"p{k}"
+        w.keep.append(p)
+
+    # ---- forward: one line per op
+    w.lines.append("# forward")
+    nodes_named: list[str] = []
+    for op, inputs, out in nodes:
+        if op.name == "getitem" and _has_bool_index(out._attrs):
+            raise CompileError(
+                "indexing with a boolean mask gives a result whose shape depends on the "
+                "values, which a recording cannot replay. Fix: use gg.where(mask, x, 0) "
+                "instead of x[mask], or run this step eagerly."
+            )
+        args = []
+        for t, kind in zip(inputs, kinds[len(nodes_named)]):
+            name = w.names.get(id(t))
+            if name is None:
+                where, k = kind
+                name = {"arg": "a", "value": "v", "param": "p"}.get(where, "") + str(k) \
+                    if where != "const" else w.leaf(t)
+                w.names[id(t)] = name
+                w.keep.append(t)
+            args.append(name)
+        v = f"v{len(nodes_named)}"
+        nodes_named.append(v)
+        w.names[id(out)] = v
+        w.keep.append(out)
+        fn = w.bind(op.name, op.forward)
+        w.lines.append(f"{v} = {fn}({', '.join(args)}{w.attrs(out._attrs)})"
+                       f"  # {out.shape} {op.name}")
+
+    # ---- backward: the engine's walk, decided once for these shapes
+    w.lines.append("# backward")
+    grads: dict[int, str] = {id(loss): "g_" + w.names[id(loss)]}
+    seed = np.ones(loss.shape, dtype=loss.dtype)
+    w.lines.append(f"{grads[id(loss)]} = {w.bind('seed', seed)}  # dL/dL = 1")
+    sim: dict[int, Any] = {id(loss): seed}  # the gradients themselves, to learn their shapes
+    by_out = {id(n[2]): n for n in nodes}
+    # The engine's own order of the walk, so gradients accumulate in the same order.
+    for node in autograd._toposort((loss,)):
+        if node._op is None or id(node) not in grads:
+            continue
+        op, inputs, out = by_out[id(node)]
+        g, gval = grads[id(out)], sim[id(out)]
+        vals = [t._data for t in inputs]
+        names = [w.names[id(t)] for t in inputs]
+        call_args = f"{g}, {w.names[id(out)]}, {', '.join(names)}{w.attrs(out._attrs)}"
+        attrs = out._attrs or {}
+        if op.rules is None:  # variadic: one call gives every input's gradient
+            all_name = f"all_{w.names[id(out)]}"
+            w.lines.append(f"{all_name} = {w.bind(op.name + '_grads', op.backward)}({call_args})")
+            all_vals = op.backward(gval, out._data, *vals, **attrs)
+        rule_names = _rule_names(op) if op.rules is not None else []
+        for i, t in enumerate(inputs):
+            if not t._requires_grad:
+                continue
+            if op.rules is None:
+                expr, pg = f"{all_name}[{i}]", all_vals[i]
+            else:
+                rule = op.rules[i]
+                if rule is None:
+                    continue
+                pg = rule(gval, out._data, *vals, **attrs)
+                expr = f"{w.bind(rule_names[i], rule)}({call_args})"
+            if pg is None:
+                continue
+            pdata = t._data
+            if pg.shape != pdata.shape:
+                pg = unbroadcast(pg, pdata.shape)
+                expr = f"unbroadcast({expr}, {pdata.shape!r})"
+            if pg.dtype != pdata.dtype:
+                pg = pg.astype(pdata.dtype)
+                expr = f"({expr}).astype({w.bind(str(pdata.dtype), pdata.dtype)})"
+            target = "g_" + w.names[id(t)]
+            if id(t) in grads:
+                sim[id(t)] = sim[id(t)] + pg
+                w.lines.append(f"{target} = {target} + {expr}")
+            else:
+                grads[id(t)] = target
+                sim[id(t)] = pg
+                w.lines.append(f"{target} = {expr}")
+
+    # ---- the leaves that receive gradients: parameters, then arguments that require grad
+    leaves = [t for t in w.params if id(t) in grads]
+    arg_leaves = [i for i, t in enumerate(targs) if t._requires_grad and id(t) in grads]
+    receivers = [*leaves, *(targs[i] for i in arg_leaves)]
+    # A gradient array that is also something else (the seed, a value, another leaf's
+    # gradient) is copied before it is stored, as the engine does.
+    others = {id(seed)} | {id(t._data) for t in (*w.keep, *targs)}
+    outs = []
+    for t in receivers:
+        name, arr = grads[id(t)], sim[id(t)]
+        if id(arr) in others:
+            name += ".copy()"
+        others.add(id(arr))
+        outs.append(name)
+    head = [f"def step({', '.join(f'a{i}' for i in range(len(targs)))}):"]
+    for k, t in enumerate(w.params):
+        head.append(f"    {w.names[id(t)]} = {w.bind('P', w.params)}[{k}]._data"
+                    f"  # parameter {t.shape}")
+    for k, t in enumerate(w.consts):
+        head.append(f"    {w.names[id(t)]} = {w.bind('C', w.consts)}[{k}]._data"
+                    f"  # constant {t.shape}")
+    body = ["    " + line for line in w.lines]
+    ret = f"    return {w.names[id(loss)]}, ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
+    source = "\n".join([*head, *body, ret]) + "\n"
+    code = _compile_source(source)
+    ns = dict(w.env)
+    exec(code, ns)  # noqa: S102  (our own generated source, built from the op table)
+    fn = ns["step"]
+
+    # The first call's result: replay on these very inputs and check it against the eager
+    # engine once, so a recording that would differ is caught here, not in a training run.
+    value, pgrads = fn(*(t._data for t in targs))
+    ref = autograd.grad(loss, [*leaves, *(targs[i] for i in arg_leaves)], allow_unused=True)
+    for t, mine, theirs in zip([*leaves, *(targs[i] for i in arg_leaves)], pgrads, ref):
+        scale = float(np.max(np.abs(theirs._data), initial=1.0)) if theirs is not None else 0
+        if theirs is None or not np.allclose(mine, theirs._data, rtol=1e-5, atol=1e-6 * scale):
+            raise CompileError(
+                f"internal error: the recorded step's gradient for a tensor of shape "
+                f"{t.shape} differs from the engine's. Please report it; run the step "
+                f"eagerly (without gg.compile) meanwhile."
+            )
+    prog = _Program(fn, source, w.params, leaves, arg_leaves, w.keep)
+    prog.guard = _make_guard(targs, w.params)
+    prog.first_result = prog.deliver(targs, value, pgrads)
+    return prog
+
+
+def _make_guard(targs: tuple[Tensor, ...], params: list[Tensor]) -> Callable[[tuple], bool]:
+    """A generated check that a call matches this recording: the same number of Tensor
+    arguments, and arguments and parameters of the recorded shapes and dtypes."""
+    env: dict[str, Any] = {"Tensor": Tensor, "P": params}
+    tests = []
+    for i, t in enumerate(targs):
+        env[f"d{i}"] = t._data.dtype
+        tests += [f"type(t{i}) is Tensor", f"t{i}._data.shape == {t._data.shape!r}",
+                  f"t{i}._data.dtype == d{i}", f"t{i}._requires_grad is {t._requires_grad}"]
+    for k, p in enumerate(params):
+        env[f"e{k}"] = p._data.dtype
+        tests += [f"P[{k}]._data.shape == {p._data.shape!r}", f"P[{k}]._data.dtype == e{k}"]
+    names = "".join(f"t{i}, " for i in range(len(targs)))
+    source = (f"def guard(args):\n    if len(args) != {len(targs)}:\n        return False\n"
+              f"    ({names}) = args\n    return " + " and ".join(tests or ["True"]) + "\n")
+    exec(_compile_source(source), env)  # noqa: S102
+    return env["guard"]
+
+
+def _compile_source(source: str) -> Any:
+    import builtins
+
+    return builtins.compile(source, "<glassgrad.compile>", "exec")
+
+
+def _has_bool_index(attrs: dict | None) -> bool:
+    index = (attrs or {}).get("index")
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, np.ndarray) and p.dtype == np.bool_ for p in parts)
+
+
+class _Program:
+    """One recording: the generated function and where its gradients go."""
+
+    def __init__(self, fn: Callable, source: str, params: list[Tensor], leaves: list[Tensor],
+                 arg_leaves: list[int], keep: list[Any]) -> None:
+        self.fn = fn
+        self.source = source
+        self.params = params
+        self.leaves = leaves
+        self.arg_leaves = arg_leaves
+        self._keep = keep
+        self.param_sig = [(p._data.shape, p._data.dtype) for p in params]
+        self.first_result: Tensor
+        self.guard: Callable[[tuple], bool]
+
+    def still_valid(self) -> bool:
+        """A parameter given new values of another shape or dtype needs a new recording."""
+        return [(p._data.shape, p._data.dtype) for p in self.params] == self.param_sig
+
+    def run(self, targs: tuple[Tensor, ...]) -> Tensor:
+        value, grads = self.fn(*[t._data for t in targs])
+        return self.deliver(targs, value, grads)
+
+    def deliver(self, targs: tuple[Tensor, ...], value: Any, grads: tuple) -> Tensor:
+        """Accumulate ``grads`` into ``.grad`` as ``backward()`` does. The program copies a
+        gradient that the recording saw shared (one array sent to two leaves, the seed);
+        views are copied here, so no ``.grad`` shares memory with anything."""
+        receivers = self.leaves if not self.arg_leaves else [
+            *self.leaves, *(targs[i] for i in self.arg_leaves)]
+        for t, g in zip(receivers, grads):
+            if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
+                g = np.asarray(g)
+            elif g.base is not None:
+                g = g.copy()
+            if t.grad is None:
+                t.grad = Tensor._wrap(g)
+            else:
+                t.grad._data = np.asarray(t.grad._data + g)
+        if type(value) is not np.ndarray:
+            value = np.asarray(value)
+        return Tensor._wrap(value)
