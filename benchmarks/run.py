@@ -337,6 +337,39 @@ def gg_mlp_step(batch: int) -> Callable[[], None]:
     return make_step(model, opt, ce, Xt, y)
 
 
+def gg_mlp_compiled_step(batch: int) -> Callable[[], None]:
+    model = gg.nn.MLP(SIZES, activation="relu", init="kaiming", seed=0)
+    opt = gg.optim.SGD(model.parameters(), lr=0.01)
+    X, y = mlp_data(batch)
+    Xt = gg.tensor(X)
+    ce = gg.nn.functional.cross_entropy
+    loss_and_grads = gg.compile(lambda X, y: ce(model(X), y))
+
+    def step() -> None:
+        opt.zero_grad()
+        loss_and_grads(Xt, y)
+        opt.step()
+
+    return step
+
+
+def matmul_only_step(batch: int) -> Callable[[], None]:
+    """Only the step's matrix products (forward, and the backward ones a step needs), in
+    NumPy: the floor no implementation on NumPy's matmul can go below."""
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((b, a)).astype(np.float32) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    acts = [rng.standard_normal((batch, s)).astype(np.float32) for s in SIZES]
+
+    def step() -> None:
+        for i, W in enumerate(Ws):
+            acts[i] @ W.T  # forward
+            acts[i + 1].T @ acts[i]  # weight gradient
+            if i:
+                acts[i + 1] @ W  # input gradient (not for the data)
+
+    return step
+
+
 def torch_mlp_step(torch: Any, batch: int) -> Callable[[], None]:
     layers: list[Any] = []
     for a, b in zip(SIZES[:-1], SIZES[1:]):
@@ -404,7 +437,9 @@ def memory_probe(framework: str, batch: int) -> None:
     parent that forked this process (here, one with PyTorch loaded)."""
     torch = optional("torch") if framework == "PyTorch" else None
     base = _rss_now()
-    step = {"glassgrad": lambda: gg_mlp_step(batch), "hand NumPy": lambda: numpy_mlp_step(batch),
+    step = {"glassgrad": lambda: gg_mlp_step(batch),
+            "glassgrad, compiled": lambda: gg_mlp_compiled_step(batch),
+            "hand NumPy": lambda: numpy_mlp_step(batch),
             "PyTorch": lambda: torch_mlp_step(torch, batch)}[framework]()
     for _ in range(5):
         step()
@@ -436,22 +471,34 @@ def bench_mlp() -> None:
     peak = matmul_peak()
     print(f"\nNumPy float32 matmul peak on this machine: {peak:.1f} GFLOP/s")
     rows = []
+    results: dict[int, dict[str, float]] = {}
     for batch in (128, 1024):
         n = (10 if batch == 128 else 3) if QUICK else (30 if batch == 128 else 8)
-        impls = {"glassgrad": gg_mlp_step(batch), "hand NumPy": numpy_mlp_step(batch)}
+        impls = {"glassgrad": gg_mlp_step(batch),
+                 "glassgrad, compiled": gg_mlp_compiled_step(batch),
+                 "hand NumPy": numpy_mlp_step(batch)}
         if torch:
             impls["PyTorch"] = torch_mlp_step(torch, batch)
+        impls["matrix products only (floor)"] = matmul_only_step(batch)
         times = compare(impls, n, repeat=5)
         for name, t in times.items():
             gflops = mlp_flops(batch) / t / 1e9
-            mem = measure_memory(name, batch)
+            mem = measure_memory(name, batch) if "floor" not in name else None
             mem_s = (f"{mem['peak'] / 2**20:.0f} MiB ({(mem['peak'] - mem['base']) / 2**20:.0f})"
                      if mem else "n/a")
             rows.append([str(batch), name, ms(t), f"{1 / t:.1f}", f"{gflops:.1f}",
                          f"{100 * gflops / peak:.0f}%", f"{times['glassgrad'] / t:.2f}×", mem_s])
+        results[batch] = times
     table("784-512-512-10 ReLU MLP, SGD step on synthetic float32 data",
           ["batch", "implementation", "median step", "steps/s", "GFLOP/s", "of peak",
            "speed vs glassgrad", "peak RSS (model+run)"], rows)
+    print("\nThe issue's targets (batch 128: ≥ 1.2× PyTorch's steps/s; batch 1024: ≥ 85% of "
+          "the matmul peak):")
+    for name in ("glassgrad", "glassgrad, compiled", "hand NumPy",
+                 "matrix products only (floor)"):
+        t128, t1024 = results[128][name], results[1024][name]
+        vs = f"{results[128]['PyTorch'] / t128:.2f}× PyTorch at 128, " if torch else ""
+        print(f"  {name}: {vs}{100 * mlp_flops(1024) / t1024 / 1e9 / peak:.0f}% of peak at 1024")
 
 
 # =========================================================================== digits

@@ -20,6 +20,7 @@ those tools see every op.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -467,8 +468,8 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
     for k, t in enumerate(w.consts):
         head.append(f"    {w.names[id(t)]} = {w.bind('C', w.consts)}[{k}]._data"
                     f"  # constant {t.shape}")
-    body = ["    " + line for line in w.lines]
     ret = f"    return {w.names[id(loss)]}, ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
+    body = ["    " + line for line in _free_after_last_use(w.lines, ret)]
     source = "\n".join([*head, *body, ret]) + "\n"
     code = _compile_source(source)
     ns = dict(w.env)
@@ -491,6 +492,31 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
     prog.guard = _make_guard(targs, w.params)
     prog.first_result = prog.deliver(targs, value, pgrads)
     return prog
+
+
+_TEMPORARY = re.compile(r"\b(?:v\d+|g_\w+|all_v\d+)\b")
+
+
+def _free_after_last_use(lines: list[str], ret: str) -> list[str]:
+    """Add ``del`` after the last line that reads a value or gradient, as the eager engine
+    drops each one once used: a large network then needs memory for a few layers' arrays,
+    not for every array of the step at once."""
+    code = [line.split("  #")[0] for line in lines]  # (comments name shapes, not values)
+    last: dict[str, int] = {}
+    for i, line in enumerate(code):
+        for name in _TEMPORARY.findall(line):
+            last[name] = i
+    keep = set(_TEMPORARY.findall(ret))
+    frees: dict[int, list[str]] = {}
+    for name, i in last.items():
+        if name not in keep:
+            frees.setdefault(i, []).append(name)
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i in frees:
+            out.append(f"del {', '.join(sorted(frees[i]))}")
+    return out
 
 
 def _make_guard(targs: tuple[Tensor, ...], params: list[Tensor]) -> Callable[[tuple], bool]:
