@@ -218,8 +218,9 @@ class _Writer:
     def attrs(self, attrs: dict | None) -> str:
         if not attrs:
             return ""
-        if all(_literal(v) for v in attrs.values()):
-            return "".join(f", {k}={v!r}" for k, v in attrs.items())
+        if all(_literal(v) or isinstance(v, np.dtype) for v in attrs.values()):
+            return "".join(f", {k}={self.bind(str(v), v) if isinstance(v, np.dtype) else repr(v)}"
+                           for k, v in attrs.items())
         return ", **" + self.bind(f"attrs{len(self.env)}", attrs)
 
 
