@@ -92,8 +92,20 @@ def ms(t: float) -> str:
     return f"{t * 1e3:.2f} ms"
 
 
-def make_step(model: Any, opt: Any, loss_fn: Any, X: Any, y: Any) -> Callable[[], None]:
-    """One training step, written the same for glassgrad and PyTorch (same API)."""
+def make_step(model: Any, opt: Any, loss_fn: Any, X: Any, y: Any,
+              compiled: bool = False) -> Callable[[], None]:
+    """One training step, written the same for glassgrad and PyTorch (same API). With
+    ``compiled``, the loss function is a ``gg.compile``d one: forward and backward replayed
+    as straight-line NumPy; the optimizer is unchanged."""
+    if compiled:
+        loss_and_grads = gg.compile(lambda X, y: loss_fn(model(X), y))
+
+        def compiled_step() -> None:
+            opt.zero_grad()
+            loss_and_grads(X, y)
+            opt.step()
+
+        return compiled_step
 
     def step() -> None:
         loss = loss_fn(model(X), y)
@@ -117,7 +129,7 @@ def xor_init(seed: int = 0) -> list[np.ndarray]:
     ]
 
 
-def gg_xor_step() -> Callable[[], None]:
+def gg_xor_step(compiled: bool = False) -> Callable[[], None]:
     model = gg.nn.MLP([2, 3, 1], activation="tanh")
     for p, v in zip(model.parameters(), xor_init()):
         p.data = v.copy()
@@ -125,26 +137,7 @@ def gg_xor_step() -> Callable[[], None]:
     X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
     mse = gg.nn.functional.mse_loss
 
-    return make_step(model, opt, mse, X, Y)
-
-
-def gg_xor_compiled_step() -> Callable[[], None]:
-    """The same step with the loss function compiled (gg.compile): forward and backward
-    replayed as straight-line NumPy; the optimizer is unchanged."""
-    model = gg.nn.MLP([2, 3, 1], activation="tanh")
-    for p, v in zip(model.parameters(), xor_init()):
-        p.data = v.copy()
-    opt = gg.optim.SGD(model.parameters(), lr=0.1)
-    X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
-    mse = gg.nn.functional.mse_loss
-    loss_and_grads = gg.compile(lambda X, y: mse(model(X), y))
-
-    def step() -> None:
-        opt.zero_grad()
-        loss_and_grads(X, Y)
-        opt.step()
-
-    return step
+    return make_step(model, opt, mse, X, Y, compiled)
 
 
 def torch_xor_step(torch: Any) -> Callable[[], None]:
@@ -230,7 +223,7 @@ def bench_engine() -> dict[str, float]:
         adds["micrograd, 1 scalar add"] = tiny_add_micrograd(micro, 1)
         adds["micrograd, 4 scalar adds (same work)"] = tiny_add_micrograd(micro, 4)
     add = compare(adds, n // 5)
-    xors = {"glassgrad": gg_xor_step(), "glassgrad, compiled": gg_xor_compiled_step(),
+    xors = {"glassgrad": gg_xor_step(), "glassgrad, compiled": gg_xor_step(compiled=True),
             "hand NumPy": numpy_xor_step()}
     if torch:
         xors["PyTorch"] = torch_xor_step(torch)
@@ -327,30 +320,14 @@ def mlp_data(batch: int) -> tuple[np.ndarray, np.ndarray]:
             rng.integers(0, SIZES[-1], batch))
 
 
-def gg_mlp_step(batch: int) -> Callable[[], None]:
+def gg_mlp_step(batch: int, compiled: bool = False) -> Callable[[], None]:
     model = gg.nn.MLP(SIZES, activation="relu", init="kaiming", seed=0)
     opt = gg.optim.SGD(model.parameters(), lr=0.01)
     X, y = mlp_data(batch)
     Xt = gg.tensor(X)
     ce = gg.nn.functional.cross_entropy
 
-    return make_step(model, opt, ce, Xt, y)
-
-
-def gg_mlp_compiled_step(batch: int) -> Callable[[], None]:
-    model = gg.nn.MLP(SIZES, activation="relu", init="kaiming", seed=0)
-    opt = gg.optim.SGD(model.parameters(), lr=0.01)
-    X, y = mlp_data(batch)
-    Xt = gg.tensor(X)
-    ce = gg.nn.functional.cross_entropy
-    loss_and_grads = gg.compile(lambda X, y: ce(model(X), y))
-
-    def step() -> None:
-        opt.zero_grad()
-        loss_and_grads(Xt, y)
-        opt.step()
-
-    return step
+    return make_step(model, opt, ce, Xt, y, compiled)
 
 
 def matmul_only_step(batch: int) -> Callable[[], None]:
@@ -438,7 +415,7 @@ def memory_probe(framework: str, batch: int) -> None:
     torch = optional("torch") if framework == "PyTorch" else None
     base = _rss_now()
     step = {"glassgrad": lambda: gg_mlp_step(batch),
-            "glassgrad, compiled": lambda: gg_mlp_compiled_step(batch),
+            "glassgrad, compiled": lambda: gg_mlp_step(batch, compiled=True),
             "hand NumPy": lambda: numpy_mlp_step(batch),
             "PyTorch": lambda: torch_mlp_step(torch, batch)}[framework]()
     for _ in range(5):
@@ -475,7 +452,7 @@ def bench_mlp() -> None:
     for batch in (128, 1024):
         n = (10 if batch == 128 else 3) if QUICK else (30 if batch == 128 else 8)
         impls = {"glassgrad": gg_mlp_step(batch),
-                 "glassgrad, compiled": gg_mlp_compiled_step(batch),
+                 "glassgrad, compiled": gg_mlp_step(batch, compiled=True),
                  "hand NumPy": numpy_mlp_step(batch)}
         if torch:
             impls["PyTorch"] = torch_mlp_step(torch, batch)

@@ -70,6 +70,21 @@ def test_every_composite_replays_like_the_engine(composite_case: tuple, cases) -
     _check_against_eager(lambda *xs: (f(*xs, **kw) * weights).sum(), args, new_args)
 
 
+def _step_matches_eager(step, model, loss_fn, X, y) -> None:
+    """One compiled call gives the loss and .grad that loss_fn + backward() give."""
+    for p in model.parameters():
+        p.grad = None
+    loss = step(X, y)
+    got = [p.grad.numpy().copy() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = None
+    ref = loss_fn(X, y)
+    ref.backward()
+    assert loss.item() == ref.item()
+    for g, p in zip(got, model.parameters()):
+        np.testing.assert_array_equal(g, p.grad.numpy())
+
+
 def _xor_model(dtype=np.float32, seed=0):
     model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=seed)
     for p in model.parameters():
@@ -125,22 +140,15 @@ def test_the_source_is_the_step_written_out_in_numpy() -> None:
 
 def test_a_new_shape_records_again_and_the_old_recording_is_kept() -> None:
     model = _xor_model()
-    step = gg.compile(lambda X, y: F.mse_loss(model(X), y))
+    def loss_fn(X, y):
+        return F.mse_loss(model(X), y)
+
+    step = gg.compile(loss_fn)
     rng = np.random.default_rng(0)
     for n in (4, 7, 4, 7):
         X = rng.standard_normal((n, 2)).astype(np.float32)
         y = rng.standard_normal((n, 1)).astype(np.float32)
-        for p in model.parameters():
-            p.grad = None
-        loss = step(X, y)
-        got = [p.grad.numpy().copy() for p in model.parameters()]
-        for p in model.parameters():
-            p.grad = None
-        ref = F.mse_loss(model(gg.tensor(X)), gg.tensor(y))
-        ref.backward()
-        assert loss.item() == ref.item()
-        for g, p in zip(got, model.parameters()):
-            np.testing.assert_array_equal(g, p.grad.numpy())
+        _step_matches_eager(step, model, loss_fn, X, y)
     assert len(step._programs) == 2
 
 
@@ -280,19 +288,12 @@ def test_values_computed_outside_the_ops_are_caught_when_recording(fn) -> None:
 @pytest.mark.parametrize("x_dtype", [np.float64, np.int64])
 def test_data_of_another_dtype_is_cast_on_every_call(x_dtype) -> None:
     model = gg.nn.MLP([3, 4, 1], activation="leaky_relu", seed=0)  # float32 parameters
-    step = gg.compile(lambda X, y: F.mse_loss(model(X), y))
+    def loss_fn(X, y):
+        return F.mse_loss(model(X), y)
+
+    step = gg.compile(loss_fn)
     rng = np.random.default_rng(1)
     for _ in range(3):
         X = (rng.standard_normal((5, 3)) * 3).astype(x_dtype)
         y = rng.standard_normal((5, 1))  # float64 targets for a float32 network
-        for p in model.parameters():
-            p.grad = None
-        loss = step(X, y)
-        got = [p.grad.numpy().copy() for p in model.parameters()]
-        for p in model.parameters():
-            p.grad = None
-        ref = F.mse_loss(model(X), y)
-        ref.backward()
-        assert loss.item() == ref.item()
-        for g, p in zip(got, model.parameters()):
-            np.testing.assert_array_equal(g, p.grad.numpy())
+        _step_matches_eager(step, model, loss_fn, X, y)
