@@ -2,8 +2,8 @@
 
 An eager step pays Python bookkeeping on every op: a Tensor per result, a node per op, a
 walk of the graph, checks of shapes and dtypes. For a small network that bookkeeping costs
-more than the arithmetic. ``compile(loss_fn)`` runs ``loss_fn`` once under an engine
-observer, notes every op it ran, and writes the whole step (forward ops, then the backward
+more than the arithmetic. ``compile(loss_fn)`` runs ``loss_fn`` under an engine observer,
+notes every op it ran, and writes the whole step (forward ops, then the backward
 rules of ``ops.py`` in reverse order, with the engine's un-broadcasting and accumulation
 decided once, for these shapes) as one straight-line Python function. Calling the result
 replays that function: NumPy calls and nothing else. Its source is readable
@@ -11,8 +11,11 @@ replays that function: NumPy calls and nothing else. Its source is readable
 
 Like ``jax.jit`` and ``torch.jit.trace``, the recording holds for the shapes and dtypes it
 was made with (a new shape records again) and for the Python decisions taken while it ran:
-an ``if`` on a value, a module's train/eval mode, a number computed outside the ops. Random
-draws (Dropout in training mode) cannot be replayed and are refused. While an observer is
+an ``if`` on a value, a module's train/eval mode, a number computed outside the ops. So the
+function is recorded twice, the second time on other values (arguments and parameters), and
+``CompileError`` says what to change if the two disagree where a replay would freeze a value
+(one more sample, not a proof). Random draws (Dropout in training mode) cannot be replayed
+and are refused. While an observer is
 attached (``explain.trace``, ``diagnose.Monitor``, ``detect_anomaly``) calls run eagerly, so
 those tools see every op.
 """
@@ -42,7 +45,9 @@ def compile(loss_fn: Callable[..., Tensor]) -> Compiled:  # noqa: A001
 
     Gradients accumulate into ``.grad`` of every tensor with ``requires_grad=True`` that the
     loss depends on (the model's parameters, and arguments that require grad), exactly as
-    ``backward()`` would; the optimizer is used as usual afterwards.
+    ``backward()`` would; the optimizer is used as usual afterwards. The first call with new
+    shapes runs ``loss_fn`` twice (the second time on other values, as a check) and records;
+    later calls replay the recording without running ``loss_fn``.
 
     >>> import glassgrad as gg
     >>> model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
