@@ -494,7 +494,7 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
                 f"{t.shape} differs from the engine's. Please report it; run the step "
                 f"eagerly (without gg.compile) meanwhile."
             )
-    prog = _Program(fn, source, w.params, leaves, arg_leaves, w.keep)
+    prog = _Program(fn, source, w.params, leaves, arg_leaves)
     prog.guard = _make_guard(targs, w.params)
     prog.first_result = prog.deliver(targs, value, pgrads)
     return prog
@@ -560,13 +560,12 @@ class _Program:
     """One recording: the generated function and where its gradients go."""
 
     def __init__(self, fn: Callable, source: str, params: list[Tensor], leaves: list[Tensor],
-                 arg_leaves: list[int], keep: list[Any]) -> None:
+                 arg_leaves: list[int]) -> None:
         self.fn = fn
         self.source = source
         self.params = params
         self.leaves = leaves
         self.arg_leaves = arg_leaves
-        self._keep = keep
         self.param_sig = [(p._data.shape, p._data.dtype) for p in params]
         self.first_result: Tensor
         self.guard: Callable[[tuple], bool]
