@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -119,6 +119,21 @@ class Optimizer(ABC):
         if buf is None:
             buf = self._scratch[key] = np.empty_like(x)
         return buf
+
+    def _counted_steps(self, group: dict[str, Any], new_state: Callable[[np.ndarray], dict]
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+        """(weights, gradient, state) of each parameter of ``group`` that has a gradient, its
+        state made by ``new_state(weights)`` on first use and its ``"step"`` counted."""
+        state = self.state
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            w = p._data
+            s = state.get(p)
+            if s is None:
+                s = state[p] = {"step": 0, **new_state(w)}
+            s["step"] += 1
+            yield w, p.grad._data, s
 
     def _weight_decayed(self, g: np.ndarray, w: np.ndarray, wd: float, slot: int) -> np.ndarray:
         """∇ + λ·w (the gradient of the L2 prior added), in scratch ``slot``."""

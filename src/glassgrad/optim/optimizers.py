@@ -68,15 +68,8 @@ class SGD(Optimizer):
         wd, nesterov = group["weight_decay"], group["nesterov"]
         if not (mom or wd):  # plain gradient descent, w ← w − lr·g: the textbook's update
             for p in group["params"]:
-                grad = p.grad
-                if grad is not None:
-                    w = p._data
-                    if w.size < _SCRATCH_MIN:
-                        w -= lr * grad._data
-                    else:
-                        t = self._tmp(w, 0)
-                        np.multiply(grad._data, lr, out=t)
-                        w -= t
+                if p.grad is not None:
+                    self._descend(p._data, p.grad._data, lr)
             return
         state = self.state
         for p in group["params"]:
@@ -107,12 +100,16 @@ class SGD(Optimizer):
                     g = t1
                 else:
                     g = buf
-            if w.size < _SCRATCH_MIN:
-                w -= lr * g  # a small temporary costs less than looking up a scratch array
-            else:
-                t = self._tmp(w, 0)
-                np.multiply(g, lr, out=t)
-                w -= t
+            self._descend(w, g, lr)
+
+    def _descend(self, w: np.ndarray, g: np.ndarray, lr: float) -> None:
+        """w ← w − lr·g, in place."""
+        if w.size < _SCRATCH_MIN:
+            w -= lr * g  # a small temporary costs less than looking up a scratch array
+        else:
+            t = self._tmp(w, 0)
+            np.multiply(g, lr, out=t)
+            w -= t
 
 
 class Adam(Optimizer):
@@ -148,17 +145,8 @@ class Adam(Optimizer):
     def _update(self, group: dict[str, Any]) -> None:
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
         wd, amsgrad = group["weight_decay"], group["amsgrad"]
-        state = self.state
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            w = p._data
-            g = p.grad._data
-            s = state.get(p)
-            if s is None:
-                s = state[p] = {"step": 0, "exp_avg": np.zeros_like(w),
-                                "exp_avg_sq": np.zeros_like(w)}
-            s["step"] += 1
+        for w, g, s in self._counted_steps(
+                group, lambda w: {"exp_avg": np.zeros_like(w), "exp_avg_sq": np.zeros_like(w)}):
             step = s["step"]
             if wd:
                 if self._decoupled:  # AdamW: decay the weights, not the gradient
@@ -225,16 +213,7 @@ class RMSprop(Optimizer):
     def _update(self, group: dict[str, Any]) -> None:
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
         wd, mom, centered = group["weight_decay"], group["momentum"], group["centered"]
-        state = self.state
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            w = p._data
-            g = p.grad._data
-            s = state.get(p)
-            if s is None:
-                s = state[p] = {"step": 0, "square_avg": np.zeros_like(w)}
-            s["step"] += 1
+        for w, g, s in self._counted_steps(group, lambda w: {"square_avg": np.zeros_like(w)}):
             if wd:
                 g = self._weight_decayed(g, w, wd, slot=1)
             v = s["square_avg"]
