@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -340,20 +340,23 @@ def run_backward(
 _data_of = operator.attrgetter("_data")
 
 
-def store_grads(done: Sequence[tuple[Tensor, Any]], seeds: Sequence[Any] = ()) -> None:
+def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
+                shared_copied: bool = False) -> None:
     """Accumulate each (tensor, gradient array) pair into the tensor's ``.grad``.
 
     A gradient array may be a view or be handed out twice (``a + a`` sends the same array to
     both sides; a seed is the user's own array): those are copied, so no two ``.grad`` (and
-    no user array) ever share memory.
+    no user array) ever share memory. ``shared_copied``: the caller already copied arrays
+    handed out twice (``compile`` knows which from its recording); views are still copied.
     """
     handed_out = set(map(id, seeds))
     for node, g in done:
         if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
             g = np.asarray(g)
-        elif id(g) in handed_out or g.base is not None:
+        elif g.base is not None or (not shared_copied and id(g) in handed_out):
             g = g.copy()
-        handed_out.add(id(g))
+        if not shared_copied:
+            handed_out.add(id(g))
         if node.grad is None:
             node.grad = Tensor._wrap(g)
         else:

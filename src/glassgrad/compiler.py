@@ -581,18 +581,10 @@ class _Program:
     def deliver(self, targs: tuple[Tensor, ...], value: Any, grads: tuple) -> Tensor:
         """Accumulate ``grads`` into ``.grad`` as ``backward()`` does. The program copies a
         gradient that the recording saw shared (one array sent to two leaves, the seed);
-        views are copied here, so no ``.grad`` shares memory with anything."""
+        store_grads copies views, so no ``.grad`` shares memory with anything."""
         receivers = self.leaves if not self.arg_leaves else [
             *self.leaves, *(targs[i] for i in self.arg_leaves)]
-        for t, g in zip(receivers, grads):
-            if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
-                g = np.asarray(g)
-            elif g.base is not None:
-                g = g.copy()
-            if t.grad is None:
-                t.grad = Tensor._wrap(g)
-            else:
-                t.grad._data = np.asarray(t.grad._data + g)
+        autograd.store_grads(zip(receivers, grads), shared_copied=True)
         if type(value) is not np.ndarray:
             value = np.asarray(value)
         return Tensor._wrap(value)
