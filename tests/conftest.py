@@ -44,6 +44,8 @@ REDUCTION_AXES: list[tuple[tuple[int, ...], Any]] = (
     + [((3, 4), a) for a in (None, 0, 1, -1, -2, (0, 1))]
     + [((2, 3, 4), a) for a in (None, 0, 1, 2, -1, -2, -3, (0, 1), (0, 2), (1, 2), (-1, 0),
                                 (0, 1, 2))]
+    # A short last axis over many rows: the rows-in-SIMD-lanes path of logsumexp.
+    + [((70, 3), -1), ((2, 40, 3), -1)]
 )
 
 

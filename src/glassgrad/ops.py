@@ -229,9 +229,15 @@ sigmoid = defop(
     domain=(-4.0, 4.0),
     why="stability: 1/(1 + e⁻ˣ) overflows for x < −88 in float32; speed: one node",
 )
+def _relu(x: np.ndarray) -> np.ndarray:
+    # Against a row of zeros, not the scalar 0: NumPy's maximum with a scalar operand runs
+    # without SIMD and takes about twice as long (measured: 255 µs vs 123 µs on 1024×512).
+    return np.maximum(x, np.zeros(x.shape[-1:], x.dtype))
+
+
 relu = defop(
     "relu", "∂relu(x)/∂x = 1 if x > 0 else 0",
-    lambda x: np.maximum(x, 0),
+    _relu,
     lambda grad, out, x: grad * (x > 0),
     why="speed: the most used activation, one node instead of where(x > 0, x, 0)",
 )
@@ -327,16 +333,25 @@ def _rows(a: Any) -> Any:
     return a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
 
 
+def _column_sums(g: Any) -> Any:
+    """Σ_rows g. For a tall float matrix as ones @ g, a matrix-vector product that BLAS runs on
+    every core (measured: 30 µs vs 77 µs for add.reduce on 1024×512)."""
+    if type(g) is np.ndarray and g.shape[0] >= 64 and g.dtype.kind == "f":
+        return np.ones(g.shape[0], g.dtype) @ g
+    return np.add.reduce(g, axis=0)
+
+
 linear = defop(
     "linear", "y = x@Wᵀ + b:  ∂/∂x = G@W,  ∂/∂W = Gᵀ@x,  ∂/∂b = Σ_rows G",
     _linear_forward,
     (
         lambda grad, out, x, weight, bias: grad @ weight,
         lambda grad, out, x, weight, bias: _rows(grad).T @ _rows(x),
-        lambda grad, out, x, weight, bias: np.add.reduce(_rows(grad), axis=0),
+        lambda grad, out, x, weight, bias: _column_sums(_rows(grad)),
     ),
     kind="custom",
-    cases=(case((4, 3), (5, 3), (5,)), case((3,), (2, 3), (2,)), case((2, 4, 3), (5, 3), (5,))),
+    cases=(case((4, 3), (5, 3), (5,)), case((3,), (2, 3), (2,)), case((2, 4, 3), (5, 3), (5,)),
+           case((70, 3), (5, 3), (5,)), case((2, 40, 3), (5, 3), (5,))),  # BLAS column sums
     why="speed: one node for a layer instead of transpose, matmul and add, and no gradient "
         "for the input when it is data",
 )
@@ -422,10 +437,25 @@ min = defop(  # noqa: A001
 
 
 def _logsumexp(x: np.ndarray, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    if _short_last_axis(x, axis):  # e.g. (1024, 10) logits: reduce with the rows in SIMD lanes
+        xt = (x.T if x.ndim == 2 else np.moveaxis(x, -1, 0)).copy()
+        m = np.maximum.reduce(xt, axis=0)
+        m = np.where(np.isfinite(m), m, 0)
+        out = np.log(np.add.reduce(np.exp(xt - m), axis=0)) + m
+        return out[..., None] if keepdims else out
     m = np.maximum.reduce(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     out = np.log(np.add.reduce(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _short_last_axis(x: np.ndarray, axis: Any) -> bool:
+    """A reduction over a short last axis of many rows (class logits). NumPy reduces such an
+    axis row by row, a few elements at a time; moved to the front it is reduced across all
+    rows at once (measured on 1024×10: max 43 → 9 µs, sum 26 → 8 µs, the copy included)."""
+    if x.ndim < 2 or axis not in (-1, x.ndim - 1, (-1,), (x.ndim - 1,)):
+        return False
+    return x.shape[-1] <= 32 and x.size >= 64 * x.shape[-1]
 
 
 logsumexp = defop(
@@ -450,7 +480,8 @@ log_softmax = defop(
         grad - np.exp(out) * np.add.reduce(grad, axis=axis, keepdims=True)
     ),
     kind="custom",
-    cases=(case((5,)), case((3, 4), axis=-1), case((3, 4), axis=0), case((2, 3, 4), axis=1)),
+    cases=(case((5,)), case((3, 4), axis=-1), case((3, 4), axis=0), case((2, 3, 4), axis=1),
+           case((70, 3), axis=-1)),
     why="stability and speed: the base of cross_entropy; never takes log of an underflowed 0",
 )
 
@@ -575,24 +606,31 @@ mse_loss = defop(
 
 
 def _ce_forward(logits: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
-    logp = _log_softmax(logits, axis=-1)
-    picked = np.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
-    total = -np.add.reduce(picked, axis=None)
-    return total / picked.size if reduction == "mean" else total
+    # −log softmax(z)[y] = logsumexp(z) − z[y], without the full log-softmax matrix; on the
+    # logits as (rows, classes), where z[y] is one fancy index.
+    z, y = _class_rows(logits, target)
+    losses = _logsumexp(z, axis=-1) - z[np.arange(len(y)), y]
+    total = np.add.reduce(losses, axis=None)
+    return total / losses.size if reduction == "mean" else total
 
 
 def _ce_grad(grad: Any, out: Any, logits: Any, target: Any, reduction: str = "mean") -> Any:
     # softmax(logits) − onehot(target), divided by N for the mean.
-    p = np.exp(logits - _logsumexp_keep(logits))
-    onehot = np.arange(logits.shape[-1]) == np.asarray(target)[..., None]
     n = (logits.size // logits.shape[-1]) if reduction == "mean" else 1
+    if type(logits) is np.ndarray:  # subtract the 1s in place: no one-hot matrix
+        z, y = _class_rows(logits, target)
+        p = np.exp(z - _logsumexp(z, axis=-1)[:, None])
+        p[np.arange(len(y)), y] -= 1
+        p *= grad / n
+        return p.reshape(logits.shape)
+    p = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))  # Tensors (create_graph)
+    onehot = np.arange(logits.shape[-1]) == np.asarray(target)[..., None]
     return (p - onehot) * (grad / n)
 
 
-def _logsumexp_keep(x: Any) -> Any:
-    if type(x) is np.ndarray:
-        return _logsumexp(x, axis=-1, keepdims=True)
-    return logsumexp(x, axis=-1, keepdims=True)  # a Tensor (create_graph)
+def _class_rows(logits: np.ndarray, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (..., C) as a (rows, C) matrix, and the class targets as the matching vector."""
+    return logits.reshape(-1, logits.shape[-1]), np.asarray(target).reshape(-1)
 
 
 cross_entropy = defop(
@@ -601,7 +639,8 @@ cross_entropy = defop(
     _ce_forward,
     (_ce_grad, None),
     kind="custom",
-    cases=(case((4, 3), (4,)), case((2, 3, 5), (2, 3)), case((4, 3), (4,), reduction="sum")),
+    cases=(case((4, 3), (4,)), case((2, 3, 5), (2, 3)), case((4, 3), (4,), reduction="sum"),
+           case((70, 3), (70,)), case((2, 40, 3), (2, 40), reduction="sum")),  # many rows
     class_inputs=(1,),
     why="stability and speed: log-softmax never takes log of 0, and one node instead of four",
 )
