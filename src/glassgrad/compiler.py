@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd
+from . import autograd, compiler_inplace
 from .autograd import STATE, unbroadcast
 from .ops import Op
 from .tensor import Tensor, tensor
@@ -199,6 +199,8 @@ class _Writer:
         self.names: dict[int, str] = {}  # id(Tensor) -> variable name
         self.env: dict[str, Any] = {"unbroadcast": unbroadcast}
         self.lines: list[str] = []
+        self.meta: list[compiler_inplace.Line | None] = []  # per line, for the in-place plan
+        self.arrays: dict[str, list[np.ndarray]] = {}  # temporary name -> arrays it held
         self.consts: list[Tensor] = []  # leaves that are neither arguments nor parameters
         self.params: list[Tensor] = []  # leaves needing gradients, not passed as arguments
         self.keep: list[Any] = []  # objects whose ids are names' keys: kept alive
@@ -211,6 +213,15 @@ class _Writer:
             name = f"{name}_{k}"
         self.env[name] = obj
         return name
+
+    def emit(self, line: str, meta: compiler_inplace.Line | None = None,
+             target: str = "", value: Any = None) -> None:
+        self.lines.append(line)
+        self.meta.append(meta)
+        if target:
+            values = value if isinstance(value, tuple | list) else (value,)
+            self.arrays.setdefault(target, []).extend(
+                v for v in values if isinstance(v, np.ndarray))
 
     def leaf(self, t: Tensor) -> str:
         """Name a constant: a tensor that is neither an argument, a parameter nor a result."""
@@ -375,7 +386,7 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
         w.keep.append(p)
 
     # ---- forward: one line per op
-    w.lines.append("# forward")
+    w.emit("# forward")
     nodes_named: list[str] = []
     for op, inputs, out in nodes:
         if op.name == "getitem" and _has_bool_index(out._attrs):
@@ -399,14 +410,14 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
         w.names[id(out)] = v
         w.keep.append(out)
         fn = w.bind(op.name, op.forward)
-        w.lines.append(f"{v} = {fn}({', '.join(args)}{w.attrs(out._attrs)})"
-                       f"  # {out.shape} {op.name}")
+        w.emit(f"{v} = {fn}({', '.join(args)}{w.attrs(out._attrs)})  # {out.shape} {op.name}",
+               compiler_inplace.forward_line(v, fn, args, op, op.name + "_into"), v, out._data)
 
     # ---- backward: the engine's walk, decided once for these shapes
-    w.lines.append("# backward")
+    w.emit("# backward")
     grads: dict[int, str] = {id(loss): "g_" + w.names[id(loss)]}
     seed = np.ones(loss.shape, dtype=loss.dtype)
-    w.lines.append(f"{grads[id(loss)]} = {w.bind('seed', seed)}  # dL/dL = 1")
+    w.emit(f"{grads[id(loss)]} = {w.bind('seed', seed)}  # dL/dL = 1")
     sim: dict[int, Any] = {id(loss): seed}  # the gradients themselves, to learn their shapes
     by_out = {id(n[2]): n for n in nodes}
     # The engine's own order of the walk, so gradients accumulate in the same order.
@@ -421,12 +432,15 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
         attrs = out._attrs or {}
         if op.rules is None:  # variadic: one call gives every input's gradient
             all_name = f"all_{w.names[id(out)]}"
-            w.lines.append(f"{all_name} = {w.bind(op.name + '_grads', op.backward)}({call_args})")
             all_vals = op.backward(gval, out._data, *vals, **attrs)
+            w.emit(f"{all_name} = {w.bind(op.name + '_grads', op.backward)}({call_args})",
+                   None, all_name, tuple(all_vals))
         rule_names = _rule_names(op) if op.rules is not None else []
         for i, t in enumerate(inputs):
             if not t._requires_grad:
                 continue
+            target = "g_" + w.names[id(t)]
+            meta = None
             if op.rules is None:
                 expr, pg = f"{all_name}[{i}]", all_vals[i]
             else:
@@ -434,7 +448,11 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
                 if rule is None:
                     continue
                 pg = rule(gval, out._data, *vals, **attrs)
-                expr = f"{w.bind(rule_names[i], rule)}({call_args})"
+                fn = w.bind(rule_names[i], rule)
+                expr = f"{fn}({call_args})"
+                into = op.grads_into[i] if i < len(op.grads_into) else None
+                meta = compiler_inplace.rule_line(target, fn, [g, w.names[id(out)], *names],
+                                                  rule, into, rule_names[i] + "_into")
             if pg is None:
                 continue
             pdata = t._data
@@ -444,14 +462,15 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
             if pg.dtype != pdata.dtype:
                 pg = pg.astype(pdata.dtype)
                 expr = f"({expr}).astype({w.bind(str(pdata.dtype), pdata.dtype)})"
-            target = "g_" + w.names[id(t)]
+            if meta is not None and (expr.startswith(("unbroadcast", "(")) or id(t) in grads):
+                meta.into = None  # only a plain `target = rule(...)` may write over grad
             if id(t) in grads:
                 sim[id(t)] = sim[id(t)] + pg
-                w.lines.append(f"{target} = {target} + {expr}")
+                w.emit(f"{target} = {target} + {expr}", meta, target, sim[id(t)])
             else:
                 grads[id(t)] = target
                 sim[id(t)] = pg
-                w.lines.append(f"{target} = {expr}")
+                w.emit(f"{target} = {expr}", meta, target, pg)
 
     # ---- the leaves that receive gradients: parameters, then arguments that require grad
     leaves = [t for t in w.params if id(t) in grads]
@@ -475,7 +494,10 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
         head.append(f"    {w.names[id(t)]} = {w.bind('C', w.consts)}[{k}]._data"
                     f"  # constant {t.shape}")
     ret = f"    return {w.names[id(loss)]}, ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
-    body = ["    " + line for line in _free_after_last_use(w.lines, ret)]
+    external = [seed, *(t._data for t in (*targs, *w.params, *w.consts))]
+    lines = compiler_inplace.plan(w.lines, w.meta, w.arrays, external, _TEMPORARY.findall(ret),
+                                  w.bind)
+    body = ["    " + line for line in _free_after_last_use(lines, ret)]
     source = "\n".join([*head, *body, ret]) + "\n"
     code = _compile_source(source)
     ns = dict(w.env)

@@ -11,6 +11,9 @@ Each entry is ``defop(name, formula, forward, backward, ...)``:
   and skips inputs that need no gradient. Rules use only operators, methods and the NumPy
   functions that ``Tensor`` also accepts, so with ``create_graph=True`` the same rule runs
   on Tensors and its result is differentiable again (higher-order gradients).
+- ``forward_into`` and ``grads_into`` (optional, a few hot ops) compute the same values into
+  the input's or the incoming gradient's memory. Only ``gg.compile`` uses them, where its
+  recording shows that array is its own and nothing reads it afterwards.
 - ``formula`` is what ``glassgrad ops`` and the explainer print; ``domain`` (and ``cases``
   for ops whose inputs are not plain broadcastable arrays) drive the generated tests in
   ``tests/test_ops_table.py``.
@@ -52,6 +55,10 @@ class Op:
     why: str = ""  # why this is a primitive rather than a composite
     class_inputs: tuple[int, ...] = ()  # inputs holding integer class labels (tests: 0..C-1)
     variadic: bool = False  # any number of inputs; ``backward`` returns all their gradients
+    # In-place variants, for gg.compile: it uses one where the array written over is its own
+    # and read by nothing afterwards. Same values as forward / the rule, bit for bit.
+    forward_into: Callable[..., np.ndarray] | None = None  # writes over its (only) input
+    grads_into: tuple[Callable[..., Any] | None, ...] = ()  # per input: writes over ``grad``
     rules: tuple[Callable[..., Any] | None, ...] | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -214,6 +221,8 @@ tanh = defop(
     lambda grad, out, x: grad * (1 - out * out),
     domain=(-3.0, 3.0),
     why="speed: one node instead of the four of (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ), and no overflow",
+    forward_into=lambda x: np.tanh(x, out=x),
+    grads_into=(lambda grad, out, x: np.multiply(grad, 1 - out * out, out=grad),),
 )
 
 
@@ -238,8 +247,10 @@ def _relu(x: np.ndarray) -> np.ndarray:
 relu = defop(
     "relu", "∂relu(x)/∂x = 1 if x > 0 else 0",
     _relu,
-    lambda grad, out, x: grad * (x > 0),
+    lambda grad, out, x: grad * (out > 0),  # out > 0 exactly where x > 0; x is not needed
     why="speed: the most used activation, one node instead of where(x > 0, x, 0)",
+    forward_into=lambda x: np.maximum(x, np.zeros(x.shape[-1:], x.dtype), out=x),
+    grads_into=(lambda grad, out, x: np.multiply(grad, out > 0, out=grad),),
 )
 maximum = defop(
     "maximum", "∂max(a, b)/∂a = 1 if a > b (½ if a = b),  ∂/∂b likewise",
