@@ -297,3 +297,37 @@ def test_data_of_another_dtype_is_cast_on_every_call(x_dtype) -> None:
         X = (rng.standard_normal((5, 3)) * 3).astype(x_dtype)
         y = rng.standard_normal((5, 1))  # float64 targets for a float32 network
         _step_matches_eager(step, model, loss_fn, X, y)
+
+
+def test_extra_outputs_are_returned_detached_and_replayed() -> None:
+    model = _xor_model()
+    X, y = gg.data.xor()
+    t = gg.tensor(y.reshape(-1, 1).astype(np.float32))
+
+    def fn(X, y):
+        out = model(X)
+        return F.mse_loss(out, y), out, (out > 0.5)
+
+    step = gg.compile(fn)
+    opt = gg.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):  # the recording, then replays on new weights
+        opt.zero_grad()
+        loss, out, positive = step(X, t)
+        want_out = model(X)
+        np.testing.assert_array_equal(out.numpy(), want_out.numpy())
+        np.testing.assert_array_equal(positive.numpy(), want_out.numpy() > 0.5)
+        assert loss.item() == F.mse_loss(want_out, t).item()
+        assert not out.requires_grad and not loss.requires_grad
+        opt.step()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (lambda out: 3.0, "item 1 is a float"),
+    (lambda out: gg.tensor([1.0, 2.0]), "not computed from its arguments"),
+])
+def test_extra_outputs_that_cannot_be_replayed_are_refused(extra, message) -> None:
+    model = _xor_model()
+    X, y = gg.data.xor()
+    step = gg.compile(lambda X, y: (F.mse_loss(model(X), y), extra(model(X))))
+    with pytest.raises(gg.CompileError, match=message):
+        step(X, gg.tensor(y.reshape(-1, 1).astype(np.float32)))

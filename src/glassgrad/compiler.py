@@ -43,6 +43,9 @@ def compile(loss_fn: Callable[..., Tensor]) -> Compiled:  # noqa: A001
     """Make ``loss_fn`` a compiled training step: ``step(*args)`` does what
     ``loss = loss_fn(*args); loss.backward()`` does, and returns the loss (detached).
 
+    ``loss_fn`` may also return ``(loss, *extra)``, extra tensors such as the model's output
+    for metrics; the step then returns ``(loss, *extra)``, all detached.
+
     Gradients accumulate into ``.grad`` of every tensor with ``requires_grad=True`` that the
     loss depends on (the model's parameters, and arguments that require grad), exactly as
     ``backward()`` would; the optimizer is used as usual afterwards. The first call with new
@@ -78,7 +81,7 @@ class Compiled:
         self._programs: dict[tuple, _Program] = {}
         self._last: _Program | None = None
 
-    def __call__(self, *args: Any) -> Tensor:
+    def __call__(self, *args: Any) -> Tensor | tuple[Tensor, ...]:
         prog = self._last
         if prog is not None and prog.guard(args) and not STATE.hooks and STATE.grad_enabled:
             return prog.run(args)  # the common case: same shapes as the previous call
@@ -95,16 +98,16 @@ class Compiled:
         self._last = prog
         return prog.run(targs)
 
-    def _eager(self, targs: tuple[Tensor, ...]) -> Tensor:
+    def _eager(self, targs: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
         if not STATE.grad_enabled:
             raise autograd.GraphError(
                 "a compiled step computes gradients, but gradients are off here (inside "
                 "gg.no_grad()). Fix: call it outside no_grad, or call the uncompiled loss "
                 "function to evaluate the loss without gradients."
             )
-        loss = _check_loss(self.loss_fn(*targs))
+        loss, aux = _split(self.loss_fn(*targs))
         loss.backward()
-        return loss.detach()
+        return loss.detach() if aux is None else (loss.detach(), *[a.detach() for a in aux])
 
     def reset(self) -> None:
         """Forget every recording (after changing what the loss function decides in Python,
@@ -150,6 +153,22 @@ def _as_tensor(a: Any) -> Tensor:
     if isinstance(a, np.ndarray):
         return Tensor._wrap(a)  # no copy: the recording sees the caller's array
     return tensor(a)
+
+
+def _split(result: Any) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+    """The loss, and the extra outputs (None when the function returns the loss alone)."""
+    if not isinstance(result, tuple | list):
+        return _check_loss(result), None
+    if not result:
+        _check_loss(None)
+    for i, a in enumerate(result[1:], 1):
+        if not isinstance(a, Tensor):
+            raise CompileError(
+                f"the compiled function returned a tuple whose item {i} is a "
+                f"{type(a).__name__}; after the loss it may return only tensors (say the "
+                f"model's output, for metrics). Fix: return (loss, output) with tensors."
+            )
+    return _check_loss(result[0]), tuple(result[1:])
 
 
 def _check_loss(loss: Any) -> Tensor:
@@ -245,8 +264,10 @@ def _run_recorded(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]):
     (a metric computed on the side is not replayed)."""
     rec = _Recorder()
     with autograd.hook(rec):
-        loss = _check_loss(loss_fn(*targs))
+        loss, aux = _split(loss_fn(*targs))
     needed = {id(loss), id(loss._data)}  # tensors, and arrays (a wrapper shares its array)
+    for a in aux or ():
+        needed.update((id(a), id(a._data)))
     kept = []
     for node in reversed(rec.nodes):
         out = node[2]
@@ -254,7 +275,7 @@ def _run_recorded(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]):
             kept.append(node)
             for t in node[1]:
                 needed.update((id(t), id(t._data)))
-    return loss, kept[::-1]
+    return loss, aux, kept[::-1]
 
 
 def _leaves_needing_grad(nodes: list) -> list[Tensor]:
@@ -308,7 +329,7 @@ def _check_replayable(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
     try:
         for p in params:
             p._data = _perturbed(p._data)
-        _, nodes2 = _run_recorded(loss_fn, others)
+        _, _, nodes2 = _run_recorded(loss_fn, others)
         kinds2 = _classify(nodes2, others, params)
     finally:
         for p, d in zip(params, saved):
@@ -364,7 +385,7 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
                 f"compiled function, so its gradient could not flow further back. Fix: pass "
                 f"t.detach(), or move that computation into the loss function."
             )
-    loss, nodes = _run_recorded(loss_fn, targs)
+    loss, aux, nodes = _run_recorded(loss_fn, targs)
     params = [t for t in _leaves_needing_grad(nodes) if not any(t is a for a in targs)]
     for t in params:
         if t._op is not None:
@@ -494,6 +515,8 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
         head.append(f"    {w.names[id(t)]} = {w.bind('C', w.consts)}[{k}]._data"
                     f"  # constant {t.shape}")
     ret = f"    return {w.names[id(loss)]}, ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
+    if aux is not None:
+        ret += f", ({''.join(_aux_name(w, a) + ', ' for a in aux)})"
     external = [seed, *(t._data for t in (*targs, *w.params, *w.consts))]
     lines = compiler_inplace.plan(w.lines, w.meta, w.arrays, external, _TEMPORARY.findall(ret),
                                   w.bind)
@@ -506,7 +529,8 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
 
     # The first call's result: replay on these very inputs and check it against the eager
     # engine once, so a recording that would differ is caught here, not in a training run.
-    value, pgrads = fn(*(t._data for t in targs))
+    result = fn(*(t._data for t in targs))
+    pgrads = result[1]
     ref = autograd.grad(loss, [*leaves, *(targs[i] for i in arg_leaves)], allow_unused=True)
     for t, mine, theirs in zip([*leaves, *(targs[i] for i in arg_leaves)], pgrads, ref):
         scale = float(np.max(np.abs(theirs._data), initial=1.0)) if theirs is not None else 0
@@ -516,10 +540,23 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
                 f"{t.shape} differs from the engine's. Please report it; run the step "
                 f"eagerly (without gg.compile) meanwhile."
             )
-    prog = _Program(fn, source, w.params, leaves, arg_leaves)
+    prog = _Program(fn, source, w.params, leaves, arg_leaves, aux is not None)
     prog.guard = _make_guard(targs, w.params)
-    prog.first_result = prog.deliver(targs, value, pgrads)
+    prog.first_result = prog.deliver(targs, result)
     return prog
+
+
+def _aux_name(w: _Writer, t: Tensor) -> str:
+    """The program's name for an extra output; it must be a value the ops made, or an
+    argument or parameter."""
+    name = w.names.get(id(t))
+    if name is None or name.startswith("c"):
+        raise CompileError(
+            f"the compiled function returned an extra output of shape {t.shape} that was not "
+            f"computed from its arguments and parameters by glassgrad ops, so a replay could "
+            f"not recompute it. Fix: return only tensors computed inside the function."
+        )
+    return name
 
 
 _TEMPORARY = re.compile(r"\b(?:v\d+|g_\w+|all_v\d+)\b")
@@ -582,31 +619,34 @@ class _Program:
     """One recording: the generated function and where its gradients go."""
 
     def __init__(self, fn: Callable, source: str, params: list[Tensor], leaves: list[Tensor],
-                 arg_leaves: list[int]) -> None:
+                 arg_leaves: list[int], has_aux: bool) -> None:
         self.fn = fn
+        self.has_aux = has_aux
         self.source = source
         self.params = params
         self.leaves = leaves
         self.arg_leaves = arg_leaves
         self.param_sig = [(p._data.shape, p._data.dtype) for p in params]
-        self.first_result: Tensor
+        self.first_result: Tensor | tuple[Tensor, ...]
         self.guard: Callable[[tuple], bool]
 
     def still_valid(self) -> bool:
         """A parameter given new values of another shape or dtype needs a new recording."""
         return [(p._data.shape, p._data.dtype) for p in self.params] == self.param_sig
 
-    def run(self, targs: tuple[Tensor, ...]) -> Tensor:
-        value, grads = self.fn(*[t._data for t in targs])
-        return self.deliver(targs, value, grads)
+    def run(self, targs: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
+        return self.deliver(targs, self.fn(*[t._data for t in targs]))
 
-    def deliver(self, targs: tuple[Tensor, ...], value: Any, grads: tuple) -> Tensor:
-        """Accumulate ``grads`` into ``.grad`` as ``backward()`` does. The program copies a
-        gradient that the recording saw shared (one array sent to two leaves, the seed);
-        store_grads copies views, so no ``.grad`` shares memory with anything."""
+    def deliver(self, targs: tuple[Tensor, ...], result: tuple) -> Tensor | tuple[Tensor, ...]:
+        """Accumulate the gradients into ``.grad`` as ``backward()`` does, and return the loss
+        (with the extra outputs, if any). The program copies a gradient that the recording
+        saw shared (one array sent to two leaves, the seed); store_grads copies views, so no
+        ``.grad`` shares memory with anything."""
         receivers = self.leaves if not self.arg_leaves else [
             *self.leaves, *(targs[i] for i in self.arg_leaves)]
-        autograd.store_grads(zip(receivers, grads), shared_copied=True)
-        if type(value) is not np.ndarray:
-            value = np.asarray(value)
-        return Tensor._wrap(value)
+        autograd.store_grads(zip(receivers, result[1]), shared_copied=True)
+        value = result[0]
+        loss = Tensor._wrap(value if type(value) is np.ndarray else np.asarray(value))
+        if not self.has_aux:
+            return loss
+        return (loss, *[Tensor._wrap(np.asarray(a)) for a in result[2]])

@@ -75,6 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plots", metavar="DIR",
                    help="write loss, gradient-norm, activation and decision-boundary plots to DIR "
                         "(implies --diagnose; needs matplotlib: pip install 'glassgrad[plot]')")
+    p.add_argument("--compile", action="store_true",
+                   help="replay each step as recorded NumPy (gg.compile): the same numbers, "
+                        "less Python per op; with --diagnose steps run eagerly, watched")
     p.add_argument("-q", "--quiet", action="store_true", help="print the final report only")
     p.set_defaults(func=run)
 
@@ -141,6 +144,7 @@ def _sizes(spec: str | None, n_in: int, n_out: int, preset: Preset) -> list[int]
 # ----------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> int:
     from .. import nn, serialization
+    from ..compiler import CompileError
     from ..data import train_test_split
     from ..training import NonFiniteLossError, fit
 
@@ -189,12 +193,12 @@ def run(args: argparse.Namespace) -> int:
                       epochs=epochs, batch_size=batch_size,
                       validation_data=parts[1] if val_split else None,
                       early_stopping=args.early_stopping, verbose=verbose, seed=args.seed,
-                      callbacks=[monitor] if monitor else None)
+                      callbacks=[monitor] if monitor else None, compile=args.compile)
     except NonFiniteLossError as e:
         if monitor is not None:  # what the monitor saw before the loss blew up explains why
             print(diagnose.report(e.history))
         raise CLIError(f"{e} On the command line: try a smaller --lr.") from None
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, CompileError) as e:
         raise CLIError(str(e)) from None
     _report(model, parts, history, loss, classify, info)
     if monitor is not None:

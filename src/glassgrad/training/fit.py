@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..autograd import no_grad
+from ..compiler import Compiled, CompileError
+from ..compiler import compile as compile_fn
 from ..data.loader import train_test_split
 from ..tensor import Tensor
 from . import setup
@@ -59,6 +61,7 @@ class Trainer:
         self.step = 0
         self.stop_training = False
         self.last_batch: tuple[np.ndarray, np.ndarray] | None = None
+        self.compiled: Compiled | None = None  # fit(compile=True): the recorded step
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> History:
@@ -97,7 +100,7 @@ class Trainer:
         if self.shuffle and bs < n:  # one gather per epoch; the batches are then views
             order = self.rng.permutation(n)
             X, y = X[order], y[order]
-        model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
+        model, loss_fn, opt, compiled = self.model, self.loss_fn, self.optimizer, self.compiled
         zero_grad, opt_step = opt.zero_grad, opt.step
         batch_start, after_backward, batch_end = (hooks["on_batch_start"],
                                                   hooks["on_after_backward"],
@@ -112,12 +115,18 @@ class Trainer:
             for f in batch_start:
                 f(self, step)
             zero_grad()
-            out = model(Tensor._wrap(xb))
-            loss = loss_fn(out, Tensor._wrap(yb))
-            value = float(loss._data)
-            if not math.isfinite(value):
-                raise self._non_finite(value, epoch, step, lo // bs + 1)
-            loss.backward()
+            if compiled is None:
+                out = model(Tensor._wrap(xb))
+                loss = loss_fn(out, Tensor._wrap(yb))
+                value = float(loss._data)
+                if not math.isfinite(value):
+                    raise self._non_finite(value, epoch, step, lo // bs + 1)
+                loss.backward()
+            else:  # forward and backward in one replay; .grad filled as backward() fills it
+                loss, out = _compiled_call(compiled, xb, yb)
+                value = float(loss._data)
+                if not math.isfinite(value):
+                    raise self._non_finite(value, epoch, step, lo // bs + 1)
             for f in after_backward:
                 f(self, step)
             opt_step()
@@ -149,6 +158,24 @@ class Trainer:
             f"step under gg.detect_anomaly() to find the op that made it.",
             epoch, step, self.history,
         )
+
+
+def compile_step(model: Any, loss_fn: Any) -> Compiled:
+    """The training step ``(loss, output)`` of ``model`` under ``loss_fn``, compiled."""
+    return compile_fn(lambda xb, yb: _loss_and_output(model, loss_fn, xb, yb))
+
+
+def _loss_and_output(model: Any, loss_fn: Any, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+    out = model(xb)
+    return loss_fn(out, yb), out
+
+
+def _compiled_call(compiled: Compiled, xb: np.ndarray, yb: np.ndarray) -> tuple[Tensor, Tensor]:
+    try:
+        return compiled(Tensor._wrap(xb), Tensor._wrap(yb))
+    except CompileError as e:  # raised while recording, before any weight changed
+        raise CompileError(f"fit(compile=True): {e} Or train this model with compile=False."
+                           ) from None
 
 
 def evaluate_arrays(model: Any, loss_fn: Any, X: np.ndarray, y: np.ndarray,
@@ -210,6 +237,7 @@ def fit(
     callbacks: list | None = None,
     verbose: int = 1,
     seed: int | np.random.Generator | None = None,
+    compile: bool = False,  # noqa: A002  (the name users know from Keras and torch)
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return the per-epoch ``History``.
 
@@ -230,6 +258,9 @@ def fit(
       on the predictions made during the epoch, as Keras.
     - ``verbose``: 0 silent, 1 a progress bar in a terminal (about ten lines otherwise),
       2 one line per epoch. ``seed`` fixes shuffling and the validation split.
+    - ``compile``: replay each step's forward and backward as recorded NumPy (``gg.compile``):
+      the same numbers, less Python per op, so small networks train faster. Models that draw
+      random numbers while training (Dropout) are refused with a ``CompileError``.
 
     Raises before any weight changes on bad input, and ``NonFiniteLossError`` (naming epoch and
     step) if the loss becomes NaN/Inf, before applying that step.
@@ -277,10 +308,12 @@ def fit(
     bs = n if batch_size is None else min(batch_size, n)
     trainer = Trainer(model, opt, loss_fn, kind, X, y_all, X_val, y_val, epochs, bs, shuffle,
                       metric_fns, _callback_list(callbacks, early_stopping, verbose), rng)
+    if compile:
+        trainer.compiled = compile_step(model, loss_fn)
     trainer.history.params = {
         "epochs": epochs, "batch_size": bs, "steps_per_epoch": trainer.steps_per_epoch,
         "samples": n, "val_samples": 0 if X_val is None else len(X_val), "loss": kind,
-        "optimizer": type(opt).__name__, "shuffle": shuffle,
+        "optimizer": type(opt).__name__, "shuffle": shuffle, "compile": bool(compile),
     }
     if hasattr(model, "train"):
         model.train()
