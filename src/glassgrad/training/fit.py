@@ -118,15 +118,13 @@ class Trainer:
             if compiled is None:
                 out = model(Tensor._wrap(xb))
                 loss = loss_fn(out, Tensor._wrap(yb))
-                value = float(loss._data)
-                if not math.isfinite(value):
-                    raise self._non_finite(value, epoch, step, lo // bs + 1)
-                loss.backward()
             else:  # forward and backward in one replay; .grad filled as backward() fills it
                 loss, out = _compiled_call(compiled, xb, yb)
-                value = float(loss._data)
-                if not math.isfinite(value):
-                    raise self._non_finite(value, epoch, step, lo // bs + 1)
+            value = float(loss._data)
+            if not math.isfinite(value):
+                raise self._non_finite(value, epoch, step, lo // bs + 1)
+            if compiled is None:
+                loss.backward()
             for f in after_backward:
                 f(self, step)
             opt_step()
