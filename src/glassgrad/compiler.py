@@ -23,7 +23,6 @@ those tools see every op.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -559,7 +558,7 @@ def _aux_name(w: _Writer, t: Tensor) -> str:
     return name
 
 
-_TEMPORARY = re.compile(r"\b(?:v\d+|g_\w+|all_v\d+)\b")
+_TEMPORARY = compiler_inplace.TEMPORARY
 
 
 def _free_after_last_use(lines: list[str], ret: str) -> list[str]:

@@ -36,32 +36,31 @@ from .ops import Op
 class Line:
     """What a generated line computes, for the planner: ``target = fn(*args)``.
 
-    ``into`` is the in-place variant, when the op has one. ``writes`` is the position, in
-    ``args``, of the array it would write over. ``reads`` is the set of ``args`` positions
-    the function reads; None means all of them."""
+    ``into`` is the in-place variant, when the op has one; it writes over ``args[0]`` (a
+    forward op's input, a rule's ``grad``). ``reads`` is the set of ``args`` positions the
+    function reads; None means all of them."""
 
     target: str
     fn_name: str
     args: list[str]
     into: Callable[..., Any] | None = None
     into_name: str = ""
-    writes: int = 0
     reads: frozenset[int] | None = None
 
 
-_NAME = re.compile(r"\b(?:v\d+|g_\w+|all_v\d+)\b")  # the program's own temporaries
+TEMPORARY = re.compile(r"\b(?:v\d+|g_\w+|all_v\d+)\b")  # the program's own temporaries
 
 
 def rule_line(target: str, fn_name: str, args: list[str], rule: Callable[..., Any],
               into: Callable[..., Any] | None, into_name: str) -> Line:
     """A backward line ``target = rule(grad, out, *inputs)``, which may write over ``grad``."""
-    return Line(target, fn_name, args, into, into_name, 0, _read_positions(rule, len(args)))
+    return Line(target, fn_name, args, into, into_name, _read_positions(rule, len(args)))
 
 
 def forward_line(target: str, fn_name: str, args: list[str], op: Op, into_name: str) -> Line:
     """A forward line ``target = op(*inputs)``; it may write over a one-input op's input."""
     into = op.forward_into if len(args) == 1 else None
-    return Line(target, fn_name, args, into, into_name, 0, None)
+    return Line(target, fn_name, args, into, into_name, None)
 
 
 def plan(lines: list[str], meta: list[Line | None], arrays: dict[str, list[np.ndarray]],
@@ -74,12 +73,12 @@ def plan(lines: list[str], meta: list[Line | None], arrays: dict[str, list[np.nd
     are the arrays the step does not own; ``returned`` the names the step returns."""
     owner = {name: {_root(a) for a in arrs} for name, arrs in arrays.items()}
     forbidden = {_root(a) for a in external}
-    uses = [_NAME.findall(line.split("  #")[0]) for line in lines]
+    uses = [TEMPORARY.findall(line.split("  #")[0]) for line in lines]
     out = list(lines)
     for i, m in enumerate(meta):
         if m is None or m.into is None:
             continue
-        victim = m.args[m.writes]
+        victim = m.args[0]
         if len(arrays.get(victim, ())) != 1 or len(arrays.get(m.target, ())) != 1:
             continue
         (a,), (result,) = arrays[victim], arrays[m.target]
@@ -87,7 +86,7 @@ def plan(lines: list[str], meta: list[Line | None], arrays: dict[str, list[np.nd
         if (mem in forbidden or a.shape != result.shape or a.dtype != result.dtype
                 or not (a.flags.owndata and a.flags.writeable)):
             continue
-        if any(mem in owner.get(n, ()) for k, n in enumerate(m.args) if k != m.writes):
+        if any(mem in owner.get(n, ()) for n in m.args[1:]):
             continue  # another argument of this very line shares the memory
         if not _dead_after(i, victim, mem, owner, uses, meta, returned, m.target):
             continue
