@@ -38,7 +38,7 @@ class CompileError(RuntimeError):
     """``loss_fn`` does something a recorded step cannot replay faithfully."""
 
 
-def compile(loss_fn: Callable[..., Tensor]) -> Compiled:  # noqa: A001
+def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None) -> Compiled:  # noqa: A001
     """Make ``loss_fn`` a compiled training step: ``step(*args)`` does what
     ``loss = loss_fn(*args); loss.backward()`` does, and returns the loss (detached).
 
@@ -50,6 +50,15 @@ def compile(loss_fn: Callable[..., Tensor]) -> Compiled:  # noqa: A001
     ``backward()`` would; the optimizer is used as usual afterwards. The first call with new
     shapes runs ``loss_fn`` twice (the second time on other values, as a check) and records;
     later calls replay the recording without running ``loss_fn``.
+
+    With ``optimizer``, the step is a whole training step, ``optimizer.zero_grad();
+    loss_fn(*args).backward(); optimizer.step()``, and where the optimizer's update of a
+    parameter is linear in its gradient (``Optimizer.fold``: SGD, also with weight decay or
+    momentum) the update is folded into the matrix product that makes the gradient: for a
+    linear layer W ← W − lr·Gᵀ@x is one BLAS call (``blas.gemm``), so that gradient is never
+    stored and the update makes no pass of its own over W. The gradients are used up: after
+    the step ``.grad`` of the optimizer's parameters is None (compile without ``optimizer``
+    to inspect or clip them).
 
     >>> import glassgrad as gg
     >>> model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
@@ -69,14 +78,22 @@ def compile(loss_fn: Callable[..., Tensor]) -> Compiled:  # noqa: A001
             f"compile(): expected a function that returns a scalar loss, got "
             f"{type(loss_fn).__name__}. Fix: gg.compile(lambda X, y: loss(model(X), y))."
         )
-    return Compiled(loss_fn)
+    if optimizer is not None and not (isinstance(getattr(optimizer, "param_groups", None), list)
+                                      and callable(getattr(optimizer, "step", None))):
+        raise TypeError(
+            f"compile(): optimizer must be a glassgrad optimizer (gg.optim.SGD, ...), got "
+            f"{type(optimizer).__name__}. Fix: gg.compile(loss_fn, optimizer=opt), or leave "
+            f"optimizer out and call opt.step() after each step."
+        )
+    return Compiled(loss_fn, optimizer)
 
 
 class Compiled:
     """A loss function with its recorded steps, one per argument signature (shapes, dtypes)."""
 
-    def __init__(self, loss_fn: Callable[..., Tensor]) -> None:
+    def __init__(self, loss_fn: Callable[..., Tensor], optimizer: Any = None) -> None:
         self.loss_fn = loss_fn
+        self.optimizer = optimizer
         self._programs: dict[tuple, _Program] = {}
         self._last: _Program | None = None
 
@@ -90,7 +107,7 @@ class Compiled:
         key = tuple([(t._data.shape, t._data.dtype, t._requires_grad) for t in targs])
         prog = self._programs.get(key)
         if prog is None or not prog.still_valid():
-            prog = _record(self.loss_fn, targs)
+            prog = _record(self.loss_fn, targs, self.optimizer)
             self._programs[key] = prog
             self._last = prog
             return prog.first_result
@@ -104,8 +121,14 @@ class Compiled:
                 "gg.no_grad()). Fix: call it outside no_grad, or call the uncompiled loss "
                 "function to evaluate the loss without gradients."
             )
+        opt = self.optimizer
+        if opt is not None:
+            opt.zero_grad()
         loss, aux = _split(self.loss_fn(*targs))
         loss.backward()
+        if opt is not None:
+            opt.step()
+            opt.zero_grad()
         return loss.detach() if aux is None else (loss.detach(), *[a.detach() for a in aux])
 
     def reset(self) -> None:
@@ -376,7 +399,8 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Program:
+def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
+            optimizer: Any = None) -> _Program:
     for i, t in enumerate(targs):
         if t._op is not None and t._requires_grad:
             raise CompileError(
@@ -439,6 +463,10 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
     seed = np.ones(loss.shape, dtype=loss.dtype)
     w.emit(f"{grads[id(loss)]} = {w.bind('seed', seed)}  # dL/dL = 1")
     sim: dict[int, Any] = {id(loss): seed}  # the gradients themselves, to learn their shapes
+    # A parameter whose gradient is one plain rule line with a folded variant: (line index,
+    # the variant, its name, the rule's arguments), for an optimizer to fold its update into.
+    foldable: dict[int, tuple[int, Callable, str, str]] = {}
+    param_ids = {id(p) for p in params}
     by_out = {id(n[2]): n for n in nodes}
     # The engine's own order of the walk, so gradients accumulate in the same order.
     for node in autograd._toposort((loss,)):
@@ -485,9 +513,14 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
             if meta is not None and (expr.startswith(("unbroadcast", "(")) or id(t) in grads):
                 meta.into = None  # only a plain `target = rule(...)` may write over grad
             if id(t) in grads:
+                foldable.pop(id(t), None)  # a sum of gradients: no one product to fold into
                 sim[id(t)] = sim[id(t)] + pg
                 w.emit(f"{target} = {target} + {expr}", meta, target, sim[id(t)])
             else:
+                fold = op.grads_fold[i] if i < len(op.grads_fold) else None
+                if fold is not None and id(t) in param_ids and expr == f"{fn}({call_args})":
+                    foldable[id(t)] = (len(w.lines), fold,
+                                       w.bind(rule_names[i] + "_fold", fold), call_args)
                 grads[id(t)] = target
                 sim[id(t)] = pg
                 w.emit(f"{target} = {expr}", meta, target, pg)
@@ -506,25 +539,10 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
             name += ".copy()"
         others.add(id(arr))
         outs.append(name)
-    head = [f"def step({', '.join(f'a{i}' for i in range(len(targs)))}):"]
-    for k, t in enumerate(w.params):
-        head.append(f"    {w.names[id(t)]} = {w.bind('P', w.params)}[{k}]._data"
-                    f"  # parameter {t.shape}")
-    for k, t in enumerate(w.consts):
-        head.append(f"    {w.names[id(t)]} = {w.bind('C', w.consts)}[{k}]._data"
-                    f"  # constant {t.shape}")
-    ret = f"    return {w.names[id(loss)]}, ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
-    if aux is not None:
-        ret += f", ({''.join(_aux_name(w, a) + ', ' for a in aux)})"
+    aux_ret = "" if aux is None else f", ({''.join(_aux_name(w, a) + ', ' for a in aux)})"
     external = [seed, *(t._data for t in (*targs, *w.params, *w.consts))]
-    lines = compiler_inplace.plan(w.lines, w.meta, w.arrays, external, _TEMPORARY.findall(ret),
-                                  w.bind)
-    body = ["    " + line for line in _free_after_last_use(lines, ret)]
-    source = "\n".join([*head, *body, ret]) + "\n"
-    code = _compile_source(source)
-    ns = dict(w.env)
-    exec(code, ns)  # noqa: S102  (our own generated source, built from the op table)
-    fn = ns["step"]
+    source, fn = _assemble(w, len(targs), w.lines, w.meta, _ret(w, loss, outs, aux_ret),
+                           external)
 
     # The first call's result: replay on these very inputs and check it against the eager
     # engine once, so a recording that would differ is caught here, not in a training run.
@@ -539,10 +557,87 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]) -> _Progr
                 f"{t.shape} differs from the engine's. Please report it; run the step "
                 f"eagerly (without gg.compile) meanwhile."
             )
-    prog = _Program(fn, source, w.params, leaves, arg_leaves, aux is not None)
+    prog = _Program(fn, source, w.params, leaves, arg_leaves, aux is not None, optimizer)
+    if callable(getattr(optimizer, "fold", None)):  # (a duck-typed optimizer: no folds)
+        _fold_updates(prog, w, targs, loss, foldable, outs, aux_ret, external, result)
     prog.guard = _make_guard(targs, w.params)
-    prog.first_result = prog.deliver(targs, result)
+    prog.first_result = prog.finish(targs, result)
     return prog
+
+
+def _ret(w: _Writer, loss: Tensor, outs: list[str], aux_ret: str) -> str:
+    """The program's return line: the loss, the gradients ``outs``, the extra outputs."""
+    return (f"    return {w.names[id(loss)]}, ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
+            f"{aux_ret}")
+
+
+def _assemble(w: _Writer, nargs: int, lines: list[str], meta: list, ret: str,
+              external: list[np.ndarray], extra_arg: str = "") -> tuple[str, Callable]:
+    """The program's source, with in-place lines and ``del``s added, and its function."""
+    head = [f"def step({', '.join([*(f'a{i}' for i in range(nargs)), *extra_arg.split()])}):"]
+    for k, t in enumerate(w.params):
+        head.append(f"    {w.names[id(t)]} = {w.bind('P', w.params)}[{k}]._data"
+                    f"  # parameter {t.shape}")
+    for k, t in enumerate(w.consts):
+        head.append(f"    {w.names[id(t)]} = {w.bind('C', w.consts)}[{k}]._data"
+                    f"  # constant {t.shape}")
+    lines = compiler_inplace.plan(lines, meta, w.arrays, external, _TEMPORARY.findall(ret),
+                                  w.bind)
+    body = ["    " + line for line in _free_after_last_use(lines, ret)]
+    source = "\n".join([*head, *body, ret]) + "\n"
+    ns = dict(w.env)
+    exec(_compile_source(source), ns)  # noqa: S102  (our own source, built from the op table)
+    return source, ns["step"]
+
+
+def _fold_updates(prog: _Program, w: _Writer, targs: tuple[Tensor, ...], loss: Tensor,
+                  foldable: dict[int, tuple[int, Callable, str, str]], outs: list[str],
+                  aux_ret: str, external: list[np.ndarray], result: tuple) -> None:
+    """Give ``prog`` a second program in which each parameter the optimizer holds, whose
+    gradient is one product with a folded variant and whose array nothing reads afterwards,
+    receives its update in that product: ``fold(c, α, β, ...)`` computes c ← α·∂L/∂p + β·c
+    with the (c, α, β) that ``optimizer.fold(p)`` gives on each call."""
+    held = {id(p) for g in prog.optimizer.param_groups for p in g["params"]}
+    lines, meta = list(w.lines), list(w.meta)
+    folded: list[Tensor] = []
+    for p in prog.leaves:
+        if id(p) not in held or id(p) not in foldable:
+            continue
+        i, fold, fold_name, call_args = foldable[id(p)]
+        name = w.names[id(p)]
+        line = compiler_inplace.fold_line(fold_name, meta[i].args, fold)
+        if not compiler_inplace.unread_after(i, name, p._data, lines, meta, w.arrays,
+                                             f"{outs} {aux_ret}"):
+            continue  # a later line reads the weights: they must not change before it
+        lines[i] = (f"{fold_name}(*U[{len(folded)}], {call_args})  # the optimizer's update "
+                    f"of {name} in ∂L/∂{name}'s product")
+        meta[i] = line
+        folded.append(p)
+    if not folded:
+        return
+    kept = [k for k, p in enumerate(prog.leaves) if not any(p is f for f in folded)]
+    n_params = len(prog.leaves)
+    outs_fused = [outs[k] for k in kept] + outs[n_params:]
+    source, fn = _assemble(w, len(targs), lines, meta, _ret(w, loss, outs_fused, aux_ret),
+                           external, "U")
+    # Check the folded program once, on these inputs, against the checked gradients:
+    # targets are copies (the parameters must not move here), α and β arbitrary.
+    copies = [p._data.copy() for p in folded]
+    fused = fn(*(t._data for t in targs), [(c, -0.5, 0.25) for c in copies])
+    grads = dict(zip(map(id, prog.leaves), result[1]))
+    for p, c in zip(folded, copies):
+        want = -0.5 * grads[id(p)] + 0.25 * p._data
+        scale = float(np.max(np.abs(want), initial=1.0))
+        if not np.allclose(c, want, rtol=1e-4, atol=1e-5 * scale):
+            raise CompileError(
+                f"internal error: the folded update of a parameter of shape {p.shape} differs "
+                f"from the gradient's. Please report it; compile without optimizer= meanwhile."
+            )
+    if not all(np.array_equal(a, b) for a, b in zip(fused[1], [result[1][k] for k in kept])):
+        raise CompileError("internal error: the folded program's other gradients differ. "
+                           "Please report it; compile without optimizer= meanwhile.")
+    prog.fused, prog.fused_source, prog.folded = fn, source, folded
+    prog.fused_leaves = [prog.leaves[k] for k in kept]
 
 
 def _aux_name(w: _Writer, t: Tensor) -> str:
@@ -615,17 +710,23 @@ def _has_bool_index(attrs: dict | None) -> bool:
 
 
 class _Program:
-    """One recording: the generated function and where its gradients go."""
+    """One recording: the generated function and where its gradients go; with an optimizer,
+    also the function with the optimizer's updates folded in (``fused``), when it has one."""
 
     def __init__(self, fn: Callable, source: str, params: list[Tensor], leaves: list[Tensor],
-                 arg_leaves: list[int], has_aux: bool) -> None:
+                 arg_leaves: list[int], has_aux: bool, optimizer: Any = None) -> None:
         self.fn = fn
         self.has_aux = has_aux
-        self.source = source
+        self.source = self.plain_source = source
         self.params = params
         self.leaves = leaves
         self.arg_leaves = arg_leaves
         self.param_sig = [(p._data.shape, p._data.dtype) for p in params]
+        self.optimizer = optimizer
+        self.fused: Callable | None = None
+        self.fused_source = ""
+        self.folded: list[Tensor] = []  # parameters updated inside ``fused``
+        self.fused_leaves: list[Tensor] = []  # the others, whose gradients it returns
         self.first_result: Tensor | tuple[Tensor, ...]
         self.guard: Callable[[tuple], bool]
 
@@ -634,15 +735,46 @@ class _Program:
         return [(p._data.shape, p._data.dtype) for p in self.params] == self.param_sig
 
     def run(self, targs: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
-        return self.deliver(targs, self.fn(*[t._data for t in targs]))
+        opt = self.optimizer
+        if opt is None:
+            return self.deliver(targs, self.fn(*[t._data for t in targs]), self.leaves)
+        if self.fused is not None:
+            folds = [opt.fold(p) for p in self.folded]
+            if all(f is not None for f in folds):
+                opt.zero_grad()
+                result = self.fused(*[t._data for t in targs], [f[:3] for f in folds])
+                loss = self.deliver(targs, result, self.fused_leaves)
+                for f in folds:
+                    if f[3] is not None:
+                        f[3]()
+                opt.step()  # the parameters not folded (their .grad is set; the others' None)
+                opt.zero_grad()
+                self.source = self.fused_source
+                return loss
+        self.source = self.plain_source
+        return self.finish(targs, self.fn(*[t._data for t in targs]))
 
-    def deliver(self, targs: tuple[Tensor, ...], result: tuple) -> Tensor | tuple[Tensor, ...]:
-        """Accumulate the gradients into ``.grad`` as ``backward()`` does, and return the loss
-        (with the extra outputs, if any). The program copies a gradient that the recording
-        saw shared (one array sent to two leaves, the seed); store_grads copies views, so no
-        ``.grad`` shares memory with anything."""
-        receivers = self.leaves if not self.arg_leaves else [
-            *self.leaves, *(targs[i] for i in self.arg_leaves)]
+    def finish(self, targs: tuple[Tensor, ...], result: tuple) -> Tensor | tuple[Tensor, ...]:
+        """Deliver the plain program's ``result``; with an optimizer, as one training step:
+        gradients from zero, ``step()``, and the gradients forgotten."""
+        opt = self.optimizer
+        if opt is None:
+            return self.deliver(targs, result, self.leaves)
+        opt.zero_grad()
+        loss = self.deliver(targs, result, self.leaves)
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    def deliver(self, targs: tuple[Tensor, ...], result: tuple, leaves: list[Tensor]
+                ) -> Tensor | tuple[Tensor, ...]:
+        """Accumulate the gradients into ``.grad`` of ``leaves`` (and of the arguments that
+        require grad) as ``backward()`` does, and return the loss (with the extra outputs, if
+        any). The program copies a gradient that the recording saw shared (one array sent to
+        two leaves, the seed); store_grads copies views, so no ``.grad`` shares memory with
+        anything."""
+        receivers = leaves if not self.arg_leaves else [
+            *leaves, *(targs[i] for i in self.arg_leaves)]
         autograd.store_grads(zip(receivers, result[1]), shared_copied=True)
         value = result[0]
         loss = Tensor._wrap(value if type(value) is np.ndarray else np.asarray(value))

@@ -117,6 +117,38 @@ def _dead_after(i: int, victim: str, mem: int, owner: dict[str, set[int]],
     return True
 
 
+def fold_line(fn_name: str, args: list[str], fold: Callable[..., Any]) -> Line:
+    """A line ``fold(c, α, β, grad, out, *inputs)`` that writes into the optimizer's ``c``
+    (no target); its reads are the rule arguments the variant reads."""
+    reads = _read_positions(fold, 3 + len(args))
+    return Line("", fn_name, args, None, "",
+                None if reads is None else frozenset(k - 3 for k in reads if k >= 3))
+
+
+def unread_after(i: int, name: str, array: np.ndarray, lines: list[str],
+                 meta: list[Line | None], arrays: dict[str, list[np.ndarray]],
+                 returned: str) -> bool:
+    """Whether nothing after line ``i`` (no later line, no returned value) reads ``name``
+    or a temporary sharing memory with ``array``: then line ``i`` may change ``array``. A
+    line that names it only in argument positions its function does not read is no read."""
+    mem = _root(array)
+    names = {name, *(n for n, arrs in arrays.items() if any(_root(a) == mem for a in arrs))}
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(names))) + r")\b")
+    if pattern.search(returned):
+        return False
+    for j in range(i + 1, len(lines)):
+        code = lines[j].split("  #")[0]
+        if not pattern.search(code):
+            continue
+        m = meta[j]
+        if m is None or m.reads is None or m.target in names or any(
+                arg in names and k in m.reads for k, arg in enumerate(m.args)):
+            return False
+        if pattern.search(code.split("(", 1)[0].replace(m.target, "", 1)):
+            return False  # named outside the call's arguments
+    return True
+
+
 def _root(a: np.ndarray) -> int:
     """The array that owns ``a``'s memory (views lead back to it), as an id."""
     while isinstance(a.base, np.ndarray):

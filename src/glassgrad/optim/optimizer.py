@@ -17,6 +17,9 @@ import numpy as np
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
+# (c, α, β, then): the step computes c ← α·∂L/∂p + β·c in one product, then calls then()
+Fold = tuple[np.ndarray, float, float, Callable[[], None] | None]
+
 
 class Optimizer(ABC):
     """Base class, as ``torch.optim.Optimizer``: ``param_groups`` is a list of dicts holding
@@ -41,6 +44,7 @@ class Optimizer(ABC):
         self.state: dict[Tensor, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
         self._scratch: dict[tuple[np.dtype, int], np.ndarray] = {}
+        self._group_of: dict[int, dict[str, Any]] = {}  # id(parameter) -> its group
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for g in groups:
@@ -77,6 +81,7 @@ class Optimizer(ABC):
         group = {**self.defaults, **param_group, "params": params}
         self._validate(group)
         self.param_groups.append(group)
+        self._group_of.update((id(p), group) for p in params)
 
     def _validate(self, group: dict[str, Any]) -> None:
         """Raise ValueError for a hyperparameter out of range (subclasses extend this)."""
@@ -103,6 +108,15 @@ class Optimizer(ABC):
         for group in self.param_groups:
             self._update(group)
         return loss
+
+    def fold(self, p: Tensor) -> Fold | None:
+        """How this optimizer's update of ``p`` folds into the matrix product that makes
+        ``p``'s gradient (``gg.compile(loss_fn, optimizer=opt)`` asks, once per step): a
+        ``(c, α, β, then)`` such that the step computes c ← α·∂L/∂p + β·c inside that product
+        and then calls ``then()`` (unless None) to finish the update; or None when the update
+        is not linear in the gradient (then the gradient is computed and ``step()`` runs).
+        Calling ``fold`` changes nothing: a fold that is not used leaves no trace."""
+        return None
 
     @abstractmethod
     def _update(self, group: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, _check
+from .optimizer import Fold, Optimizer, _check
 
 # Below this many elements a fresh temporary is cheaper than a reused scratch array; above it,
 # reusing one avoids allocating (and page-faulting) a parameter-sized array every step.
@@ -101,6 +101,37 @@ class SGD(Optimizer):
                 else:
                     g = buf
             self._descend(w, g, lr)
+
+    def fold(self, p: Any) -> Fold | None:
+        """The update as one product (see ``Optimizer.fold``). Without momentum,
+        w ← w − lr·(∇ + λ·w) = (1 − lr·λ)·w − lr·∇: the product writes straight into w.
+        With momentum (not Nesterov's, which needs ∇ apart from b), the product writes
+        b ← (1 − dampening)·∇ + μ·b (b ← ∇ on the first step), then b gets its λ·w term and
+        w ← w − lr·b."""
+        group = self._group_of[id(p)]
+        lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+        w = p._data
+        if not mom:
+            return w, -lr, 1.0 - lr * wd, None
+        if group["nesterov"]:
+            return None
+        s = self.state.get(p)
+        buf = None if s is None else s.get("momentum_buffer")
+        first = buf is None
+        if first:
+            buf = np.empty_like(w)  # stored only once the step uses it (in then())
+        scale = 1.0 if first else 1.0 - group["dampening"]
+
+        def then() -> None:
+            if first:
+                self.state[p] = {"momentum_buffer": buf}
+            if wd:
+                t = self._tmp(w, 1)
+                np.multiply(w, scale * wd, out=t)
+                np.add(buf, t, out=buf)
+            self._descend(w, buf, lr)
+
+        return buf, scale, 0.0 if first else mom, then
 
     def _descend(self, w: np.ndarray, g: np.ndarray, lr: float) -> None:
         """w ← w − lr·g, in place."""
