@@ -259,3 +259,22 @@ def test_every_folded_variant_is_alpha_rule_plus_beta_c(op) -> None:
                 np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
                 checked += 1
     assert checked >= len(op.cases)
+
+
+def test_a_nan_in_the_data_trains_into_nan_as_eager_without_a_compile_error() -> None:
+    # loss = Σ (x @ Wᵀ + b): ∂L/∂W = 1ᵀx, so one NaN feature makes one column of the gradient
+    # NaN and leaves the rest finite; the record-time checks must compare the rest as usual.
+    rng = np.random.default_rng(11)
+    layers = [gg.nn.Linear(6, 5, seed=0) for _ in range(2)]
+    opts = [gg.optim.SGD(layer.parameters(), lr=0.1) for layer in layers]
+    X = gg.tensor(rng.standard_normal((8, 6)).astype(np.float32))
+    X.data[3, 2] = np.nan
+    step = gg.compile(lambda X: layers[1](X).sum(), optimizer=opts[1])
+    step(X)
+    opts[0].zero_grad()
+    layers[0](X).sum().backward()
+    opts[0].step()
+    assert len(step._last.folded) == 2
+    w1, w2 = layers[0].weight.numpy(), layers[1].weight.numpy()
+    assert np.isnan(w1[:, 2]).all() and np.isfinite(np.delete(w1, 2, axis=1)).all()
+    np.testing.assert_allclose(w2, w1, rtol=1e-6)  # NaN where eager has NaN
