@@ -14,7 +14,7 @@ def backend(request, monkeypatch):
     """Run a test on the located BLAS and again with GLASSGRAD_BLAS=numpy (BLAS for any size
     of c: these matrices are below the size where gemm calls it)."""
     blas._reset()
-    monkeypatch.setattr(blas, "_BLAS_MIN", 0)
+    monkeypatch.setattr(blas, "BLAS_MIN", 0)
     if request.param == "numpy":
         monkeypatch.setenv("GLASSGRAD_BLAS", "numpy")
     yield request.param

@@ -21,7 +21,7 @@ F = gg.nn.functional
 @pytest.fixture(autouse=True)
 def blas_for_small_matrices(monkeypatch):
     """These models are small; fold their products on BLAS all the same."""
-    monkeypatch.setattr(blas, "_BLAS_MIN", 0)
+    monkeypatch.setattr(blas, "BLAS_MIN", 0)
 
 
 def _data(rng, n=32, d=6, classes=3):
@@ -278,3 +278,13 @@ def test_a_nan_in_the_data_trains_into_nan_as_eager_without_a_compile_error() ->
     w1, w2 = layers[0].weight.numpy(), layers[1].weight.numpy()
     assert np.isnan(w1[:, 2]).all() and np.isfinite(np.delete(w1, 2, axis=1)).all()
     np.testing.assert_allclose(w2, w1, rtol=1e-6)  # NaN where eager has NaN
+
+
+def test_a_network_of_small_parameters_is_not_folded(monkeypatch) -> None:
+    monkeypatch.setattr(blas, "BLAS_MIN", 1 << 14)  # the library's own threshold
+    rng = np.random.default_rng(12)
+    models, opts = _twins(lambda ps: gg.optim.SGD(ps, lr=0.1))
+    step = _train_both(models, opts, [_data(rng) for _ in range(3)])
+    assert step._last.fused is None and "_fold(" not in step.source
+    for p1, p2 in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_array_equal(p2.numpy(), p1.numpy())

@@ -28,7 +28,7 @@ import numpy as np
 # Below this many elements of c, NumPy's product plus one pass over c costs less than the
 # ctypes call (measured here, k = 128: 10×512 NumPy 27 µs vs 33; 128×128 even; 256×256
 # NumPy 126 µs vs 112).
-_BLAS_MIN = 1 << 14
+BLAS_MIN = 1 << 14
 
 # CBLAS constants (cblas.h)
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -139,7 +139,7 @@ def gemm(alpha: float, a: np.ndarray, b: np.ndarray, beta: float, c: np.ndarray)
     With BLAS: one call, no temporary, when ``c`` has at least 16384 elements and is row- or
     column-major, ``a`` and ``b`` are either, and nothing overlaps ``c``. Otherwise NumPy
     computes the same. beta = 0 ignores what ``c`` held (NaN included), as BLAS defines it."""
-    fn = _blas().fns.get(c.dtype) if c.ndim == 2 and c.size >= _BLAS_MIN else None
+    fn = _blas().fns.get(c.dtype) if c.ndim == 2 and c.size >= BLAS_MIN else None
     if fn is None or not _call(fn, alpha, a, b, beta, c):
         axpby(alpha, a @ b, beta, c)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd, compiler_inplace
+from . import autograd, blas, compiler_inplace
 from .autograd import STATE, unbroadcast
 from .ops import Op
 from .tensor import Tensor, tensor
@@ -56,9 +56,10 @@ def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None) -> Compiled: 
     parameter is linear in its gradient (``Optimizer.fold``: SGD, also with weight decay or
     momentum) the update is folded into the matrix product that makes the gradient: for a
     linear layer W ← W − lr·Gᵀ@x is one BLAS call (``blas.gemm``), so that gradient is never
-    stored and the update makes no pass of its own over W. The gradients are used up: after
-    the step ``.grad`` of the optimizer's parameters is None (compile without ``optimizer``
-    to inspect or clip them).
+    stored and the update makes no pass of its own over W (in a network with a parameter of
+    at least ``blas.BLAS_MIN`` elements: below that a fold gains nothing). The gradients are
+    used up: after the step ``.grad`` of the optimizer's parameters is None (compile without
+    ``optimizer`` to inspect or clip them).
 
     >>> import glassgrad as gg
     >>> model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
@@ -621,8 +622,8 @@ def _fold_updates(prog: _Program, w: _Writer, targs: tuple[Tensor, ...], loss: T
                     f"of {name} in ∂L/∂{name}'s product")
         meta[i] = line
         folded.append(p)
-    if not folded:
-        return
+    if not any(p._data.size >= blas.BLAS_MIN for p in folded):
+        return  # a small network: a fold gains nothing without BLAS, and costs a few calls
     kept = [k for k, p in enumerate(prog.leaves) if not any(p is f for f in folded)]
     n_params = len(prog.leaves)
     outs_fused = [outs[k] for k in kept] + outs[n_params:]
@@ -647,6 +648,7 @@ def _fold_updates(prog: _Program, w: _Writer, targs: tuple[Tensor, ...], loss: T
                            "Please report it; compile without optimizer= meanwhile.")
     prog.fused, prog.fused_source, prog.folded = fn, source, folded
     prog.fused_leaves = [prog.leaves[k] for k in kept]
+    prog.unfolded_held = any(id(p) in held for p in prog.fused_leaves)
 
 
 def _aux_name(w: _Writer, t: Tensor) -> str:
@@ -736,6 +738,7 @@ class _Program:
         self.fused_source = ""
         self.folded: list[Tensor] = []  # parameters updated inside ``fused``
         self.fused_leaves: list[Tensor] = []  # the others, whose gradients it returns
+        self.unfolded_held = False  # whether the optimizer holds any of those
         self.first_result: Tensor | tuple[Tensor, ...]
         self.guard: Callable[[tuple], bool]
 
@@ -756,8 +759,9 @@ class _Program:
                 for f in folds:
                     if f[3] is not None:
                         f[3]()
-                opt.step()  # the parameters not folded (their .grad is set; the others' None)
-                opt.zero_grad()
+                if self.unfolded_held:  # parameters the optimizer holds but could not fold
+                    opt.step()  # (their .grad is set, the folded ones' None)
+                    opt.zero_grad()
                 self.source = self.fused_source
                 return loss
         self.source = self.plain_source
