@@ -559,6 +559,7 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
                 f"{t.shape} differs from the engine's. Please report it; run the step "
                 f"eagerly (without gg.compile) meanwhile."
             )
+    del ref, theirs  # the engine's gradients: not needed again, and as large as the model
     prog = _Program(fn, source, w.params, leaves, arg_leaves, aux is not None, optimizer)
     if callable(getattr(optimizer, "fold", None)):  # (a duck-typed optimizer: no folds)
         _fold_updates(prog, w, targs, loss, foldable, outs, aux_ret, external, result)
