@@ -615,13 +615,12 @@ def _fold_updates(prog: _Program, w: _Writer, targs: tuple[Tensor, ...], loss: T
             continue
         i, fold, fold_name, call_args = foldable[id(p)]
         name = w.names[id(p)]
-        line = compiler_inplace.fold_line(fold_name, meta[i].args, fold)
         if not compiler_inplace.unread_after(i, name, p._data, lines, meta, w.arrays,
                                              f"{outs} {aux_ret}"):
             continue  # a later line reads the weights: they must not change before it
         lines[i] = (f"{fold_name}(*U[{len(folded)}], {call_args})  # the optimizer's update "
                     f"of {name} in ∂L/∂{name}'s product")
-        meta[i] = line
+        meta[i] = compiler_inplace.fold_line(fold_name, meta[i].args, fold)
         folded.append(p)
     if not any(p._data.size >= blas.BLAS_MIN for p in folded):
         return  # a small network: a fold gains nothing without BLAS, and costs a few calls
