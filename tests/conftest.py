@@ -163,3 +163,117 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "needs_dot" in item.keywords:
             item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- golden files
+# Golden files hold text with numbers in it. The last bits of a float differ between CPUs
+# (OpenBLAS picks another kernel, AVX-512 sums in another order): 1.4112000000000002 on one
+# machine is 1.4111999999999996 on the next. So a golden file is compared in two parts:
+# the text with every number taken out must match exactly (whitespace runs folded, since a
+# number one character wider shifts a column), and the numbers must match numerically: an
+# integer exactly, any other number to within one unit in the last digit the golden file
+# printed it with, or GOLDEN_RTOL relative. JSON is
+# parsed and compared value by value. Regenerate with GLASSGRAD_REGEN_GOLDEN=1 and review.
+GOLDEN_DIR = __import__("pathlib").Path(__file__).parent / "golden"
+GOLDEN_RTOL = 1e-9
+_NUMBER = __import__("re").compile(
+    r"(?<![\w.])[-−]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])"
+)
+
+
+def _printed_ulp(token: str) -> float:
+    """One unit in the last printed digit of ``token`` ("0.4087" -> 1e-4, "2.5e-05" -> 1e-6)."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def _as_float(token: str) -> float:
+    return float(token.replace("−", "-"))
+
+
+def _is_integer(token: str) -> bool:
+    return not any(c in token for c in ".eE")
+
+
+def _numbers_close(actual: str, expected: str) -> bool:
+    a, e = _as_float(actual), _as_float(expected)
+    if a == e:
+        return True
+    if _is_integer(actual) and _is_integer(expected):  # indices, counts, sizes: exact
+        return False
+    # One unit in the golden file's last printed digit (a rounding flip), or a relative
+    # difference in the last bits (a number printed in full, like repr's 17 digits).
+    return abs(a - e) <= _printed_ulp(expected) * 1.000001 or abs(a - e) <= GOLDEN_RTOL * abs(e)
+
+
+def assert_text_close(actual: str, expected: str, what: str = "text") -> None:
+    """Assert two texts are equal but for float rounding in their numbers (see above)."""
+    a_lines, e_lines = actual.splitlines(), expected.splitlines()
+    assert len(a_lines) == len(e_lines), (
+        f"{what}: {len(a_lines)} lines, expected {len(e_lines)}\n--- actual\n{actual}")
+    for n, (a, e) in enumerate(zip(a_lines, e_lines), 1):
+        a_nums, e_nums = _NUMBER.findall(a), _NUMBER.findall(e)
+        a_rest = " ".join(_NUMBER.sub("#", a).split())
+        e_rest = " ".join(_NUMBER.sub("#", e).split())
+        ok = a_rest == e_rest and len(a_nums) == len(e_nums) and all(
+            _numbers_close(x, y) for x, y in zip(a_nums, e_nums))
+        assert ok, f"{what}, line {n} differs:\n  actual:   {a!r}\n  expected: {e!r}"
+
+
+def assert_json_close(actual: Any, expected: Any, where: str = "$") -> None:
+    """Assert two parsed JSON values are equal, floats to GOLDEN_RTOL (strings as text)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), (
+            f"{where}: keys {sorted(actual) if isinstance(actual, dict) else actual!r}, "
+            f"expected {sorted(expected)}")
+        for k in expected:
+            assert_json_close(actual[k], expected[k], f"{where}.{k}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), (
+            f"{where}: {actual!r}, expected a list of {len(expected)}")
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_json_close(a, e, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert isinstance(actual, int | float) and not isinstance(actual, bool) and (
+            actual == expected or abs(actual - expected) <= GOLDEN_RTOL * abs(expected)
+        ), f"{where}: {actual!r}, expected {expected!r}"
+    elif isinstance(expected, str):
+        assert isinstance(actual, str), f"{where}: {actual!r}, expected a string"
+        assert_text_close(actual, expected, where)
+    else:
+        assert actual == expected, f"{where}: {actual!r}, expected {expected!r}"
+
+
+@pytest.fixture
+def golden():
+    """``golden(relative_path, text)``: compare ``text`` with ``tests/golden/<relative_path>``
+    (numbers numerically, see above); with GLASSGRAD_REGEN_GOLDEN=1, rewrite the file."""
+    import json
+    import os
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN_DIR / name
+        if os.environ.get("GLASSGRAD_REGEN_GOLDEN") == "1":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        assert path.exists(), f"missing {path}; create it with GLASSGRAD_REGEN_GOLDEN=1"
+        expected = path.read_text(encoding="utf-8")
+        if name.endswith(".json"):
+            assert_json_close(json.loads(text), json.loads(expected))
+        else:
+            assert_text_close(text, expected, name)
+
+    return check
+
+
+@pytest.fixture
+def text_close():
+    """``text_close(actual, expected)``: the golden files' comparison, for other texts."""
+    return assert_text_close
+
+
+@pytest.fixture
+def json_close():
+    """``json_close(actual, expected)``: the golden files' comparison of parsed JSON."""
+    return assert_json_close

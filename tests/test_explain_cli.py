@@ -1,14 +1,12 @@
 """`glassgrad explain`: the seeds' examples reproduced by the CLI, every format, clear errors."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from glassgrad.cli import main
 from glassgrad.explain import validate
 
-GOLDEN = Path(__file__).parent / "golden" / "explain"
 SEED_EXPR = ["explain", "expr", "(x + y) * z", "--values", "x=-2,y=5,z=-4"]
 SEED_XOR = ["explain", "net", "--layers", "2-3-1", "--activation", "identity", "--init",
             "constant:1", "--lr", "0.1", "--input", "0,0", "--target", "0", "--loss",
@@ -23,20 +21,22 @@ def run(capsys, args):
     return code, out, err
 
 
-def test_seed_examples_match_the_golden_files(capsys):
-    assert run(capsys, SEED_EXPR) == (0, (GOLDEN / "seed_expr.txt").read_text("utf-8"), "")
-    assert run(capsys, SEED_XOR) == (0, (GOLDEN / "seed_xor.txt").read_text("utf-8"), "")
-    code, out, _ = run(capsys, [*SEED_XOR, "--format", "markdown"])
-    assert out == (GOLDEN / "seed_xor.md").read_text("utf-8")
+def test_seed_examples_match_the_golden_files(capsys, golden):
+    for args, name in ((SEED_EXPR, "seed_expr.txt"), (SEED_XOR, "seed_xor.txt"),
+                       ([*SEED_XOR, "--format", "markdown"], "seed_xor.md")):
+        code, out, err = run(capsys, args)
+        assert (code, err) == (0, "")
+        golden(f"explain/{name}", out)
 
 
-def test_textbook_net_from_a_weights_file(tmp_path, capsys):
+def test_textbook_net_from_a_weights_file(tmp_path, capsys, golden):
     path = tmp_path / "w.json"
     path.write_text(json.dumps(TEXTBOOK))
     code, out, _ = run(capsys, ["explain", "net", "--weights", str(path), "--activation",
                                 "sigmoid", "--lr", "0.5", "--input", "0.05,0.10", "--target",
                                 "0.01,0.99", "--precision", "9"])
-    assert code == 0 and out == (GOLDEN / "textbook_222.txt").read_text("utf-8")
+    assert code == 0
+    golden("explain/textbook_222.txt", out)
 
 
 @pytest.mark.parametrize("fmt, marker", [

@@ -9,10 +9,8 @@ and review the diff.
 
 import html
 import json
-import os
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -20,17 +18,6 @@ import pytest
 
 import glassgrad as gg
 from glassgrad.explain import explain_expr, load_schema, render_graph, trace_net, validate
-
-GOLDEN = Path(__file__).parent / "golden" / "explain"
-
-
-def golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("GLASSGRAD_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"missing {path}; create it with GLASSGRAD_REGEN_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
 
 
 def seed_expr():
@@ -52,21 +39,21 @@ def textbook_222():
     return trace_net(net, [0.05, 0.10], [0.01, 0.99], loss="half-sse", lr=0.5)
 
 
-def test_seed_expression_golden_text_markdown_latex_dot_json():
+def test_seed_expression_golden_text_markdown_latex_dot_json(golden):
     tr = seed_expr()
     text = tr.to_text()
     for line in ("  t1    x + y         3", "  f     t1 · z      -12",
                  "     2  f → t1            1  ∂(a·b)/∂a = b        -4    -4",
                  "  ∂f/∂x      -4", "  ∂f/∂z       3"):
         assert line in text
-    golden("seed_expr.txt", text)
-    golden("seed_expr.md", tr.to_markdown())
-    golden("seed_expr.tex", tr.to_latex())
-    golden("seed_expr.dot", tr.to_dot())
-    golden("seed_expr.json", tr.to_json())
+    golden("explain/seed_expr.txt", text)
+    golden("explain/seed_expr.md", tr.to_markdown())
+    golden("explain/seed_expr.tex", tr.to_latex())
+    golden("explain/seed_expr.dot", tr.to_dot())
+    golden("explain/seed_expr.json", tr.to_json())
 
 
-def test_seed_xor_golden_text_markdown_latex_dot_json():
+def test_seed_xor_golden_text_markdown_latex_dot_json(golden):
     tr = seed_xor()
     text = tr.to_text()
     for line in ("  b¹[1]         1        1      4      4  -0.4    0.6",
@@ -74,21 +61,21 @@ def test_seed_xor_golden_text_markdown_latex_dot_json():
                  "  W²[1,3]       1        1      4      4  -0.4    0.6",
                  "      2     1  4  4", "sign slip of the seed XOR article"):
         assert line in text
-    golden("seed_xor.txt", text)
-    golden("seed_xor.md", tr.to_markdown())
-    golden("seed_xor.tex", tr.to_latex())
-    golden("seed_xor.dot", tr.to_dot())
-    golden("seed_xor.json", tr.to_json())
+    golden("explain/seed_xor.txt", text)
+    golden("explain/seed_xor.md", tr.to_markdown())
+    golden("explain/seed_xor.tex", tr.to_latex())
+    golden("explain/seed_xor.dot", tr.to_dot())
+    golden("explain/seed_xor.json", tr.to_json())
 
 
-def test_textbook_222_golden_at_9_digits():
+def test_textbook_222_golden_at_9_digits(golden):
     tr = textbook_222()
     text = tr.to_text(precision=9)
     for value in ("0.298371109", "0.35891648", "0.408666186", "0.51130127", "0.561370121",
                   "0.149780716", "0.199561432", "0.249751144", "0.299502287"):
         assert value in text
-    golden("textbook_222.txt", text)
-    golden("textbook_222.md", tr.to_markdown(precision=9))
+    golden("explain/textbook_222.txt", text)
+    golden("explain/textbook_222.md", tr.to_markdown(precision=9))
 
 
 class _Checker(HTMLParser):
