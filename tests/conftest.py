@@ -277,3 +277,9 @@ def text_close():
 def json_close():
     """``json_close(actual, expected)``: the golden files' comparison of parsed JSON."""
     return assert_json_close
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, the test oracle (the `test` extra); tests that use it skip without it."""
+    return pytest.importorskip("torch", reason="PyTorch is the oracle: pip install -e '.[test]'")

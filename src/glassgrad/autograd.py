@@ -16,35 +16,57 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .rule_reads import read_positions
 from .tensor import Tensor
 
 if TYPE_CHECKING:
     from .ops import Op
 
 
-class _State:
-    """Engine-wide switches. One instance, ``STATE``; read on every op, so kept flat."""
+class _ThreadState(threading.local):
+    """The engine's switches for one thread, as in PyTorch: grad mode and observers are per
+    thread, so an evaluation thread inside ``no_grad`` does not stop another thread's
+    training from recording its graph. Class attributes are each new thread's defaults."""
 
-    __slots__ = ("grad_enabled", "hooks")
-
-    def __init__(self) -> None:
-        self.grad_enabled = True
-        # Objects with ``on_forward(op, inputs, out)`` and/or
-        # ``on_backward(node, grad, input_grads)``; empty when nothing watches (the usual case).
-        self.hooks: tuple[Any, ...] = ()
+    grad_enabled: bool = True
+    # Objects with ``on_forward(op, inputs, out)`` and/or ``on_backward(node, grad,
+    # input_grads)``; empty when nothing watches (the usual case).
+    hooks: tuple[Any, ...] = ()
 
 
-STATE = _State()
+STATE = _ThreadState()
+
+# How many threads have switches other than the defaults (grad mode off, or an observer).
+# While none has, ``record`` skips reading the thread-local switches (a thread-local
+# attribute costs about 60 ns per read, a global 10): the common case stays fast and every
+# thread still sees its own mode.
+_threads_changed = 0
+_threads_changed_lock = threading.Lock()
+
+
+def _set_switches(grad_enabled: bool, hooks: tuple[Any, ...]) -> None:
+    """Set this thread's grad mode and observers, keeping ``_threads_changed`` exact."""
+    global _threads_changed
+    st = STATE
+    was_default = st.grad_enabled and not st.hooks
+    st.grad_enabled = grad_enabled
+    st.hooks = hooks
+    now_default = grad_enabled and not hooks
+    if was_default != now_default:
+        with _threads_changed_lock:
+            _threads_changed += -1 if now_default else 1
 
 
 # --------------------------------------------------------------------------- grad mode
 class no_grad(contextlib.ContextDecorator):
-    """Context manager (and decorator) in which ops record no graph.
+    """Context manager (and decorator) in which ops record no graph, in this thread.
 
     >>> import glassgrad as gg
     >>> w = gg.tensor([1.0, 2.0], requires_grad=True)
@@ -55,27 +77,35 @@ class no_grad(contextlib.ContextDecorator):
     """
 
     def __enter__(self) -> no_grad:
-        self._prev = STATE.grad_enabled
-        STATE.grad_enabled = False
+        self.__dict__.setdefault("_prev", []).append(STATE.grad_enabled)
+        _set_switches(False, STATE.hooks)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        STATE.grad_enabled = self._prev
+        _set_switches(self._prev.pop(), STATE.hooks)
+
+    def _recreate_cm(self) -> no_grad:  # as a decorator: a fresh instance per call (threads)
+        return type(self)()
 
 
 class enable_grad(contextlib.ContextDecorator):
-    """Context manager that turns graph recording back on (inside ``no_grad``)."""
+    """Context manager that turns graph recording back on (inside ``no_grad``), in this
+    thread."""
 
     def __enter__(self) -> enable_grad:
-        self._prev = STATE.grad_enabled
-        STATE.grad_enabled = True
+        self.__dict__.setdefault("_prev", []).append(STATE.grad_enabled)
+        _set_switches(True, STATE.hooks)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        STATE.grad_enabled = self._prev
+        _set_switches(self._prev.pop(), STATE.hooks)
+
+    def _recreate_cm(self) -> enable_grad:  # as a decorator: a fresh instance per call (threads)
+        return type(self)()
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops record a graph in this thread (False inside ``no_grad``)."""
     return STATE.grad_enabled
 
 
@@ -98,14 +128,15 @@ def hook(observer: Any) -> Iterator[Any]:
 
 
 def attach(observer: Any) -> None:
-    """Attach ``observer`` until ``detach(observer)`` (``hook()`` for a ``with`` block)."""
-    STATE.hooks = (*STATE.hooks, observer)
+    """Attach ``observer`` to this thread's ops until ``detach(observer)`` (``hook()`` for a
+    ``with`` block). Observers are per thread: ops that other threads run are not seen."""
+    _set_switches(STATE.grad_enabled, (*STATE.hooks, observer))
 
 
 def detach(observer: Any) -> None:
-    """Remove ``observer`` from the engine's hooks (nothing happens if it is not attached)."""
+    """Remove ``observer`` from this thread's hooks (nothing happens if it is not attached)."""
     if any(h is observer for h in STATE.hooks):
-        STATE.hooks = tuple(h for h in STATE.hooks if h is not observer)
+        _set_switches(STATE.grad_enabled, tuple(h for h in STATE.hooks if h is not observer))
 
 
 def record_constant(op: Op, inputs: tuple[Tensor, ...], out: Any) -> Tensor:
@@ -152,19 +183,80 @@ def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | No
     result._op = None
     result._parents = ()
     result._attrs = attrs  # kept on every result, so observers (compile) see them too
-    if STATE.grad_enabled:
+    if _threads_changed:  # some thread is in no_grad or watched: read this thread's switches
+        return _record_switched(op, inputs, result)
+    for t in inputs:
+        if t._requires_grad:
+            result._requires_grad = True
+            result._op = op
+            result._parents = inputs
+            result._stamp = _writes  # in-place writes after this one invalidate the node
+            break
+    return result
+
+
+def _record_switched(op: Op, inputs: tuple[Tensor, ...], result: Tensor) -> Tensor:
+    """``record``'s second half under this thread's own grad mode and observers."""
+    st = STATE
+    if st.grad_enabled:
         for t in inputs:
             if t._requires_grad:
                 result._requires_grad = True
                 result._op = op
                 result._parents = inputs
+                result._stamp = _writes
                 break
-    if STATE.hooks:
-        for h in STATE.hooks:
-            f = getattr(h, "on_forward", None)
-            if f is not None:
-                f(op, inputs, result)
+    for h in st.hooks:
+        f = getattr(h, "on_forward", None)
+        if f is not None:
+            f(op, inputs, result)
     return result
+
+
+# --------------------------------------------------------------------------- in-place writes
+# PyTorch's version counter, as a clock: ``_writes`` counts every in-place write made through
+# glassgrad (``w -= ...`` in no_grad, ``.data = ...``, optimizer steps, ``load_state_dict``,
+# ...). A node stores the clock when it is made (``_stamp``); a tensor stores it when written
+# (``_ver``), and so does the memory it wrote (``_written``, keyed by the array that owns the
+# memory, so views and ``detach()``-ed copies that share it are covered too). Backward checks
+# only when the clock has moved since a node was made: one integer comparison per node.
+# Writes straight into a NumPy array (``t.numpy()[0] = 5``, ``t.data[...] = 5``) bypass
+# glassgrad and cannot be seen.
+_writes = 0
+_written: dict[int, list] = {}  # id(memory owner) -> [clock of last write, weakref to it]
+
+
+def _owner(a: np.ndarray) -> np.ndarray:
+    """The array that owns ``a``'s memory (views lead back to it)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def mark_modified(*tensors: Tensor, memory: bool = True) -> None:
+    """Record that ``tensors`` were changed in place, so a graph that used their old values
+    refuses to go backward. ``memory=False``: the tensor got a new array (``.data = ...``),
+    its old memory is untouched."""
+    global _writes
+    _writes += 1
+    clock = _writes
+    for t in tensors:
+        t._ver = clock
+        if memory:
+            owner = _owner(t._data)
+            entry = _written.get(id(owner))
+            if entry is not None:
+                entry[0] = clock
+            else:
+                key = id(owner)
+                _written[key] = [clock, weakref.ref(owner, lambda _, k=key: _written.pop(k, None))]
+
+
+def version(t: Tensor) -> int:
+    """The clock of the last in-place write to ``t`` or its memory seen by glassgrad (0: none);
+    PyTorch's ``t._version`` counts the same writes, from 0 per tensor."""
+    entry = _written.get(id(_owner(t._data)))
+    return max(getattr(t, "_ver", 0), entry[0] if entry is not None else 0)
 
 
 # --------------------------------------------------------------------------- backward
@@ -224,6 +316,45 @@ def _toposort(roots: Sequence[Tensor], constants: bool = False) -> list[Tensor]:
     return order
 
 
+def _check_unmodified(node: Tensor) -> None:
+    """Raise if a value that ``node``'s backward rules will read was written in place after
+    ``node`` was made (PyTorch's "modified by an inplace operation"): the rules would compute
+    the derivative at the new value, a wrong number without an error."""
+    op, stamp, parents = node._op, node._stamp, node._parents
+    needed: set[int] = set()  # positions read: -1 the result, k the k-th input
+    for i, p in enumerate(parents):
+        if not p._requires_grad:
+            continue
+        rule = op.backward if op.rules is None else op.rules[i]
+        if rule is None:
+            continue
+        reads = (read_positions(rule, 2 + len(parents), values_only=True)
+                 if op.rules is not None else None)
+        if reads is None:  # cannot tell: everything it could read
+            needed.update(range(-1, len(parents)))
+        else:
+            needed.update(k - 2 for k in reads if k >= 1)
+    for k in sorted(needed):
+        t = node if k < 0 else parents[k]
+        if version(t) > stamp:
+            raise _modified_error(node, k, t)
+
+
+def _modified_error(node: Tensor, k: int, t: Tensor) -> GraphError:
+    name = f"'{t.name}' " if t.name else ""
+    what = (f"the result of '{node._op.name}'" if k < 0
+            else f"input {k} of '{node._op.name}'")
+    return GraphError(
+        f"backward(): one of the values needed to compute the gradients was modified in "
+        f"place: the tensor {name}of shape {t.shape} ({what}) was written after "
+        f"'{node._op.name}' used it, so its derivative would be computed at the new values, "
+        f"not the ones the forward pass used. In-place writes are '-='/'+=' inside no_grad, "
+        f"'.data = ...', optimizer steps and load_state_dict. Fix: make the change after "
+        f"backward() (call opt.step() after loss.backward()), or run the forward pass again "
+        f"after it."
+    )
+
+
 def _freed_error(node: Tensor) -> GraphError:
     return GraphError(
         f"backward through the graph a second time: the graph behind this "
@@ -254,15 +385,22 @@ def run_backward(
     anomaly) leaves every ``.grad`` and the graph as they were.
     """
     order = _toposort(roots)
+    clock = _writes
     # The gradient flowing into each node accumulates in the node's ``_g`` slot during the
     # walk (no dict lookups on the hot path); every ``_g`` is cleared again at the end.
     for r, s in zip(roots, seeds):
         r._g = s if r._g is None else r._g + s
     captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
     done: list[tuple[Tensor, Any]] = []  # (tensor, its complete gradient) to store or return
-    hooks = STATE.hooks
-    prev_mode = STATE.grad_enabled
-    STATE.grad_enabled = create_graph  # rules on Tensors record a graph only if asked
+    if _threads_changed:  # (else: this thread has the defaults, grad on and no observer)
+        hooks, prev_mode = STATE.hooks, STATE.grad_enabled
+    else:
+        hooks, prev_mode = (), True
+    # Rules on Tensors record a graph only if asked. Without create_graph the rules see plain
+    # arrays and record nothing, so grad mode needs switching only for observers' own ops.
+    switch = prev_mode != create_graph and (create_graph or bool(hooks))
+    if switch:
+        _set_switches(create_graph, hooks)
     try:
         for node in order:
             g = node._g
@@ -278,6 +416,8 @@ def run_backward(
             if op is None:
                 continue
             parents = node._parents
+            if node._stamp != clock:  # something was written in place since node was made
+                _check_unmodified(node)
             attrs = node._attrs
             if create_graph:
                 out, vals = node, parents
@@ -318,7 +458,8 @@ def run_backward(
             node._g = None
         raise
     finally:
-        STATE.grad_enabled = prev_mode
+        if switch:
+            _set_switches(prev_mode, STATE.hooks)
     if captured is not None:
         results: list[Any] = [None] * len(captured)
         for node, g in done:

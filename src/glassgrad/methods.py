@@ -15,7 +15,7 @@ import numpy as np
 
 from . import functional as F
 from . import ops
-from .autograd import STATE, record_constant
+from .autograd import STATE, mark_modified, record_constant
 from .ops import Op, apply
 from .tensor import Tensor, as_constant
 
@@ -96,6 +96,7 @@ def _inplace(np_fn: Any, symbol: str) -> Any:
             )
         b = other._data if isinstance(other, Tensor) else other
         np_fn(self._data, b, out=self._data, casting="same_kind")
+        mark_modified(self)
         return self
 
     method.__name__ = f"__i{np_fn.__name__}__"

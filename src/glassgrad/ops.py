@@ -409,13 +409,13 @@ def _norm_axis(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(a % ndim if ndim else 0 for a in axis)
 
 
-def _expand_like(grad: Any, x: Any, axis: Any, keepdims: bool) -> Any:
-    """Reshape a reduced gradient so it broadcasts against the unreduced input."""
+def _expand_like(grad: Any, x_shape: tuple[int, ...], axis: Any, keepdims: bool) -> Any:
+    """Reshape a reduced gradient so it broadcasts against the unreduced input's shape."""
     if axis is None or keepdims:  # already broadcastable: a 0-d value, or dims kept as 1
         return grad
-    if x.ndim:
-        shape = list(x.shape)
-        for a in _norm_axis(axis, x.ndim):
+    if x_shape:
+        shape = list(x_shape)
+        for a in _norm_axis(axis, len(x_shape)):
             shape[a] = 1
         grad = grad.reshape(tuple(shape))
     return grad
@@ -435,7 +435,7 @@ sum = defop(  # noqa: A001
     "sum", "∂(Σᵢ xᵢ)/∂xⱼ = 1",
     lambda x, axis=None, keepdims=False: np.add.reduce(x, axis=axis, keepdims=keepdims),
     lambda grad, out, x, axis=None, keepdims=False: (
-        _expand_to(_expand_like(grad, x, axis, keepdims), x.shape)
+        _expand_to(_expand_like(grad, x.shape, axis, keepdims), x.shape)
     ),
     kind="reduction",
 )
@@ -451,7 +451,7 @@ mean = defop(
     "mean", "∂(Σᵢ xᵢ / n)/∂xⱼ = 1/n",
     _mean_forward,
     lambda grad, out, x, axis=None, keepdims=False: (
-        _expand_to(_expand_like(grad, x, axis, keepdims) / (x.size // out.size), x.shape)
+        _expand_to(_expand_like(grad, x.shape, axis, keepdims) / (x.size // out.size), x.shape)
     ),
     kind="reduction",
     why="speed: the reduction of nearly every loss; one node instead of sum and divide",
@@ -460,9 +460,9 @@ mean = defop(
 
 def _extreme_backward(grad: Any, out: Any, x: Any, axis: Any = None, keepdims: bool = False):
     # The gradient is shared equally among the elements that attain the extreme (ties).
-    mask = x == _expand_like(out, x, axis, keepdims)
+    mask = x == _expand_like(out, x.shape, axis, keepdims)
     count = np.add.reduce(mask, axis=axis, keepdims=True)
-    return _expand_like(grad, x, axis, keepdims) * mask / count
+    return _expand_like(grad, x.shape, axis, keepdims) * mask / count
 
 
 max = defop(  # noqa: A001
@@ -502,7 +502,8 @@ logsumexp = defop(
     "logsumexp", "∂ log Σⱼ e^xⱼ / ∂xᵢ = e^xᵢ / Σⱼ e^xⱼ = softmax(x)ᵢ",
     _logsumexp,
     lambda grad, out, x, axis=None, keepdims=False: (
-        _expand_like(grad, x, axis, keepdims) * np.exp(x - _expand_like(out, x, axis, keepdims))
+        _expand_like(grad, x.shape, axis, keepdims)
+        * np.exp(x - _expand_like(out, x.shape, axis, keepdims))
     ),
     kind="reduction",
     why="stability: subtracts the max before exp, so large inputs do not overflow",

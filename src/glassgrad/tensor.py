@@ -46,13 +46,25 @@ def _check_grad_dtype(dtype: np.dtype, shape: tuple[int, ...]) -> None:
         )
 
 
+def _check_numeric(arr: np.ndarray) -> None:
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(
+            f"tensor(): cannot make a tensor from a NumPy array of dtype {arr.dtype} (shape "
+            f"{arr.shape}): only floats, ints and bools are numbers glassgrad computes with. "
+            f"Fix: convert it first, e.g. arr.astype(np.float32) (for complex values, take "
+            f".real or np.abs)."
+        )
+
+
 def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
     if isinstance(data, Tensor):
         arr = data._data
     elif isinstance(data, np.ndarray):
         arr = data
+        _check_numeric(arr)
     elif isinstance(data, np.generic):  # a NumPy scalar keeps its dtype too, as in PyTorch
         arr = np.asarray(data)
+        _check_numeric(arr)
     else:
         try:
             arr = np.asarray(data)
@@ -81,7 +93,7 @@ class Tensor:
 
     __slots__ = (
         "_data", "grad", "_requires_grad", "_op", "_parents", "_attrs", "_retain", "name",
-        "_g", "__weakref__",
+        "_g", "_ver", "_stamp", "__weakref__",
     )
     __array_priority__ = 1000  # ndarray (op) Tensor defers to the Tensor's reflected op
     __hash__ = object.__hash__  # == builds a tensor, so hash by identity
@@ -126,6 +138,13 @@ class Tensor:
         if self._requires_grad:
             _check_grad_dtype(arr.dtype, arr.shape)
         self._data = arr
+        _autograd.mark_modified(self, memory=False)
+
+    @property
+    def _version(self) -> int:
+        """Changes whenever glassgrad writes this tensor in place (PyTorch's ``_version``);
+        backward() compares it with the value a node saw."""
+        return _autograd.version(self)
 
     @property
     def requires_grad(self) -> bool:
@@ -299,6 +318,7 @@ def from_numpy(arr: np.ndarray) -> Tensor:
     """A tensor that shares memory with ``arr`` (no copy), as ``torch.from_numpy``."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"from_numpy() expects a NumPy array, got {type(arr).__name__}")
+    _check_numeric(arr)
     return Tensor._wrap(arr)
 
 

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..autograd import mark_modified
 from ..tensor import Tensor, _check_grad_dtype
 
 
@@ -274,6 +275,7 @@ class Module:
         for p, arr in arrays:  # all checked: now copy (in place, as PyTorch's param.copy_)
             if arr is not p._data:
                 p._data[...] = arr
+        mark_modified(*(p for p, _ in arrays))  # a graph made before must not go backward
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ display
