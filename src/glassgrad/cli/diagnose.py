@@ -12,6 +12,7 @@ import argparse
 import os
 
 from . import CLIError
+from .validate import non_negative, os_error, output_dir, positive_int, read_csv
 
 # Rules that need a whole run's loss curve (a trained model barely moves in one epoch, which
 # would read as "stalled" or "learning rate too low") are left out here.
@@ -19,6 +20,8 @@ _ONE_EPOCH_RULES = ("vanishing", "exploding", "saturation", "dead_units", "lr_to
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..training.setup import OPTIMIZERS
+
     p = sub.add_parser(
         "diagnose", help="check a saved model's gradients and watch it train for one epoch",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
@@ -28,14 +31,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(last column = target)")
     p.add_argument("--loss", default=None, help="loss name (default: chosen from the targets, "
                    "as fit does)")
-    p.add_argument("--optimizer", default="sgd", help="optimizer for the monitored epoch")
-    p.add_argument("--lr", type=float, default=None, help="learning rate for that epoch")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--check-samples", type=int, default=32,
+    p.add_argument("--optimizer", default="sgd", choices=sorted(OPTIMIZERS),
+                   help="optimizer for the monitored epoch (default sgd)")
+    p.add_argument("--lr", default=None, help="learning rate for that epoch",
+                   type=non_negative("lr", "a negative learning rate climbs the loss", "0.01"))
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--check-samples", type=positive_int, default=32,
                    help="samples used by the gradient check (default 32)")
-    p.add_argument("--max-entries", type=int, default=20,
+    p.add_argument("--max-entries", type=positive_int, default=20,
                    help="entries checked per parameter tensor (a seeded sample)")
-    p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to DIR")
+    p.add_argument("--plots", metavar="DIR", default=None, type=output_dir,
+                   help="write PNG plots to DIR")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -51,7 +57,7 @@ def load_dataset(name: str, seed: int = 0) -> tuple:
         except TypeError:  # load_digits takes no seed
             return fn()
     if os.path.exists(name):
-        return data.load_csv(name)
+        return read_csv(name)
     raise CLIError(f"unknown data set {name!r}: use one of {sorted(data.DATASETS)} or the "
                    f"path of a CSV file")
 
@@ -103,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"no problems found ({', '.join(_ONE_EPOCH_RULES)} checked).")
     if args.plots:
-        for path in dg.plots.save_all(monitor, model, X, y, args.plots):
+        try:
+            written = dg.plots.save_all(monitor, model, X, y, args.plots)
+        except OSError as e:
+            raise os_error(e, args.plots) from None
+        for path in written:
             print(f"wrote {path}")
     return 0 if report.passed and not findings else 1

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 
 from . import CLIError
+from .validate import non_negative, os_error, output_dir, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..training.setup import OPTIMIZERS
+
     p = sub.add_parser(
         "experiment", help="reproduce a finding from the literature on this library",
         description="init: train the same deep network with sigmoid + N(0,1), sigmoid + "
@@ -15,17 +18,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "norms, saturation and accuracy (Glorot & Bengio 2010).",
     )
     p.add_argument("name", choices=["init"], help="which experiment")
-    p.add_argument("--depth", type=int, default=5, help="hidden layers (default 5)")
-    p.add_argument("--width", type=int, default=64, help="units per hidden layer (default 64)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--depth", type=positive_int, default=5, help="hidden layers (default 5)")
+    p.add_argument("--width", type=positive_int, default=64,
+                   help="units per hidden layer (default 64)")
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", default=0.1,
+                   type=non_negative("lr", "a negative learning rate climbs the loss", "0.1"))
+    p.add_argument("--optimizer", default="sgd", choices=sorted(OPTIMIZERS))
     p.add_argument("--dataset", default="digits", choices=["digits", "spirals", "blobs"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="a tiny version (300 samples, 3 epochs) that runs in seconds")
-    p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots to DIR")
+    p.add_argument("--plots", metavar="DIR", default=None, type=output_dir,
+                   help="write PNG plots to DIR")
     p.set_defaults(func=run)
 
 
@@ -41,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     print(result.report())
     if args.plots:
-        for path in save_experiment_plots(result, args.plots):
+        try:
+            written = save_experiment_plots(result, args.plots)
+        except OSError as e:
+            raise os_error(e, args.plots) from None
+        for path in written:
             print(f"wrote {path}")
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import CLIError
+from .validate import non_negative, os_error, output_file, positive_int, precision
 
 FORMATS = ("text", "markdown", "html", "json", "dot", "latex", "svg", "png")
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
@@ -51,24 +52,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--weights", metavar="FILE.json",
                    help='every weight and bias: {"layers": [{"weight": [[...]], "bias": '
                         '[...]}, ...]}, weight as (out, in)')
-    n.add_argument("--lr", type=float, default=0.1, help="learning rate α (default 0.1)")
+    n.add_argument("--lr", default=0.1, help="learning rate α (default 0.1)",
+                   type=non_negative("lr", "a negative learning rate climbs the loss", "0.1"))
     n.add_argument("--input", required=True, metavar="0,0",
                    help="one sample, or several separated by ';' (a batch)")
     n.add_argument("--target", required=True, metavar="0",
                    help="its target(s), samples separated by ';' (class index for ce)")
     n.add_argument("--loss", default="half-sse", choices=("half-sse", "mse", "bce", "ce"),
                    help="half-sse = ½Σ(ŷ − y)² (the seeds'), mse, bce, ce (default half-sse)")
-    n.add_argument("--steps", type=int, default=1, help="gradient-descent steps (default 1)")
+    n.add_argument("--steps", type=positive_int, default=1,
+                   help="gradient-descent steps (default 1)")
     _common(n)
     n.set_defaults(func=run_net)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="text", choices=FORMATS, help="output format")
-    p.add_argument("--output", "-o", metavar="PATH", help="write to a file instead of stdout")
+    p.add_argument("--output", "-o", metavar="PATH", type=output_file,
+                   help="write to a file instead of stdout (its folder must exist)")
     p.add_argument("--all", action="store_true",
                    help="show every unit and step (large traces are summarized)")
-    p.add_argument("--precision", type=int, default=6, help="significant digits (default 6)")
+    p.add_argument("--precision", type=precision, default=6,
+                   help="significant digits, 1 to 17 (default 6)")
 
 
 # --------------------------------------------------------------------------- expr
@@ -96,6 +101,10 @@ def _rows(text: str, what: str) -> np.ndarray:
     return np.array(rows)
 
 
+def _values(a: np.ndarray) -> str:
+    return ", ".join(f"{v:g}" for v in a[:5]) + (", ..." if a.size > 5 else "")
+
+
 def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(s) for s in text.replace(",", "-").split("-")]
@@ -113,6 +122,11 @@ def _read_weights(path: str, sizes: list[int] | None) -> tuple[list[int], list[t
             doc = json.load(f)
     except OSError as e:
         raise CLIError(f"cannot read --weights {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise CLIError(f"--weights {path} is not UTF-8 text (byte {e.object[e.start]:#x} at "
+                       f"position {e.start}), so not a JSON file. Fix: give the JSON file of "
+                       f"weights, not a binary one (a .safetensors checkpoint is for diagnose)"
+                       ) from None
     except json.JSONDecodeError as e:
         raise CLIError(f"--weights {path} is not valid JSON: {e}") from None
     layers = doc.get("layers") if isinstance(doc, dict) else doc
@@ -188,8 +202,12 @@ def run_net(args: argparse.Namespace) -> int:
     if len(Y) != len(X):
         raise CLIError(f"--input has {len(X)} sample(s) but --target has {len(Y)}; give one "
                        f"target per sample (samples separated by ';')")
-    if args.steps < 1:
-        raise CLIError(f"--steps must be at least 1, got {args.steps}")
+    if args.loss == "bce" and not np.all((Y >= 0) & (Y <= 1)):
+        bad = Y[(Y < 0) | (Y > 1)]
+        raise CLIError(f"--loss bce takes targets in [0, 1] (a probability, usually the class "
+                       f"0 or 1), got {_values(bad)}: with such a y the loss −[y ln ŷ + (1 − y) "
+                       f"ln(1 − ŷ)] has no minimum, so the trace would show meaningless steps. "
+                       f"Fix: --target 0 or 1, or --loss mse for other numbers")
     try:
         tr = trace_net(model, X, Y, loss=args.loss, lr=args.lr, steps=args.steps)
     except ValueError as e:
@@ -211,6 +229,8 @@ def _emit(tr: Any, args: argparse.Namespace) -> int:
             data = render_graph(tr, fmt, args.output, show_all=show_all)
         except (ImportError, RuntimeError) as e:
             raise CLIError(str(e)) from None
+        except OSError as e:
+            raise os_error(e, args.output) from None
         if not args.output:
             sys.stdout.write(data.decode("utf-8"))
         return 0
@@ -226,7 +246,10 @@ def _emit(tr: Any, args: argparse.Namespace) -> int:
         "latex": lambda: tr.to_latex(p),
     }[fmt]()
     if args.output:
-        write_atomic(args.output, text)
+        try:
+            write_atomic(args.output, text)
+        except OSError as e:
+            raise os_error(e, args.output) from None
     else:
         sys.stdout.write(text)
     return 0

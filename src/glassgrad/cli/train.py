@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import CLIError
+from . import INTERRUPTED, CLIError
+from .validate import (
+    check_memory,
+    fraction,
+    non_negative,
+    os_error,
+    output_dir,
+    output_file,
+    positive_int,
+    read_csv,
+    whole,
+)
 
 
 @dataclass
@@ -44,6 +56,8 @@ LOSSES = ("mse", "half_sse", "l1", "bce", "bce_with_logits", "cross_entropy")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..training.setup import OPTIMIZERS
+
     p = sub.add_parser(
         "train", help="train an MLP on a built-in data set or a CSV file",
         description="Train a multilayer perceptron and print its progress and final accuracy. "
@@ -56,23 +70,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", help="xavier, kaiming, normal, uniform, constant:V or pytorch "
                                   "(default: xavier; kaiming for ReLU presets)")
     p.add_argument("--loss", choices=LOSSES, help="default: chosen from the targets")
-    p.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw", "rmsprop"])
-    p.add_argument("--lr", type=float, help="learning rate (default: the data set's)")
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
+    p.add_argument("--lr", type=non_negative("lr", "a negative learning rate climbs the loss",
+                                             "0.01"),
+                   help="learning rate (default: the data set's)")
     p.add_argument("--batch-size", help="samples per step: a number, or 'full' for batch GD")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=positive_int)
     p.add_argument("--seed", type=int, default=0, help="seed for data, weights and shuffling")
-    p.add_argument("--samples", type=int, help="number of samples of a generated data set")
-    p.add_argument("--val-split", type=float, help="fraction held out for validation (0: none)")
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+    p.add_argument("--samples", type=positive_int, help="number of samples of a generated data set")
+    p.add_argument("--val-split", type=fraction, help="fraction held out for validation (0: none)")
+    p.add_argument("--early-stopping", type=whole(0, "it is a number of epochs"),
+                   metavar="PATIENCE",
                    help="stop after PATIENCE epochs without improvement; keep the best weights")
     p.add_argument("--target", default="-1", help="CSV target column: name or index (default -1)")
     p.add_argument("--task", choices=["auto", "classify", "regress"], default="auto",
                    help="CSV: classification or regression (auto: integer targets classify)")
-    p.add_argument("--save", metavar="PATH", help="save the trained model (safetensors)")
+    p.add_argument("--save", metavar="PATH", type=output_file,
+                   help="save the trained model (safetensors); on Ctrl-C, save it as it is "
+                        "after the last complete step")
+    p.add_argument("--no-save-on-interrupt", dest="save_on_interrupt", action="store_false",
+                   help="with --save: on Ctrl-C, exit without saving")
+    p.add_argument("--max-memory", type=non_negative("max-memory", "it is a size", "16"),
+                   metavar="GIB", help="refuse a model whose training needs more than GIB "
+                   "gibibytes (default: half of this machine's memory)")
     p.add_argument("--diagnose", action="store_true",
                    help="watch every layer while training; print plain-language warnings "
                         "(vanishing/exploding gradients, saturation, dead units, ...) at the end")
-    p.add_argument("--plots", metavar="DIR",
+    p.add_argument("--plots", metavar="DIR", type=output_dir,
                    help="write loss, gradient-norm, activation and decision-boundary plots to DIR "
                         "(implies --diagnose; needs matplotlib: pip install 'glassgrad[plot]')")
     p.add_argument("--compile", action="store_true",
@@ -104,7 +128,7 @@ def _load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, Preset, dic
         raise CLIError(f"no data set or file named {name!r}. Use one of {', '.join(PRESETS)}, "
                        f"or the path of a CSV file.")
     target: int | str = int(args.target) if args.target.lstrip("-").isdigit() else args.target
-    X, y, meta = data.load_csv(name, target=target, return_info=True)
+    X, y, meta = read_csv(name, target=target, return_info=True)
     info["classes"] = meta["classes"]
     task = args.task
     if task == "auto":
@@ -143,10 +167,7 @@ def _sizes(spec: str | None, n_in: int, n_out: int, preset: Preset) -> list[int]
 
 # ----------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> int:
-    from .. import nn, serialization
-    from ..compiler import CompileError
-    from ..data import train_test_split
-    from ..training import NonFiniteLossError, fit
+    from .. import nn
 
     try:
         X, y, preset, info = _load(args)
@@ -161,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
                        f"Use --loss cross_entropy.")
     n_out = n_classes if loss == "cross_entropy" else 1
     sizes = _sizes(args.layers, X.shape[1], n_out, preset)
+    # Before the weights exist: a model too big for this machine is refused, not attempted.
+    check_memory(sizes, len(X), np.dtype(np.float32).itemsize, args.max_memory,
+                 f"--layers {args.layers}" if args.layers else f"the {info['name']} preset")
     activation = args.activation or preset.activation
     batch_size = _batch_size(args.batch_size, preset)
     epochs = args.epochs if args.epochs is not None else preset.epochs
@@ -174,53 +198,99 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     n_params = sum(p.size for p in model.parameters())
-    verbose = 0 if args.quiet else 1
     _header(info, X, y, classify, n_classes, sizes, activation, args, n_params, loss, lr,
             batch_size, epochs, val_split)
+    parts = [(X, y)]
+    if val_split:  # split here, so the report can score both parts with the final weights
+        from ..data import train_test_split
+
+        X_tr, X_val, y_tr, y_val = train_test_split(
+            X, y, val_split, seed=args.seed,
+            stratify=y if classify and np.bincount(y).min() >= 2 else None)
+        parts = [(X_tr, y_tr), (X_val, y_val)]
+    epoch = _Epoch()
+    try:
+        history = _fit(model, parts, args, loss, lr, epochs, batch_size, epoch)
+        _finish(model, parts, history, loss, classify, info, args)
+    except KeyboardInterrupt:
+        if not (args.save and args.save_on_interrupt):
+            raise
+        _save(model, args.save, info, loss)
+        print(f"glassgrad: interrupted in epoch {epoch.epoch} of {epochs}; saved the model as "
+              f"it was after its last complete step to {args.save} (--no-save-on-interrupt "
+              f"to skip)", file=sys.stderr)
+        return INTERRUPTED
+    if args.save:
+        _save(model, args.save, info, loss)
+        print(f"\nsaved the model to {args.save} "
+              f"(rebuild it with glassgrad.serialization.load_model)")
+    return 0
+
+
+class _Epoch:
+    """A fit callback that knows the epoch in progress, for the message on Ctrl-C."""
+
+    epoch = 0
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        self.epoch = epoch
+
+
+def _fit(model: Any, parts: list, args: argparse.Namespace, loss: str, lr: float, epochs: int,
+         batch_size: int | None, epoch: _Epoch) -> Any:
+    from ..compiler import CompileError
+    from ..training import NonFiniteLossError, fit
+
     monitor = None
     if args.diagnose or args.plots:
         from .. import diagnose
 
         monitor = diagnose.Monitor()
     try:
-        parts = [(X, y)]
-        if val_split:  # split here, so the report can score both parts with the final weights
-            X_tr, X_val, y_tr, y_val = train_test_split(
-                X, y, val_split, seed=args.seed,
-                stratify=y if classify and np.bincount(y).min() >= 2 else None)
-            parts = [(X_tr, y_tr), (X_val, y_val)]
-        history = fit(model, *parts[0], loss=loss, optimizer=args.optimizer, lr=lr,
-                      epochs=epochs, batch_size=batch_size,
-                      validation_data=parts[1] if val_split else None,
-                      early_stopping=args.early_stopping, verbose=verbose, seed=args.seed,
-                      callbacks=[monitor] if monitor else None, compile=args.compile)
+        return fit(model, *parts[0], loss=loss, optimizer=args.optimizer, lr=lr,
+                   epochs=epochs, batch_size=batch_size,
+                   validation_data=parts[1] if len(parts) > 1 else None,
+                   early_stopping=args.early_stopping, verbose=0 if args.quiet else 1,
+                   seed=args.seed, callbacks=[epoch, *([monitor] if monitor else [])],
+                   compile=args.compile)
     except NonFiniteLossError as e:
         if monitor is not None:  # what the monitor saw before the loss blew up explains why
             print(diagnose.report(e.history))
         raise CLIError(f"{e} On the command line: try a smaller --lr.") from None
     except (ValueError, TypeError, CompileError) as e:
         raise CLIError(str(e)) from None
+
+
+def _finish(model: Any, parts: list, history: Any, loss: str, classify: bool, info: dict,
+            args: argparse.Namespace) -> None:
+    """The report, the monitor's verdict and the plots of a finished run."""
     _report(model, parts, history, loss, classify, info)
-    if monitor is not None:
-        print("\n" + diagnose.report(history))
+    if not (args.diagnose or args.plots):
+        return
+    from .. import diagnose
+
+    print("\n" + diagnose.report(history))
     if args.plots:
         try:
             written = diagnose.plots.save_all(history, model, *parts[0], args.plots)
-        except (ImportError, OSError) as e:
+        except ImportError as e:
             raise CLIError(f"cannot write the plots to {args.plots!r}: {e}") from None
+        except OSError as e:
+            raise os_error(e, args.plots) from None
         for path in written:
             print(f"wrote {path}")
-    if args.save:
-        meta = {"glassgrad.dataset": info["name"], "glassgrad.loss": loss}
-        if info["classes"]:
-            meta["glassgrad.classes"] = ",".join(info["classes"])
-        try:
-            serialization.save(model, args.save, metadata=meta)
-        except OSError as e:
-            raise CLIError(f"cannot write {args.save!r}: {e}") from None
-        print(f"\nsaved the model to {args.save} "
-              f"(rebuild it with glassgrad.serialization.load_model)")
-    return 0
+
+
+def _save(model: Any, path: str, info: dict, loss: str) -> None:
+    from .. import serialization
+
+    meta = {"glassgrad.dataset": info["name"], "glassgrad.loss": loss}
+    if info["classes"]:
+        meta["glassgrad.classes"] = ",".join(info["classes"])
+    try:
+        serialization.save(model, path, metadata=meta)
+    except OSError as e:
+        raise os_error(e, path) from None
 
 
 def _batch_size(spec: str | None, preset: Preset) -> int | None:

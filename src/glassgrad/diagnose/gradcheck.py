@@ -102,7 +102,15 @@ def check_gradients(
     params = named_parameters(model)
     if not params:
         raise ValueError("check_gradients: the model has no parameters to check")
-    Xt = Tensor(np.asarray(X, dtype=np.float64))
+    X_arr = np.asarray(X._data if isinstance(X, Tensor) else X, dtype=np.float64)
+    # With no sample the loss is a mean over nothing (NaN): every entry would read as FAIL.
+    if X_arr.ndim and len(X_arr) == 0:
+        raise ValueError(f"check_gradients: X has no samples (shape {X_arr.shape}), so the "
+                         f"loss is not defined. Fix: pass at least one sample")
+    if max_entries < 1:
+        raise ValueError(f"check_gradients: max_entries={max_entries} checks nothing. Fix: "
+                         f"max_entries >= 1 (entries compared per parameter tensor)")
+    Xt = Tensor(X_arr)
     y_arr = y._data if isinstance(y, Tensor) else np.asarray(y)
     yt = Tensor(y_arr.astype(np.float64) if y_arr.dtype.kind == "f" else y_arr)
 

@@ -25,6 +25,11 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "square": F.square, "maximum": F.maximum, "minimum": F.minimum,
 }
 _BINARY = {ast.Add: F.add, ast.Sub: F.sub, ast.Mult: F.mul, ast.Div: F.div, ast.Pow: F.pow}
+# A trace is read by a person: far below these, it is already too long to follow. The depth
+# limit also keeps the evaluator's recursion (one Python frame per level) well clear of
+# Python's recursion limit; the size limit bounds the parser's memory and time.
+MAX_CHARS = 10_000
+MAX_DEPTH = 200
 
 
 class ExprError(ValueError):
@@ -35,15 +40,23 @@ def parse(source: str) -> ast.Module:
     """Parse ``source`` and check that it uses only the allowed constructs."""
     if not source.strip():
         raise ExprError("the expression is empty. Example: '(x + y) * z'")
+    if len(source) > MAX_CHARS:
+        raise ExprError(f"the expression has {len(source):,} characters; the limit is "
+                        f"{MAX_CHARS:,}, since a trace is for reading. Fix: trace a smaller "
+                        f"expression, or name its parts ('q = ...; f = q * z')")
     try:
         tree = ast.parse(source.strip(), mode="exec")
+    except (RecursionError, MemoryError):
+        raise _too_deep(source) from None
     except SyntaxError as e:
         col = f" at column {e.offset}" if e.offset else ""
-        raise ExprError(f"cannot parse the expression {source!r}: {e.msg}{col}. "
+        raise ExprError(f"cannot parse the expression {_short(source)}: {e.msg}{col}. "
                         f"Write it as in Python, e.g. '(x + y) * z' or 'tanh(w * x + b)'."
                         ) from None
     if not tree.body:
         raise ExprError("the expression is empty. Example: '(x + y) * z'")
+    if _depth(tree) > MAX_DEPTH:
+        raise _too_deep(source)
     for k, stmt in enumerate(tree.body):
         if isinstance(stmt, ast.Assign):
             if len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
@@ -59,6 +72,27 @@ def parse(source: str) -> ast.Module:
             raise ExprError(f"not an expression: {ast.unparse(stmt)!r}. Allowed: names, "
                             f"numbers, + - * / **, parentheses and {_fn_list()}")
     return tree
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deeply the tree nests (counted without recursion, which a deep tree would break)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _too_deep(source: str) -> ExprError:
+    return ExprError(f"the expression {_short(source)} nests more than {MAX_DEPTH} levels "
+                     f"deep (each operator is a level, so a + b + c + ... nests one level per +). "
+                     f"Fix: name parts with assignments ('q = x + y; f = q * z'), each of "
+                     f"which starts again at level 1")
+
+
+def _short(source: str) -> str:
+    return repr(source) if len(source) <= 60 else repr(source[:57] + "...")
 
 
 def _fn_list() -> str:
@@ -82,10 +116,23 @@ def _check(node: ast.AST, source: str) -> None:
         elif isinstance(n, ast.Constant):
             if isinstance(n.value, bool) or not isinstance(n.value, int | float):
                 raise ExprError(f"{n.value!r} is not a number; only numbers, names and "
-                                f"operators may appear in {source!r}")
+                                f"operators may appear in {_short(source)}")
+            _check_finite(n.value)
         elif not isinstance(n, ast.Name | ast.Load | ast.operator | ast.unaryop | ast.expr_context):
             raise ExprError(f"{ast.unparse(n)!r} is not allowed in an expression. Allowed: "
                             f"names, numbers, + - * / **, parentheses and {_fn_list()}")
+
+
+def _check_finite(v: float) -> None:
+    """A literal must be a finite float64: the trace computes in float64."""
+    try:
+        finite = np.isfinite(float(v))
+    except OverflowError:  # an int beyond float64's range, e.g. 400 digits
+        finite = False
+    if not finite:
+        text = str(v) if len(str(v)) <= 20 else f"{str(v)[:12]}... ({len(str(v))} digits)"
+        raise ExprError(f"the number {text} is beyond float64's range (about ±1.8e308), in "
+                        f"which the trace computes. Fix: use a smaller number")
 
 
 def variables(tree: ast.Module) -> list[str]:
@@ -198,9 +245,13 @@ def explain_expr(source: str, values: Mapping[str, Any] | str, check: bool = Tru
     tree = parse(source)
     with Trace(check=check) as tr:
         out, _ = evaluate(tree, values)
+        if out.op is None and out.requires_grad:  # the result is an input, e.g. "x"
+            raise ExprError(f"{_short(source)} is the variable {out.name} itself: no "
+                            f"operation to trace (∂{out.name}/∂{out.name} = 1). Fix: give an "
+                            f"expression with an operation, e.g. 'tanh({out.name})'")
         if out.op is None:
-            raise ExprError(f"{source!r} does not depend on any variable, so there is no "
-                            f"gradient to show")
+            raise ExprError(f"{_short(source)} does not depend on any variable, so there is "
+                            f"no gradient to show")
         if out.name is None:
             out.name = "f"
         if out.size != 1:
