@@ -163,6 +163,19 @@ def note_random(what: str) -> None:
             f(what)
 
 
+def note_python_value(t: Tensor, how: str) -> None:
+    """Tell the observers that the value of ``t`` left the graph as a Python value (``how``:
+    ``".item()"``, ``"float()"``, ``"bool()"``, ``".numpy()"``, ...).
+
+    Called by those Tensor methods, only while an observer is attached: ``compile`` refuses
+    to freeze a value a Python ``if`` may have branched on, or guards on it.
+    """
+    for h in STATE.hooks:
+        f = getattr(h, "on_python_value", None)
+        if f is not None:
+            f(t, how)
+
+
 # --------------------------------------------------------------------------- errors
 class GraphError(RuntimeError):
     """Raised for misuse of the graph: backward twice, backward from nothing, ..."""

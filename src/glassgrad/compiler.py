@@ -9,20 +9,25 @@ decided once, for these shapes) as one straight-line Python function. Calling th
 replays that function: NumPy calls and nothing else. Its source is readable
 (``step.source``): it is the "backprop by hand in NumPy" a textbook would write, generated.
 
-Like ``jax.jit`` and ``torch.jit.trace``, the recording holds for the shapes and dtypes it
-was made with (a new shape records again) and for the Python decisions taken while it ran:
-an ``if`` on a value, a module's train/eval mode, a number computed outside the ops. So the
-function is recorded twice, the second time on other values (arguments and parameters), and
-``CompileError`` says what to change if the two disagree where a replay would freeze a value
-(one more sample, not a proof). Random draws (Dropout in training mode) cannot be replayed
-and are refused. While an observer is
-attached (``explain.trace``, ``diagnose.Monitor``, ``detect_anomaly``) calls run eagerly, so
-those tools see every op.
+A recording holds only while what it read is unchanged, so, as ``torch.compile`` does, each
+one carries guards (``compiler_guards``), checked before every replay: the arguments' shapes,
+dtypes and requires_grad, the parameters' identity and requires_grad, modules' train/eval
+mode and forward hooks, the numbers, tensors and functions the loss function captures. A
+failed guard records again; at most ``Compiled.cache_size`` recordings are kept (least
+recently used dropped). What no guard can make right is refused with ``CompileError``: a
+value read in Python during recording (``.item()``, ``float()``, ``if t:``) from a tensor
+the step computed, a parameter, or an argument of several elements; random draws (Dropout
+in training mode). The function is also recorded twice, the second time on other values,
+and refused if the two disagree where a replay would freeze a value (NumPy on ``.data``;
+one more sample, not a proof). An integer array or number passed as an index is replayed as
+an input. While an observer is attached (``explain.trace``, ``diagnose.Monitor``,
+``detect_anomaly``) calls run eagerly, so those tools see every op.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +35,7 @@ import numpy as np
 
 from . import autograd, blas, compiler_inplace
 from .autograd import STATE, unbroadcast
+from .compiler_guards import Guards
 from .ops import Op
 from .tensor import Tensor, tensor
 
@@ -49,7 +55,9 @@ def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None) -> Compiled: 
     loss depends on (the model's parameters, and arguments that require grad), exactly as
     ``backward()`` would; the optimizer is used as usual afterwards. The first call with new
     shapes runs ``loss_fn`` twice (the second time on other values, as a check) and records;
-    later calls replay the recording without running ``loss_fn``.
+    later calls replay the recording without running ``loss_fn`` while its guards hold (the
+    same parameters and modes, captured numbers, ...: see the module docstring), and record
+    again when one does not.
 
     With ``optimizer``, the step is a whole training step, ``optimizer.zero_grad();
     loss_fn(*args).backward(); optimizer.step()``, and where the optimizer's update of a
@@ -90,30 +98,43 @@ def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None) -> Compiled: 
 
 
 class Compiled:
-    """A loss function with its recorded steps, one per argument signature (shapes, dtypes)."""
+    """A loss function with its recorded steps, one per argument signature (shapes, dtypes,
+    requires_grad), at most ``cache_size`` of them: a new signature beyond that drops the
+    least recently used recording. Each recording is replayed only while its guards hold
+    (``compiler_guards``); otherwise the call records again, and ``why_recorded`` says why."""
+
+    cache_size: int = 8
 
     def __init__(self, loss_fn: Callable[..., Tensor], optimizer: Any = None) -> None:
         self.loss_fn = loss_fn
         self.optimizer = optimizer
-        self._programs: dict[tuple, _Program] = {}
+        self._programs: OrderedDict[tuple, _Program] = OrderedDict()  # oldest use first
         self._last: _Program | None = None
+        self.why_recorded = ""  # why the latest recording was made
 
     def __call__(self, *args: Any) -> Tensor | tuple[Tensor, ...]:
         prog = self._last
-        if prog is not None and prog.guard(args) and not STATE.hooks and STATE.grad_enabled:
-            return prog.run(args)  # the common case: same shapes as the previous call
+        if prog is not None and not STATE.hooks and STATE.grad_enabled and prog.guard(args):
+            return prog.run(args)  # the common case: the previous call's recording holds
         targs = tuple([a if type(a) is Tensor else _as_tensor(a) for a in args])
         if STATE.hooks or not STATE.grad_enabled:
             return self._eager(targs)
         key = tuple([(t._data.shape, t._data.dtype, t._requires_grad) for t in targs])
         prog = self._programs.get(key)
-        if prog is None or not prog.still_valid():
-            prog = _record(self.loss_fn, targs, self.optimizer)
-            self._programs[key] = prog
+        if prog is not None and prog.guard(targs):
+            self._programs.move_to_end(key)
             self._last = prog
-            return prog.first_result
+            return prog.run(targs)
+        why = ("no recording for these argument shapes and dtypes" if prog is None
+               else f"no longer true: {prog.changed(targs)}")
+        prog = _record(self.loss_fn, targs, self.optimizer)
+        self._programs[key] = prog  # (replaces a stale recording of the same signature)
+        self._programs.move_to_end(key)
+        while len(self._programs) > self.cache_size:
+            self._programs.popitem(last=False)
         self._last = prog
-        return prog.run(targs)
+        self.why_recorded = why
+        return prog.first_result
 
     def _eager(self, targs: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
         if not STATE.grad_enabled:
@@ -133,8 +154,10 @@ class Compiled:
         return loss.detach() if aux is None else (loss.detach(), *[a.detach() for a in aux])
 
     def reset(self) -> None:
-        """Forget every recording (after changing what the loss function decides in Python,
-        e.g. a module's train/eval mode): the next call records again."""
+        """Forget every recording: the next call records again. Not needed after a change
+        the guards see (a module's train/eval mode, a parameter replaced, a captured number);
+        needed after changing something they do not follow (a value in a dict or a plain
+        object that the loss function reads)."""
         self._programs.clear()
         self._last = None
 
@@ -152,15 +175,46 @@ class Compiled:
 
 # --------------------------------------------------------------------------- recording
 class _Recorder:
-    """Engine observer: notes every op run while the loss function is recorded."""
+    """Engine observer: notes every op run while the loss function is recorded, and every
+    value read in Python (``.item()``, ``float()``, ``if t:``, ...), which it refuses or,
+    for an argument or a captured tensor of one element, keeps for a guard."""
 
-    def __init__(self) -> None:
+    def __init__(self, targs: tuple[Tensor, ...], captured: dict[int, Tensor]) -> None:
         self.nodes: list[tuple[Op, tuple[Tensor, ...], Tensor]] = []
+        self.made: set[int] = set()  # results and their arrays (a detached one shares it)
+        self.args = {id(t): i for i, t in enumerate(targs)}
+        self.args.update((id(t._data), i) for i, t in enumerate(targs))
+        self.captured = captured
+        self.reads: list[tuple[Tensor, int | None, Any, str]] = []  # (t, arg, value, how)
 
     def on_forward(self, op: Op, inputs: tuple[Tensor, ...], out: Tensor) -> None:
         self.nodes.append((op, inputs, out))
+        self.made.update((id(out), id(out._data)))
 
     on_constant = on_forward  # a comparison, say: no gradient, but replayed all the same
+
+    def on_python_value(self, t: Tensor, how: str) -> None:
+        arg = self.args.get(id(t), self.args.get(id(t._data)))
+        one = how != ".numpy()" and t._data.size == 1
+        if id(t) in self.made or id(t._data) in self.made:
+            what = "a tensor computed in the step"
+        elif t._requires_grad:
+            what = "a tensor that requires grad (a parameter: it changes with every update)"
+        elif one and (arg is not None or id(t) in self.captured):
+            self.reads.append((t, arg, t._data.tolist(), how))  # guarded: a new value records
+            return
+        elif arg is not None:
+            what = f"argument {arg}, whose values change from call to call"
+        else:
+            what = "a tensor made outside glassgrad's ops (or reached through another object)"
+        raise CompileError(
+            f"the loss function reads a tensor's value in Python with {how} while recording "
+            f"({what}, shape {t.shape}): a replay cannot follow a Python branch on it, and "
+            f"would reuse this one value on every call. Fix: compute it with glassgrad ops on "
+            f"tensors (gg.where(cond, a, b) for an if, x > 0, x.clip(...)), pass a Python "
+            f"number as an argument instead, or run this step eagerly (no gg.compile). "
+            f"Reading the returned loss after the step (step(X, y).item()) is fine."
+        )
 
     def on_random(self, what: str) -> None:
         raise CompileError(
@@ -246,6 +300,7 @@ class _Writer:
         self.consts: list[Tensor] = []  # leaves that are neither arguments nor parameters
         self.params: list[Tensor] = []  # leaves needing gradients, not passed as arguments
         self.keep: list[Any] = []  # objects whose ids are names' keys: kept alive
+        self.arg_arrays: dict[int, str] = {}  # id(argument's array) -> its name, a0, ...
 
     def bind(self, name: str, obj: Any) -> str:
         if name in self.env and self.env[name] is not obj:
@@ -276,16 +331,30 @@ class _Writer:
     def attrs(self, attrs: dict | None) -> str:
         if not attrs:
             return ""
-        if all(_literal(v) or isinstance(v, np.dtype) for v in attrs.values()):
-            return "".join(f", {k}={self.bind(str(v), v) if isinstance(v, np.dtype) else repr(v)}"
-                           for k, v in attrs.items())
-        return ", **" + self.bind(f"attrs{len(self.env)}", attrs)
+        return "".join(f", {k}={self.attr(v)}" for k, v in attrs.items())
+
+    def attr(self, v: Any) -> str:
+        """An op attribute as source: an argument's array by the argument's name (an index
+        passed in is read on every call, not frozen), a literal as itself, else a constant."""
+        if isinstance(v, np.ndarray) and id(v) in self.arg_arrays:
+            return self.arg_arrays[id(v)]
+        if isinstance(v, tuple) and self.has_arg(v):
+            return "(" + "".join(f"{self.attr(x)}, " for x in v) + ")"
+        if _literal(v):
+            return repr(v)
+        return self.bind(str(v) if isinstance(v, np.dtype) else f"attr{len(self.env)}", v)
+
+    def has_arg(self, v: Any) -> bool:
+        if isinstance(v, tuple):
+            return any(self.has_arg(x) for x in v)
+        return isinstance(v, np.ndarray) and id(v) in self.arg_arrays
 
 
-def _run_recorded(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]):
-    """Run ``loss_fn`` under the recorder: the loss and the ops it depends on, in order
-    (a metric computed on the side is not replayed)."""
-    rec = _Recorder()
+def _run_recorded(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
+                  captured: dict[int, Tensor]):
+    """Run ``loss_fn`` under the recorder: the loss, the ops it depends on, in order (a
+    metric computed on the side is not replayed), and the values it read in Python."""
+    rec = _Recorder(targs, captured)
     with autograd.hook(rec):
         loss, aux = _split(loss_fn(*targs))
     needed = {id(loss), id(loss._data)}  # tensors, and arrays (a wrapper shares its array)
@@ -298,7 +367,7 @@ def _run_recorded(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...]):
             kept.append(node)
             for t in node[1]:
                 needed.update((id(t), id(t._data)))
-    return loss, aux, kept[::-1]
+    return loss, aux, kept[::-1], rec.reads
 
 
 def _leaves_needing_grad(nodes: list) -> list[Tensor]:
@@ -342,7 +411,8 @@ def _perturbed(a: np.ndarray) -> np.ndarray:
 
 
 def _check_replayable(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
-                      nodes: list, kinds: list[list], params: list[Tensor]) -> None:
+                      nodes: list, kinds: list[list], params: list[Tensor],
+                      captured: dict[int, Tensor]) -> None:
     """Record ``loss_fn`` a second time on other values (arguments and parameters), and
     refuse if the ops differ or an input of an op is a new array with other values: then
     something was computed from the data outside the ops (with NumPy on ``.data``, or an
@@ -352,7 +422,7 @@ def _check_replayable(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
     try:
         for p in params:
             p._data = _perturbed(p._data)
-        _, _, nodes2 = _run_recorded(loss_fn, others)
+        _, _, nodes2, _ = _run_recorded(loss_fn, others, captured)
         kinds2 = _classify(nodes2, others, params)
     finally:
         for p, d in zip(params, saved):
@@ -370,8 +440,10 @@ def _check_replayable(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
             f"a Python decision depends on the values, so one recording cannot stand for every "
             f"call. {fix}"
         )
+    args1 = {id(t._data): i for i, t in enumerate(targs)}
+    args2 = {id(t._data): i for i, t in enumerate(others)}
     for (op, _, out), (_, _, out2), ks1, ks2 in zip(nodes, nodes2, kinds, kinds2):
-        if not _same(out._attrs, out2._attrs):
+        if not _same(out._attrs, out2._attrs, args1, args2):
             raise CompileError(
                 f"the attributes of '{op.name}' (output {out.shape}) depend on the data, so a "
                 f"recording would freeze them. {fix}"
@@ -390,11 +462,15 @@ def _check_replayable(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
             )
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: Any, b: Any, args1: dict[int, int], args2: dict[int, int]) -> bool:
+    """Whether two recordings' attributes agree; an argument's own array (an index passed
+    in) is replayed from the argument, so it agrees with the same argument's array."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_same(a[k], b[k], args1, args2) for k in a)
     if isinstance(a, tuple | list) and isinstance(b, tuple | list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y, args1, args2) for x, y in zip(a, b))
+    if id(a) in args1 or id(b) in args2:
+        return args1.get(id(a), -1) == args2.get(id(b), -2)
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(a, b)
     return a == b
@@ -409,7 +485,9 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
                 f"compiled function, so its gradient could not flow further back. Fix: pass "
                 f"t.detach(), or move that computation into the loss function."
             )
-    loss, aux, nodes = _run_recorded(loss_fn, targs)
+    scan = Guards(len(targs))
+    scan.captured(loss_fn, "the loss function")  # which tensors are captured, for _Recorder
+    loss, aux, nodes, reads = _run_recorded(loss_fn, targs, scan.tensors)
     params = [t for t in _leaves_needing_grad(nodes) if not any(t is a for a in targs)]
     for t in params:
         if t._op is not None:
@@ -420,12 +498,13 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
                 f"the loss function, or pass it in detached (t.detach())."
             )
     kinds = _classify(nodes, targs, params)
-    _check_replayable(loss_fn, targs, nodes, kinds, params)
+    _check_replayable(loss_fn, targs, nodes, kinds, params, scan.tensors)
 
     w = _Writer()
     w.params = params
     for i, t in enumerate(targs):
         w.names[id(t)] = f"a{i}"
+        w.arg_arrays[id(t._data)] = f"a{i}"
     for k, p in enumerate(params):
         w.names[id(p)] = f"p{k}"
         w.keep.append(p)
@@ -563,7 +642,7 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
     prog = _Program(fn, source, w.params, leaves, arg_leaves, aux is not None, optimizer)
     if callable(getattr(optimizer, "fold", None)):  # (a duck-typed optimizer: no folds)
         _fold_updates(prog, w, targs, loss, foldable, outs, aux_ret, external, result)
-    prog.guard = _make_guard(targs, w.params)
+    prog.guard, prog.changed = _guards(loss_fn, targs, w, reads)
     prog.first_result = prog.finish(targs, result)
     return prog
 
@@ -689,23 +768,18 @@ def _free_after_last_use(lines: list[str], ret: str) -> list[str]:
     return out
 
 
-def _make_guard(targs: tuple[Tensor, ...], params: list[Tensor]) -> Callable[[tuple], bool]:
-    """A generated check that a call matches this recording: the same number of Tensor
-    arguments, and arguments and parameters of the recorded shapes and dtypes."""
-    env: dict[str, Any] = {"Tensor": Tensor, "P": params}
-    tests = []
-    for i, t in enumerate(targs):
-        env[f"d{i}"] = t._data.dtype
-        tests += [f"type(t{i}) is Tensor", f"t{i}._data.shape == {t._data.shape!r}",
-                  f"t{i}._data.dtype == d{i}", f"t{i}._requires_grad is {t._requires_grad}"]
-    for k, p in enumerate(params):
-        env[f"e{k}"] = p._data.dtype
-        tests += [f"P[{k}]._data.shape == {p._data.shape!r}", f"P[{k}]._data.dtype == e{k}"]
-    names = "".join(f"t{i}, " for i in range(len(targs)))
-    source = (f"def guard(args):\n    if len(args) != {len(targs)}:\n        return False\n"
-              f"    ({names}) = args\n    return " + " and ".join(tests or ["True"]) + "\n")
-    exec(_compile_source(source), env)  # noqa: S102
-    return env["guard"]
+def _guards(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...], w: _Writer,
+            reads: list[tuple[Tensor, int | None, Any, str]]) -> tuple[Callable, Callable]:
+    """The checks a call must pass to replay this recording (``compiler_guards``): the
+    arguments, the tensors the program reads, what the loss function captures (looked at
+    after recording, as the recording left it) and the values it read in Python."""
+    g = Guards(len(targs))
+    g.arguments(targs)
+    g.captured(loss_fn, "the loss function")
+    g.program_tensors(w.params, w.consts)
+    for t, arg, value, how in reads:
+        g.value_read(t, arg, value, how)
+    return g.build()
 
 
 def _compile_source(source: str) -> Any:
@@ -732,7 +806,6 @@ class _Program:
         self.params = params
         self.leaves = leaves
         self.arg_leaves = arg_leaves
-        self.param_sig = [(p._data.shape, p._data.dtype) for p in params]
         self.optimizer = optimizer
         self.fused: Callable | None = None
         self.fused_source = ""
@@ -740,11 +813,8 @@ class _Program:
         self.fused_leaves: list[Tensor] = []  # the others, whose gradients it returns
         self.unfolded_held = False  # whether the optimizer holds any of those
         self.first_result: Tensor | tuple[Tensor, ...]
-        self.guard: Callable[[tuple], bool]
-
-    def still_valid(self) -> bool:
-        """A parameter given new values of another shape or dtype needs a new recording."""
-        return [(p._data.shape, p._data.dtype) for p in self.params] == self.param_sig
+        self.guard: Callable[[tuple], bool]  # whether a call may replay this recording
+        self.changed: Callable[[tuple], str | None]  # the first guard a call fails
 
     def run(self, targs: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
         opt = self.optimizer

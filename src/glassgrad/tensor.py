@@ -209,13 +209,19 @@ class Tensor:
                 f"this one has shape {self.shape}. Fix: reduce it first (.sum(), .mean()) or "
                 f"index one element."
             )
+        if _autograd.STATE.hooks:  # a value leaving the graph (see note_python_value)
+            _autograd.note_python_value(self, ".item()")
         return self._data.item()
 
     def numpy(self) -> np.ndarray:
         """The underlying array (shared, not copied)."""
+        if _autograd.STATE.hooks:
+            _autograd.note_python_value(self, ".numpy()")
         return self._data
 
     def tolist(self) -> Any:
+        if _autograd.STATE.hooks:
+            _autograd.note_python_value(self, ".tolist()")
         return self._data.tolist()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -224,14 +230,20 @@ class Tensor:
         return self._data.copy() if copy else self._data
 
     def __float__(self) -> float:
+        if _autograd.STATE.hooks:
+            _autograd.note_python_value(self, "float()")
         return float(self.item())
 
     def __int__(self) -> int:
+        if _autograd.STATE.hooks:
+            _autograd.note_python_value(self, "int()")
         return int(self.item())
 
     def __index__(self) -> int:
         if self._data.dtype.kind not in "iu":
             raise TypeError(f"only integer tensors can be used as an index, not {self.dtype}")
+        if _autograd.STATE.hooks:
+            _autograd.note_python_value(self, "an index (__index__)")
         return int(self.item())
 
     def __bool__(self) -> bool:
@@ -240,6 +252,8 @@ class Tensor:
                 f"the truth value of a tensor with {self._data.size} elements (shape "
                 f"{self.shape}) is ambiguous. Fix: use .any() or .all()."
             )
+        if _autograd.STATE.hooks:
+            _autograd.note_python_value(self, "bool()")
         return bool(self._data)
 
     def detach(self) -> Tensor:
