@@ -209,18 +209,20 @@ class Tensor:
                 f"this one has shape {self.shape}. Fix: reduce it first (.sum(), .mean()) or "
                 f"index one element."
             )
-        if _autograd.STATE.hooks:  # a value leaving the graph (see note_python_value)
+        # A value leaving the graph (see note_python_value); the first test is a global, so
+        # the usual case (no observer in any thread) skips the thread-local read.
+        if _autograd._threads_changed and _autograd.STATE.hooks:
             _autograd.note_python_value(self, ".item()")
         return self._data.item()
 
     def numpy(self) -> np.ndarray:
         """The underlying array (shared, not copied)."""
-        if _autograd.STATE.hooks:
+        if _autograd._threads_changed and _autograd.STATE.hooks:
             _autograd.note_python_value(self, ".numpy()")
         return self._data
 
     def tolist(self) -> Any:
-        if _autograd.STATE.hooks:
+        if _autograd._threads_changed and _autograd.STATE.hooks:
             _autograd.note_python_value(self, ".tolist()")
         return self._data.tolist()
 
@@ -230,19 +232,19 @@ class Tensor:
         return self._data.copy() if copy else self._data
 
     def __float__(self) -> float:
-        if _autograd.STATE.hooks:
+        if _autograd._threads_changed and _autograd.STATE.hooks:
             _autograd.note_python_value(self, "float()")
         return float(self.item())
 
     def __int__(self) -> int:
-        if _autograd.STATE.hooks:
+        if _autograd._threads_changed and _autograd.STATE.hooks:
             _autograd.note_python_value(self, "int()")
         return int(self.item())
 
     def __index__(self) -> int:
         if self._data.dtype.kind not in "iu":
             raise TypeError(f"only integer tensors can be used as an index, not {self.dtype}")
-        if _autograd.STATE.hooks:
+        if _autograd._threads_changed and _autograd.STATE.hooks:
             _autograd.note_python_value(self, "an index (__index__)")
         return int(self.item())
 
@@ -252,7 +254,7 @@ class Tensor:
                 f"the truth value of a tensor with {self._data.size} elements (shape "
                 f"{self.shape}) is ambiguous. Fix: use .any() or .all()."
             )
-        if _autograd.STATE.hooks:
+        if _autograd._threads_changed and _autograd.STATE.hooks:
             _autograd.note_python_value(self, "bool()")
         return bool(self._data)
 
