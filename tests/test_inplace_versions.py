@@ -181,3 +181,27 @@ def test_refuses_exactly_where_pytorch_refuses(torch, name, which):
         np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-6)
         np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-6)
 
+
+
+def test_a_folded_compiled_step_marks_the_weights_it_updates():
+    net = gg.nn.Linear(256, 128)  # large enough to fold (see gg.blas.BLAS_MIN)
+    opt = gg.optim.SGD(net.parameters(), lr=0.1)
+    X = gg.tensor(np.random.default_rng(0).standard_normal((8, 256)).astype(np.float32))
+    step = gg.compile(lambda x: net(x).square().mean(), optimizer=opt)
+    for _ in range(3):
+        step(X)
+    x = gg.tensor(np.ones((1, 256), np.float32), requires_grad=True)
+    out = net(x).sum()  # dout/dx reads the weight
+    step(X)  # updates the weight in place, inside the product
+    assert "_fold(" in step.source  # (the update really was folded)
+    with pytest.raises(GraphError, match="modified in place"):
+        out.backward()
+
+
+def test_load_state_dict_refuses_integers_for_float_weights():
+    net = gg.nn.Linear(2, 2)
+    before = net.weight.numpy().copy()
+    state = {"weight": np.ones((2, 2), np.int64), "bias": np.zeros(2, np.float32)}
+    with pytest.raises(TypeError, match="'weight' holds int64 values"):
+        net.load_state_dict(state)
+    np.testing.assert_array_equal(net.weight.numpy(), before)

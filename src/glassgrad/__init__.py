@@ -95,6 +95,7 @@ _LAZY = {
     "History": ("glassgrad.training", "History"),
     "save": ("glassgrad.serialization", "save"),
     "load": ("glassgrad.serialization", "load"),
+    "FileFormatError": ("glassgrad.serialization", "FileFormatError"),
 }
 
 
@@ -116,7 +117,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "OPS", "AnomalyError", "CompileError", "GradcheckError", "GraphError", "Tensor",
+    "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError", "Tensor",
     "__version__", "abs",
     "add", "arange", "argmax", "argmin", "bool_", "broadcast_to", "cast", "clip", "compile",
     "concatenate", "cos", "detect_anomaly", "div", "enable_grad", "exp", "expand_dims",

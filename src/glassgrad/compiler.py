@@ -829,6 +829,7 @@ class _Program:
                 for f in folds:
                     if f[3] is not None:
                         f[3]()
+                autograd.mark_modified(*self.folded)  # updated in place, inside the products
                 if self.unfolded_held:  # parameters the optimizer holds but could not fold
                     opt.step()  # (their .grad is set, the folded ones' None)
                     opt.zero_grad()

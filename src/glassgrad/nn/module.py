@@ -271,6 +271,12 @@ class Module:
                 raise TypeError(
                     f"{cls}.load_state_dict: '{name}' holds {arr.dtype} values, not numbers."
                 )
+            if p._data.dtype.kind == "f" and arr.dtype.kind != "f":
+                raise TypeError(
+                    f"{cls}.load_state_dict: '{name}' holds {arr.dtype} values but the model's "
+                    f"parameter is {p.dtype}: integers or bools are no trained weights (a wrong "
+                    f"entry or file?). Fix: pass float values (e.g. arr.astype(np.float32))."
+                )
             arrays.append((p, arr))
         for p, arr in arrays:  # all checked: now copy (in place, as PyTorch's param.copy_)
             if arr is not p._data:
