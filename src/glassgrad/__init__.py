@@ -117,8 +117,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError", "Tensor",
-    "__version__", "abs",
+    "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError",
+    "Tensor", "__version__", "abs",
     "add", "arange", "argmax", "argmin", "bool_", "broadcast_to", "cast", "clip", "compile",
     "concatenate", "cos", "detect_anomaly", "div", "enable_grad", "exp", "expand_dims",
     "flatten", "float16", "float32", "float64", "from_numpy", "full", "getitem", "grad",
