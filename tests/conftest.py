@@ -11,6 +11,8 @@ the tables and the samplers.
 
 from __future__ import annotations
 
+import importlib
+import re
 import types
 from typing import Any
 
@@ -156,13 +158,18 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     import shutil
 
-    if shutil.which("dot"):
+    # This hook sees every collected item, the doctests of src/glassgrad and README.md too.
+    _skip_doctests_of_missing_packages(items)
+    # Rendering also needs the graphviz Python package (extra "plot"), which drives `dot`.
+    if not shutil.which("dot"):
+        reason = "Graphviz's dot program is not installed: apt-get install graphviz (CI does)"
+    elif not _installed("graphviz"):
+        reason = missing_reason("graphviz")
+    else:
         return
-    skip = pytest.mark.skip(reason="Graphviz's dot program is not installed: "
-                                   "apt-get install graphviz (CI installs it)")
     for item in items:
         if "needs_dot" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # --------------------------------------------------------------------------- golden files
@@ -279,7 +286,94 @@ def json_close():
     return assert_json_close
 
 
-@pytest.fixture
-def torch():
-    """PyTorch, the test oracle (the `test` extra); tests that use it skip without it."""
-    return pytest.importorskip("torch", reason="PyTorch is the oracle: pip install -e '.[test]'")
+# --------------------------------------------------------------------------- optional packages
+# The core needs NumPy only; each optional package comes with an extra of pyproject.toml.
+# A test that needs one asks for it by fixture (``def test_x(torch):``, or
+# ``@pytest.mark.usefixtures("sklearn")`` when it only needs it installed), so that without
+# the package only that test skips, saying what to install; the rest of its file still runs.
+# import name -> (pip name, the extra that brings it)
+OPTIONAL: dict[str, tuple[str, str]] = {
+    "torch": ("torch==2.13.0", "test"),  # the oracle of the gradient tests, not a dependency
+    "safetensors": ("safetensors", "train"),
+    "tqdm": ("tqdm", "train"),
+    "matplotlib": ("matplotlib", "plot"),
+    "graphviz": ("graphviz", "plot"),
+    "sklearn": ("scikit-learn", "digits"),
+    "rich": ("rich", "pretty"),
+}
+
+
+def missing_reason(module: str) -> str:
+    """The skip reason for a test that needs ``module``: the package and how to install it."""
+    pip_name, extra = OPTIONAL[module.partition(".")[0]]
+    return f"needs {pip_name}, which is not installed: pip install \"glassgrad[{extra}]\""
+
+
+def _installed(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def import_optional(module: str) -> types.ModuleType:
+    """``module`` imported, or the calling test skipped with ``missing_reason(module)``."""
+    return pytest.importorskip(module, reason=missing_reason(module))
+
+
+@pytest.fixture(scope="session")
+def optional():
+    """``optional("safetensors")``: for a test that needs a package only past its first
+    asserts; it imports the package or skips the test from there on."""
+    return import_optional
+
+
+@pytest.fixture(scope="session")
+def torch() -> types.ModuleType:
+    return import_optional("torch")
+
+
+@pytest.fixture(scope="session")
+def safetensors() -> types.ModuleType:
+    return import_optional("safetensors")
+
+
+@pytest.fixture(scope="session")
+def safetensors_torch(torch, safetensors) -> types.ModuleType:
+    return import_optional("safetensors.torch")
+
+
+@pytest.fixture(scope="session")
+def tqdm() -> types.ModuleType:
+    return import_optional("tqdm")
+
+
+@pytest.fixture(scope="session")
+def matplotlib() -> types.ModuleType:
+    return import_optional("matplotlib")
+
+
+@pytest.fixture(scope="session")
+def sklearn() -> types.ModuleType:
+    return import_optional("sklearn")
+
+
+@pytest.fixture(scope="session")
+def rich() -> types.ModuleType:
+    return import_optional("rich")
+
+
+# A docstring example (src/glassgrad, README.md) that needs an optional package says so by
+# importing it (``>>> import matplotlib``): without the package, that doctest skips.
+_IMPORT = re.compile(r"^\s*(?:import|from)\s+(\w+)", re.MULTILINE)
+
+
+def _skip_doctests_of_missing_packages(items: list[pytest.Item]) -> None:
+    for item in items:
+        examples = getattr(getattr(item, "dtest", None), "examples", ())
+        needed = {m for ex in examples for m in _IMPORT.findall(ex.source) if m in OPTIONAL}
+        for module in sorted(needed):
+            if not _installed(module):
+                item.add_marker(pytest.mark.skip(reason=missing_reason(module)))
+                break

@@ -32,6 +32,7 @@ def test_quiet_prints_only_the_report(capsys):
     assert code == 0 and "epoch " not in out and "done in" in out
 
 
+@pytest.mark.usefixtures("safetensors")  # --save
 def test_flags_shape_the_run_and_save_writes_a_rebuildable_model(capsys, tmp_path):
     path = tmp_path / "moons.safetensors"
     code, out, _ = train(capsys, "moons", "--layers", "8,8", "--activation", "relu",
@@ -104,6 +105,7 @@ def test_csv_error_names_line_and_column(capsys, tmp_path):
     assert code == 2 and "line 3, column 2 ('b'): the value is missing" in err
 
 
+@pytest.mark.usefixtures("matplotlib")  # --plots
 def test_train_diagnose_and_plots(tmp_path, capsys):
     """--diagnose prints the rules' verdict; --plots writes readable PNGs of the run."""
     plots = tmp_path / "plots"
@@ -118,6 +120,7 @@ def test_train_diagnose_and_plots(tmp_path, capsys):
         assert f"wrote {plots / name}" in out
 
 
+@pytest.mark.usefixtures("sklearn")  # the digits set
 def test_train_diagnose_flags_a_saturating_sigmoid_net(capsys):
     """The seeds' 2010 finding on the command line: sigmoid + standard normal saturates."""
     code = main(["train", "digits", "-q", "--diagnose", "--layers", "64,64,64,64,64",
@@ -128,6 +131,7 @@ def test_train_diagnose_flags_a_saturating_sigmoid_net(capsys):
     assert "saturation" in out and "problem" in out
 
 
+@pytest.mark.usefixtures("sklearn")  # the digits set
 def test_output_piped_into_a_reader_that_stops_early():
     """`glassgrad train digits | head -1`: when the reader goes away, no traceback, exit 0."""
     import subprocess

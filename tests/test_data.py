@@ -90,6 +90,7 @@ def test_generators_reject_bad_arguments():
         circles(factor=1.5)
 
 
+@pytest.mark.usefixtures("sklearn")
 def test_load_digits_scaled_to_unit_interval():
     X, y = load_digits()
     assert X.shape == (1797, 64) and X.dtype == np.float32 and y.dtype == np.int64

@@ -12,8 +12,6 @@ from glassgrad import diagnose as dg
 from glassgrad.cli import main
 from glassgrad.diagnose.experiment import ConfigResult, ExperimentResult, run_init_experiment
 
-pytest.importorskip("matplotlib")
-
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -26,6 +24,7 @@ def moons_run():
     return hist, model, X, y
 
 
+@pytest.mark.usefixtures("matplotlib")
 def test_save_all_writes_every_plot(moons_run, tmp_path):
     hist, model, X, y = moons_run
     paths = dg.plots.save_all(hist, model, X, y, tmp_path / "plots")
@@ -38,6 +37,7 @@ def test_save_all_writes_every_plot(moons_run, tmp_path):
     assert len(list((tmp_path / "plots").iterdir())) == 5  # no temporary files left
 
 
+@pytest.mark.usefixtures("matplotlib")
 def test_figures_show_the_recorded_numbers(moons_run):
     hist, model, X, y = moons_run
     fig = dg.plots.plot_loss(hist)
@@ -55,13 +55,14 @@ def test_figures_show_the_recorded_numbers(moons_run):
     assert len(fig.axes) == 2 and "first" in fig.axes[0].get_title()
 
 
-def test_plots_explain_what_is_missing():
+def test_plots_explain_what_is_missing():  # the errors come before any import
     with pytest.raises(ValueError, match="Monitor"):
         dg.plots.plot_grad_norms({"loss": [1.0, 0.5]})
     with pytest.raises(ValueError, match="2 input features"):
         dg.plots.plot_decision_boundary(gg.nn.MLP([3, 1]), np.zeros((4, 3)), np.zeros(4))
 
 
+@pytest.mark.usefixtures("matplotlib")
 def test_decision_boundary_for_several_classes():
     X, y = gg.data.blobs(n_samples=60, centers=3, seed=0)
     model = gg.nn.MLP([2, 8, 3], seed=0)
@@ -70,8 +71,8 @@ def test_decision_boundary_for_several_classes():
 
 
 # --------------------------------------------------------------------------- experiment
+@pytest.mark.usefixtures("matplotlib", "sklearn")
 def test_init_experiment_quick(tmp_path):
-    pytest.importorskip("sklearn")
     result = run_init_experiment(quick=True, seed=0)
     assert [r.label for r in result.results] == ["sigmoid + N(0,1)", "sigmoid + Glorot",
                                                  "tanh + Glorot", "ReLU + He"]
@@ -106,8 +107,8 @@ def test_conclusions_come_from_the_numbers():
 
 
 # --------------------------------------------------------------------------- CLI
+@pytest.mark.usefixtures("matplotlib", "sklearn")
 def test_cli_experiment(tmp_path, capsys):
-    pytest.importorskip("sklearn")
     assert main(["experiment", "init", "--quick", "--plots", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Initialization experiment" in out and "wrote" in out
@@ -115,8 +116,8 @@ def test_cli_experiment(tmp_path, capsys):
         "init_accuracy.png", "init_activations.png", "init_gradients.png"]
 
 
+@pytest.mark.usefixtures("matplotlib", "safetensors")
 def test_cli_diagnose_checkpoint(tmp_path, capsys):
-    pytest.importorskip("safetensors")
     X, y = gg.data.moons(seed=0)
     model = gg.nn.MLP([2, 8, 1], activation="tanh", seed=0)
     gg.fit(model, X, y, lr=0.05, epochs=30, verbose=0, seed=0)
@@ -131,10 +132,10 @@ def test_cli_diagnose_checkpoint(tmp_path, capsys):
     assert (tmp_path / "p" / "decision_boundary.png").stat().st_size > 10_000
 
 
-def test_cli_diagnose_bad_input(tmp_path, capsys):
+def test_cli_diagnose_bad_input(tmp_path, capsys, optional):
     assert main(["diagnose", str(tmp_path / "missing.safetensors"), "moons"]) == 2
     assert "cannot load" in capsys.readouterr().err
-    pytest.importorskip("safetensors")
+    optional("safetensors")
     ckpt = tmp_path / "m.safetensors"
     gg.save(gg.nn.MLP([3, 4, 1], seed=0), ckpt)
     assert main(["diagnose", str(ckpt), "no-such-set"]) == 2

@@ -9,11 +9,9 @@ import glassgrad as gg
 from glassgrad import diagnose as dg
 from glassgrad.autograd import STATE
 
-pytest.importorskip("sklearn")  # the digits set (extra "digits")
-
 
 @pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, np.ndarray]:
+def digits(sklearn) -> tuple[np.ndarray, np.ndarray]:  # the set ships with sklearn
     X, y = gg.data.load_digits()
     return X[:512], y[:512]
 

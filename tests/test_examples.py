@@ -28,9 +28,8 @@ def test_arbitrary_connectivity_learns():
     assert "predictions:" in out
 
 
+@pytest.mark.usefixtures("sklearn", "matplotlib")  # the digits set, the plots
 def test_train_and_diagnose_tells_the_two_networks_apart(tmp_path):
-    pytest.importorskip("sklearn")  # the digits set (extra "digits")
-    pytest.importorskip("matplotlib")
     out = run("train_and_diagnose.py", str(tmp_path))
     sigmoid, relu = out.split("== relu")
     assert "[saturation]" in sigmoid and "no problems found" in relu

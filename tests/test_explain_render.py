@@ -231,10 +231,10 @@ def test_large_values_are_summarized_unless_show_all():
     assert max(map(len, short.splitlines())) < max(map(len, full.splitlines()))
 
 
+@pytest.mark.usefixtures("rich")
 def test_rich_terminal_output_keeps_brackets_literal():
     """On a terminal with rich installed the trace prints as rich tables; formulas such as
     getitem's ∂x[i]/∂x must not be read as rich markup ([i] is rich's italic tag)."""
-    pytest.importorskip("rich")
     import io
 
     from glassgrad.explain.render_text import print_trace

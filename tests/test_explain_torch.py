@@ -6,10 +6,8 @@ import pytest
 import glassgrad as gg
 from glassgrad.explain import explain_expr, trace_net
 
-torch = pytest.importorskip("torch")
 
-
-def test_textbook_2_2_2_step_matches_pytorch_to_9_digits():
+def test_textbook_2_2_2_step_matches_pytorch_to_9_digits(torch):
     W1 = [[0.15, 0.20], [0.25, 0.30]]
     W2 = [[0.40, 0.45], [0.50, 0.55]]
     net = gg.nn.MLP([2, 2, 2], activation="sigmoid", output_activation="sigmoid",
@@ -48,7 +46,7 @@ def test_textbook_2_2_2_step_matches_pytorch_to_9_digits():
     assert abs(st.loss_after - after) < 1e-12
 
 
-def test_expression_gradients_match_pytorch():
+def test_expression_gradients_match_pytorch(torch):
     tr = explain_expr("f = tanh(w * x + b) * sigmoid(x) - exp(-x) / sqrt(w) + x ** 3",
                       "x=0.3,w=1.7,b=-0.2")
     x, w, b = (torch.tensor(v, dtype=torch.float64, requires_grad=True)

@@ -14,7 +14,8 @@ import pytest
 import glassgrad as gg
 from glassgrad import fileio
 
-pytest.importorskip("safetensors")
+# Every test here saves or loads a safetensors file (the `train` extra).
+pytestmark = pytest.mark.usefixtures("safetensors")
 
 TAG = ".glassgrad-tmp-"
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(gg.__file__)))
@@ -194,7 +195,6 @@ def test_a_device_is_written_into_not_replaced(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- loading
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
 ARCH = "glassgrad.architecture"
 
 
@@ -209,7 +209,9 @@ def craft(path, arch, tensors=None, keys=None):
     meta = {ARCH: arch if isinstance(arch, str) else json.dumps(arch)}
     if keys is not None:
         meta["glassgrad.keys"] = keys
-    path.write_bytes(safetensors_numpy.save(tensors, metadata=meta))
+    from safetensors.numpy import save  # (installed: see pytestmark)
+
+    path.write_bytes(save(tensors, metadata=meta))
     return path
 
 
@@ -398,11 +400,7 @@ def test_a_damaged_header_is_one_clear_error_naming_the_file(tmp_path, content):
             read(path)
 
 
-torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
-
-
-def test_bfloat16_loads_as_float32_with_a_note(tmp_path):
+def test_bfloat16_loads_as_float32_with_a_note(tmp_path, torch, safetensors_torch):
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     sd = {k: v.to(torch.bfloat16) for k, v in net.state_dict().items()}
     gg.save(gg.nn.MLP([3, 4, 2], activation="tanh", seed=0), tmp_path / "gg.safetensors")
@@ -433,10 +431,12 @@ def test_float16_stays_float16(tmp_path):
 
 
 @pytest.mark.parametrize("value, stored", [
-    (torch.ones(2, dtype=torch.complex64), "C64"),
-    (torch.ones(2).to(torch.float8_e4m3fn), "F8_E4M3"),
+    (lambda torch: torch.ones(2, dtype=torch.complex64), "C64"),
+    (lambda torch: torch.ones(2).to(torch.float8_e4m3fn), "F8_E4M3"),
 ])
-def test_a_dtype_numpy_cannot_hold_is_refused_by_name(tmp_path, value, stored):
+def test_a_dtype_numpy_cannot_hold_is_refused_by_name(tmp_path, torch, safetensors_torch,
+                                                      value, stored):
+    value = value(torch)
     path = tmp_path / "t.safetensors"
     safetensors_torch.save_file({"w": torch.ones(2), "odd": value}, str(path))
     with pytest.raises(gg.serialization.FileFormatError,

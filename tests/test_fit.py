@@ -355,8 +355,8 @@ def test_verbose_zero_prints_nothing_and_one_prints_about_ten_lines(capsys):
     assert len(capsys.readouterr().out.splitlines()) == 30
 
 
+@pytest.mark.usefixtures("tqdm")
 def test_terminal_gets_a_tqdm_bar_not_lines(capsys, monkeypatch):
-    pytest.importorskip("tqdm")
     import glassgrad.training.progress as progress
 
     monkeypatch.setattr(progress, "_isatty", lambda stream: True)

@@ -47,6 +47,7 @@ def test_identity_2_3_1_cannot_learn_xor():
     np.testing.assert_allclose(model(gg.tensor(X)).numpy(), X @ W.T + b, atol=1e-5)
 
 
+@pytest.mark.usefixtures("sklearn")
 def test_mlp_reaches_97_percent_on_digits():
     """64-128-10 ReLU, Adam, 25 epochs of mini-batches of 32 (about 0.3 s a split). Held-out
     accuracy depends on which 20% is held out (97.2-99.7% over split seeds 0-5 here, seed 0

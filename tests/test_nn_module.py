@@ -8,8 +8,6 @@ import pytest
 import glassgrad as gg
 from glassgrad import nn
 
-torch = pytest.importorskip("torch")
-
 
 class Block(nn.Module):
     def __init__(self):
@@ -53,7 +51,7 @@ def test_a_module_that_refers_to_its_parent_does_not_loop():
     assert len(list(outer.parameters())) == 2
 
 
-def test_state_dict_matches_torch_sequential_keys_and_shapes():
+def test_state_dict_matches_torch_sequential_keys_and_shapes(torch):
     net = nn.MLP([5, 7, 3, 2], activation="relu", seed=0)
     tnet = torch.nn.Sequential(
         torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3), torch.nn.ReLU(),

@@ -6,8 +6,6 @@ import pytest
 import glassgrad as gg
 from glassgrad import nn, optim
 
-torch = pytest.importorskip("torch")
-
 SHAPES = [(5, 4), (5,), (3, 5), (3,)]
 
 CONFIGS = [
@@ -29,7 +27,7 @@ CONFIGS = [
 ]
 
 
-def _pair(name, kwargs, seed=0):
+def _pair(torch, name, kwargs, seed=0):
     rng = np.random.default_rng(seed)
     init = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
     ours = [gg.tensor(a, requires_grad=True) for a in init]
@@ -39,8 +37,8 @@ def _pair(name, kwargs, seed=0):
 
 
 @pytest.mark.parametrize("name, kwargs", CONFIGS)
-def test_first_steps_match_torch_with_identical_gradients(name, kwargs):
-    ours, theirs, opt, topt = _pair(name, kwargs)
+def test_first_steps_match_torch_with_identical_gradients(name, kwargs, torch):
+    ours, theirs, opt, topt = _pair(torch, name, kwargs)
     rng = np.random.default_rng(1)
     for step in range(5):
         for i, (p, tp) in enumerate(zip(ours, theirs)):
@@ -58,7 +56,7 @@ def test_first_steps_match_torch_with_identical_gradients(name, kwargs):
 
 
 @pytest.mark.parametrize("name, kwargs", [CONFIGS[1], CONFIGS[6], CONFIGS[10], CONFIGS[14]])
-def test_training_a_model_matches_torch(name, kwargs):
+def test_training_a_model_matches_torch(name, kwargs, torch):
     net = nn.MLP([4, 6, 3], activation="tanh", seed=0)
     tnet = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
     tnet.load_state_dict({k: torch.from_numpy(v.numpy().copy())
@@ -157,16 +155,16 @@ def test_bad_parameters_are_rejected():
 
 
 @pytest.mark.parametrize("name, kwargs", [CONFIGS[1], CONFIGS[8], CONFIGS[14]])
-def test_state_dict_round_trip_resumes_exactly(name, kwargs):
+def test_state_dict_round_trip_resumes_exactly(name, kwargs, torch):
     def run(steps, opt, ps, rng):
         for _ in range(steps):
             for p in ps:
                 p.grad = gg.tensor(rng.standard_normal(p.shape).astype(np.float32))
             opt.step()
 
-    ours, _, opt, topt = _pair(name, kwargs)
+    ours, _, opt, topt = _pair(torch, name, kwargs)
     run(5, opt, ours, np.random.default_rng(3))
-    ours2, _, opt2, _ = _pair(name, kwargs)
+    ours2, _, opt2, _ = _pair(torch, name, kwargs)
     rng = np.random.default_rng(3)
     run(3, opt2, ours2, rng)
     sd = opt2.state_dict()

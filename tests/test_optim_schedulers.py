@@ -6,13 +6,14 @@ import pytest
 import glassgrad as gg
 from glassgrad import nn, optim
 
-torch = pytest.importorskip("torch")
 
-
-def _opts(lr=0.5, groups=1):
+def _opts(torch=None, lr=0.5, groups=1):
+    """glassgrad's SGD and, given the torch module, torch's (else None) on the same groups."""
     ps = [gg.tensor([1.0], requires_grad=True) for _ in range(groups)]
-    tps = [torch.tensor([1.0], requires_grad=True) for _ in range(groups)]
     opt = optim.SGD([{"params": [p], "lr": lr * (i + 1)} for i, p in enumerate(ps)], lr=lr)
+    if torch is None:
+        return opt, None
+    tps = [torch.tensor([1.0], requires_grad=True) for _ in range(groups)]
     topt = torch.optim.SGD([{"params": [p], "lr": lr * (i + 1)} for i, p in enumerate(tps)],
                            lr=lr)
     return opt, topt
@@ -25,8 +26,8 @@ def _opts(lr=0.5, groups=1):
     ("CosineAnnealingLR", dict(T_max=10)),
     ("CosineAnnealingLR", dict(T_max=7, eta_min=0.01)),
 ])
-def test_schedules_match_torch(name, kwargs):
-    opt, topt = _opts(groups=2)
+def test_schedules_match_torch(name, kwargs, torch):
+    opt, topt = _opts(torch, groups=2)
     sched = getattr(optim.lr_scheduler, name)(opt, **kwargs)
     tsched = getattr(torch.optim.lr_scheduler, name)(topt, **kwargs)
     ours, theirs = [], []
@@ -60,8 +61,8 @@ def test_cosine_reaches_eta_min_at_t_max():
     dict(patience=0, cooldown=2, min_lr=0.1, factor=0.5),
     dict(patience=1, threshold=0.05),
 ])
-def test_reduce_on_plateau_matches_torch(kwargs):
-    opt, topt = _opts(lr=1.0, groups=2)
+def test_reduce_on_plateau_matches_torch(kwargs, torch):
+    opt, topt = _opts(torch, lr=1.0, groups=2)
     sched = optim.ReduceLROnPlateau(opt, **kwargs)
     tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kwargs)
     rng = np.random.default_rng(0)
@@ -104,21 +105,26 @@ def test_scheduler_errors():
         optim.ExponentialLR(_opts()[0], gamma=0.5, last_epoch=3)
 
 
-def _grads(seed=0):
+def _grads(torch=None, seed=0):
+    """Parameters with gradients, and the same in torch given its module (else None)."""
     rng = np.random.default_rng(seed)
     arrays = [rng.standard_normal(s).astype(np.float32) * 3 for s in [(30, 20), (20,), (5, 30)]]
     ps = [gg.tensor(a, requires_grad=True) for a in arrays]
+    grads = [rng.standard_normal(p.shape).astype(np.float32) for p in ps]
+    for p, g in zip(ps, grads):
+        p.grad = gg.tensor(g)
+    if torch is None:
+        return ps, None
     tps = [torch.tensor(a, requires_grad=True) for a in arrays]
-    for p, tp in zip(ps, tps):
-        g = rng.standard_normal(p.shape).astype(np.float32)
-        p.grad, tp.grad = gg.tensor(g), torch.from_numpy(g.copy())
+    for tp, g in zip(tps, grads):
+        tp.grad = torch.from_numpy(g.copy())
     return ps, tps
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 1e6])
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
-def test_clip_grad_norm_matches_torch(max_norm, norm_type):
-    ps, tps = _grads()
+def test_clip_grad_norm_matches_torch(max_norm, norm_type, torch):
+    ps, tps = _grads(torch)
     total = optim.clip_grad_norm_(ps, max_norm, norm_type)
     ttotal = torch.nn.utils.clip_grad_norm_(tps, max_norm, norm_type)
     assert isinstance(total, gg.Tensor)
@@ -145,8 +151,8 @@ def test_clip_grad_norm_edge_cases():
     assert total == pytest.approx(0.1, rel=1e-4)
 
 
-def test_clip_grad_value_matches_torch():
-    ps, tps = _grads(1)
+def test_clip_grad_value_matches_torch(torch):
+    ps, tps = _grads(torch, 1)
     optim.clip_grad_value_(ps, 0.5)
     torch.nn.utils.clip_grad_value_(tps, 0.5)
     for p, tp in zip(ps, tps):

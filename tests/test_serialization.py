@@ -8,8 +8,8 @@ import pytest
 import glassgrad as gg
 from glassgrad.serialization import load_metadata, load_model
 
-torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
+# Every test here saves or loads, which needs the safetensors package.
+pytestmark = pytest.mark.usefixtures("safetensors")
 
 
 def mlp(seed=0, sizes=(3, 5, 2)):
@@ -47,7 +47,7 @@ def test_state_dict_of_arrays_and_non_contiguous(tmp_path):
     assert state["b"].dtype == np.int64
 
 
-def test_file_loads_into_an_equivalent_torch_model(tmp_path):
+def test_file_loads_into_an_equivalent_torch_model(tmp_path, torch, safetensors_torch):
     model = mlp()
     path = tmp_path / "m.safetensors"
     gg.save(model, path)
@@ -60,7 +60,7 @@ def test_file_loads_into_an_equivalent_torch_model(tmp_path):
     np.testing.assert_allclose(model(gg.tensor(x)).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_torch_written_file_loads_into_glassgrad(tmp_path):
+def test_torch_written_file_loads_into_glassgrad(tmp_path, torch, safetensors_torch):
     net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
     path = tmp_path / "t.safetensors"
     safetensors_torch.save_file(net.state_dict(), str(path))

@@ -231,8 +231,10 @@ tanh = defop(
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # σ(x) = ½(1 + tanh(x/2)): exact, never overflows, one ufunc pass.
-    return 0.5 * (1 + np.tanh(0.5 * x))
+    # σ(x) = ½(1 + tanh(x/2)): exact, never overflows, one ufunc pass. (Constants of x's own
+    # type: NumPy 1.x would turn a 0-d float32 times a Python float into float64.)
+    half, one = x.dtype.type(0.5), x.dtype.type(1)
+    return half * (one + np.tanh(half * x))
 
 
 sigmoid = defop(
@@ -484,7 +486,7 @@ def _logsumexp(x: np.ndarray, axis: Any = None, keepdims: bool = False) -> np.nd
         out = _logsumexp((x.T if x.ndim == 2 else np.moveaxis(x, -1, 0)).copy(), axis=0)
         return out[..., None] if keepdims else out
     m = np.maximum.reduce(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
+    m = np.where(np.isfinite(m), m, m.dtype.type(0))
     out = np.log(np.add.reduce(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
 
@@ -622,7 +624,7 @@ concatenate = defop(
 def _mse_forward(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
     d = input - target
     total = np.add.reduce(d * d, axis=None)
-    return total / d.size if reduction == "mean" else total
+    return np.true_divide(total, d.size, dtype=total.dtype) if reduction == "mean" else total
 
 
 def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "mean") -> Any:
@@ -652,7 +654,9 @@ def _ce_forward(logits: np.ndarray, target: np.ndarray, reduction: str = "mean")
     z, y = _class_rows(logits, target)
     losses = _logsumexp(z, axis=-1) - z[np.arange(len(y)), y]
     total = np.add.reduce(losses, axis=None)
-    return total / losses.size if reduction == "mean" else total
+    if reduction == "mean":
+        return np.true_divide(total, losses.size, dtype=total.dtype)
+    return total
 
 
 def _ce_grad(grad: Any, out: Any, logits: Any, target: Any, reduction: str = "mean") -> Any:

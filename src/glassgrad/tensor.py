@@ -77,7 +77,8 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
             dtype = _default_dtype(arr)
         copy = False  # np.asarray of Python data made a fresh array already
     if dtype is not None:
-        return np.array(arr, dtype=dtype, copy=copy or None)
+        # (not copy=None: NumPy 1.x has no such mode)
+        return np.array(arr, dtype=dtype) if copy else np.asarray(arr, dtype=dtype)
     return arr.copy() if copy else arr
 
 
