@@ -288,12 +288,19 @@ def check_same(where: str, **values: Any) -> None:
 
 def _difference(key: str, ours: Any, theirs: Any, r: int) -> str:
     """The first entry of ``key`` that differs, in words."""
+    key = key.replace("_", " ")
     if isinstance(ours, list) and isinstance(theirs, list):
         for i, (a, b) in enumerate(zip(ours, theirs)):
             if a != b:
                 return f"{key} entry {i} is {b!r} on rank {r} but {a!r} on rank 0"
         return f"{key} has {len(theirs)} entries on rank {r} but {len(ours)} on rank 0"
+    if isinstance(ours, str) and isinstance(theirs, str) and _is_digest(ours):
+        return f"{key} differs (digest {theirs[:12]}… on rank {r}, {ours[:12]}… on rank 0)"
     return f"{key} is {theirs!r} on rank {r} but {ours!r} on rank 0"
+
+
+def _is_digest(text: str) -> bool:
+    return len(text) >= 16 and all(c in "0123456789abcdef" for c in text)
 
 
 def gather_rows(local: np.ndarray, counts: list[int], root: int = 0) -> np.ndarray | None:

@@ -62,10 +62,10 @@ class DistributedTrainer(Trainer):
         return {
             "model": [(name, tuple(p.shape), str(p.dtype))
                       for name, p in self.model.named_parameters()],
+            "data_shapes": [self.X.shape, self.y.shape],
             "training_data": data_digest(self.X, self.y),
             "validation_data": data_digest(self.X_val, self.y_val),
-            "data_shapes": [self.X.shape, self.y.shape],
-            "seed": hashlib.sha256(repr(self.rng.bit_generator.state).encode()).hexdigest(),
+            "random_generator_state_(from_seed=)": _short_hash(self.rng.bit_generator.state),
             "optimizer": [type(opt).__name__, repr(hypers)],
             "loss": self.loss_kind, "metrics": sorted(self.metrics),
             "epochs": self.epochs, "batch_size": self.batch_size, "shuffle": self.shuffle,
@@ -173,3 +173,7 @@ class DistributedTrainer(Trainer):
             logs = {prefix + "loss": float(self.loss_fn(Tensor._wrap(out), Tensor._wrap(y))._data)}
         logs.update({prefix + name: m(out, y) for name, m in self.metrics.items()})
         return logs
+
+
+def _short_hash(value: object) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
