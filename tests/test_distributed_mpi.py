@@ -135,6 +135,24 @@ def scenario_equivalence(outdir: str) -> None:
     write(outdir, **out)
 
 
+def scenario_collectives(outdir: str) -> None:
+    """all_reduce of rank-dependent values; broadcast_parameters over different weights."""
+    r = dist.rank()
+    reduced = {op: dist.all_reduce(np.array([r, -r], np.float32), op=op).tolist()
+               for op in ("sum", "mean", "max", "min")}
+    reduced["tensor"] = dist.all_reduce(gg.tensor([float(r)]), op="sum").numpy().tolist()
+    reduced["number"] = dist.all_reduce(r + 1, op="sum")
+    net = gg.nn.MLP([3, 4, 2], seed=r)  # different weights on every rank
+    own = dist.parameters_digest(net)
+    try:
+        dist.DistributedOptimizer(gg.optim.SGD(net.parameters(), lr=0.1))
+        refused = None
+    except dist.RankMismatchError as e:
+        refused = str(e)
+    dist.broadcast_parameters(net)
+    write(outdir, reduced=reduced, own=own, after=dist.parameters_digest(net), refused=refused)
+
+
 def scenario_errors(outdir: str) -> None:
     """Ranks that disagree, then a NaN loss on rank 1 only: each error on every rank alike."""
     r = dist.rank()
@@ -227,6 +245,17 @@ def test_fit_distributed_matches_fit_and_every_rank_agrees(equivalence, compile_
     assert all(ranks[r]["in_sync"] for r in range(n))
 
 
+def test_collectives_combine_every_rank_and_broadcast_copies_rank_0(tmp_path) -> None:
+    ranks = run_scenario("collectives", 4, tmp_path)
+    for saw in ranks:  # ranks 0..3 sent [r, -r]
+        assert saw["reduced"] == {"sum": [6, -6], "mean": [1.5, -1.5], "max": [3, 0],
+                                  "min": [0, -3], "tensor": [6.0], "number": 10}
+        assert saw["after"] == ranks[0]["own"]  # rank 0's weights, bitwise
+        assert "call broadcast_parameters(model) first" in saw["refused"]
+        assert "rank 1 of 4 differs from rank 0: parameter values (digest" in saw["refused"]
+    assert len({saw["own"] for saw in ranks}) == 4  # they did start different
+
+
 @pytest.fixture(scope="module")
 def errors(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return run_scenario("errors", 2, tmp_path_factory.mktemp("errors"))
@@ -236,7 +265,7 @@ def errors(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     ("model", r"model entry 0 is \('0.weight', \(9, 2\), 'float32'\) on rank 1 but "
               r"\('0.weight', \(8, 2\), 'float32'\) on rank 0"),
     ("data_size", r"data shapes entry 0 is \(99, 2\) on rank 1 but \(100, 2\) on rank 0"),
-    ("seed", r"random generator state \(from seed=\) differs \(digest [0-9a-f]+… on rank 1"),
+    ("seed", r"random generator state \(from seed=\) \(digest [0-9a-f]+… on rank 1"),
 ])
 def test_ranks_that_disagree_are_stopped_before_any_weight_moves(errors, case,
                                                                  difference) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,7 +294,7 @@ def _difference(key: str, ours: Any, theirs: Any, r: int) -> str:
                 return f"{key} entry {i} is {b!r} on rank {r} but {a!r} on rank 0"
         return f"{key} has {len(theirs)} entries on rank {r} but {len(ours)} on rank 0"
     if isinstance(ours, str) and isinstance(theirs, str) and _is_digest(ours):
-        return f"{key} differs (digest {theirs[:12]}… on rank {r}, {ours[:12]}… on rank 0)"
+        return f"{key} (digest {theirs[:12]}… on rank {r}, {ours[:12]}… on rank 0)"
     return f"{key} is {theirs!r} on rank {r} but {ours!r} on rank 0"
 
 
@@ -322,8 +321,3 @@ def broadcast_object(obj: Any, root: int = 0) -> Any:
     g = _group()
     return obj if g.size == 1 else g.comm.bcast(obj, root=root)
 
-
-def format_exception_line(e: BaseException) -> str:
-    """The exception as one line, for a message printed before ``abort``."""
-    last = traceback.format_exception_only(type(e), e)[-1]
-    return " ".join(last.split())
