@@ -102,8 +102,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="replay each step as recorded NumPy (gg.compile): the same numbers, "
                         "less Python per op; with --diagnose steps run eagerly, watched")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run as mpiexec -n N python -m mpi4py -m "
+                        "glassgrad train ... --distributed (pip install 'glassgrad[distributed]')")
     p.add_argument("-q", "--quiet", action="store_true", help="print the final report only")
-    p.set_defaults(func=run)
+    p.set_defaults(func=_run_maybe_distributed)
+
+
+def _run_maybe_distributed(args: argparse.Namespace) -> int:
+    if not args.distributed:
+        return run(args)
+    from ..distributed.cli import run_train  # every rank runs `run`; rank 0 speaks
+
+    return run_train(args, run)
 
 
 # ----------------------------------------------------------------------------- data
@@ -252,7 +263,7 @@ def _fit(model: Any, parts: list, args: argparse.Namespace, loss: str, lr: float
                    validation_data=parts[1] if len(parts) > 1 else None,
                    early_stopping=args.early_stopping, verbose=0 if args.quiet else 1,
                    seed=args.seed, callbacks=[epoch, *([monitor] if monitor else [])],
-                   compile=args.compile)
+                   compile=args.compile, distributed=args.distributed)
     except NonFiniteLossError as e:
         if monitor is not None:  # what the monitor saw before the loss blew up explains why
             print(diagnose.report(e.history))

@@ -236,6 +236,7 @@ def fit(
     verbose: int = 1,
     seed: int | np.random.Generator | None = None,
     compile: bool = False,  # noqa: A002  (the name users know from Keras and torch)
+    distributed: bool = False,
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return the per-epoch ``History``.
 
@@ -259,6 +260,10 @@ def fit(
     - ``compile``: replay each step's forward and backward as recorded NumPy (``gg.compile``):
       the same numbers, less Python per op, so small networks train faster. Models that draw
       random numbers while training (Dropout) are refused with a ``CompileError``.
+    - ``distributed``: data-parallel over the MPI ranks of ``mpiexec -n N python -m mpi4py``
+      (``glassgrad.distributed``): each rank trains on its part of every batch of
+      ``batch_size``, gradients are averaged each step, all ranks end with the same weights
+      and history; only rank 0 prints. One process without ``mpiexec`` runs as usual.
 
     Raises before any weight changes on bad input, and ``NonFiniteLossError`` (naming epoch and
     step) if the loss becomes NaN/Inf, before applying that step.
@@ -304,8 +309,15 @@ def fit(
     opt = setup.resolve_optimizer(optimizer, lr, model)
     n = len(X)
     bs = n if batch_size is None else min(batch_size, n)
-    trainer = Trainer(model, opt, loss_fn, kind, X, y_all, X_val, y_val, epochs, bs, shuffle,
-                      metric_fns, _callback_list(callbacks, early_stopping, verbose), rng)
+    trainer_class = Trainer
+    if distributed:  # the loop split over MPI ranks lives in glassgrad.distributed
+        from ..distributed import is_main
+        from ..distributed.training import DistributedTrainer as trainer_class
+
+        verbose = verbose if is_main() else 0
+    trainer = trainer_class(model, opt, loss_fn, kind, X, y_all, X_val, y_val, epochs, bs,
+                            shuffle, metric_fns, _callback_list(callbacks, early_stopping,
+                                                                verbose), rng)
     if compile:
         trainer.compiled = compile_step(model, loss_fn)
     trainer.history.params = {
