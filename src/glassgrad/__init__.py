@@ -91,6 +91,7 @@ _LAZY = {
     "data": ("glassgrad.data", None),
     "explain": ("glassgrad.explain", None),
     "diagnose": ("glassgrad.diagnose", None),
+    "distributed": ("glassgrad.distributed", None),
     "fit": ("glassgrad.training", "fit"),
     "History": ("glassgrad.training", "History"),
     "save": ("glassgrad.serialization", "save"),
