@@ -5,6 +5,7 @@ of one parameter, which runs Python's handler at once (as a real Ctrl-C would at
 bytecode).
 """
 
+import re
 import signal
 import threading
 
@@ -13,6 +14,7 @@ import pytest
 
 import glassgrad as gg
 from glassgrad import optim
+from glassgrad.training import EarlyStopping
 
 SHAPES = [(5, 4), (5,), (3, 5), (3,)]
 
@@ -188,3 +190,154 @@ def test_a_float64_grad_of_a_float32_parameter_is_accepted():
     for p, q in zip(params, ref_params):
         assert p.dtype == np.float32
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- fit arguments
+def _data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)).astype(np.float32)
+    return X, (X[:, 0] - X[:, 1] > 0).astype(np.int64)
+
+
+def _weights(model):
+    return [p.numpy().copy() for p in model.parameters()]
+
+
+def _fit(model, **kwargs):
+    X, y = _data()
+    args = {"loss": "cross_entropy", "epochs": 2, "verbose": 0, "seed": 0, **kwargs}
+    return gg.fit(model, X, y, **args)
+
+
+def test_numpy_scalars_are_accepted_for_counts_and_rates():
+    py = gg.nn.MLP([3, 4, 2], seed=0)
+    h_py = _fit(py, epochs=3, batch_size=4, lr=0.05, validation_split=0.25,
+                early_stopping=EarlyStopping(patience=2, min_delta=0.0), shuffle=True)
+    npy = gg.nn.MLP([3, 4, 2], seed=0)
+    h_np = _fit(npy, epochs=np.int64(3), batch_size=np.int32(4), lr=np.float32(0.05),
+                validation_split=np.float64(0.25), shuffle=np.bool_(True),
+                early_stopping=EarlyStopping(patience=np.int64(2), min_delta=np.float32(0)))
+    for a, b in zip(_weights(npy), _weights(py)):
+        np.testing.assert_array_equal(a, b)
+    assert h_np.history == h_py.history and len(h_np.epoch) == 3
+    assert type(h_np.params["epochs"]) is int and type(h_np.params["batch_size"]) is int
+    assert _fit(gg.nn.MLP([3, 4, 2], seed=0), early_stopping=np.int16(1)).epoch == [1, 2]
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"epochs": "10"}, TypeError, r"epochs must be an integer >= 1, got '10' \(a str\)"),
+    ({"epochs": True}, TypeError, r"epochs must be an integer >= 1, got True \(a bool\)"),
+    ({"epochs": 2.5}, TypeError, r"epochs must be an integer >= 1, got 2.5"),
+    ({"epochs": np.float64(3.0)}, TypeError, r"epochs must be an integer >= 1, got"),
+    ({"epochs": 0}, ValueError, r"epochs must be an integer >= 1, got 0"),
+    ({"epochs": np.int64(-3)}, ValueError, r"epochs must be an integer >= 1, got -3"),
+    ({"batch_size": "32"}, TypeError, r"batch_size \(None for the full batch\) must be an int"),
+    ({"batch_size": 0}, ValueError, r"batch_size .* must be an integer >= 1, got 0"),
+    ({"batch_size": -4}, ValueError, r"batch_size .* got -4"),
+    ({"batch_size": False}, TypeError, r"batch_size .* got False \(a bool\)"),
+    ({"lr": "0.1"}, TypeError, r"lr must be a number, got '0.1' \(a str\)"),
+    ({"lr": True}, TypeError, r"lr must be a number, got True \(a bool\)"),
+    ({"lr": float("nan")}, ValueError, r"lr must be a finite number, got nan"),
+    ({"lr": np.float32(-0.1)}, ValueError, r"lr=-0.1 must be >= 0"),
+    ({"validation_split": "0.2"}, TypeError, r"validation_split must be a number"),
+    ({"validation_split": True}, TypeError, r"validation_split must be a number"),
+    ({"validation_split": np.float64(1.0)}, ValueError, r"validation_split is a fraction"),
+    ({"early_stopping": "5"}, TypeError, r"early_stopping \(a patience in epochs, or an "),
+    ({"early_stopping": -1}, ValueError, r"early_stopping .* must be an integer >= 0, got -1"),
+    ({"early_stopping": True}, TypeError, r"early_stopping .* got True \(a bool\)"),
+    ({"shuffle": "false"}, TypeError, r"shuffle must be True or False, got 'false'"),
+    ({"compile": "yes"}, TypeError, r"compile must be True or False, got 'yes'"),
+    ({"verbose": -1}, ValueError, r"verbose \(0, 1 or 2\) must be an integer >= 0, got -1"),
+    ({"verbose": "1"}, TypeError, r"verbose \(0, 1 or 2\) must be an integer"),
+])
+def test_bad_fit_arguments_are_refused_naming_them(kwargs, error, match):
+    model = gg.nn.MLP([3, 4, 2], seed=0)
+    before = _weights(model)
+    with pytest.raises(error, match="fit\\(\\): " + match):
+        _fit(model, **kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(model), before))
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"patience": "5"}, TypeError, r"patience \(in epochs\) must be an integer >= 0"),
+    ({"patience": -1}, ValueError, r"patience \(in epochs\) must be an integer >= 0, got -1"),
+    ({"patience": True}, TypeError, r"patience .* got True \(a bool\)"),
+    ({"min_delta": "0.1"}, TypeError, r"min_delta must be a number, got '0.1'"),
+    ({"monitor": 3}, TypeError, r"monitor must be a name"),
+    ({"restore_best_weights": "no"}, TypeError, r"restore_best_weights must be True or False"),
+])
+def test_bad_early_stopping_arguments(kwargs, error, match):
+    with pytest.raises(error, match="EarlyStopping: " + match):
+        EarlyStopping(**kwargs)
+
+
+@pytest.mark.parametrize("monitor, validation, hint", [
+    ("val_acc", True, r"\(did you mean 'val_accuracy'\?\)"),
+    ("acc", False, r"\(did you mean 'accuracy'\?\)"),
+    ("val_loss", False, r"\(val_ values need validation_split= or validation_data=\)"),
+])
+def test_early_stopping_on_a_name_that_will_not_exist_is_refused_before_any_step(
+        monitor, validation, hint):
+    model = gg.nn.MLP([3, 4, 2], seed=0)
+    before = _weights(model)
+    steps = []
+    cb = gg.training.LambdaCallback(on_batch_start=lambda t, s: steps.append(s))
+    names = ("['loss', 'accuracy', 'val_loss', 'val_accuracy']" if validation
+             else "['loss', 'accuracy']")
+    with pytest.raises(ValueError, match=(
+            rf"EarlyStopping: monitor='{monitor}' will not be in this run's logs, which hold "
+            rf"{re_escape(names)} {hint}; no weight was changed")):
+        _fit(model, callbacks=[cb], early_stopping=EarlyStopping(monitor=monitor),
+             validation_split=0.25 if validation else None)
+    assert steps == []
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(model), before))
+
+
+def re_escape(s):
+    return re.escape(s)
+
+
+def test_reduce_lr_on_plateau_monitor_is_checked_at_fit_start():
+    model = gg.nn.MLP([3, 4, 2], seed=0)
+    opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    cb = gg.training.LRSchedulerCallback(optim.ReduceLROnPlateau(opt), monitor="val_acc")
+    before = _weights(model)
+    with pytest.raises(ValueError, match=r"LRSchedulerCallback: monitor='val_acc' will not"):
+        _fit(model, optimizer=opt, callbacks=[cb], validation_split=0.25)
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(model), before))
+
+
+def test_a_known_monitor_still_works():
+    h = _fit(gg.nn.MLP([3, 4, 2], seed=0), epochs=4, validation_split=0.25,
+             early_stopping=EarlyStopping(patience=10, monitor="val_accuracy"))
+    assert h.epoch == [1, 2, 3, 4]
+
+
+# ----------------------------------------------------------------------------- labels
+@pytest.mark.parametrize("labels, expect, refuse", [
+    ([0, 1, -1, 1], r"y\[2\] = -1 .* labels from -1 to 1 \(1 out of range\)\. Fix: relabel "
+                    r"the classes 0\.\.C-1, e\.g\. np\.unique", "give the model"),
+    ([0, 1, 3, 2], r"y\[2\] = 3 .* labels from 0 to 3 \(2 out of range\)\. Fix: relabel the "
+                   r"classes 0\.\.C-1, or give the model 4 outputs", "np.unique"),
+])
+def test_out_of_range_labels_get_the_right_hint(labels, expect, refuse):
+    X, _ = _data(4)
+    with pytest.raises(ValueError, match=expect) as err:
+        gg.fit(gg.nn.MLP([3, 4, 2], seed=0), X, np.array(labels), verbose=0)
+    assert refuse not in str(err.value)
+
+
+@pytest.mark.parametrize("labels, expect, refuse", [
+    ([0, -1, 1], r"label -1 at position 1.* labels range from -1 to 1\. Fix: relabel",
+     "give the model"),
+    ([0, 5, 1], r"label 5 at position 1.* from 0 to 5\. Fix: give the model 6 outputs",
+     "negative"),
+    ([-100, 3, 1], r"label 3 at position 1.* from 1 to 3\. Fix: give the model 4 outputs",
+     "negative"),  # ignore_index -100 is not a label
+])
+def test_loss_functions_give_the_right_hint_for_labels(labels, expect, refuse):
+    logits = gg.tensor(np.zeros((3, 2), np.float32))
+    with pytest.raises(IndexError, match=expect) as err:
+        gg.nn.functional.cross_entropy(logits, np.array(labels))
+    assert refuse not in str(err.value)
