@@ -180,6 +180,24 @@ def test_a_bad_grad_is_refused_before_anything_changes(name, kwargs, make, error
             np.testing.assert_array_equal(v, state[i][k])
 
 
+@pytest.mark.parametrize("make, match", [
+    (lambda ps: optim.SGD(ps, lr="0.1"), r"SGD: lr must be a number, got '0.1' \(a str\)"),
+    (lambda ps: optim.Adam(ps, lr=True), r"Adam: lr must be a number, got True \(a bool\)"),
+    (lambda ps: optim.RMSprop(ps, momentum="0.9"), r"RMSprop: momentum must be a number"),
+    (lambda ps: optim.AdamW(ps, betas=("0.9", 0.999)), r"AdamW: betas\[0\] must be a number"),
+])
+def test_hyperparameters_given_as_text_or_bools_are_refused(make, match):
+    with pytest.raises(TypeError, match=match):
+        make(_params())
+
+
+def test_numpy_hyperparameters_are_accepted():
+    params, opt = _run("Adam", dict(lr=np.float32(0.01), betas=(np.float64(0.9), 0.999)), 2)
+    ref_params, _ = _run("Adam", dict(lr=0.01), 2)
+    for p, q in zip(params, ref_params):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-6)
+
+
 def test_a_float64_grad_of_a_float32_parameter_is_accepted():
     params, opt = _run("Adam", dict(lr=0.01), 0)
     _set_grads(params, 0)

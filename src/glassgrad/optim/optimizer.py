@@ -290,9 +290,12 @@ def _check(opt: Any, key: str, value: Any, why: str, lo: float = 0.0, hi: float 
     """One hyperparameter's range check, with a message naming the optimizer and the value."""
     name = opt if isinstance(opt, str) else type(opt).__name__
     try:
+        if isinstance(value, str | bytes | bool | np.bool_):  # float("0.1") would pass
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: {key} must be a number, got {value!r}") from None
+        raise TypeError(f"{name}: {key} must be a number, got {value!r} (a "
+                        f"{type(value).__name__}). Fix: pass e.g. {key}=0.01.") from None
     bad = not (v >= lo) or (hi is not None and (v >= hi if hi_open else v > hi))
     if bad:
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}{')' if hi_open else ']'}"
