@@ -196,10 +196,15 @@ def _class_targets(target: Any, x: Tensor, name: str, ignore_index: int) -> np.n
         bad = np.zeros(0, dtype=bool)
     if bad.any():
         pos = int(np.flatnonzero(bad.ravel())[0])
+        used = t[t != ignore_index]
+        lo, hi = int(used.min()), int(used.max())
+        fix = (f"give the model {hi + 1} outputs, or relabel the classes 0..C-1" if lo >= 0
+               else "relabel the classes 0..C-1 (a negative label is never a class; for "
+               "-1/+1 labels use (y + 1) // 2)")
         raise IndexError(
             f"{name}: target contains label {int(t.ravel()[pos])} at position {pos}, but the "
-            f"input has {n_classes} classes, so labels must be in 0..{n_classes - 1}. Fix: "
-            f"check the labels, or give the model {int(t.max()) + 1} outputs."
+            f"input has {n_classes} classes, so labels must be in 0..{n_classes - 1}; the "
+            f"labels range from {lo} to {hi}. Fix: {fix}."
         )
     return t
 

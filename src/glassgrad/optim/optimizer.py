@@ -1,8 +1,11 @@
 """``Optimizer``: parameter groups, per-parameter state, ``zero_grad``, ``state_dict``.
 
-Subclasses implement ``_update(group)`` with in-place NumPy arithmetic on ``p._data`` (no graph
-is recorded, no array is allocated per step: temporaries go into scratch buffers shared by all
-parameters of a dtype).
+Subclasses implement ``_update(group)`` with in-place NumPy arithmetic (no graph is recorded,
+no array is allocated per step: temporaries go into scratch buffers shared by all parameters
+of a dtype). ``step()`` runs in two phases: every gradient is checked first (nothing changes
+on a bad one), then every update is applied with Ctrl-C deferred (``DeferredInterrupt``), so a
+step is applied to all parameters and their state, or to none. Every write to a parameter
+goes through ``_apply``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from ..autograd import enable_grad
 from ..tensor import Tensor
+from .interrupt import DeferredInterrupt
 
 # (c, α, β, then): the step computes c ← α·∂L/∂p + β·c in one product, then calls then()
 Fold = tuple[np.ndarray, float, float, Callable[[], None] | None]
@@ -45,6 +49,7 @@ class Optimizer(ABC):
         self.param_groups: list[dict[str, Any]] = []
         self._scratch: dict[tuple[np.dtype, int], np.ndarray] = {}
         self._group_of: dict[int, dict[str, Any]] = {}  # id(parameter) -> its group
+        self._params: list[Tensor] = []  # every group's, in state_dict's numbering
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for g in groups:
@@ -82,6 +87,7 @@ class Optimizer(ABC):
         self._validate(group)
         self.param_groups.append(group)
         self._group_of.update((id(p), group) for p in params)
+        self._params.extend(params)
 
     def _validate(self, group: dict[str, Any]) -> None:
         """Raise ValueError for a hyperparameter out of range (subclasses extend this)."""
@@ -100,14 +106,63 @@ class Optimizer(ABC):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient (those with ``.grad`` None are skipped).
 
-        ``closure``, if given, recomputes the loss (with gradients) and is returned."""
+        ``closure``, if given, recomputes the loss (with gradients) and is returned. Every
+        gradient is checked before anything changes; a Ctrl-C during the update takes effect
+        once every parameter and its state are updated (the step is never half-applied)."""
         loss = None
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            self._update(group)
+        self._check_grads()
+        with DeferredInterrupt():  # the commit phase: all writes to parameters and state
+            for group in self.param_groups:
+                self._update(group)
         return loss
+
+    def _check_grads(self) -> None:
+        """Raise, naming the parameter, if a ``.grad`` is not a float Tensor of its shape."""
+        try:  # the fast pass (it runs every step); the slow one below names the culprit
+            for p in self._params:
+                g = p.grad
+                if g is not None and (g._data.shape != p._data.shape
+                                      or g._data.dtype.kind != "f"):
+                    break
+            else:
+                return
+        except AttributeError:  # a .grad that is not a Tensor
+            pass
+        for i, p in enumerate(self._params):
+            g = p.grad
+            if g is not None and (not isinstance(g, Tensor) or g._data.shape != p._data.shape
+                                  or g._data.dtype.kind != "f"):
+                self._bad_grad(i, p, g)
+
+    def _bad_grad(self, i: int, p: Tensor, g: Any) -> None:
+        name = type(self).__name__
+        where = f"{name}.step(): parameter {i}" + (f" ({p.name!r})" if p.name else "")
+        if not isinstance(g, Tensor):
+            raise TypeError(f"{where} has a .grad of type {type(g).__name__}, not a Tensor. "
+                            f"Fix: assign p.grad = gg.tensor(array), or let backward() set it.")
+        if g._data.shape != p._data.shape:
+            raise ValueError(
+                f"{where} has shape {p._data.shape} but its .grad has shape {g._data.shape}; "
+                f"an update needs one gradient value per weight, so nothing was changed. "
+                f"Fix: give it a gradient of shape {p._data.shape} (zero_grad(), then "
+                f"backward() again)."
+            )
+        raise TypeError(
+            f"{where} has dtype {p._data.dtype} but its .grad has dtype {g._data.dtype}; a "
+            f"gradient must be floating point, so nothing was changed. Fix: assign "
+            f"p.grad = gg.tensor(grad.astype(np.{p._data.dtype}))."
+        )
+
+    def _apply(self, p: Tensor, delta: np.ndarray, scale: float = 1.0) -> None:
+        """p ← scale·p − delta, in place: the one place where an optimizer writes a parameter
+        (``step()`` calls it only in its commit phase)."""
+        w = p._data
+        if scale != 1.0:
+            w *= scale
+        w -= delta
 
     def fold(self, p: Tensor) -> Fold | None:
         """How this optimizer's update of ``p`` folds into the matrix product that makes
@@ -135,9 +190,9 @@ class Optimizer(ABC):
         return buf
 
     def _counted_steps(self, group: dict[str, Any], new_state: Callable[[np.ndarray], dict]
-                       ) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
-        """(weights, gradient, state) of each parameter of ``group`` that has a gradient, its
-        state made by ``new_state(weights)`` on first use and its ``"step"`` counted."""
+                       ) -> Iterator[tuple[Tensor, np.ndarray, np.ndarray, dict]]:
+        """(parameter, weights, gradient, state) of each parameter of ``group`` that has a
+        gradient, its state made by ``new_state(weights)`` on first use, ``"step"`` counted."""
         state = self.state
         for p in group["params"]:
             if p.grad is None:
@@ -147,7 +202,7 @@ class Optimizer(ABC):
             if s is None:
                 s = state[p] = {"step": 0, **new_state(w)}
             s["step"] += 1
-            yield w, p.grad._data, s
+            yield p, w, p.grad._data, s
 
     def _weight_decayed(self, g: np.ndarray, w: np.ndarray, wd: float, slot: int) -> np.ndarray:
         """∇ + λ·w (the gradient of the L2 prior added), in scratch ``slot``."""
@@ -235,9 +290,12 @@ def _check(opt: Any, key: str, value: Any, why: str, lo: float = 0.0, hi: float 
     """One hyperparameter's range check, with a message naming the optimizer and the value."""
     name = opt if isinstance(opt, str) else type(opt).__name__
     try:
+        if isinstance(value, str | bytes | bool | np.bool_):  # float("0.1") would pass
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: {key} must be a number, got {value!r}") from None
+        raise TypeError(f"{name}: {key} must be a number, got {value!r} (a "
+                        f"{type(value).__name__}). Fix: pass e.g. {key}=0.01.") from None
     bad = not (v >= lo) or (hi is not None and (v >= hi if hi_open else v > hi))
     if bad:
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}{')' if hi_open else ']'}"

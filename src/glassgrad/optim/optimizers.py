@@ -2,7 +2,8 @@
 
 Each update works in place on the parameter's array with ``out=`` NumPy calls: no graph, no
 per-step allocation, the parameter's dtype (float32) throughout. Parameters whose ``.grad`` is
-None are skipped.
+None are skipped. The only write to a parameter is ``Optimizer._apply`` (p ← s·p − δ), called
+once per parameter at the end of its update.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class SGD(Optimizer):
         if not (mom or wd):  # plain gradient descent, w ← w − lr·g: the textbook's update
             for p in group["params"]:
                 if p.grad is not None:
-                    self._descend(p._data, p.grad._data, lr)
+                    self._descend(p, p.grad._data, lr)
             return
         state = self.state
         for p in group["params"]:
@@ -100,7 +101,7 @@ class SGD(Optimizer):
                     g = t1
                 else:
                     g = buf
-            self._descend(w, g, lr)
+            self._descend(p, g, lr)
 
     def fold(self, p: Any) -> Fold | None:
         """The update as one product (see ``Optimizer.fold``). Without momentum,
@@ -129,18 +130,19 @@ class SGD(Optimizer):
                 t = self._tmp(w, 1)
                 np.multiply(w, scale * wd, out=t)
                 np.add(buf, t, out=buf)
-            self._descend(w, buf, lr)
+            self._descend(p, buf, lr)
 
         return buf, scale, 0.0 if first else mom, then
 
-    def _descend(self, w: np.ndarray, g: np.ndarray, lr: float) -> None:
+    def _descend(self, p: Any, g: np.ndarray, lr: float) -> None:
         """w ← w − lr·g, in place."""
+        w = p._data
         if w.size < _SCRATCH_MIN:
-            w -= lr * g  # a small temporary costs less than looking up a scratch array
+            self._apply(p, lr * g)  # a small temporary costs less than a scratch array lookup
         else:
             t = self._tmp(w, 0)
             np.multiply(g, lr, out=t)
-            w -= t
+            self._apply(p, t)
 
 
 class Adam(Optimizer):
@@ -176,14 +178,14 @@ class Adam(Optimizer):
     def _update(self, group: dict[str, Any]) -> None:
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
         wd, amsgrad = group["weight_decay"], group["amsgrad"]
-        for w, g, s in self._counted_steps(
+        # AdamW decays the weights, not the gradient: w ← (1 − lr·λ)·w − δ. PyTorch scales w
+        # first, but δ does not depend on w, so scaling in the final write is the same.
+        decay = 1 - lr * wd if wd and self._decoupled else 1.0
+        for p, w, g, s in self._counted_steps(
                 group, lambda w: {"exp_avg": np.zeros_like(w), "exp_avg_sq": np.zeros_like(w)}):
             step = s["step"]
-            if wd:
-                if self._decoupled:  # AdamW: decay the weights, not the gradient
-                    w *= 1 - lr * wd
-                else:
-                    g = self._weight_decayed(g, w, wd, slot=1)
+            if wd and not self._decoupled:
+                g = self._weight_decayed(g, w, wd, slot=1)
             m, v = s["exp_avg"], s["exp_avg_sq"]
             t = self._tmp(w, 0)
             np.subtract(g, m, out=t)  # m ← m + (1 − β₁)(g − m): torch's lerp, same rounding
@@ -202,7 +204,7 @@ class Adam(Optimizer):
             t += eps
             np.divide(m, t, out=t)
             t *= step_size
-            w -= t
+            self._apply(p, t, decay)
 
 
 class AdamW(Adam):
@@ -244,7 +246,8 @@ class RMSprop(Optimizer):
     def _update(self, group: dict[str, Any]) -> None:
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
         wd, mom, centered = group["weight_decay"], group["momentum"], group["centered"]
-        for w, g, s in self._counted_steps(group, lambda w: {"square_avg": np.zeros_like(w)}):
+        for p, w, g, s in self._counted_steps(group,
+                                              lambda w: {"square_avg": np.zeros_like(w)}):
             if wd:
                 g = self._weight_decayed(g, w, wd, slot=1)
             v = s["square_avg"]
@@ -274,4 +277,4 @@ class RMSprop(Optimizer):
             else:
                 np.divide(g, t, out=t)
                 t *= lr
-            w -= t
+            self._apply(p, t)

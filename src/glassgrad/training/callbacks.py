@@ -20,11 +20,14 @@ nothing (e.g. EarlyStopping's restore) changes the weights after the error.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from . import setup
 
 
 class Callback:
@@ -97,9 +100,13 @@ class EarlyStopping(Callback):
 
     def __init__(self, patience: int = 5, monitor: str = "auto", min_delta: float = 0.0,
                  restore_best_weights: bool = True, mode: str = "auto") -> None:
-        if not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience is a number of epochs (an int >= 0), "
-                             f"got {patience!r}.")
+        patience = setup.count(patience, "patience (in epochs)", 0, "EarlyStopping", 5)
+        min_delta = setup.real(min_delta, "min_delta", "EarlyStopping", 0.001)
+        restore_best_weights = setup.flag(restore_best_weights, "restore_best_weights",
+                                          "EarlyStopping")
+        if not isinstance(monitor, str):
+            raise TypeError(f"EarlyStopping: monitor must be a name such as 'val_loss', got "
+                            f"{monitor!r}.")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}.")
         self.patience, self.monitor, self.min_delta = patience, monitor, abs(min_delta)
@@ -109,7 +116,7 @@ class EarlyStopping(Callback):
         if self.monitor == "auto":
             self._key = "val_loss" if trainer.X_val is not None else "loss"
         else:
-            self._key = self.monitor
+            self._key = _known(self.monitor, trainer, "EarlyStopping")
         mode = self.mode
         if mode == "auto":
             mode = "max" if "acc" in self._key else "min"
@@ -143,6 +150,21 @@ class EarlyStopping(Callback):
             trainer.history.restored_epoch = self.best_epoch
 
 
+def _known(monitor: str, trainer: Any, who: str) -> str:
+    """``monitor`` if the epochs' logs will have it (refused before the first step if not)."""
+    names = getattr(trainer, "log_names", None)
+    if names is None or monitor in names:
+        return monitor
+    close = difflib.get_close_matches(monitor, names, n=1, cutoff=0.5)
+    if monitor.startswith("val_") and trainer.X_val is None:
+        hint = " (val_ values need validation_split= or validation_data=)"
+    else:
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{who}: monitor={monitor!r} will not be in this run's logs, which "
+                     f"hold {names}{hint}; no weight was changed. Fix: monitor one of those "
+                     f"names.")
+
+
 class LRSchedulerCallback(Callback):
     """Step a learning-rate scheduler once per epoch (``ReduceLROnPlateau`` gets ``monitor``).
 
@@ -151,6 +173,10 @@ class LRSchedulerCallback(Callback):
 
     def __init__(self, scheduler: Any, monitor: str = "auto") -> None:
         self.scheduler, self.monitor = scheduler, monitor
+
+    def on_fit_start(self, trainer: Any) -> None:
+        if self.monitor != "auto" and type(self.scheduler).__name__ == "ReduceLROnPlateau":
+            _known(self.monitor, trainer, "LRSchedulerCallback")
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         if type(self.scheduler).__name__ == "ReduceLROnPlateau":

@@ -42,7 +42,8 @@ class Trainer:
     ``model``, ``optimizer``, ``loss_fn``, ``history``, ``epoch`` (current, from 1), ``step``
     (optimizer steps so far), ``stop_training`` (set True to stop after this epoch), the
     data ``X``, ``y``, ``X_val``, ``y_val`` (NumPy; validation ones None without validation),
-    ``last_batch`` = (X_batch, y_batch), ``epochs``, ``batch_size``, ``steps_per_epoch``.
+    ``last_batch`` = (X_batch, y_batch), ``epochs``, ``batch_size``, ``steps_per_epoch``,
+    ``log_names`` (the names each epoch's logs will hold: "loss", the metrics, their "val_").
     """
 
     def __init__(self, model: Any, optimizer: Any, loss_fn: Any, loss_kind: str,
@@ -56,6 +57,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(X) / batch_size)
         self.metrics, self.callbacks, self.rng = metrics, callbacks, rng
         self.history = History()
+        names = ["loss", *metrics]
+        self.log_names = names + [f"val_{k}" for k in names] if X_val is not None else names
         self.history.monitor = "val_loss" if X_val is not None else "loss"
         self.epoch = 0
         self.step = 0
@@ -207,12 +210,10 @@ def _callback_list(callbacks: Any, early_stopping: Any, verbose: int) -> list:
     if early_stopping is not None and early_stopping is not False:
         if isinstance(early_stopping, EarlyStopping):
             found.append(early_stopping)
-        elif isinstance(early_stopping, int) and not isinstance(early_stopping, bool) \
-                and early_stopping >= 0:
-            found.append(EarlyStopping(patience=early_stopping))
-        else:
-            raise ValueError(f"fit(): early_stopping is a patience (an int >= 0, in epochs) "
-                             f"or an EarlyStopping callback, got {early_stopping!r}.")
+        else:  # a patience, in epochs
+            found.append(EarlyStopping(patience=setup.count(
+                early_stopping, "early_stopping (a patience in epochs, or an EarlyStopping)",
+                minimum=0, example=5)))
     if verbose:
         found.append(Progress(verbose))  # last: it prints what the others decided
     return found
@@ -271,16 +272,20 @@ def fit(
     X = setup.as_array(X, "X")
     y_raw = setup.as_array(y, "y")
     setup.check_pair(X, y_raw, "the training data")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"fit(): epochs must be an integer >= 1, got {epochs!r}.")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"fit(): batch_size must be None (full batch) or an integer >= 1, got "
-                         f"{batch_size!r}.")
+    epochs = setup.count(epochs, "epochs")
+    if batch_size is not None:
+        batch_size = setup.count(batch_size, "batch_size (None for the full batch)",
+                                 example=32)
+    shuffle, compile = setup.flag(shuffle, "shuffle"), setup.flag(compile, "compile")
+    verbose = int(verbose) if isinstance(verbose, bool | np.bool_) else setup.count(
+        verbose, "verbose (0, 1 or 2)", minimum=0, example=1)
     if validation_split is not None and validation_data is not None:
         raise ValueError("fit(): pass validation_split or validation_data, not both.")
-    if validation_split is not None and not 0 < validation_split < 1:
-        raise ValueError(f"fit(): validation_split is a fraction in (0, 1), got "
-                         f"{validation_split!r}.")
+    if validation_split is not None:
+        validation_split = setup.real(validation_split, "validation_split", example=0.2)
+        if not 0 < validation_split < 1:
+            raise ValueError(f"fit(): validation_split is a fraction in (0, 1), got "
+                             f"{validation_split!r}. Fix: pass e.g. validation_split=0.2.")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     dtype = setup.param_dtype(model)
     if X.dtype != dtype:

@@ -6,6 +6,8 @@ Errors say what is wrong, where (row, column, shape) and how to fix it.
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +37,52 @@ OPTIMIZERS = {
 }
 
 
+# ----------------------------------------------------------------------------- arguments
+def count(value: Any, name: str, minimum: int = 1, where: str = "fit()",
+          example: int = 10) -> int:
+    """``value`` as a Python int >= ``minimum``. NumPy integers pass (through
+    ``operator.index``, as NumPy takes sizes); bools, floats and strings are refused."""
+    if isinstance(value, bool | np.bool_):  # True is an int to Python, never a count here
+        n = None
+    else:
+        try:
+            n = operator.index(value)
+        except TypeError:
+            n = None
+    if n is None:
+        raise TypeError(f"{where}: {name} must be an integer >= {minimum}, got {value!r} (a "
+                        f"{type(value).__name__}). Fix: pass a whole number, e.g. "
+                        f"{name}={example}.")
+    if n < minimum:
+        raise ValueError(f"{where}: {name} must be an integer >= {minimum}, got {n}. Fix: "
+                         f"pass e.g. {name}={example}.")
+    return n
+
+
+def real(value: Any, name: str, where: str = "fit()", example: float = 0.01) -> float:
+    """``value`` as a finite Python float; Python and NumPy ints and floats pass, bools,
+    strings and NaN/Inf are refused."""
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_)
+    if not ok:
+        raise TypeError(f"{where}: {name} must be a number, got {value!r} (a "
+                        f"{type(value).__name__}). Fix: pass e.g. {name}={example}.")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{where}: {name} must be a finite number, got {value!r}. Fix: pass "
+                         f"e.g. {name}={example}.")
+    return v
+
+
+def flag(value: Any, name: str, where: str = "fit()") -> bool:
+    """``value`` as a bool; a string such as "false" (which Python finds true) is refused."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{where}: {name} must be True or False, got {value!r} (a "
+                        f"{type(value).__name__}). Fix: pass {name}=True or {name}=False.")
+    return bool(value)
+
+
+# ----------------------------------------------------------------------------- data
 def as_array(a: Any, what: str) -> np.ndarray:
     arr = a._data if isinstance(a, Tensor) else np.asarray(a)
     if arr.dtype.kind not in "fiub":
@@ -139,13 +187,7 @@ def prepare_targets(y: np.ndarray, out1: np.ndarray, kind: str, dtype: np.dtype,
             n_classes = out1.shape[-1]
             bad = np.flatnonzero((y < 0) | (y >= n_classes))
             if bad.size:
-                i = int(bad[0])
-                raise ValueError(
-                    f"fit(): {what}[{i}] = {y[i]} is not a class of this model: it has "
-                    f"{n_classes} outputs, so labels must be in 0..{n_classes - 1} "
-                    f"({bad.size} labels are out of range). Fix: relabel the classes "
-                    f"0..C-1, or give the model {int(y.max()) + 1} outputs."
-                )
+                raise ValueError(_label_error(y, bad, n_classes, what))
             return y.astype(np.int64, copy=False)
         if y.dtype.kind in "iub":
             raise ValueError(f"fit(): {kind} needs one integer label per sample ({what} of "
@@ -169,12 +211,27 @@ def prepare_targets(y: np.ndarray, out1: np.ndarray, kind: str, dtype: np.dtype,
     return y
 
 
+def _label_error(y: np.ndarray, bad: np.ndarray, n_classes: int, what: str) -> str:
+    i = int(bad[0])
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:  # more outputs would not help: a negative index is never a class
+        fix = ("relabel the classes 0..C-1, e.g. np.unique(y, return_inverse=True)[1] (for "
+               "-1/+1 labels: (y + 1) // 2)")
+    else:
+        fix = f"relabel the classes 0..C-1, or give the model {hi + 1} outputs"
+    return (f"fit(): {what}[{i}] = {y[i]} is not a class of this model: it has {n_classes} "
+            f"outputs, so labels must be in 0..{n_classes - 1}, but {what} holds labels from "
+            f"{lo} to {hi} ({bad.size} out of range). Fix: {fix}.")
+
+
 def resolve_optimizer(optimizer: Any, lr: float | None, model: Any) -> Any:
     from .. import optim
 
-    if lr is not None and not lr >= 0:
-        raise ValueError(f"fit(): lr={lr} must be >= 0 (a negative learning rate climbs the "
-                         f"loss). Fix: pass a positive value such as lr=0.01.")
+    if lr is not None:
+        given, lr = lr, real(lr, "lr")  # (the message shows the value as given: float32 -0.1)
+        if not lr >= 0:
+            raise ValueError(f"fit(): lr={given!s} must be >= 0 (a negative learning rate climbs "
+                             f"the loss). Fix: pass a positive value such as lr=0.01.")
     if isinstance(optimizer, str):
         key = optimizer.lower()
         if key not in OPTIMIZERS:
