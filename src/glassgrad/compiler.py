@@ -37,6 +37,7 @@ from . import autograd, blas, compiler_inplace
 from .autograd import STATE, unbroadcast
 from .compiler_guards import Guards
 from .ops import Op
+from .optim.interrupt import DeferredInterrupt
 from .tensor import Tensor, tensor
 
 
@@ -824,12 +825,14 @@ class _Program:
             folds = [opt.fold(p) for p in self.folded]
             if all(f is not None for f in folds):
                 opt.zero_grad()
-                result = self.fused(*[t._data for t in targs], [f[:3] for f in folds])
-                loss = self.deliver(targs, result, self.fused_leaves)
-                for f in folds:
-                    if f[3] is not None:
-                        f[3]()
-                autograd.mark_modified(*self.folded)  # updated in place, inside the products
+                with DeferredInterrupt():  # the weights change inside the products: all or none
+                    result = self.fused(*[t._data for t in targs], [f[:3] for f in folds])
+                    loss = self.deliver(targs, result, self.fused_leaves)
+                    for f in folds:
+                        if f[3] is not None:
+                            f[3]()
+                    autograd.mark_modified(*self.folded)  # (a graph made before must not
+                    # go backward through the new values)
                 if self.unfolded_held:  # parameters the optimizer holds but could not fold
                     opt.step()  # (their .grad is set, the folded ones' None)
                     opt.zero_grad()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import enable_grad
+from ..autograd import enable_grad, mark_modified
 from ..tensor import Tensor
 from .interrupt import DeferredInterrupt
 
@@ -117,6 +117,8 @@ class Optimizer(ABC):
         with DeferredInterrupt():  # the commit phase: all writes to parameters and state
             for group in self.param_groups:
                 self._update(group)
+            # A graph made before this step must not go backward through the new values.
+            mark_modified(*[p for p in self._params if p.grad is not None])
         return loss
 
     def _check_grads(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..autograd import mark_modified
 from . import setup
 
 
@@ -85,8 +86,10 @@ def _snapshot(model: Any) -> dict[str, np.ndarray]:
 
 def _restore(model: Any, saved: dict[str, np.ndarray]) -> None:
     # Copy into the live arrays, so the optimizer's references to the parameters stay valid.
-    for k, v in model.state_dict().items():
+    state = model.state_dict()
+    for k, v in state.items():
         np.copyto(v._data, saved[k])
+    mark_modified(*state.values())  # written in place: graphs made before may not go backward
 
 
 class EarlyStopping(Callback):
