@@ -253,16 +253,19 @@ def mark_modified(*tensors: Tensor, memory: bool = True) -> None:
     global _writes
     _writes += 1
     clock = _writes
+    written = _written
     for t in tensors:
         t._ver = clock
         if memory:
-            owner = _owner(t._data)
-            entry = _written.get(id(owner))
+            owner = t._data
+            if owner.base is not None:  # (rare: a view) the array that owns the memory
+                owner = _owner(owner)
+            entry = written.get(id(owner))
             if entry is not None:
                 entry[0] = clock
             else:
                 key = id(owner)
-                _written[key] = [clock, weakref.ref(owner, lambda _, k=key: _written.pop(k, None))]
+                written[key] = [clock, weakref.ref(owner, lambda _, k=key: written.pop(k, None))]
 
 
 def version(t: Tensor) -> int:

@@ -113,24 +113,26 @@ class Optimizer(ABC):
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        self._check_grads()
+        updated = self._check_grads()
         with DeferredInterrupt():  # the commit phase: all writes to parameters and state
             for group in self.param_groups:
                 self._update(group)
-            # A graph made before this step must not go backward through the new values.
-            mark_modified(*[p for p in self._params if p.grad is not None])
+            mark_modified(*updated)  # a graph made before must not go backward through them
         return loss
 
-    def _check_grads(self) -> None:
-        """Raise, naming the parameter, if a ``.grad`` is not a float Tensor of its shape."""
+    def _check_grads(self) -> list[Tensor]:
+        """The parameters that have a gradient; raise, naming the parameter, if a ``.grad``
+        is not a float Tensor of its shape."""
+        updated = []
         try:  # the fast pass (it runs every step); the slow one below names the culprit
             for p in self._params:
                 g = p.grad
-                if g is not None and (g._data.shape != p._data.shape
-                                      or g._data.dtype.kind != "f"):
-                    break
+                if g is not None:
+                    if g._data.shape != p._data.shape or g._data.dtype.kind != "f":
+                        break
+                    updated.append(p)
             else:
-                return
+                return updated
         except AttributeError:  # a .grad that is not a Tensor
             pass
         for i, p in enumerate(self._params):
@@ -138,6 +140,7 @@ class Optimizer(ABC):
             if g is not None and (not isinstance(g, Tensor) or g._data.shape != p._data.shape
                                   or g._data.dtype.kind != "f"):
                 self._bad_grad(i, p, g)
+        raise AssertionError("unreachable: the fast pass found a bad gradient")
 
     def _bad_grad(self, i: int, p: Tensor, g: Any) -> None:
         name = type(self).__name__
