@@ -56,6 +56,21 @@ def test_op_entry_is_complete(name: str, cases) -> None:
         if op.rules is not None:
             assert len(shapes) == len(op.rules), f"{name}: a case has the wrong input count"
     assert name in _torch_oracle_names(), f"{name}: no PyTorch oracle in test_ops_torch.py"
+    # What the library's consumers read from the entry (see ARCHITECTURE.md, "How to add an op").
+    live = [0] if op.variadic else [i for i, r in enumerate(op.rules) if r is not None]
+    for i in live:
+        assert op.derivative(i).strip() and op.derivative_latex(i).strip(), (
+            f"{name}: input {i} has no derivative or LaTeX for explain")
+    assert op.reads is not None, f"{name}: no reads= (what the rules read, for the engine)"
+    if op.rules is not None:
+        assert all(r is None or op.reads[i] is not None for i, r in enumerate(op.rules)), (
+            f"{name}: reads= leaves a rule undeclared")
+    assert op.local_kind in ("elementwise", "matrix", "structural"), f"{name}: local_kind"
+    assert (op.local_kind == "matrix") == (op.local_matrix is not None), (
+        f"{name}: a matrix local derivative needs local_matrix, and only it")
+    if op.activation_range is not None:
+        assert op.layer_formula, f"{name}: an activation needs its layer_formula"
+    assert not op.method or op.public, f"{name}: a Tensor method must also be public"
 
 
 def test_every_op_is_generated(cases) -> None:

@@ -9,63 +9,31 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import functional as _functional
 from . import methods as _methods  # noqa: F401  (attaches operators and methods to Tensor)
 from .anomaly import AnomalyError, detect_anomaly
 from .autograd import GraphError, enable_grad, grad, is_grad_enabled, no_grad
 from .compiler import CompileError, compile
-from .functional import (
-    abs,
-    add,
+from .functional import (  # the composites and creation functions (primitives: below)
     arange,
     argmax,
     argmin,
-    broadcast_to,
-    cast,
-    clip,
-    concatenate,
-    cos,
-    div,
-    exp,
     expand_dims,
     flatten,
     full,
-    getitem,
     leaky_relu,
-    linear,
-    log,
-    log_softmax,
-    logsumexp,
-    matmul,
-    max,
-    maximum,
-    mean,
-    min,
-    minimum,
-    mul,
-    neg,
     ones,
     ones_like,
-    pow,
     rand,
     randn,
-    relu,
-    reshape,
-    sigmoid,
     sign,
-    sin,
     softmax,
-    sqrt,
     square,
     squeeze,
     stack,
     std,
-    sub,
-    sum,
     swapaxes,
-    tanh,
-    transpose,
     var,
-    where,
     zeros,
     zeros_like,
 )
@@ -117,15 +85,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
+# The op table's public primitives (add, exp, sum, where, ...; ``public=True`` in ops.py):
+# gg.<name> is functional.<name>.
+globals().update((_name, getattr(_functional, _name)) for _name in _functional.PRIMITIVES)
+
 __all__ = [
     "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError",
-    "Tensor", "__version__", "abs",
-    "add", "arange", "argmax", "argmin", "bool_", "broadcast_to", "cast", "clip", "compile",
-    "concatenate", "cos", "detect_anomaly", "div", "enable_grad", "exp", "expand_dims",
-    "flatten", "float16", "float32", "float64", "from_numpy", "full", "getitem", "grad",
-    "gradcheck", "int32", "int64", "is_grad_enabled", "leaky_relu", "linear", "log", "log_softmax",
-    "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg",
-    "no_grad", "ones", "ones_like", "pow", "rand", "randn", "relu", "reshape", "sigmoid",
-    "sign", "sin", "softmax", "sqrt", "square", "squeeze", "stack", "std", "sub", "sum",
-    "swapaxes", "tanh", "tensor", "transpose", "var", "where", "zeros", "zeros_like",
+    "Tensor", "__version__", "arange", "argmax", "argmin", "bool_", "compile",
+    "detect_anomaly", "enable_grad", "expand_dims", "flatten", "float16", "float32",
+    "float64", "from_numpy", "full", "grad", "gradcheck", "int32", "int64", "is_grad_enabled",
+    "leaky_relu", "no_grad", "ones", "ones_like", "rand", "randn", "sign", "softmax", "square",
+    "squeeze", "stack", "std", "swapaxes", "tensor", "var", "zeros", "zeros_like",
+    *_functional.PRIMITIVES,
 ]

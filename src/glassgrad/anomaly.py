@@ -55,47 +55,15 @@ def _finite(a: Any) -> bool:
     return a is None or a.dtype.kind != "f" or bool(np.isfinite(a).all())
 
 
-def _forward_reason(name: str, xs: list[np.ndarray]) -> str:
-    x = xs[0] if xs else None
-    if name == "log" and x is not None and (x <= 0).any():
-        return ("log of 0 gives −inf and of a negative number NaN. Fix: keep the argument "
-                "positive (log(x.clip(1e-12)) or log(x + eps)); for probabilities from logits "
-                "use log_softmax, cross_entropy or binary_cross_entropy_with_logits.")
-    if name == "exp":
-        limit = np.log(np.finfo(x.dtype).max) if x.dtype.kind == "f" else 709.0
-        if (x > limit).any():
-            return (f"exp overflows above {limit:.1f} in {x.dtype}. Fix: subtract the maximum "
-                    "first (as logsumexp and softmax do), scale the input down, or clip it.")
-    if name == "div" and len(xs) > 1 and (xs[1] == 0).any():
-        return ("division by zero. Fix: add a small epsilon to the divisor "
-                "(x / (y + 1e-12)) or mask the zero entries out.")
-    if name == "sqrt" and x is not None and (x < 0).any():
-        return "square root of a negative number. Fix: clip the argument at 0 (or use abs)."
-    if name == "pow" and x is not None and (x < 0).any():
-        return ("a negative base raised to a non-integer power is NaN. Fix: make the base "
-                "non-negative, e.g. abs(x) ** p.")
-    if name in ("sub", "add"):
-        return "Inf − Inf (or −Inf + Inf) is NaN: some input had already overflowed."
-    return "the result overflowed or became undefined for these inputs."
-
-
-def _backward_reason(name: str, xs: list[np.ndarray], grad: np.ndarray) -> str:
-    x = xs[0] if xs else None
-    if name == "sqrt" and x is not None and (x == 0).any():
-        trap = ""
-        if (np.broadcast_to(grad, x.shape)[x == 0] == 0).any():
-            trap = (" The gradient arriving there is 0, so this is the where(mask, sqrt(x), 0) "
-                    "trap: where() sends 0 to the branch it did not pick, but 0 · ∞ = NaN. "
-                    "Fix: make the unused branch safe, sqrt(where(mask, x, 1)), then where(...).")
-        return "the derivative of sqrt at 0 is 1/(2·0) = ∞." + trap
-    if name == "log" and x is not None and (x == 0).any():
-        return ("the derivative of log at 0 is 1/0 = ∞. Fix: keep the argument away from 0 "
-                "(clip it) or use a stable fused op (log_softmax, cross_entropy).")
-    if name == "div" and len(xs) > 1 and (xs[1] == 0).any():
-        return "the derivative of a/b is ∞ where b = 0. Fix: keep the divisor away from 0."
-    if name == "pow" and x is not None and (x == 0).any():
-        return ("the derivative of x^p at x = 0 is ∞ for p < 1. Fix: add a small epsilon to "
-                "the base.")
+def _reason(op: Any, xs: list[np.ndarray], grad: np.ndarray | None) -> str:
+    """Why ``op`` produced a NaN/Inf from these inputs: the cause its op-table entry names
+    (``nan_causes``; ``grad`` is None in the forward pass), else a general word."""
+    causes = getattr(op, "nan_causes", None)
+    why = causes(grad, *xs) if causes is not None else None
+    if why:
+        return why
+    if grad is None:
+        return "the result overflowed or became undefined for these inputs."
     return "the local derivative is infinite or undefined at these inputs."
 
 
@@ -124,7 +92,7 @@ class _AnomalyHook:
             )
         raise AnomalyError(
             f"forward: '{op.name}' produced {_range(out._data)} from finite inputs: "
-            f"{_forward_reason(op.name, xs)}\n  at {line}\n{ranges}"
+            f"{_reason(op, xs, None)}\n  at {line}\n{ranges}"
         )
 
     def on_backward(self, node: Any, grad: Any, sent: list) -> None:
@@ -137,7 +105,7 @@ class _AnomalyHook:
             line = self.where.get(id(node), "<created outside detect_anomaly()>")
             ranges = "\n".join(f"  input {k}: {_range(x)}" for k, x in enumerate(xs))
             origin = ("the gradient arriving from above was already non-finite"
-                      if not _finite(g) else _backward_reason(node._op.name, xs, g))
+                      if not _finite(g) else _reason(node._op, xs, g))
             raise AnomalyError(
                 f"backward: the gradient that '{node._op.name}' sends to its input {i} is "
                 f"{_range(pa)}: {origin}\n  '{node._op.name}' was created at {line}\n"

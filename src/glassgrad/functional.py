@@ -20,80 +20,30 @@ from .tensor import Tensor, as_constant, tensor
 Axis = int | Sequence[int] | None
 
 # --------------------------------------------------------------------------- primitives
-def add(a: Any, b: Any) -> Tensor:
-    return apply(ops.add, a, b)
+# The op table's public ops (``public=True``): those whose inputs are plain tensors get
+# their one-line function made here from the entry (``_one_line``, end of the module); the
+# others, which check or convert arguments first, are written out below.
+PRIMITIVES: tuple[str, ...] = tuple(name for name, op in ops.OPS.items() if op.public)
 
 
-def sub(a: Any, b: Any) -> Tensor:
-    return apply(ops.sub, a, b)
+def _one_line(op: ops.Op) -> Any:
+    """``name(x)``, ``name(a, b)`` (or ``name(*inputs)``): ``apply(op, ...)``, documented by
+    the op's formula. Named parameters for one and two inputs, as a hand-written function."""
+    arity = None if op.rules is None else len(op.rules)
+    if arity == 1:
+        def fn(x: Any) -> Tensor:
+            return apply(op, x)
+    elif arity == 2:
+        def fn(a: Any, b: Any) -> Tensor:
+            return apply(op, a, b)
+    else:
+        def fn(*inputs: Any) -> Tensor:
+            return apply(op, *inputs)
+    fn.__name__ = fn.__qualname__ = op.name
+    fn.__doc__ = f"{op.name}: {op.formula}"
+    return fn
 
 
-def mul(a: Any, b: Any) -> Tensor:
-    return apply(ops.mul, a, b)
-
-
-def div(a: Any, b: Any) -> Tensor:
-    return apply(ops.div, a, b)
-
-
-def pow(a: Any, b: Any) -> Tensor:  # noqa: A001
-    return apply(ops.pow, a, b)
-
-
-def matmul(a: Any, b: Any) -> Tensor:
-    return apply(ops.matmul, a, b)
-
-
-def maximum(a: Any, b: Any) -> Tensor:
-    return apply(ops.maximum, a, b)
-
-
-def minimum(a: Any, b: Any) -> Tensor:
-    return apply(ops.minimum, a, b)
-
-
-def neg(x: Any) -> Tensor:
-    return apply(ops.neg, x)
-
-
-def exp(x: Any) -> Tensor:
-    return apply(ops.exp, x)
-
-
-def log(x: Any) -> Tensor:
-    return apply(ops.log, x)
-
-
-def sqrt(x: Any) -> Tensor:
-    return apply(ops.sqrt, x)
-
-
-def abs(x: Any) -> Tensor:  # noqa: A001
-    return apply(ops.abs, x)
-
-
-def sin(x: Any) -> Tensor:
-    return apply(ops.sin, x)
-
-
-def cos(x: Any) -> Tensor:
-    return apply(ops.cos, x)
-
-
-def tanh(x: Any) -> Tensor:
-    return apply(ops.tanh, x)
-
-
-def sigmoid(x: Any) -> Tensor:
-    return apply(ops.sigmoid, x)
-
-
-def relu(x: Any) -> Tensor:
-    return apply(ops.relu, x)
-
-for _f in (add, sub, mul, div, pow, matmul, maximum, minimum,
-           neg, exp, log, sqrt, abs, sin, cos, tanh, sigmoid, relu):
-    _f.__doc__ = f"{_f.__name__}: {ops.OPS[_f.__name__].formula}"
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
     """x @ weightᵀ + bias, PyTorch's layout: weight is (out_features, in_features)."""
     if bias is None:
@@ -106,7 +56,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
                 f"last dimension must equal in_features. Fix: make the layer's in_features "
                 f"match the data's last dimension."
             )
-        return matmul(x, transpose(weight))
+        return apply(ops.matmul, x, transpose(weight))
     return apply(ops.linear, x, weight, bias)
 
 
@@ -223,12 +173,12 @@ def var(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Ten
 
 
 def std(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    return sqrt(var(x, axis, keepdims, ddof))
+    return apply(ops.sqrt, var(x, axis, keepdims, ddof))
 
 
 def softmax(x: Any, axis: int = -1) -> Tensor:
     """exp(x) / Σ exp(x) along ``axis``. Composite: exp(log_softmax(x))."""
-    return exp(log_softmax(x, axis))
+    return apply(ops.exp, log_softmax(x, axis))
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
@@ -321,3 +271,8 @@ def rand(*shape: Any, seed: int | np.random.Generator | None = None,
          dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
     rng = np.random.default_rng(seed)
     return tensor(rng.random(_shape_arg(shape)).astype(dtype), requires_grad=requires_grad)
+
+
+for _name in PRIMITIVES:  # (after the hand-written ones, which take precedence)
+    if _name not in globals():
+        globals()[_name] = _one_line(ops.OPS[_name])

@@ -143,12 +143,12 @@ _OPERATORS = {
 }
 
 # --------------------------------------------------------------------------- methods
+# The op table's entries with ``method=True``, and the composites that read as methods.
 _METHODS = (
-    "add sub mul div pow matmul maximum minimum neg exp log sqrt abs sin cos tanh sigmoid "
-    "relu leaky_relu sum mean max min var std logsumexp log_softmax softmax clip reshape "
-    "transpose swapaxes broadcast_to expand_dims squeeze flatten square cast argmax argmin "
-    "sign"
-).split()
+    *(name for name, op in ops.OPS.items() if op.method),
+    *"leaky_relu var std softmax swapaxes expand_dims squeeze flatten square argmax argmin "
+     "sign".split(),
+)
 
 
 def astype(self: Tensor, dtype: Any) -> Tensor:
@@ -172,11 +172,11 @@ _EXTRA = {
 }
 
 # --------------------------------------------------------------------------- NumPy protocol
+# A public op whose forward is a NumPy ufunc (np.exp for exp) answers that ufunc.
 _UFUNCS = {
-    np.add: F.add, np.subtract: F.sub, np.multiply: F.mul, np.true_divide: F.div,
-    np.power: F.pow, np.matmul: F.matmul, np.maximum: F.maximum, np.minimum: F.minimum,
-    np.negative: F.neg, np.exp: F.exp, np.log: F.log, np.sqrt: F.sqrt, np.absolute: F.abs,
-    np.sin: F.sin, np.cos: F.cos, np.tanh: F.tanh, np.square: F.square, np.sign: F.sign,
+    **{op.forward: getattr(F, name) for name, op in ops.OPS.items()
+       if op.public and isinstance(op.forward, np.ufunc)},
+    np.square: F.square, np.sign: F.sign,
     np.less: _OPERATORS["__lt__"], np.less_equal: _OPERATORS["__le__"],
     np.greater: _OPERATORS["__gt__"], np.greater_equal: _OPERATORS["__ge__"],
     np.equal: _OPERATORS["__eq__"], np.not_equal: _OPERATORS["__ne__"],

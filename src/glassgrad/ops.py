@@ -28,6 +28,7 @@ built-ins here; use ``builtins.max`` etc. if a built-in is ever needed.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ import numpy as np
 
 from .autograd import record
 from .blas import axpby, gemm
+from .rule_reads import declare
 from .tensor import Tensor, as_constant
 
 
@@ -47,7 +49,7 @@ def case(*shapes: tuple[int, ...], **attrs: Any) -> tuple[tuple, dict]:
 @dataclass(frozen=True, eq=False)
 class Op:
     name: str
-    formula: str
+    formula: str  # the derivative, as ``glassgrad ops`` prints it
     forward: Callable[..., np.ndarray]
     backward: Callable[..., Any] | tuple[Callable[..., Any] | None, ...]
     domain: tuple[float, float] | None = (-2.0, 2.0)  # where inputs are sampled in tests
@@ -63,6 +65,21 @@ class Op:
     # Folded variants, for gg.compile(optimizer=...): per input, c ← α·rule(...) + β·c in one
     # BLAS product (blas.gemm), so an optimizer's update needs no gradient array.
     grads_fold: tuple[Callable[..., None] | None, ...] = ()
+    # ---- what the rest of the library knows about the op, said here once (see defop)
+    derivatives: tuple[str | None, ...] = ()  # per input: the formula explain shows for it
+    latex: tuple[str | None, ...] = ()  # per input: that formula as LaTeX
+    reads: tuple[tuple[str, ...] | None, ...] | None = None  # per rule: see rule_reads.py
+    public: bool = False  # gg.<name> and functional.<name> (in __all__)
+    method: bool = False  # also a Tensor method, x.<name>(...)
+    infix: str = ""  # the symbol between the two inputs when a trace writes the node
+    local_kind: str = ""  # how explain shows a local derivative: elementwise|matrix|structural
+    local_matrix: Callable[..., Any] | None = None  # "matrix": (i, *inputs) -> G's factor
+    activation_range: tuple[float, float] | None = None  # an activation: its output range
+    layer_formula: str = ""  # an activation: f and f′ as the layer-level trace writes them
+    kinks: Callable[..., Any] | None = None  # (*inputs) -> 0 where the derivative jumps
+    nan_causes: Callable[..., str | None] | None = None  # (grad, *inputs) -> why NaN/Inf
+    compile_refusal: Callable[..., str | None] | None = None  # (**attrs) -> why compile can't
+    error_hint: Callable[..., str] | None = None  # (*input shapes) -> a hint for a bad call
     rules: tuple[Callable[..., Any] | None, ...] | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +89,23 @@ class Op:
             self.backward if isinstance(self.backward, tuple) else (self.backward,)
         )
         object.__setattr__(self, "rules", rules)
+        if not self.local_kind:  # a per-element (or per-reduced-element) local derivative
+            plain = self.kind in ("elementwise", "reduction") and not self.variadic
+            object.__setattr__(self, "local_kind", "elementwise" if plain else "structural")
+        if self.reads is not None:
+            self._declare_reads(rules or (self.backward,))
+
+    def _declare_reads(self, rules: tuple) -> None:
+        reads = self.reads
+        if len(rules) == 1 and all(isinstance(r, str) for r in reads):  # one rule's names
+            reads = (reads,)
+        if len(reads) != len(rules):
+            raise ValueError(f"{self.name}: reads declares {len(reads)} rules, the op has "
+                             f"{len(rules)}. Fix: one tuple of names per rule (None for none)")
+        object.__setattr__(self, "reads", reads)
+        for rule, names in zip(rules, reads):
+            if rule is not None:
+                declare(rule, names or ())
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
@@ -83,12 +117,42 @@ class Op:
                 return apply(self, *inputs, **attrs)
         return self.forward(*inputs, **attrs)
 
+    def derivative(self, i: int) -> str:
+        """The formula explain shows for input ``i``: its own part of ``formula`` when the
+        op has one per input, else the whole formula."""
+        part = self._part(self.derivatives, i)
+        return part if part is not None else self.formula
+
+    def derivative_latex(self, i: int) -> str:
+        """``derivative(i)`` as LaTeX (for an input without a gradient: every part)."""
+        part = self._part(self.latex, i)
+        return part if part is not None else r",\quad ".join(p for p in self.latex if p)
+
+    def _part(self, parts: tuple[str | None, ...], i: int) -> str | None:
+        if self.variadic:  # one formula for any number of inputs
+            i = 0
+        return parts[i] if 0 <= i < len(parts) else None
+
 
 OPS: dict[str, Op] = {}
 
 
-def defop(name: str, formula: str, forward: Callable, backward: Callable, **kw: Any) -> Op:
-    op = Op(name, formula, forward, backward, **kw)
+def defop(name: str, formula: str | tuple[str | None, ...], forward: Callable,
+          backward: Callable | tuple, definition: str = "",
+          latex: str | tuple[str | None, ...] = "", **kw: Any) -> Op:
+    """Add an entry to the table. ``formula`` is the derivative; for an op with several
+    differentiable inputs, a tuple with each input's part (None for an input without a
+    gradient), and ``latex`` the same parts as LaTeX. ``definition`` ("y = x@Wᵀ + b") goes
+    before the parts in the printed formula, which joins them: "def:  part,  part". With a
+    single part, explain shows the whole printed formula for the input."""
+    parts = formula if isinstance(formula, tuple) else (formula,)
+    text = ",  ".join(p for p in parts if p)
+    if definition:
+        text = f"{definition}:  {text}"
+    if builtins.sum(p is not None for p in parts) == 1:
+        parts = tuple(text if p is not None else None for p in parts)
+    op = Op(name, text, forward, backward, derivatives=parts,
+            latex=latex if isinstance(latex, tuple) else (latex,), **kw)
     OPS[name] = op
     return op
 
@@ -121,22 +185,8 @@ def apply(op: Op, *inputs: Any, **attrs: Any) -> Any:
 def _op_error(op: Op, ts: tuple, attrs: dict, e: Exception) -> Exception:
     shapes = ", ".join(str(t.shape) for t in ts)
     hint = ""
-    if op.name == "matmul":
-        a, b = ts[0].shape, ts[1].shape
-        hint = (
-            f" For a @ b the last dimension of a ({a[-1] if a else '-'}) must equal the "
-            f"{'first' if len(b) == 1 else 'second-to-last'} dimension of b "
-            f"({b[0] if len(b) == 1 else (b[-2] if b else '-')}). Fix: transpose one operand "
-            f"(b.T) or check the layer sizes."
-        )
-    elif op.name == "linear":
-        x, w = ts[0].shape, ts[1].shape
-        hint = (
-            f" linear computes x @ weightᵀ + bias with weight (out_features, in_features): "
-            f"x's last dimension ({x[-1] if x else '-'}) must equal in_features "
-            f"({w[-1] if w else '-'}) and bias must have out_features ({w[0] if w else '-'}) "
-            f"elements. Fix: make the layer's in_features match the data's last dimension."
-        )
+    if op.error_hint is not None:
+        hint = " " + op.error_hint(*(t.shape for t in ts))
     elif op.kind == "elementwise" and len(ts) > 1:
         hint = (
             " Shapes broadcast when, aligned from the right, each pair of dimensions is equal "
@@ -150,74 +200,164 @@ def _op_error(op: Op, ts: tuple, attrs: dict, e: Exception) -> Exception:
 
 
 # =========================================================================== elementwise
+# Every public, method-like op below is gg.<name> and x.<name>() (``public``, ``method``).
+_API = {"public": True, "method": True}
+
+
+def _inf_minus_inf(grad: Any, a: Any, b: Any) -> str | None:
+    if grad is None:
+        return "Inf − Inf (or −Inf + Inf) is NaN: some input had already overflowed."
+    return None
+
+
+def _div_nan(grad: Any, a: Any, b: Any) -> str | None:
+    if not (b == 0).any():
+        return None
+    if grad is None:
+        return ("division by zero. Fix: add a small epsilon to the divisor "
+                "(x / (y + 1e-12)) or mask the zero entries out.")
+    return "the derivative of a/b is ∞ where b = 0. Fix: keep the divisor away from 0."
+
+
 add = defop(
-    "add", "∂(a + b)/∂a = 1,  ∂(a + b)/∂b = 1",
+    "add", ("∂(a + b)/∂a = 1", "∂(a + b)/∂b = 1"),
     np.add,
     (lambda grad, out, a, b: grad, lambda grad, out, a, b: grad),
+    latex=(r"\partial (a + b)/\partial a = 1", r"\partial (a + b)/\partial b = 1"),
+    reads=((), ()), infix="+", nan_causes=_inf_minus_inf, **_API,
 )
 sub = defop(
-    "sub", "∂(a − b)/∂a = 1,  ∂(a − b)/∂b = −1",
+    "sub", ("∂(a − b)/∂a = 1", "∂(a − b)/∂b = −1"),
     np.subtract,
     (lambda grad, out, a, b: grad, lambda grad, out, a, b: -grad),
+    latex=(r"\partial (a - b)/\partial a = 1", r"\partial (a - b)/\partial b = -1"),
+    reads=((), ()), infix="−", nan_causes=_inf_minus_inf, **_API,
 )
 mul = defop(
-    "mul", "∂(a·b)/∂a = b,  ∂(a·b)/∂b = a",
+    "mul", ("∂(a·b)/∂a = b", "∂(a·b)/∂b = a"),
     np.multiply,
     (lambda grad, out, a, b: grad * b, lambda grad, out, a, b: grad * a),
+    latex=(r"\partial (a\cdot b)/\partial a = b", r"\partial (a\cdot b)/\partial b = a"),
+    reads=(("b",), ("a",)), infix="·", **_API,
 )
 div = defop(
-    "div", "∂(a/b)/∂a = 1/b,  ∂(a/b)/∂b = −a/b²",
+    "div", ("∂(a/b)/∂a = 1/b", "∂(a/b)/∂b = −a/b²"),
     np.true_divide,
     (lambda grad, out, a, b: grad / b, lambda grad, out, a, b: -grad * out / b),
     domain=(0.5, 2.0),
+    latex=(r"\partial (a/b)/\partial a = 1/b", r"\partial (a/b)/\partial b = -a/b^{2}"),
+    reads=(("b",), ("out", "b")), infix="/", nan_causes=_div_nan, **_API,
 )
 neg = defop(
     "neg", "∂(−x)/∂x = −1",
     np.negative,
     lambda grad, out, x: -grad,
+    latex=r"\partial (-x)/\partial x = -1", reads=(), **_API,
 )
 
 
+def _pow_nan(grad: Any, a: Any, b: Any) -> str | None:
+    if grad is None and (a < 0).any():
+        return ("a negative base raised to a non-integer power is NaN. Fix: make the base "
+                "non-negative, e.g. abs(x) ** p.")
+    if grad is not None and (a == 0).any():
+        return ("the derivative of x^p at x = 0 is ∞ for p < 1. Fix: add a small epsilon to "
+                "the base.")
+    return None
+
+
 pow = defop(  # noqa: A001 - the op's public name
-    "pow", "∂(aᵇ)/∂a = b·aᵇ⁻¹,  ∂(aᵇ)/∂b = aᵇ·ln a  (taken as 0 where a ≤ 0)",
+    "pow", ("∂(aᵇ)/∂a = b·aᵇ⁻¹", "∂(aᵇ)/∂b = aᵇ·ln a  (taken as 0 where a ≤ 0)"),
     np.power,
     (
         lambda grad, out, a, b: grad * b * a ** (b - 1),
         lambda grad, out, a, b: grad * out * np.log(np.where(a > 0, a, 1)),
     ),
     domain=(0.5, 2.0),
+    latex=(r"\partial (a^{b})/\partial a = b\cdot a^{b-1}",
+           r"\partial (a^{b})/\partial b = a^{b}\cdot \ln a"
+           r"\quad (\text{taken as 0 where } a \le 0)"),
+    reads=(("a", "b"), ("out", "a")), infix="^", nan_causes=_pow_nan, **_API,
 )
+
+
+def _exp_nan(grad: Any, x: Any) -> str | None:
+    limit = np.log(np.finfo(x.dtype).max) if x.dtype.kind == "f" else 709.0
+    if grad is None and (x > limit).any():
+        return (f"exp overflows above {limit:.1f} in {x.dtype}. Fix: subtract the maximum "
+                "first (as logsumexp and softmax do), scale the input down, or clip it.")
+    return None
+
+
 exp = defop(
     "exp", "∂eˣ/∂x = eˣ",
     np.exp,
     lambda grad, out, x: grad * out,
+    latex=r"\partial e^{x}/\partial x = e^{x}", reads=("out",), nan_causes=_exp_nan, **_API,
 )
+
+
+def _log_nan(grad: Any, x: Any) -> str | None:
+    if grad is None and (x <= 0).any():
+        return ("log of 0 gives −inf and of a negative number NaN. Fix: keep the argument "
+                "positive (log(x.clip(1e-12)) or log(x + eps)); for probabilities from logits "
+                "use log_softmax, cross_entropy or binary_cross_entropy_with_logits.")
+    if grad is not None and (x == 0).any():
+        return ("the derivative of log at 0 is 1/0 = ∞. Fix: keep the argument away from 0 "
+                "(clip it) or use a stable fused op (log_softmax, cross_entropy).")
+    return None
+
+
 log = defop(
     "log", "∂ln x/∂x = 1/x",
     np.log,
     lambda grad, out, x: grad / x,
     domain=(0.5, 3.0),
+    latex=r"\partial \ln x/\partial x = 1/x", reads=("x",), nan_causes=_log_nan, **_API,
 )
+
+
+def _sqrt_nan(grad: Any, x: Any) -> str | None:
+    if grad is None:
+        if (x < 0).any():
+            return "square root of a negative number. Fix: clip the argument at 0 (or use abs)."
+        return None
+    if not (x == 0).any():
+        return None
+    trap = ""
+    if (np.broadcast_to(grad, x.shape)[x == 0] == 0).any():
+        trap = (" The gradient arriving there is 0, so this is the where(mask, sqrt(x), 0) "
+                "trap: where() sends 0 to the branch it did not pick, but 0 · ∞ = NaN. "
+                "Fix: make the unused branch safe, sqrt(where(mask, x, 1)), then where(...).")
+    return "the derivative of sqrt at 0 is 1/(2·0) = ∞." + trap
+
+
 sqrt = defop(
     "sqrt", "∂√x/∂x = 1/(2√x)",
     np.sqrt,
     lambda grad, out, x: grad / (2 * out),
     domain=(0.5, 3.0),
+    latex=r"\partial \sqrt{x}/\partial x = 1/(2\sqrt{x})", reads=("out",),
+    nan_causes=_sqrt_nan, **_API,
 )
 abs = defop(  # noqa: A001
     "abs", "∂|x|/∂x = sign(x)  (0 at x = 0)",
     np.abs,
     lambda grad, out, x: grad * np.sign(x),
+    latex=r"\partial |x|/\partial x = \operatorname{sign}(x)\quad (0 \text{ at } x = 0)",
+    reads=("x",), kinks=lambda x: x, **_API,
 )
 sin = defop(
     "sin", "∂sin x/∂x = cos x",
     np.sin,
     lambda grad, out, x: grad * np.cos(x),
+    latex=r"\partial \sin x/\partial x = \cos x", reads=("x",), **_API,
 )
 cos = defop(
     "cos", "∂cos x/∂x = −sin x",
     np.cos,
     lambda grad, out, x: -grad * np.sin(x),
+    latex=r"\partial \cos x/\partial x = -\sin x", reads=("x",), **_API,
 )
 tanh = defop(
     "tanh", "∂tanh x/∂x = 1 − tanh²x",
@@ -227,6 +367,8 @@ tanh = defop(
     why="speed: one node instead of the four of (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ), and no overflow",
     forward_into=lambda x: np.tanh(x, out=x),
     grads_into=(lambda grad, out, x: np.multiply(grad, 1 - out * out, out=grad),),
+    latex=r"\partial \tanh x/\partial x = 1 - \tanh^{2} x", reads=("out",),
+    activation_range=(-1.0, 1.0), layer_formula="f(z) = tanh z,  f′(z) = 1 − tanh² z", **_API,
 )
 
 
@@ -243,7 +385,12 @@ sigmoid = defop(
     lambda grad, out, x: grad * out * (1 - out),
     domain=(-4.0, 4.0),
     why="stability: 1/(1 + e⁻ˣ) overflows for x < −88 in float32; speed: one node",
+    latex=r"\partial \sigma(x)/\partial x = \sigma(x)\cdot (1 - \sigma(x))", reads=("out",),
+    activation_range=(0.0, 1.0), layer_formula="σ(z) = 1/(1 + e⁻ᶻ),  σ′(z) = σ(z)(1 − σ(z))",
+    **_API,
 )
+
+
 def _zeros_row(x: np.ndarray) -> np.ndarray:
     # relu takes the maximum against a row of zeros, not the scalar 0: NumPy's maximum with a
     # scalar operand runs without SIMD, about twice as slow (255 µs vs 123 µs on 1024×512).
@@ -257,31 +404,43 @@ relu = defop(
     why="speed: the most used activation, one node instead of where(x > 0, x, 0)",
     forward_into=lambda x: np.maximum(x, _zeros_row(x), out=x),
     grads_into=(lambda grad, out, x: np.multiply(grad, out > 0, out=grad),),
+    latex=r"\partial \operatorname{relu}(x)/\partial x = 1 \text{ if } x > 0 \text{ else } 0",
+    reads=("out",), kinks=lambda x: x, activation_range=(0.0, np.inf),
+    layer_formula="f(z) = max(z, 0),  f′(z) = 1 if z > 0 else 0", **_API,
 )
 maximum = defop(
-    "maximum", "∂max(a, b)/∂a = 1 if a > b (½ if a = b),  ∂/∂b likewise",
+    "maximum", ("∂max(a, b)/∂a = 1 if a > b (½ if a = b)", "∂/∂b likewise"),
     np.maximum,
     (
         lambda grad, out, a, b: grad * ((a > b) + 0.5 * (a == b)),
         lambda grad, out, a, b: grad * ((b > a) + 0.5 * (a == b)),
     ),
+    latex=(r"\partial \max(a, b)/\partial a = 1 \text{ if } a > b\ "
+           r"(\tfrac{1}{2} \text{ if } a = b)", r"\partial/\partial b \text{ likewise}"),
+    reads=(("a", "b"), ("a", "b")), kinks=lambda a, b: a - b, **_API,
 )
 minimum = defop(
-    "minimum", "∂min(a, b)/∂a = 1 if a < b (½ if a = b),  ∂/∂b likewise",
+    "minimum", ("∂min(a, b)/∂a = 1 if a < b (½ if a = b)", "∂/∂b likewise"),
     np.minimum,
     (
         lambda grad, out, a, b: grad * ((a < b) + 0.5 * (a == b)),
         lambda grad, out, a, b: grad * ((b < a) + 0.5 * (a == b)),
     ),
+    latex=(r"\partial \min(a, b)/\partial a = 1 \text{ if } a < b\ "
+           r"(\tfrac{1}{2} \text{ if } a = b)", r"\partial/\partial b \text{ likewise}"),
+    reads=(("a", "b"), ("a", "b")), kinks=lambda a, b: a - b, **_API,
 )
 where = defop(
-    "where", "∂where(c, a, b)/∂a = c,  ∂/∂b = ¬c  (c is not differentiable)",
+    "where", (None, "∂where(c, a, b)/∂a = c", "∂/∂b = ¬c  (c is not differentiable)"),
     np.where,
     (
         None,
         lambda grad, out, cond, a, b: np.where(cond, grad, 0),
         lambda grad, out, cond, a, b: np.where(cond, 0, grad),
     ),
+    latex=(None, r"\partial \operatorname{where}(c, a, b)/\partial a = c",
+           r"\partial/\partial b = \neg c\quad (c \text{ is not differentiable})"),
+    reads=(None, ("cond",), ("cond",)), public=True,
 )
 clip = defop(
     "clip", "∂clip(x, lo, hi)/∂x = 1 if lo ≤ x ≤ hi else 0",
@@ -291,6 +450,9 @@ clip = defop(
     ),
     kind="custom",
     cases=(case((3, 4), lo=-0.5, hi=0.5), case((5,), lo=0.0), case((2, 3), hi=0.2)),
+    latex=(r"\partial \operatorname{clip}(x, \mathrm{lo}, \mathrm{hi})/\partial x = 1 "
+           r"\text{ if } \mathrm{lo} \le x \le \mathrm{hi} \text{ else } 0"),
+    reads=("x",), local_kind="elementwise", **_API,
 )
 
 
@@ -304,6 +466,9 @@ cast = defop(
     lambda grad, out, x, dtype=None: grad,
     kind="custom",
     cases=(case((3,), dtype=np.float64),),
+    latex=(r"\partial \operatorname{cast}(x)/\partial x = 1\quad "
+           r"(\text{the gradient is cast back to } x\text{'s dtype})"),
+    reads=(), local_kind="elementwise", **_API,
 )
 
 
@@ -340,8 +505,17 @@ def _matmul_fold_b(c: Any, alpha: float, beta: float, grad: Any, out: Any, a: An
     return axpby(alpha, _matmul_grad_b(grad, out, a, b), beta, c)
 
 
+def _matmul_hint(a: tuple[int, ...], b: tuple[int, ...]) -> str:
+    return (
+        f"For a @ b the last dimension of a ({a[-1] if a else '-'}) must equal the "
+        f"{'first' if len(b) == 1 else 'second-to-last'} dimension of b "
+        f"({b[0] if len(b) == 1 else (b[-2] if b else '-')}). Fix: transpose one operand "
+        f"(b.T) or check the layer sizes."
+    )
+
+
 matmul = defop(
-    "matmul", "∂(A@B)/∂A = G@Bᵀ,  ∂(A@B)/∂B = Aᵀ@G",
+    "matmul", ("∂(A@B)/∂A = G@Bᵀ", "∂(A@B)/∂B = Aᵀ@G"),
     np.matmul,
     (_matmul_grad_a, _matmul_grad_b),
     grads_fold=(_matmul_fold_a, _matmul_fold_b),
@@ -351,6 +525,10 @@ matmul = defop(
         case((2, 3, 4), (4, 5)), case((2, 3, 4), (2, 4, 5)), case((3, 4), (2, 4, 5)),
         case((2, 1, 3, 4), (5, 4, 2)), case((4,), (2, 4, 3)),
     ),
+    latex=(r"\partial (AB)/\partial A = G B^{\top}", r"\partial (AB)/\partial B = A^{\top} G"),
+    reads=(("b",), ("a",)), infix="@", error_hint=_matmul_hint,
+    # ∂(A@B)/∂A is "multiply G by Bᵀ": explain shows the other operand.
+    local_kind="matrix", local_matrix=lambda i, a, b: (b, a)[i], **_API,
 )
 
 
@@ -379,8 +557,17 @@ def _fold_column_sums(c: Any, alpha: float, beta: float, g: Any) -> None:
     axpby(alpha, _column_sums(g), beta, c)
 
 
+def _linear_hint(x: tuple[int, ...], w: tuple[int, ...], b: tuple[int, ...]) -> str:
+    return (
+        f"linear computes x @ weightᵀ + bias with weight (out_features, in_features): "
+        f"x's last dimension ({x[-1] if x else '-'}) must equal in_features "
+        f"({w[-1] if w else '-'}) and bias must have out_features ({w[0] if w else '-'}) "
+        f"elements. Fix: make the layer's in_features match the data's last dimension."
+    )
+
+
 linear = defop(
-    "linear", "y = x@Wᵀ + b:  ∂/∂x = G@W,  ∂/∂W = Gᵀ@x,  ∂/∂b = Σ_rows G",
+    "linear", ("∂/∂x = G@W", "∂/∂W = Gᵀ@x", "∂/∂b = Σ_rows G"),
     _linear_forward,
     (
         lambda grad, out, x, weight, bias: grad @ weight,
@@ -399,6 +586,13 @@ linear = defop(
            case((70, 3), (5, 3), (5,)), case((2, 40, 3), (5, 3), (5,))),  # BLAS column sums
     why="speed: one node for a layer instead of transpose, matmul and add, and no gradient "
         "for the input when it is data",
+    definition="y = x@Wᵀ + b",
+    latex=(r"\partial/\partial x = G W", r"\partial/\partial W = G^{\top} x",
+           r"\partial/\partial b = \sum_{\text{rows}} G"),
+    reads=(("weight",), ("x",), ()), error_hint=_linear_hint, public=True,
+    # y = x@Wᵀ + b: ∂/∂x multiplies G by W, ∂/∂W by x, ∂/∂b by 1 per row.
+    local_kind="matrix", local_matrix=lambda i, x, weight, bias: (
+        (weight, x, np.ones_like(bias))[i]),
 )
 
 
@@ -440,6 +634,7 @@ sum = defop(  # noqa: A001
         _expand_to(_expand_like(grad, x.shape, axis, keepdims), x.shape)
     ),
     kind="reduction",
+    latex=r"\partial (\sum_i x_i)/\partial x_j = 1", reads=(), **_API,
 )
 
 
@@ -457,6 +652,7 @@ mean = defop(
     ),
     kind="reduction",
     why="speed: the reduction of nearly every loss; one node instead of sum and divide",
+    latex=r"\partial (\sum_i x_i / n)/\partial x_j = 1/n", reads=(), **_API,
 )
 
 
@@ -472,12 +668,18 @@ max = defop(  # noqa: A001
     lambda x, axis=None, keepdims=False: np.maximum.reduce(x, axis=axis, keepdims=keepdims),
     _extreme_backward,
     kind="reduction",
+    latex=(r"\partial \max(x)/\partial x_j = 1 \text{ where } x_j "
+           r"\text{ is the maximum (shared equally among ties), else } 0"),
+    reads=("out", "x"), **_API,
 )
 min = defop(  # noqa: A001
     "min", "∂min(x)/∂xⱼ = 1 where xⱼ is the minimum (shared equally among ties), else 0",
     lambda x, axis=None, keepdims=False: np.minimum.reduce(x, axis=axis, keepdims=keepdims),
     _extreme_backward,
     kind="reduction",
+    latex=(r"\partial \min(x)/\partial x_j = 1 \text{ where } x_j "
+           r"\text{ is the minimum (shared equally among ties), else } 0"),
+    reads=("out", "x"), **_API,
 )
 
 
@@ -509,6 +711,9 @@ logsumexp = defop(
     ),
     kind="reduction",
     why="stability: subtracts the max before exp, so large inputs do not overflow",
+    latex=(r"\partial \log \sum_j e^{x_j} / \partial x_i = e^{x_i} / \sum_j e^{x_j} "
+           r"= \operatorname{softmax}(x)_i"),
+    reads=("out", "x"), **_API,
 )
 
 
@@ -526,6 +731,9 @@ log_softmax = defop(
     cases=(case((5,)), case((3, 4), axis=-1), case((3, 4), axis=0), case((2, 3, 4), axis=1),
            case((70, 3), axis=-1)),
     why="stability and speed: the base of cross_entropy; never takes log of an underflowed 0",
+    latex=(r"\partial \operatorname{log\_softmax}(x)_i / \partial x_j "
+           r"= \delta_{ij} - \operatorname{softmax}(x)_j"),
+    reads=("out",), **_API,
 )
 
 
@@ -540,6 +748,9 @@ reshape = defop(
     lambda grad, out, x, shape=(): grad.reshape(x.shape),
     kind="custom",
     cases=(case((2, 6), shape=(3, 4)), case((12,), shape=(2, -1)), case((1,), shape=())),
+    latex=(r"\partial \operatorname{reshape}(x)/\partial x"
+           r"\text{: the gradient is reshaped back to } x\text{'s shape}"),
+    reads=(), **_API,
 )
 
 
@@ -555,6 +766,9 @@ transpose = defop(
     ),
     kind="custom",
     cases=(case((3, 4)), case((2, 3, 4), axes=(1, 2, 0)), case((2, 3, 4), axes=None)),
+    latex=(r"\partial \operatorname{transpose}(x)/\partial x"
+           r"\text{: the gradient is transposed back by the inverse permutation}"),
+    reads=(), **_API,
 )
 broadcast_to = defop(
     "broadcast_to", "∂broadcast_to(x)/∂x: the gradient is summed over the broadcast dimensions",
@@ -562,11 +776,23 @@ broadcast_to = defop(
     lambda grad, out, x, shape=(): grad,  # the engine sums the broadcast dimensions away
     kind="custom",
     cases=(case((3, 1), shape=(2, 3, 4)), case((4,), shape=(3, 4))),
+    latex=(r"\partial \operatorname{broadcast\_to}(x)/\partial x"
+           r"\text{: the gradient is summed over the broadcast dimensions}"),
+    reads=(), **_API,
 )
 
 
 def _getitem_backward(grad: Any, out: Any, x: Any, index: Any = None) -> Any:
     return index_add(np.zeros(x.shape, dtype=x.dtype), grad, index=index)
+
+
+def _getitem_compile_refusal(index: Any = None) -> str | None:
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(p, np.ndarray) and p.dtype == np.bool_ for p in parts):
+        return ("indexing with a boolean mask gives a result whose shape depends on the "
+                "values, which a recording cannot replay. Fix: use gg.where(mask, x, 0) "
+                "instead of x[mask], or run this step eagerly.")
+    return None
 
 
 getitem = defop(
@@ -581,6 +807,9 @@ getitem = defop(
         case((3, 4), index=np.array([[True, False, True, False]] * 3)),
         case((4, 3), index=(np.array([0, 1, 3]), np.array([2, 2, 0]))),
     ),
+    latex=(r"\partial x[i]/\partial x\text{: the gradient is scattered back to position } i"
+           r"\text{ (summed where repeated)}"),
+    reads=(), public=True, compile_refusal=_getitem_compile_refusal,
 )
 
 
@@ -591,13 +820,16 @@ def _index_add_forward(base: np.ndarray, values: np.ndarray, index: Any = None) 
 
 
 index_add = defop(
-    "index_add", "∂(base with values added at i)/∂base = 1,  ∂/∂values = G[i]",
+    "index_add", ("∂(base with values added at i)/∂base = 1", "∂/∂values = G[i]"),
     _index_add_forward,
     (lambda grad, out, base, values, index=None: grad,
      lambda grad, out, base, values, index=None: grad[index]),
     kind="custom",
     cases=(case((5,), (3,), index=np.array([0, 2, 2])),),
     why="the backward of getitem; a primitive so that getitem has a second derivative",
+    latex=(r"\partial (\text{base with values added at } i)/\partial\,\mathrm{base} = 1",
+           r"\partial/\partial\,\mathrm{values} = G[i]"),
+    reads=((), ()),
 )
 
 
@@ -615,6 +847,11 @@ concatenate = defop(
     variadic=True,
     kind="custom",
     cases=(case((2, 3), (4, 3), axis=0), case((2, 3), (2, 1), (2, 2), axis=-1)),
+    latex=(r"\partial \operatorname{concat}(x_1, x_2, \ldots)/\partial x_k"
+           r"\text{: the slice of the gradient where } x_k \text{ was placed}"),
+    # Read by value: only grad (out and the inputs for their shapes). The engine does not
+    # ask a variadic op (it assumes every input is read); the entry says it all the same.
+    reads=(), public=True,
 )
 
 
@@ -638,13 +875,19 @@ def _size(a: Any) -> int:
 
 
 mse_loss = defop(
-    "mse_loss", "L = Σ(ŷ − y)²/n:  ∂L/∂ŷ = 2(ŷ − y)/n,  ∂L/∂y = −2(ŷ − y)/n  (n = 1 for 'sum')",
+    "mse_loss", ("∂L/∂ŷ = 2(ŷ − y)/n", "∂L/∂y = −2(ŷ − y)/n  (n = 1 for 'sum')"),
     _mse_forward,
     (_mse_grad, lambda grad, out, input, target, reduction="mean": -_mse_grad(
         grad, out, input, target, reduction)),
     kind="custom",
     cases=(case((4, 1), (4, 1)), case((3, 2), (3, 2), reduction="sum"), case((5,), (5,))),
     why="speed: one node instead of subtract, square and mean",
+    definition="L = Σ(ŷ − y)²/n",
+    latex=(r"\partial L/\partial \hat y = 2(\hat y - y)/n",
+           r"\partial L/\partial y = -2(\hat y - y)/n\quad (n = 1 \text{ for 'sum'})"),
+    # The second rule hands ``out`` on to _mse_grad, which does not read it; declared as
+    # read all the same, since a bytecode check cannot see into the helper.
+    reads=(("input", "target"), ("out", "input", "target")),
 )
 
 
@@ -679,8 +922,7 @@ def _class_rows(logits: np.ndarray, target: Any) -> tuple[np.ndarray, np.ndarray
 
 
 cross_entropy = defop(
-    "cross_entropy",
-    "L = −Σᵢ log softmax(zᵢ)[yᵢ] / N:  ∂L/∂zᵢ = (softmax(zᵢ) − onehot(yᵢ)) / N",
+    "cross_entropy", ("∂L/∂zᵢ = (softmax(zᵢ) − onehot(yᵢ)) / N", None),
     _ce_forward,
     (_ce_grad, None),
     kind="custom",
@@ -688,4 +930,9 @@ cross_entropy = defop(
            case((70, 3), (70,)), case((2, 40, 3), (2, 40), reduction="sum")),  # many rows
     class_inputs=(1,),
     why="stability and speed: log-softmax never takes log of 0, and one node instead of four",
+    definition="L = −Σᵢ log softmax(zᵢ)[yᵢ] / N",
+    latex=(r"L = -\sum_i \log \operatorname{softmax}(z_i)[y_i] / N\text{:}\quad "
+           r"\partial L/\partial z_i = (\operatorname{softmax}(z_i) - \operatorname{onehot}(y_i))"
+           r" / N", None),
+    reads=(("logits", "target"), None),
 )

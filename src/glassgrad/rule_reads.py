@@ -1,57 +1,55 @@
-"""Which arguments a backward rule reads, taken from its bytecode.
+"""Which arguments a backward rule reads by value, as its op-table entry declares (``reads=``).
 
 The engine needs this to know whether an in-place write matters (``w -= 1`` after ``w + x``
-is harmless: add's rules never read ``w``; after ``w * x`` it is not), and ``gg.compile``
-needs it to know which arrays a later line may still read. A name a rule loads counts as
-read, and so does any name it passes on to a helper; what bytecode cannot settle (no code
-object, ``*args``, a parameter captured by an inner function) counts as reading everything.
-With ``values_only``, a name used only for its metadata (``x.shape``, ``x.ndim``, ``x.dtype``,
-``x.size``, which no in-place write changes) does not count.
+is harmless: add's rules never read ``w``; after ``w * x`` it is not). A rule is called
+``rule(grad, out, *inputs, **attrs)``; its entry names, per rule, which of ``out`` and the
+inputs it reads by value (``grad`` is always read). A use of metadata only (``x.shape``,
+``x.ndim``, ``x.dtype``, ``x.size``) does not count: no in-place write changes it.
+``tests/test_op_fields.py`` checks every declaration against the rule's bytecode.
 """
 
 from __future__ import annotations
 
-import dis
 import inspect
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-_METADATA = frozenset({"shape", "ndim", "dtype", "size"})
+# rule -> the parameter names it reads by value; filled by ``ops.Op`` from the entries.
+_DECLARED: dict[Callable[..., Any], frozenset[str]] = {}
+
+
+def declare(rule: Callable[..., Any], names: tuple[str, ...]) -> None:
+    """Record that ``rule`` reads ``grad`` and ``names`` by value (a rule shared by two
+    entries, such as max's and min's, must be declared the same way by both)."""
+    reads = frozenset(("grad", *names))
+    if _DECLARED.setdefault(rule, reads) != reads:
+        raise ValueError(
+            f"reads: {getattr(rule, '__name__', rule)!r} is declared as reading "
+            f"{sorted(_DECLARED[rule])} by one op entry and {sorted(reads)} by another. "
+            f"Fix: declare the same reads in both entries (they share the rule).")
 
 
 def read_positions(fn: Callable[..., Any], n: int, values_only: bool = False
                    ) -> frozenset[int] | None:
-    """Which of the first ``n`` positional parameters ``fn`` reads (None: cannot tell)."""
-    names = loaded_names(fn, values_only)
-    if names is None:
+    """Which of the first ``n`` positional parameters of the rule ``fn`` it reads by value.
+
+    None means cannot tell, so the caller must assume every parameter is read: for a rule no
+    op entry declares, and without ``values_only`` (a declaration states the values a rule
+    reads, not the metadata it looks at). Only the slow path of backward asks, after an
+    in-place write."""
+    names = _DECLARED.get(fn)
+    if names is None or not values_only:
         return None
+    return _positions(fn, n, names)
+
+
+@cache
+def _positions(fn: Callable[..., Any], n: int, names: frozenset[str]) -> frozenset[int] | None:
     try:
-        params = [p.name for p in inspect.signature(fn).parameters.values()]
+        params = list(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
         return None
     if len(params) < n:
         return None
     return frozenset(k for k in range(n) if params[k] in names)
-
-
-@cache
-def loaded_names(fn: Callable[..., Any], values_only: bool = False) -> frozenset[str] | None:
-    """The local names a function's body loads (with ``values_only``, not counting a load
-    that only reads the metadata). None for what bytecode cannot settle: no code object,
-    ``*args``/``**kwargs``, or a parameter captured by an inner function."""
-    code = getattr(fn, "__code__", None)
-    if code is None or code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
-        return None
-    if code.co_cellvars:
-        return None
-    loaded: set[str] = set()
-    instructions = list(dis.get_instructions(code))
-    for ins, after in zip(instructions, [*instructions[1:], None]):
-        if ins.opname.startswith("LOAD_FAST") or ins.opname in ("LOAD_DEREF", "LOAD_CLOSURE"):
-            arg = ins.argval
-            if (values_only and isinstance(arg, str) and after is not None
-                    and after.opname == "LOAD_ATTR" and after.argval in _METADATA):
-                continue
-            loaded.update(arg if isinstance(arg, tuple) else (arg,))
-    return frozenset(loaded)

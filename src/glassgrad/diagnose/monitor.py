@@ -28,10 +28,14 @@ import numpy as np
 
 from ..autograd import STATE, attach, detach
 from ..fileio import write_atomic
+from ..ops import OPS
 from ..tensor import Tensor
 
-ACTIVATION_OPS = ("sigmoid", "tanh", "relu")
-SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| > 0.99: derivative < 4% of its peak
+# The ops whose entry gives an output range (``activation_range``): sigmoid, tanh, relu.
+ACTIVATION_OPS = tuple(name for name, op in OPS.items() if op.activation_range)
+# Within 1 − SATURATION of either end of a bounded range (sigmoid outside [0.01, 0.99],
+# |tanh| > 0.99) the derivative is below 4% of its peak.
+SATURATION = 0.99
 HIST_BINS = 30
 
 
@@ -241,7 +245,8 @@ class Monitor:
 
     # ------------------------------------------------------------------ engine hook
     def on_forward(self, op: Any, inputs: tuple, out: Tensor) -> None:
-        if op.name not in ACTIVATION_OPS:
+        out_range = getattr(op, "activation_range", None)
+        if out_range is None:
             if op.name in ("linear", "matmul"):
                 for t in inputs:
                     if id(t) in self._output_ids:
@@ -270,14 +275,15 @@ class Monitor:
         rec["step"].append(self.step)
         rec["mean"].append(mean)
         rec["std"].append(math.sqrt(var))
-        if op.name == "relu":
+        lo, hi = out_range
+        if hi == math.inf:  # unbounded above (relu): units die at the bottom, never saturate
             rec["saturated"].append(0.0)
             units = a.reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
             rec["dead"].append(float(np.count_nonzero(units.max(axis=0) <= 0))
                                / units.shape[1])
         else:
-            c = 0.0 if op.name == "tanh" else 0.5  # the centre of the range
-            half = SATURATION - c  # |a - c| above this is in a flat tail
+            c = (lo + hi) / 2  # the centre of the range
+            half = (hi - lo) / 2 - (1 - SATURATION)  # |a - c| above this is in a flat tail
             far = np.abs(v - c) if c else np.abs(v)
             rec["saturated"].append(np.count_nonzero(far > half) / n)
             rec["dead"].append(0.0)
@@ -363,12 +369,9 @@ class Monitor:
 
 def _histogram(op: str, a: np.ndarray, step: int) -> dict[str, Any]:
     finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
-    if op == "sigmoid":
-        lo, hi = 0.0, 1.0
-    elif op == "tanh":
-        lo, hi = -1.0, 1.0
-    else:
-        lo, hi = 0.0, float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    lo, hi = OPS[op].activation_range  # bins over the op's output range,
+    if hi == math.inf:  # or, unbounded, up to the largest value seen
+        hi = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi))
     return {"op": op, "step": step, "edges": edges.tolist(), "counts": counts.tolist()}
 

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ops import OPS
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -199,10 +201,28 @@ def _total_grad_norm(run: Run) -> list[float]:
     return [math.sqrt(sum(r["grad_norm"][i] ** 2 for r in recs)) for i in range(n)]
 
 
+def _output_range(op: str) -> tuple[float, float]:
+    """An activation op's output range, from its op-table entry ((−∞, ∞) if it has none)."""
+    entry = OPS.get(op)
+    return (entry and entry.activation_range) or (-math.inf, math.inf)
+
+
+def _saturates(op: str) -> bool:
+    """Bounded on both sides (sigmoid, tanh): flat tails where the derivative is ~0."""
+    lo, hi = _output_range(op)
+    return math.isfinite(lo) and math.isfinite(hi)
+
+
+def _dies(op: str) -> bool:
+    """Bounded below only (relu): a unit stuck at the bottom gets no gradient."""
+    lo, hi = _output_range(op)
+    return math.isfinite(lo) and hi == math.inf
+
+
 def saturation(run: Run, t: Thresholds) -> Finding | None:
     hits = []
     for name, r in run.acts.items():
-        if r["op"] in ("sigmoid", "tanh") and r["saturated"]:
+        if _saturates(r["op"]) and r["saturated"]:
             frac = float(np.mean(r["saturated"][: max(1, int(len(r["saturated"]) * t.early))]))
             if frac >= t.saturation:
                 hits.append((name, r["op"], frac))
@@ -210,7 +230,7 @@ def saturation(run: Run, t: Thresholds) -> Finding | None:
         return None
     evidence = [f"layer '{n}' ({op}): {frac:.0%} of its outputs in the flat tails early in "
                 "training" for n, op, frac in hits]
-    sig = any(op == "sigmoid" for _, op, _ in hits)
+    sig = any(sum(_output_range(op)) != 0 for _, op, _ in hits)  # not centred on 0
     return Finding(
         "saturation", "saturated units: activations stuck where their derivative is ~0",
         evidence,
@@ -224,7 +244,7 @@ def saturation(run: Run, t: Thresholds) -> Finding | None:
 def dead_units(run: Run, t: Thresholds) -> Finding | None:
     hits = []
     for name, r in run.acts.items():
-        if r["op"] == "relu" and r["dead"]:
+        if _dies(r["op"]) and r["dead"]:
             k = max(1, len(r["dead"]) // 4)
             frac = float(np.mean(r["dead"][-k:]))
             if frac >= t.dead_units:
