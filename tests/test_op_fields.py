@@ -276,34 +276,40 @@ def _x(values: list[float]) -> gg.Tensor:
     return gg.tensor(np.array(values, np.float32), requires_grad=True)
 
 
-@pytest.mark.parametrize("run, message", [
-    (lambda: _x([0.0, 1.0]).log(), "forward: 'log' .* log of 0 gives −inf"),
-    (lambda: _x([100.0]).exp(), "forward: 'exp' .* exp overflows above 88.7 in float32"),
-    (lambda: _x([1.0]) / _x([0.0]), "forward: 'div' .* division by zero"),
-    (lambda: _x([-1.0]).sqrt(), "forward: 'sqrt' .* square root of a negative number"),
-    (lambda: _x([-8.0]) ** _x([0.5]), "forward: 'pow' .* negative base"),
-    (lambda: _x([3e38]) + _x([3e38]), "forward: 'add' .* Inf − Inf"),
-    (lambda: _x([-3e38]) - _x([3e38]), "forward: 'sub' .* Inf − Inf"),
-    (lambda: _x([1e30]) * _x([1e30]), "forward: 'mul' .* overflowed or became undefined"),
+# The expected words are checked on the message's first line only: the lines after it quote
+# the source line that made the node, which here holds the expected words too.
+@pytest.mark.parametrize("run, op, cause", [
+    (lambda: _x([0.0, 1.0]).log(), "log", "log of 0 gives −inf"),
+    (lambda: _x([100.0]).exp(), "exp", "exp overflows above 88.7 in float32"),
+    (lambda: _x([1.0]) / _x([0.0]), "div", "division by zero"),
+    (lambda: _x([-1.0]).sqrt(), "sqrt", "square root of a negative number"),
+    (lambda: _x([-8.0]) ** _x([0.5]), "pow", "negative base"),
+    (lambda: _x([3e38]) + _x([3e38]), "add", "Inf − Inf"),
+    (lambda: _x([-3e38]) - _x([3e38]), "sub", "Inf − Inf"),
+    (lambda: _x([1e30]) * _x([1e30]), "mul", "overflowed or became undefined"),
 ])
-def test_nan_causes_name_the_forward_trap(run: Callable, message: str) -> None:
-    with gg.detect_anomaly(), pytest.raises(gg.AnomalyError, match=message):
+def test_nan_causes_name_the_forward_trap(run: Callable, op: str, cause: str) -> None:
+    with gg.detect_anomaly(), pytest.raises(gg.AnomalyError) as info:
         run()
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(f"forward: '{op}' produced") and cause in first, first
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda x: x.log(), "'log' sends .* derivative of log at 0 is 1/0"),
-    (lambda x: x.sqrt(), "'sqrt' sends .* derivative of sqrt at 0 is 1/\\(2·0\\) = ∞\\."),
-    (lambda x: gg.tensor(2.0) / x, "'div' sends .* derivative of a/b is ∞ where b = 0"),
-    (lambda x: x ** gg.tensor(0.5), "'pow' sends .* derivative of x\\^p at x = 0"),
-    (lambda x: x * gg.tensor(np.inf), "'mul' sends .* infinite or undefined"),
+@pytest.mark.parametrize("make, op, cause", [
+    (lambda x: x.log(), "log", "the derivative of log at 0 is 1/0"),
+    (lambda x: x.sqrt(), "sqrt", "the derivative of sqrt at 0 is 1/(2·0) = ∞."),
+    (lambda x: gg.tensor(2.0) / x, "div", "the derivative of a/b is ∞ where b = 0"),
+    (lambda x: x ** gg.tensor(0.5), "pow", "the derivative of x^p at x = 0"),
+    (lambda x: x * gg.tensor(np.inf), "mul", "infinite or undefined at these inputs"),
 ])
-def test_nan_causes_name_the_backward_trap(make: Callable, message: str) -> None:
+def test_nan_causes_name_the_backward_trap(make: Callable, op: str, cause: str) -> None:
     x = gg.tensor(np.zeros(2, np.float32), requires_grad=True)
     with np.errstate(all="ignore"):  # the forward pass outside: only backward is watched
         y = make(x).sum()
-    with gg.detect_anomaly(), pytest.raises(gg.AnomalyError, match=message):
+    with gg.detect_anomaly(), pytest.raises(gg.AnomalyError) as info:
         y.backward()
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(f"backward: the gradient that '{op}' sends") and cause in first
 
 
 # ----------------------------------------------------------------------------- compile, errors
