@@ -14,9 +14,17 @@ Each entry is ``defop(name, formula, forward, backward, ...)``:
 - ``forward_into`` and ``grads_into`` (optional, a few hot ops) compute the same values into
   the input's or the incoming gradient's memory. Only ``gg.compile`` uses them, where its
   recording shows that array is its own and nothing reads it afterwards.
-- ``formula`` is what ``glassgrad ops`` and the explainer print; ``domain`` (and ``cases``
-  for ops whose inputs are not plain broadcastable arrays) drive the generated tests in
+- ``formula`` is what ``glassgrad ops`` and the explainer print (given per input for a
+  multi-input op, with its LaTeX in ``latex``); ``domain`` (and ``cases`` for ops whose
+  inputs are not plain broadcastable arrays) drive the generated tests in
   ``tests/test_ops_table.py``.
+- Every other fact about an op is a field of its entry, read where it is needed: ``reads``
+  (what each rule reads by value: the engine's in-place check, ``rule_reads.py``),
+  ``public``/``method`` (``functional.py``, ``methods.py``, ``__init__.py``), ``infix``,
+  ``local_kind``/``local_matrix``/``layer_formula`` (explain), ``activation_range``
+  (diagnose), ``kinks`` (the gradient check), ``nan_causes`` (anomaly mode),
+  ``compile_refusal`` (compile) and ``error_hint`` (``apply``'s errors). ``tests/
+  test_op_fields.py`` checks them, and the completeness test that none is missing.
 
 Composites (mean, var, softmax, stack, leaky_relu, ...) live in ``functional.py`` and have
 no backward code. An op is a primitive here only for numerical stability or speed, and its
