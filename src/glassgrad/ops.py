@@ -54,7 +54,7 @@ def case(*shapes: tuple[int, ...], **attrs: Any) -> tuple[tuple, dict]:
     return shapes, attrs
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)  # (repr: its own, below)
 class Op:
     name: str
     formula: str  # the derivative, as ``glassgrad ops`` prints it
