@@ -276,6 +276,7 @@ GOOD_CSV = "x1,x2,label\n" + "\n".join(f"{i % 3},{i % 5},{i % 2}" for i in range
     (b"\xff\xfe\x00", "not a text file"),
     (b"\xff\xfe1,2,3\n", "not UTF-8"),
     (b"", "the file is empty"),
+    (b",,,\n,,\n", "only separators"),
     (b"x1,x2,y\n1,2,0\n", "1 rows"),
     (b"x1,x2,y\n" + b"1,2,3\n" * 3 + b"4,5,6\n2,2,7\n", "3 classes [3, 6, 7]"),
     (b"1," * (pdata.MAX_CSV_BYTES // 2 + 1), "more than the"),

@@ -128,6 +128,9 @@ def from_csv(body: bytes, filename: str = "upload.csv") -> Points:
                              f"(UTF-8).") from None
         except ValueError as e:  # the library's message, with the user's file name
             raise ValueError(str(e).replace(repr(path), repr(name))) from None
+        except IndexError:  # load_csv's own bug on a file of only delimiters (see README)
+            raise ValueError(f"{name}: no values found, only separators. Fix: upload a table "
+                             f"with three columns x1,x2,label and a row per point.") from None
     finally:
         os.unlink(path)
     return _check_csv(X, y, name)

@@ -14,7 +14,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "note": "The seeds' example: identity activations, every weight and bias 1, loss "
                 "½Σ(ŷ − y)², α = 0.1, one step on (0, 0) → 0. Click the edge from a hidden "
                 "unit to the output: w goes from 1 to 0.6 (ŷ = 4, δ = ŷ − y = 4, ∂L/∂w = "
-                "δ·a = 4). The article's 1.4 comes from using δ = y − ŷ with W := W − α·δ·a, "
+                "δ·a = 4). The article's 1.4 is a sign slip: δ = y − ŷ used with W := W − α·δ·a, "
                 "which climbs the loss. Identity activations keep the network linear: it can "
                 "never fit XOR, however long it trains.",
     },

@@ -25,6 +25,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -258,12 +259,19 @@ def serve(sock: socket.socket, allowed_hosts: list[str] | None = None) -> None:
     _server(create_app(allowed_hosts)).run(sockets=[sock])
 
 
+@dataclass
+class Running:
+    url: str
+    playground: Playground  # its ``sessions``, for tests that check the server's side
+
+
 @contextlib.contextmanager
-def running(host: str = "127.0.0.1", timeout: float = 10.0) -> Iterator[str]:
-    """A server in a background thread for tests and benchmarks; yields its URL, stops after."""
+def running(host: str = "127.0.0.1", timeout: float = 10.0) -> Iterator[Running]:
+    """A server in a background thread for tests and benchmarks; stops when the block ends."""
     _require()
     sock = bind(host, 0)
-    server = _server(create_app())
+    app = create_app()
+    server = _server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -273,7 +281,7 @@ def running(host: str = "127.0.0.1", timeout: float = 10.0) -> Iterator[str]:
             threading.Event().wait(0.02)
         else:
             raise RuntimeError(f"playground server did not start within {timeout} s")
-        yield url_of(sock)
+        yield Running(url_of(sock), app.state.playground)
     finally:
         server.should_exit = True
         thread.join(timeout)

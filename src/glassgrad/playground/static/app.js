@@ -227,6 +227,7 @@ function layoutNet() {
     });
     if (c > 0 && c < cols.length - 1) net.append(layerControl(c, col));
   });
+  buildEdges();
   drawEdges();
 }
 
@@ -252,48 +253,59 @@ function layerControl(c, col) {
   return ctl;
 }
 
-function drawEdges() {
+const SVG = "http://www.w3.org/2000/svg";
+
+// The edges are made once per network shape (layoutNet) and only restyled per frame, so a
+// click that lands while training redraws still hits the same element.
+function buildEdges() {
   const svg = $("edges");
   svg.innerHTML = "";
-  if (!pg.state || pg.state.weights.length !== pg.sizes.length - 1) return;
   const cols = columns();
-  const ws = pg.state.weights;
-  let max = 1e-9;
-  for (const l of ws) for (const row of l.W) for (const w of row) max = Math.max(max, Math.abs(w));
-  const ns = "http://www.w3.org/2000/svg";
-  const walk = pg.walk && walkEdges();
-  ws.forEach((layer, k) => {
+  for (let k = 0; k + 1 < cols.length; k++) {
     const a = cols[k], b = cols[k + 1];
-    layer.W.forEach((row, j) => row.forEach((w, i) => {
-      const x0 = a.x + 24, y0 = a.ys[i], x1 = b.x - 24, y1 = b.ys[j];
+    b.ys.forEach((y1, j) => a.ys.forEach((y0, i) => {
+      const x0 = a.x + 24, x1 = b.x - 24;
       const d = `M${x0},${y0} C${(x0 + x1) / 2},${y0} ${(x0 + x1) / 2},${y1} ${x1},${y1}`;
-      const p = document.createElementNS(ns, "path");
+      const p = document.createElementNS(SVG, "path");
       p.setAttribute("d", d);
-      p.setAttribute("stroke", w >= 0 ? "var(--pos)" : "var(--neg)");
-      p.setAttribute("stroke-width", (0.5 + 5 * Math.min(Math.abs(w) / max, 1)).toFixed(2));
-      const flow = walk && walk.layer === k + 1;
-      if (flow) p.classList.add("flow");
-      const hit = document.createElementNS(ns, "path");
+      p.classList.add("edge");
+      const hit = document.createElementNS(SVG, "path");
       hit.setAttribute("d", d);
       hit.classList.add("hit");
-      hit.dataset.layer = k + 1;
-      hit.dataset.from = i;
-      hit.dataset.to = j;
-      const title = document.createElementNS(ns, "title");
-      title.textContent = `w = ${fmt(w)}: click for ∂L/∂w and the update`;
-      hit.append(title);
+      Object.assign(hit.dataset, { layer: k + 1, from: i, to: j });
+      hit.append(document.createElementNS(SVG, "title"));
       hit.onclick = () => select({ what: "edge", layer: k + 1, from: i, to: j });
-      svg.append(p, hit);
-      if (flow && walk.values) {
-        const t = document.createElementNS(ns, "text");
-        const f = 0.3 + 0.4 * ((i + j) % 3) / 2; // spread labels along the edges
-        t.setAttribute("x", x0 + (x1 - x0) * f);
-        t.setAttribute("y", y0 + (y1 - y0) * f);
-        t.textContent = fmt(walk.values[j][i]);
-        t.classList.add("edge-label");
-        svg.append(t);
-      }
+      const t = document.createElementNS(SVG, "text");
+      const f = 0.3 + (0.4 * ((i + j) % 3)) / 2; // spread the labels along the edges
+      t.setAttribute("x", x0 + (x1 - x0) * f);
+      t.setAttribute("y", y0 + (y1 - y0) * f);
+      t.classList.add("edge-label");
+      svg.append(p, hit, t);
     }));
+  }
+}
+
+function drawEdges() {
+  const svg = $("edges");
+  if (!pg.state || pg.state.weights.length !== pg.sizes.length - 1) return;
+  let max = 1e-9;
+  for (const l of pg.state.weights) for (const row of l.W) for (const w of row) {
+    max = Math.max(max, Math.abs(w));
+  }
+  const walk = pg.walk && walkEdges();
+  const paths = svg.querySelectorAll("path.edge"), hits = svg.querySelectorAll("path.hit");
+  const labels = svg.querySelectorAll("text.edge-label");
+  hits.forEach((hit, n) => {
+    const l = Number(hit.dataset.layer), i = Number(hit.dataset.from), j = Number(hit.dataset.to);
+    const w = (pg.state.weights[l - 1].W[j] || [])[i];
+    if (w === undefined) return;
+    const p = paths[n];
+    p.setAttribute("stroke", w >= 0 ? "var(--pos)" : "var(--neg)");
+    p.setAttribute("stroke-width", (0.5 + 5 * Math.min(Math.abs(w) / max, 1)).toFixed(2));
+    const flow = !!walk && walk.layer === l;
+    p.classList.toggle("flow", flow);
+    hit.firstChild.textContent = `w = ${fmt(w)}: click for ∂L/∂w and the update`;
+    labels[n].textContent = flow && walk.values ? fmt(walk.values[j][i]) : "";
   });
 }
 
