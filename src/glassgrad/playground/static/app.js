@@ -11,7 +11,8 @@ const FEATURE_LABELS = { x1: "x₁", x2: "x₂", x1sq: "x₁²", x2sq: "x₂²",
 const MAX_LAYERS = 6, MAX_UNITS = 8, SPACING = 56;
 
 const pg = { ws: null, sid: null, cfg: {}, sizes: [], data: null, state: null, sel: null,
-             walk: null, dirty: false, pending: null, latency: [], inspectedAt: -1 };
+             walk: null, dirty: false, pending: null, clickAt: null, latency: [], frames: 0,
+             drawn: 0 };
 window.__pg = pg; // for the browser tests and benchmarks: read-only use
 
 // ------------------------------------------------------------------ connection
@@ -37,7 +38,7 @@ function onMessage(m) {
     case "inspect": return showInspect(m);
     case "trace": return startWalk(m);
     case "error": message("error", m.message); markInvalid(m.fields || {}); return fillControls();
-    case "info": return message("info", m.message);
+    case "info": return message("info", m.message, "info");
     case "uploaded": return m.messages.forEach(onMessage);
     default: return undefined;
   }
@@ -71,6 +72,7 @@ function setConfig(m) {
 function setState(m) {
   const prevStep = pg.state ? pg.state.step : -1;
   pg.state = m;
+  pg.frames += 1;
   if (m.stopped) message("stopped", m.stopped, "stopped");
   else clearMessages("stopped");
   redraw();
@@ -193,9 +195,11 @@ function columns() {
   const net = $("net");
   const w = net.clientWidth || 500, h = net.clientHeight || 460;
   const n = pg.sizes.length;
+  const most = Math.max(...pg.sizes);
+  const gap = Math.min(SPACING, (h - 70) / Math.max(most - 1, 1)); // room for the +/− row
   return pg.sizes.map((size, c) => ({
     x: 40 + (c * (w - 80)) / Math.max(n - 1, 1),
-    ys: Array.from({ length: size }, (_, i) => h / 2 + (i - (size - 1) / 2) * SPACING),
+    ys: Array.from({ length: size }, (_, i) => h / 2 + 18 + (i - (size - 1) / 2) * gap),
   }));
 }
 
@@ -319,6 +323,7 @@ function redraw() {
 function render() {
   const s = pg.state, d = pg.data;
   if (!s || !d) return;
+  pg.drawn += 1;
   $("epoch").textContent = s.epoch;
   $("stepcount").textContent = s.step;
   $("play").textContent = s.playing ? "⏸ pause" : "▶ play";
@@ -417,6 +422,7 @@ function sampleChoice() {
 }
 
 function select(sel) {
+  pg.clickAt = performance.now();
   pg.sel = sel;
   fillSamples();
   inspect(sel);
@@ -438,8 +444,8 @@ function inspect(sel) {
 }
 
 function showInspect(m) {
-  if (pg.pending !== null) pg.latency.push(performance.now() - pg.pending);
-  pg.pending = null;
+  const clicked = pg.clickAt;
+  pg.clickAt = null;
   $("inspector").hidden = false;
   $("inspector-title").textContent = m.title;
   $("inspector-step").textContent = `Step ${m.step} (the next update), ` +
@@ -469,6 +475,8 @@ function showInspect(m) {
     }
   }
   render();
+  if (clicked !== null) pg.latency.push(performance.now() - clicked); // click to numbers shown
+  pg.pending = null;
 }
 
 function closeInspector() {
