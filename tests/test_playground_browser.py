@@ -59,7 +59,7 @@ def app():
 class Tab:
     """A page with its console errors and the requests it made outside its server."""
 
-    def __init__(self, context, app, query: str = "") -> None:
+    def __init__(self, context, app, query: str = "", applied: bool = True) -> None:
         self.app = app
         self.page = context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
@@ -75,6 +75,11 @@ class Tab:
                      else self.outside.append(w.url))
         self.page.goto(app.url + query)
         self.wait_step(0)
+        if query and applied:  # the first state may come before the URL's set-up is applied
+            want = dict(kv.split("=") for kv in query.lstrip("?").split("&"))
+            self.page.wait_for_function(
+                "want => Object.entries(want).every(([k, v]) => window.__pg.cfg[k] === v)",
+                arg=want)
 
     @property
     def session(self):
@@ -291,7 +296,7 @@ def test_bad_input_gets_a_message_and_the_other_tab_is_untouched(context, app, c
     ("?lr=abc", "'abc' is not a number"),
 ])
 def test_a_bad_url_gets_a_message_and_the_defaults(context, app, query, words):
-    tab = Tab(context, app, query)
+    tab = Tab(context, app, query, applied=False)
     tab.message(words)
     assert tab.session.cfg.sizes == [2, 4, 2, 1]
     tab.clean()

@@ -37,7 +37,11 @@ function onMessage(m) {
     case "state": return setState(m);
     case "inspect": return showInspect(m);
     case "trace": return startWalk(m);
-    case "error": message("error", m.message); markInvalid(m.fields || {}); return fillControls();
+    case "error":
+      settled();
+      message("error", m.message);
+      markInvalid(m.fields || {});
+      return fillControls();
     case "info": return message("info", m.message, "info");
     case "uploaded": return m.messages.forEach(onMessage);
     default: return undefined;
@@ -61,6 +65,7 @@ function hello(m) {
 
 function setConfig(m) {
   pg.cfg = m.config;
+  settled();
   pg.sizes = m.sizes;
   markInvalid({});
   fillControls();
@@ -105,15 +110,25 @@ function fillControls() {
 }
 
 function change(fields) {
+  pg.inFlight = (pg.inFlight || 0) + 1;
   send({ type: "config", config: fields });
 }
 
+function settled() {
+  // the server answers each config message once (config or error), in order
+  pg.inFlight = Math.max(0, (pg.inFlight || 0) - 1);
+  if (pg.inFlight === 0) pg.layersAsked = null;
+}
+
 function hidden() {
-  return pg.cfg.layers ? pg.cfg.layers.split(",").filter((s) => s).map(Number) : [];
+  // a click before the previous one's answer builds on what was asked, not on the old set-up
+  const layers = pg.layersAsked ?? pg.cfg.layers;
+  return layers ? layers.split(",").filter((s) => s).map(Number) : [];
 }
 
 function setLayers(list) {
-  change({ layers: list.join(",") });
+  pg.layersAsked = list.join(",");
+  change({ layers: pg.layersAsked });
 }
 
 function bindControls() {
