@@ -293,12 +293,12 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad
 
 
-def _toposort(roots: Sequence[Tensor], constants: bool = False) -> list[Tensor]:
+def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     """Nodes reachable from ``roots`` that need gradients, each before the nodes it uses.
 
-    With ``constants``, nodes that need no gradient are included too. Iterative depth-first
-    search (a stack of parent iterators), so a graph of a million chained nodes needs no
-    recursion; leaves are emitted without being pushed, the common case kept cheap.
+    Iterative depth-first search (a stack of parent iterators), so a graph of a million
+    chained nodes needs no recursion; leaves are emitted without being pushed, the common
+    case kept cheap.
     """
     order: list[Tensor] = []
     seen: set[int] = set()
@@ -306,17 +306,17 @@ def _toposort(roots: Sequence[Tensor], constants: bool = False) -> list[Tensor]:
         if id(root) in seen:
             continue
         seen.add(id(root))
-        if root._parents is None and not constants:
+        if root._parents is None:
             raise _freed_error(root)
-        stack = [(root, iter(root._parents or ()))]
+        stack = [(root, iter(root._parents))]
         while stack:
             node, it = stack[-1]
             for p in it:
-                if (p._requires_grad or constants) and id(p) not in seen:
+                if p._requires_grad and id(p) not in seen:
                     seen.add(id(p))
                     parents = p._parents
                     if not parents:
-                        if parents is None and not constants:
+                        if parents is None:
                             raise _freed_error(p)
                         order.append(p)
                     else:
@@ -607,7 +607,3 @@ def grad(
                 )
     return tuple(res)
 
-
-def iter_graph(root: Tensor) -> list[Tensor]:
-    """Every node reachable from ``root`` (constants included), parents before children."""
-    return _toposort((root,), constants=True)[::-1]
