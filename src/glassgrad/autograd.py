@@ -607,3 +607,14 @@ def grad(
                 )
     return tuple(res)
 
+
+
+def zero_grad(params: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Forget the gradients of ``params``: ``.grad`` becomes None, or (``set_to_none=False``)
+    zeros where there was a gradient. ``Module.zero_grad`` and ``Optimizer.zero_grad`` both
+    mean this."""
+    for p in params:
+        if set_to_none or p.grad is None:
+            p.grad = None
+        else:
+            p.grad._data = np.zeros_like(p._data)
