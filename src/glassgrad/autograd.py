@@ -26,6 +26,8 @@ import numpy as np
 from .rule_reads import read_positions
 from .tensor import Tensor
 
+_wrap = Tensor._wrap  # a plain function: the global lookup is all record pays to reach it
+
 if TYPE_CHECKING:
     from .ops import Op
 
@@ -186,15 +188,7 @@ def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | No
     """Wrap a forward result in a Tensor and, if any input needs a gradient, link it in."""
     if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
         out = np.asarray(out)
-    result = Tensor.__new__(Tensor)
-    result._data = out
-    result._g = None
-    result.grad = None
-    result._retain = False
-    result.name = None
-    result._requires_grad = False
-    result._op = None
-    result._parents = ()
+    result = _wrap(out)
     result._attrs = attrs  # kept on every result, so observers (compile) see them too
     if _threads_changed:  # some thread is in no_grad or watched: read this thread's switches
         return _record_switched(op, inputs, result)
