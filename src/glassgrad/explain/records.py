@@ -7,6 +7,9 @@ this module imports nothing of glassgrad, so the package reads bottom-up.
 - layer level: ``LayerStep`` (one layer of one step), ``StepTrace`` (one gradient-descent
   step), ``LossSpec`` and ``LOSSES`` (the losses ``trace_net`` knows), ``ACTIVATION_FORMULAS``;
 - both: ``Check`` (a check's verdict, printed under a trace).
+
+The two trace classes, ``trace.Trace`` and ``net_trace.NetTrace``, hold these records but live
+above the renderers, since they carry the rendering methods (``rendering.Rendered``).
 """
 
 from __future__ import annotations
