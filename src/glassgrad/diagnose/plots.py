@@ -243,8 +243,8 @@ def save_all(history: Any, model: Any = None, X: Any = None, y: Any = None,
     if run.acts:
         figs["activations"] = lambda: plot_activation_histograms(run)
         figs["activation_stats"] = lambda: plot_activation_stats(run)
-    if model is not None and X is not None and y is not None and np.ndim(X) == 2 \
-            and np.shape(X)[1] == 2:
+    if (model is not None and X is not None and y is not None and np.ndim(X) == 2
+            and np.shape(X)[1] == 2):
         figs["decision_boundary"] = lambda: plot_decision_boundary(model, X, y)
     return [save_figure(make(), os.path.join(out_dir, f"{name}.png"))
             for name, make in figs.items()]
