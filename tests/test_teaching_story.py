@@ -9,10 +9,11 @@ import pytest
 import glassgrad as gg
 from glassgrad import diagnose as dg
 from glassgrad.diagnose.rules import Run, Thresholds
+from glassgrad.training import Callback, History, evaluate
 
 
 def _train(act: str, init: str, seed: int, X: np.ndarray, y: np.ndarray, width: int = 32,
-           depth: int = 10) -> gg.training.History:
+           depth: int = 10) -> History:
     model = gg.nn.MLP([X.shape[1], *[width] * depth, int(y.max()) + 1], activation=act,
                       init=init, seed=seed)
     return gg.fit(model, X, y, optimizer="sgd", lr=0.1, epochs=20, batch_size=32, verbose=0,
@@ -138,3 +139,45 @@ def test_overfitting_margins_are_thresholds():
     loose = Thresholds(overfit_min_delta=0.004)  # 0.0028 absolute: now the rise matters
     assert [f.rule for f in dg.diagnose({"loss": _FALL, "val_loss": val}, loose,
                                         rules=["overfitting"])] == ["overfitting"]
+
+
+# --------------------------------------------------------------------------- drop_last, init
+@pytest.mark.parametrize(("n", "bs", "steps"), [(10, 3, 3), (9, 3, 3), (3, 5, 1)])
+def test_fit_drop_last_skips_the_short_batch(n, bs, steps):
+    X, y = gg.data.blobs(n_samples=n, centers=2, seed=0)
+    seen = []
+
+    class Sizes(Callback):
+        def on_batch_end(self, trainer, step, loss):
+            seen.append(len(trainer.last_batch[0]))
+
+    h = gg.fit(gg.nn.MLP([2, 4, 2], seed=0), X, y, optimizer="sgd", batch_size=bs, epochs=2,
+               drop_last=True, callbacks=[Sizes()], verbose=0, seed=0)
+    assert seen == [min(bs, n)] * (2 * steps)
+    assert h.params["steps_per_epoch"] == steps and h.params["drop_last"] is True
+    assert 0 <= h["accuracy"][-1] <= 1 and np.isfinite(h["loss"]).all()
+
+
+def test_fit_drop_last_loss_is_the_mean_over_the_samples_used():
+    X, y = gg.data.blobs(n_samples=10, centers=2, seed=0)
+    model = gg.nn.MLP([2, 4, 2], seed=0)
+    h = gg.fit(model, X, y, optimizer="sgd", lr=0.0, batch_size=4, epochs=1, shuffle=False,
+               drop_last=True, verbose=0)
+    full = evaluate(model, X[:8], y[:8])  # lr 0: the weights did not move
+    np.testing.assert_allclose(h["loss"][0], full["loss"], rtol=1e-5)
+    np.testing.assert_allclose(h["accuracy"][0], full["accuracy"])
+
+
+@pytest.mark.parametrize(("bad", "error"), [("yes", TypeError), (1, TypeError)])
+def test_fit_drop_last_must_be_a_bool(bad, error):
+    X, y = gg.data.xor()
+    with pytest.raises(error, match="drop_last must be True or False"):
+        gg.fit(gg.nn.MLP([2, 3, 1], seed=0), X, y, drop_last=bad, verbose=0)
+
+
+def test_fan_in_uniform_is_the_papers_standard_init():
+    w = gg.nn.init.fan_in_uniform_(np.empty((200, 400)), seed=0)
+    assert np.abs(w).max() <= 1 / np.sqrt(400) and np.abs(w).max() > 0.99 / np.sqrt(400)
+    np.testing.assert_allclose(w.var(), 1 / (3 * 400), rtol=0.05)
+    again = gg.nn.init.fan_in_uniform_(np.empty((200, 400)), seed=0)
+    np.testing.assert_array_equal(w, again)
