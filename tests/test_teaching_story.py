@@ -94,6 +94,16 @@ def test_saturation_combines_the_evidence(fracs, grads, fires):
     assert (dg.diagnose(run, rules=["saturation"]) != []) is fires
 
 
+@pytest.mark.parametrize(("epochs", "fires"), [
+    ([{"epoch": e, "loss": 1.0 - 0.01 * e} for e in range(5)], True),  # a run that stalled
+    ([], False),  # one monitored epoch of a trained model: its flat loss proves nothing
+])
+def test_a_stalled_loss_counts_only_over_a_whole_run(epochs, fires):
+    run = Run({"params": _params([1.0] * 5), "activations": _acts("tanh", [0.2, 0.2, 0.25]),
+               "epochs": epochs, "loss": {"step": list(range(9)), "value": [0.5] * 9}})
+    assert (dg.diagnose(run, rules=["saturation"]) != []) is fires
+
+
 # --------------------------------------------------------------------------- advice
 @pytest.mark.parametrize(("op", "must", "must_not"), [
     ("sigmoid", ["switch to tanh", "ReLU", "σ′(z) ≤ ¼", "f′(0) = 1"], ["for tanh/sigmoid"]),
