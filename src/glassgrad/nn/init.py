@@ -101,6 +101,15 @@ def xavier_normal_(tensor: Any, gain: float = 1.0, seed: Seed = None) -> Any:
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), seed=seed)
 
 
+def fan_in_uniform_(tensor: Any, seed: Seed = None) -> Any:
+    """U(−1/√fan_in, 1/√fan_in): the "standard" initialization of Glorot & Bengio (2010),
+    the common heuristic they compared against (Var W = 1/(3·fan_in)). PyTorch's Linear
+    draws its weights from the same distribution."""
+    fan_in, _ = _calculate_fan_in_and_fan_out(tensor, "fan_in_uniform_")
+    bound = 1.0 / math.sqrt(fan_in)
+    return uniform_(tensor, -bound, bound, seed=seed)
+
+
 def _kaiming_std(tensor: Any, a: float, mode: str, nonlinearity: str, fn: str) -> float:
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"nn.init.{fn}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
@@ -129,6 +138,6 @@ def kaiming_normal_(
 
 
 __all__ = [
-    "calculate_gain", "constant_", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_",
-    "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_",
+    "calculate_gain", "constant_", "fan_in_uniform_", "kaiming_normal_", "kaiming_uniform_",
+    "normal_", "ones_", "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_",
 ]
