@@ -242,3 +242,64 @@ def test_import_forms_work():
     from glassgrad.utils.data import DataLoader as D
 
     assert glassgrad.utils.data.DataLoader is D is gg.utils.data.DataLoader
+
+
+# --------------------------------------------------------------------------- fit
+def moons_fit(**kwargs):
+    model = gg.nn.MLP([2, 8, 2], activation="tanh", seed=0)
+    history = gg.fit(model, epochs=4, verbose=0, optimizer="sgd", lr=0.1, **kwargs)
+    return history.history["loss"], model
+
+
+MOONS = gg.data.moons(60, seed=1)
+
+
+@pytest.mark.parametrize("loader, same", [
+    (lambda: DataLoader(TensorDataset(*MOONS), batch_size=8, shuffle=True, generator=3),
+     {"batch_size": 8, "shuffle": True, "seed": 3}),
+    (lambda: DataLoader(TensorDataset(*MOONS), batch_size=16),
+     {"batch_size": 16, "shuffle": False}),
+    (lambda: DataLoader(Subset(TensorDataset(*MOONS), range(60)), batch_size=16),
+     {"batch_size": 16, "shuffle": False}),
+    (lambda: gg.data.DataLoader(*MOONS, batch_size=8, shuffle=True, seed=3),
+     {"batch_size": 8, "shuffle": True, "seed": np.random.default_rng(3)}),
+])
+def test_fit_on_a_dataloader_equals_fit_on_its_arrays(loader, same):
+    from_loader, _ = moons_fit(X=loader())
+    from_arrays, _ = moons_fit(X=MOONS[0], y=MOONS[1], **same)
+    assert from_loader == from_arrays
+
+
+class MoonSamples(Dataset):
+    def __len__(self):
+        return len(MOONS[0])
+
+    def __getitem__(self, i):
+        return MOONS[0][i], int(MOONS[1][i])
+
+
+def test_fit_reads_a_custom_dataset_once_in_order():
+    from_loader, _ = moons_fit(X=DataLoader(MoonSamples(), batch_size=16))
+    from_arrays, _ = moons_fit(X=MOONS[0], y=MOONS[1], batch_size=16, shuffle=False)
+    assert from_loader == from_arrays
+
+
+@pytest.mark.parametrize("make, kwargs, words", [
+    (lambda: DataLoader(TensorDataset(*MOONS)), {"y": MOONS[1]}, "without y"),
+    (lambda: DataLoader(TensorDataset(*MOONS)), {"batch_size": 4}, "batch_size"),
+    (lambda: DataLoader(TensorDataset(*MOONS), batch_size=7, drop_last=True), {}, "drop_last"),
+    (lambda: DataLoader(TensorDataset(*MOONS), sampler=range(10)), {}, "sampler"),
+    (lambda: DataLoader(TensorDataset(*MOONS), batch_sampler=[[0, 1]]), {}, "sampler"),
+    (lambda: DataLoader(TensorDataset(MOONS[0]), batch_size=8), {}, "(inputs, targets)"),
+])
+def test_fit_refuses_loaders_it_would_misread_and_trains_nothing(make, kwargs, words):
+    model = gg.nn.MLP([2, 8, 2], seed=0)
+    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=words):
+        gg.fit(model, make(), verbose=0, **kwargs)
+    assert all(np.array_equal(before[k], v.numpy()) for k, v in model.state_dict().items())
+
+
+def test_fit_without_targets_or_loader_says_so():
+    with pytest.raises(TypeError, match="missing the targets y"):
+        gg.fit(gg.nn.MLP([2, 2], seed=0), MOONS[0], verbose=0)
