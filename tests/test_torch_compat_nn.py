@@ -548,3 +548,211 @@ def test_a_reduction_in_size_averages_place_is_refused_not_misread(call):
 def test_functional_refuses_bad_settings(call, error):
     with pytest.raises(error):
         call(gg.tensor([[1.0, 2.0], [3.0, 4.0]]))
+
+
+# --------------------------------------------------------------------------- save / load
+@pytest.mark.parametrize("kwargs", [
+    {}, {"map_location": "cpu"}, {"weights_only": True}, {"weights_only": False},
+    {"map_location": {"cuda:0": "cpu"}}, {"map_location": lambda storage, loc: storage},
+    {"mmap": True},
+])
+def test_torch_style_save_and_load_round_trip(tmp_path, kwargs):
+    model = nn.Sequential(nn.Linear(3, 4, seed=0), nn.Tanh(), nn.Linear(4, 2, seed=1))
+    gg.save(model.state_dict(), tmp_path / "model.pt")
+    fresh = nn.Sequential(nn.Linear(3, 4, seed=5), nn.Tanh(), nn.Linear(4, 2, seed=6))
+    fresh.load_state_dict(gg.load(tmp_path / "model.pt", **kwargs))
+    for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+
+
+def test_a_pt_file_is_safetensors_that_torch_reads(tmp_path, torch, safetensors_torch):
+    model = nn.Linear(3, 2, seed=0)
+    gg.save(model.state_dict(), tmp_path / "model.pt")
+    theirs = torch.nn.Linear(3, 2)
+    theirs.load_state_dict(safetensors_torch.load_file(str(tmp_path / "model.pt")))
+    np.testing.assert_array_equal(theirs.weight.detach().numpy(), model.weight.numpy())
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda p: gg.load(p, map_location="cuda"), RuntimeError, "CPU only"),
+    (lambda p: gg.load(p, map_location={"cpu": "cuda:1"}), RuntimeError, "CPU only"),
+    (lambda p: gg.load(p, pickle_module=object()), TypeError, "never pickles"),
+    (lambda p: gg.load(p, encoding="latin1"), TypeError, "never pickles"),
+    (lambda p: gg.save({"w": gg.zeros(2)}, p, pickle_protocol=4), TypeError, "never pickles"),
+])
+def test_pickle_options_and_gpu_locations_are_refused(tmp_path, call, error, words):
+    path = tmp_path / "model.pt"
+    gg.save({"w": gg.ones(2)}, path)
+    with pytest.raises(error, match=words):
+        call(path)
+    assert gg.load(path)["w"].tolist() == [1.0, 1.0]  # a refused save wrote nothing
+
+
+def test_a_nested_checkpoint_dict_is_refused_with_what_to_do(tmp_path):
+    model, path = nn.Linear(2, 1, seed=0), tmp_path / "ckpt.pt"
+    with pytest.raises(TypeError, match="'model_state_dict' is a OrderedDict.*own file"):
+        gg.save({"epoch": 3, "model_state_dict": model.state_dict()}, path)
+    assert not path.exists()
+
+
+# --------------------------------------------------------------------------- programs
+# Each program is PyTorch code; it runs once under `import torch` and once under
+# `import glassgrad as torch` (the same text), and the losses must agree to float32
+# tolerance. `start(model)` stands in for "the same initial weights": under PyTorch it
+# records the model's fresh state dict, under glassgrad it loads that record.
+TORCH_IMPORTS = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import torch.utils.data as data
+"""
+GLASSGRAD_IMPORTS = """
+import glassgrad as torch
+import glassgrad.nn as nn
+import glassgrad.nn.functional as F
+import glassgrad.optim as optim
+import glassgrad.utils.data as data
+"""
+
+DATALOADER_LOOP = """
+model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+start(model)
+dataset = data.TensorDataset(torch.tensor(X), torch.tensor(Y))
+loader = data.DataLoader(dataset, batch_size=16, shuffle=False)
+optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+for epoch in range(3):
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+"""
+
+CONTAINERS_AND_CUSTOM_DATASET = """
+class Samples(data.Dataset):
+    def __init__(self, X, Y):
+        self.X, self.Y = X, Y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], int(self.Y[i])
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(4, 8), nn.Linear(8, 8)])
+        self.heads = nn.ModuleDict({"cls": nn.Linear(8, 3), "aux": nn.Linear(8, 3)})
+        self.register_buffer("temperature", torch.tensor([2.0]))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = F.silu(block(x))
+        return self.heads["cls"](x) / self.temperature + 0.1 * self.heads["aux"](x)
+
+
+model = Net()
+start(model)
+loader = data.DataLoader(data.Subset(Samples(X, Y), range(48)), batch_size=12)
+optimizer = optim.Adam(model.parameters(), lr=0.01)
+for epoch in range(4):
+    model.train()
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        loss = F.nll_loss(F.log_softmax(model(xb), dim=1), yb)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        losses.append(F.cross_entropy(model(torch.tensor(X)), torch.tensor(Y)).item())
+"""
+
+INIT_SAVE_LOAD = """
+def make():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(),
+                        nn.Linear(4, 1))
+
+    def init_weights(m):
+        if isinstance(m, nn.Linear):
+            if m.weight.shape[0] == m.weight.shape[1]:
+                nn.init.eye_(m.weight)
+            else:
+                nn.init.constant_(m.weight, 0.1)
+            nn.init.zeros_(m.bias)
+
+    return net.apply(init_weights)
+
+
+def train(net, steps):
+    optimizer = optim.SGD(net.parameters(), lr=0.05)
+    x, target = torch.tensor(X.reshape(-1, 2, 2)), torch.tensor(T)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = F.mse_loss(net(x), target)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+
+
+model = make()
+train(model, 5)
+torch.save(model.state_dict(), path)
+restored = make()
+restored.load_state_dict(torch.load(path, weights_only=True))
+train(restored, 5)
+"""
+
+ONE_HOT_AND_LOSSES = """
+model = nn.Sequential(nn.Linear(4, 8), nn.ELU(), nn.Linear(8, 3))
+start(model)
+x, y = torch.tensor(X), torch.tensor(Y)
+optimizer = optim.SGD(model.parameters(), lr=0.2)
+for step in range(10):
+    optimizer.zero_grad()
+    out = model(x)
+    target = F.one_hot(y, num_classes=3).float()
+    loss = (F.smooth_l1_loss(F.softmax(out, dim=1), target, beta=0.5)
+            + F.binary_cross_entropy_with_logits(out, target)
+            + 0.01 * F.softplus(out).mean())
+    loss.backward()
+    optimizer.step()
+    losses.append(loss.item())
+"""
+
+PROGRAMS = {"dataloader loop": DATALOADER_LOOP,
+            "ModuleList, ModuleDict, buffer, custom Dataset": CONTAINERS_AND_CUSTOM_DATASET,
+            "nn.init, apply, save/load": INIT_SAVE_LOAD,
+            "one_hot and functional losses": ONE_HOT_AND_LOSSES}
+
+
+def run_program(source, imports, start, path):
+    data_rng = np.random.default_rng(7)
+    namespace = {"X": data_rng.standard_normal((60, 4)).astype(np.float32),
+                 "Y": data_rng.integers(0, 3, 60), "start": start, "path": str(path),
+                 "losses": []}
+    namespace["T"] = (namespace["X"] @ np.array([[1.0], [-2.0], [0.5], [0.3]])).astype(
+        np.float32)
+    exec(imports + source, namespace)
+    return namespace["losses"]
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_pytorch_program_runs_unchanged_with_the_same_losses(torch, tmp_path, name):
+    recorded = {}
+
+    def record(model):
+        recorded.update({k: v.detach().numpy().copy() for k, v in model.state_dict().items()})
+
+    def replay(model):
+        model.load_state_dict(recorded)
+
+    theirs = run_program(PROGRAMS[name], TORCH_IMPORTS, record, tmp_path / "torch.pt")
+    ours = run_program(PROGRAMS[name], GLASSGRAD_IMPORTS, replay, tmp_path / "gg.pt")
+    assert len(ours) == len(theirs) > 0
+    np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=1e-6)
