@@ -92,6 +92,7 @@ _LAZY = {
     "explain": ("glassgrad.explain", None),
     "diagnose": ("glassgrad.diagnose", None),
     "distributed": ("glassgrad.distributed", None),
+    "utils": ("glassgrad.utils", None),
     "fit": ("glassgrad.training", "fit"),
     "History": ("glassgrad.training", "History"),
     "save": ("glassgrad.serialization", "save"),

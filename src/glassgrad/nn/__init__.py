@@ -8,17 +8,36 @@
 from __future__ import annotations
 
 from . import functional, init, utils
-from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import (
+    ELU,
+    Hardtanh,
+    Identity,
+    LeakyReLU,
+    LogSigmoid,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softmin,
+    Softplus,
+    Tanh,
+)
+from .containers import ModuleDict, ModuleList
 from .graph import Graph
-from .layers import Dropout, Linear, Sequential
+from .layers import Dropout, Flatten, Linear, Sequential, Unflatten
 from .losses import (
     BCELoss,
     BCEWithLogitsLoss,
     CrossEntropyLoss,
     HalfSSELoss,
+    HuberLoss,
     L1Loss,
     MSELoss,
     NLLLoss,
+    SmoothL1Loss,
 )
 from .mlp import MLP
 from .module import IncompatibleKeys, Module, Parameter, RemovableHandle
@@ -26,8 +45,10 @@ from .module import IncompatibleKeys, Module, Parameter, RemovableHandle
 DAG = Graph  # the other name people look for
 
 __all__ = [
-    "DAG", "MLP", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Graph",
-    "HalfSSELoss", "Identity", "IncompatibleKeys", "L1Loss", "LeakyReLU", "Linear", "MSELoss",
-    "Module", "NLLLoss", "Parameter", "ReLU", "RemovableHandle", "Sequential", "Sigmoid",
-    "Softmax", "Tanh", "functional", "init", "utils",
+    "DAG", "ELU", "MLP", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout",
+    "Flatten", "Graph", "HalfSSELoss", "Hardtanh", "HuberLoss", "Identity", "IncompatibleKeys",
+    "L1Loss", "LeakyReLU", "Linear", "LogSigmoid", "LogSoftmax", "MSELoss", "Mish", "Module",
+    "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ReLU", "ReLU6", "RemovableHandle",
+    "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Softmin", "Softplus", "Tanh",
+    "Unflatten", "functional", "init", "utils",
 ]

@@ -17,8 +17,10 @@ import numpy as np
 from ..autograd import no_grad
 from ..compiler import Compiled, CompileError
 from ..compiler import compile as compile_fn
+from ..data.loader import DataLoader as ArrayLoader
 from ..data.loader import train_test_split
 from ..tensor import Tensor
+from ..utils.data import DataLoader, RandomSampler, SequentialSampler
 from . import setup
 from .callbacks import HOOKS, Callback, EarlyStopping, LRSchedulerCallback, overridden
 from .history import History
@@ -223,10 +225,42 @@ def _callback_list(callbacks: Any, early_stopping: Any, verbose: int) -> list:
     return found
 
 
+def _loader_arrays(loader: Any, y: Any, batch_size: Any
+                   ) -> tuple[Any, Any, int, bool, Any, bool]:
+    """(X, y, batch_size, shuffle, generator) of ``fit(model, loader)``: the loader's samples
+    read once, in order, and its batching settings."""
+    if y is not None or batch_size is not None:
+        raise ValueError(
+            f"fit(model, loader): the DataLoader gives the targets and the batch size; got "
+            f"{'y' if y is not None else 'batch_size'} as well. Fix: fit(model, loader, ...) "
+            f"without y and batch_size (or fit(model, X, y, batch_size=...) without a loader).")
+    if isinstance(loader, ArrayLoader):
+        return (loader.X, loader.y, loader.batch_size, loader.shuffle, loader._rng,
+                getattr(loader, "drop_last", False))
+    name = "fit(model, loader)"
+    own_batches = loader.batch_size is not None and getattr(
+        loader.batch_sampler, "sampler", None) is loader.sampler  # the loader's, not a custom one
+    if not (own_batches and isinstance(loader.sampler, RandomSampler | SequentialSampler)):
+        raise ValueError(f"{name}: fit batches the data itself (sequential or shuffled), so a "
+                         f"custom sampler or batch_sampler would be ignored. Fix: write the "
+                         f"training loop yourself, or use shuffle=True/False.")
+    shuffle = isinstance(loader.sampler, RandomSampler)
+    ordered = DataLoader(loader.dataset, batch_size=loader.batch_size,
+                         collate_fn=loader.collate_fn)
+    parts = list(ordered)
+    if not parts or any(not isinstance(b, list | tuple) or len(b) != 2 for b in parts):
+        raise ValueError(f"{name}: the loader must yield (inputs, targets) batches, got "
+                         f"{type(parts[0]).__name__ if parts else 'no batches'}.")
+    X, Y = ([p[i]._data if isinstance(p[i], Tensor) else np.asarray(p[i]) for p in parts]
+            for i in (0, 1))
+    return (np.concatenate(X), np.concatenate(Y), loader.batch_size, shuffle, loader.generator,
+            loader.drop_last)
+
+
 def fit(
     model: Any,
     X: Any,
-    y: Any,
+    y: Any = None,
     loss: Any = None,
     optimizer: Any = "adam",
     lr: float | None = None,
@@ -245,6 +279,11 @@ def fit(
     distributed: bool = False,
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return the per-epoch ``History``.
+
+    ``X`` may be a ``DataLoader`` (``glassgrad.utils.data`` or ``glassgrad.data``) instead of
+    ``X, y``: its (inputs, targets) batches are read once, in order, and its batch size,
+    shuffling and generator are used (so per-epoch random transforms of a custom Dataset run
+    once; write the loop yourself for those).
 
     - ``loss``: "mse", "half_sse", "l1", "bce", "bce_with_logits", "cross_entropy", "nll" or a
       callable ``loss(output, target)``. None picks one from the targets: integer labels ->
@@ -277,6 +316,13 @@ def fit(
     Raises before any weight changes on bad input, and ``NonFiniteLossError`` (naming epoch and
     step) if the loss becomes NaN/Inf, before applying that step.
     """
+    if isinstance(X, DataLoader | ArrayLoader):
+        X, y, batch_size, shuffle, loader_rng, loader_drop = _loader_arrays(X, y, batch_size)
+        seed = loader_rng if seed is None else seed
+        drop_last = drop_last or loader_drop  # the loader's setting, as its own loop would
+    elif y is None:
+        raise TypeError("fit(): missing the targets y. Fix: fit(model, X, y, ...), or pass a "
+                        "DataLoader of (inputs, targets) batches: fit(model, loader, ...).")
     X = setup.as_array(X, "X")
     y_raw = setup.as_array(y, "y")
     setup.check_pair(X, y_raw, "the training data")
