@@ -105,11 +105,12 @@ class Dropout2d(Module):
     def forward(self, x: Any) -> Any:
         if not self.training or self.p == 0.0:
             return x
-        shape = np.shape(x._data if isinstance(x, Tensor) else x)
+        if not isinstance(x, Tensor):
+            x = Tensor._wrap(np.asarray(x))
+        arr, shape = x._data, x._data.shape
         if len(shape) not in (3, 4):
             raise ValueError(f"Dropout2d: expected input (N, C, H, W) or (C, H, W), got shape "
                              f"{shape}")
-        arr = x._data if isinstance(x, Tensor) else np.asarray(x)
         dt = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float32)
         if _autograd.STATE.hooks:
             _autograd.note_random("Dropout2d")
