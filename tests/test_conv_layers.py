@@ -366,3 +366,17 @@ def test_lenet_step_matches_torch() -> None:
     _copy_params(net, tnet)
     _check(net, tnet, _images(3, 1, 28, 28), tuple(net.parameters()), tuple(tnet.parameters()),
            input_grad=False)
+
+
+def test_max_pool_second_derivative_matches_torch() -> None:
+    """On Tensors (create_graph) the rule scatters with index_add: differentiable again."""
+    x, v = _images(2, 2, 6, 5), _images(2, 2, 3, 3, seed=1)
+    gx, gv = gg.tensor(x, requires_grad=True), gg.tensor(v, requires_grad=True)
+    tx, tv = torch.tensor(x, requires_grad=True), torch.tensor(v, requires_grad=True)
+    (gdx,) = gg.grad((F.max_pool2d(gx, 3, 2, 1) * gv).sum(), [gx], create_graph=True)
+    (tdx,) = torch.autograd.grad((TF.max_pool2d(tx, 3, 2, 1) * tv).sum(), [tx],
+                                 create_graph=True)
+    np.testing.assert_allclose(gdx.numpy(), tdx.detach().numpy())
+    (gdx * gdx).sum().backward()
+    (tdx * tdx).sum().backward()
+    np.testing.assert_allclose(gv.grad.numpy(), tv.grad.numpy())
