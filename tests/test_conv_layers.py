@@ -16,11 +16,8 @@ import pytest
 
 import glassgrad as gg
 
-torch = pytest.importorskip(
-    "torch", reason='needs torch==2.13.0, which is not installed: pip install "glassgrad[test]"')
-
-nn, F = gg.nn, gg.nn.functional
-TF = torch.nn.functional
+nn, F = gg.nn, gg.nn.functional  # (PyTorch comes from the ``torch`` fixture: tests that
+# compare with it skip without it, the argument checks still run)
 
 
 def _copy_params(module: Any, tmodule: Any) -> None:
@@ -30,8 +27,8 @@ def _copy_params(module: Any, tmodule: Any) -> None:
     module.load_state_dict({n: p.detach().numpy() for n, p in tmodule.named_parameters()})
 
 
-def _check(fn: Any, tfn: Any, x: np.ndarray, params: tuple = (), tparams: tuple = (),
-           input_grad: bool = True, rtol: float = 1e-9) -> None:
+def _check(torch: Any, fn: Any, tfn: Any, x: np.ndarray, params: tuple = (),
+           tparams: tuple = (), input_grad: bool = True, rtol: float = 1e-9) -> None:
     """Same forward, and the same gradient for the input and each parameter."""
     gx = gg.tensor(x, requires_grad=input_grad)
     tx = torch.tensor(x, requires_grad=input_grad)
@@ -61,13 +58,14 @@ def _images(*shape: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape)
 
 
-def _module_check(module: Any, tmodule: Any, x: np.ndarray, input_grad: bool = True) -> None:
+def _module_check(torch: Any, module: Any, tmodule: Any, x: np.ndarray,
+                  input_grad: bool = True) -> None:
     tmodule = tmodule.double()
     module.to(np.float64)
     _copy_params(module, tmodule)
     names = [n for n, _ in tmodule.named_parameters()]
     own = dict(module.named_parameters())
-    _check(module, tmodule, x, tuple(own[n] for n in names),
+    _check(torch, module, tmodule, x, tuple(own[n] for n in names),
            tuple(dict(tmodule.named_parameters())[n] for n in names), input_grad)
 
 
@@ -87,30 +85,31 @@ CONV_SETTINGS = [
 
 @pytest.mark.parametrize("kw", CONV_SETTINGS, ids=[str(k) for k in CONV_SETTINGS])
 @pytest.mark.parametrize("shape", [(2, 4, 9, 8), (1, 4, 6, 6)], ids=["9x8", "6x6"])
-def test_conv2d_matches_torch(kw: dict, shape: tuple) -> None:
+def test_conv2d_matches_torch(torch: Any, kw: dict, shape: tuple) -> None:
     kernel = (3, 2) if "padding" not in kw or kw["padding"] != "same" else 3
     conv = nn.Conv2d(4, 6 if kw.get("groups") != 4 else 8, kernel, seed=0, **kw)
     tconv = torch.nn.Conv2d(4, conv.out_channels, kernel, **kw)
-    _module_check(conv, tconv, _images(*shape))
+    _module_check(torch, conv, tconv, _images(*shape))
 
 
-def test_conv2d_functional_unbatched_and_data_input() -> None:
+def test_conv2d_functional_unbatched_and_data_input(torch: Any) -> None:
     x, w, b = _images(3, 7, 7), _images(5, 3, 3, 3, seed=1), _images(5, seed=2)
     gw, gb = gg.tensor(w, requires_grad=True), gg.tensor(b, requires_grad=True)
     tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
-    _check(lambda t: F.conv2d(t, gw, gb, padding=1), lambda t: TF.conv2d(t, tw, tb, padding=1),
-           x, (gw, gb), (tw, tb), input_grad=False)
+    _check(torch, lambda t: F.conv2d(t, gw, gb, padding=1),
+           lambda t: torch.nn.functional.conv2d(t, tw, tb, padding=1), x, (gw, gb), (tw, tb),
+           input_grad=False)
 
 
-def test_conv2d_second_derivative_matches_torch() -> None:
+def test_conv2d_second_derivative_matches_torch(torch: Any) -> None:
     """conv2d's backward is made of ops, so a gradient of a gradient works (create_graph)."""
     x, w = _images(2, 2, 5, 5), _images(3, 2, 3, 3, seed=1)
     gx, gw = gg.tensor(x, requires_grad=True), gg.tensor(w, requires_grad=True)
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     (gdx,) = gg.grad((F.conv2d(gx, gw, stride=2, padding=1) ** 2).sum(), [gx],
                      create_graph=True)
-    (tdx,) = torch.autograd.grad((TF.conv2d(tx, tw, stride=2, padding=1) ** 2).sum(), [tx],
-                                 create_graph=True)
+    ty = torch.nn.functional.conv2d(tx, tw, stride=2, padding=1)
+    (tdx,) = torch.autograd.grad((ty**2).sum(), [tx], create_graph=True)
     (gdx * gdx).sum().backward()
     (tdx * tdx).sum().backward()
     np.testing.assert_allclose(gw.grad.numpy(), tw.grad.numpy(), rtol=1e-9)
@@ -130,7 +129,7 @@ def test_conv2d_init_is_pytorchs() -> None:
                                   nn.Conv2d(6, 16, 5, groups=2, seed=0).weight.numpy())
 
 
-def test_conv2d_loads_a_torch_state_dict_and_casts_float64_data() -> None:
+def test_conv2d_loads_a_torch_state_dict_and_casts_float64_data(torch: Any) -> None:
     tconv = torch.nn.Conv2d(3, 4, 3, padding=1)
     conv = nn.Conv2d(3, 4, 3, padding=1)
     conv.load_state_dict({k: v.numpy() for k, v in tconv.state_dict().items()})
@@ -173,23 +172,24 @@ POOLS = [
 
 @pytest.mark.parametrize(("kw", "kind"), POOLS, ids=[f"{k}-{kw}" for kw, k in POOLS])
 @pytest.mark.parametrize("shape", [(2, 3, 7, 6), (3, 8, 8)], ids=["batch", "unbatched"])
-def test_pooling_matches_torch(kw: dict, kind: str, shape: tuple) -> None:
-    layer = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[kind](**kw)
-    tlayer = {"max": torch.nn.MaxPool2d, "avg": torch.nn.AvgPool2d}[kind](**kw)
-    _check(layer, tlayer, _images(*shape))
+def test_pooling_matches_torch(torch: Any, kw: dict, kind: str, shape: tuple) -> None:
+    name = {"max": "MaxPool2d", "avg": "AvgPool2d"}[kind]
+    layer, tlayer = getattr(nn, name)(**kw), getattr(torch.nn, name)(**kw)
+    _check(torch, layer, tlayer, _images(*shape))
 
 
-def test_max_pool_gives_a_tie_to_the_first_maximum_like_torch() -> None:
+def test_max_pool_gives_a_tie_to_the_first_maximum_like_torch(torch: Any) -> None:
     x = np.array([[[[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, 1.0, 3.0]]]])
-    _check(nn.MaxPool2d(2), torch.nn.MaxPool2d(2), x)
+    _check(torch, nn.MaxPool2d(2), torch.nn.MaxPool2d(2), x)
     gx = gg.tensor(x, requires_grad=True)
     F.max_pool2d(gx, 2).sum().backward()
     np.testing.assert_array_equal(gx.grad.numpy(), [[[[0, 1, 1, 0], [0, 0, 0, 0]]]])
 
 
 @pytest.mark.parametrize("size", [1, 3, (2, 4), (None, 2), (5, 7)], ids=str)
-def test_adaptive_avg_pool_matches_torch(size: Any) -> None:
-    _check(nn.AdaptiveAvgPool2d(size), torch.nn.AdaptiveAvgPool2d(size), _images(2, 3, 7, 9))
+def test_adaptive_avg_pool_matches_torch(torch: Any, size: Any) -> None:
+    _check(torch, nn.AdaptiveAvgPool2d(size), torch.nn.AdaptiveAvgPool2d(size),
+           _images(2, 3, 7, 9))
 
 
 @pytest.mark.parametrize(("call", "message"), [
@@ -208,20 +208,19 @@ def test_pooling_bad_arguments(call: Any, message: str) -> None:
 
 # --------------------------------------------------------------------------- BatchNorm
 BN = [
-    (nn.BatchNorm2d, torch.nn.BatchNorm2d, (4, 3, 5, 6), {}),
-    (nn.BatchNorm2d, torch.nn.BatchNorm2d, (2, 3, 4, 4), dict(momentum=0.3, eps=1e-3)),
-    (nn.BatchNorm2d, torch.nn.BatchNorm2d, (3, 3, 2, 2), dict(momentum=None)),
-    (nn.BatchNorm2d, torch.nn.BatchNorm2d, (3, 3, 2, 2), dict(affine=False)),
-    (nn.BatchNorm1d, torch.nn.BatchNorm1d, (8, 3), {}),
-    (nn.BatchNorm1d, torch.nn.BatchNorm1d, (4, 3, 7), dict(track_running_stats=False)),
+    ("BatchNorm2d", (4, 3, 5, 6), {}),
+    ("BatchNorm2d", (2, 3, 4, 4), dict(momentum=0.3, eps=1e-3)),
+    ("BatchNorm2d", (3, 3, 2, 2), dict(momentum=None)),
+    ("BatchNorm2d", (3, 3, 2, 2), dict(affine=False)),
+    ("BatchNorm1d", (8, 3), {}),
+    ("BatchNorm1d", (4, 3, 7), dict(track_running_stats=False)),
 ]
 
 
-@pytest.mark.parametrize(("cls", "tcls", "shape", "kw"), BN,
-                         ids=[f"{c.__name__}-{s}-{kw}" for c, _, s, kw in BN])
-def test_batch_norm_train_then_eval_matches_torch(cls: Any, tcls: Any, shape: tuple,
+@pytest.mark.parametrize(("cls", "shape", "kw"), BN, ids=[f"{c}-{s}-{kw}" for c, s, kw in BN])
+def test_batch_norm_train_then_eval_matches_torch(torch: Any, cls: str, shape: tuple,
                                                   kw: dict) -> None:
-    bn, tbn = _double(cls(3, **kw)), tcls(3, **kw).double()
+    bn, tbn = _double(getattr(nn, cls)(3, **kw)), getattr(torch.nn, cls)(3, **kw).double()
     if bn.affine:  # weights that are not ones/zeros, so the affine part is really checked
         with torch.no_grad():
             tbn.weight.uniform_(0.5, 1.5)
@@ -232,7 +231,7 @@ def test_batch_norm_train_then_eval_matches_torch(cls: Any, tcls: Any, shape: tu
     for step in range(3):  # three batches: running statistics move each time
         for p in (*ps, *tps):
             p.grad = None
-        _check(bn, tbn, _images(*shape, seed=step) * 2 + 1, ps, tps)
+        _check(torch, bn, tbn, _images(*shape, seed=step) * 2 + 1, ps, tps)
         if bn.track_running_stats:
             np.testing.assert_allclose(bn.running_mean.numpy(), tbn.running_mean.numpy())
             np.testing.assert_allclose(bn.running_var.numpy(), tbn.running_var.numpy())
@@ -241,7 +240,7 @@ def test_batch_norm_train_then_eval_matches_torch(cls: Any, tcls: Any, shape: tu
     tbn.eval()
     for p in (*ps, *tps):
         p.grad = None
-    _check(bn, tbn, _images(*shape, seed=9), ps, tps)
+    _check(torch, bn, tbn, _images(*shape, seed=9), ps, tps)
 
 
 def test_batch_norm_eval_uses_running_statistics_and_leaves_them() -> None:
@@ -284,14 +283,14 @@ def test_batch_norm_training_step_refuses_to_compile() -> None:
     ((4, 5), 5, {}), ((2, 3, 4), (3, 4), {}), ((2, 3, 4), 4, dict(elementwise_affine=False)),
     ((3, 6), 6, dict(bias=False, eps=1e-3)),
 ], ids=["last", "two-dims", "no-affine", "no-bias"])
-def test_layer_norm_matches_torch(shape: tuple, normalized: Any, kw: dict) -> None:
+def test_layer_norm_matches_torch(torch: Any, shape: tuple, normalized: Any, kw: dict) -> None:
     ln, tln = nn.LayerNorm(normalized, **kw), torch.nn.LayerNorm(normalized, **kw).double()
     if ln.weight is not None:
         with torch.no_grad():
             tln.weight.uniform_(0.5, 1.5)
     ln.to(np.float64)
     _copy_params(ln, tln)
-    _check(ln, tln, _images(*shape), tuple(ln.parameters()), tuple(tln.parameters()))
+    _check(torch, ln, tln, _images(*shape), tuple(ln.parameters()), tuple(tln.parameters()))
 
 
 def test_layer_norm_bad_shape() -> None:
@@ -301,7 +300,7 @@ def test_layer_norm_bad_shape() -> None:
 
 # --------------------------------------------------------------------------- Embedding
 @pytest.mark.parametrize("padding_idx", [None, 0, 3, -1], ids=str)
-def test_embedding_matches_torch(padding_idx: int | None) -> None:
+def test_embedding_matches_torch(torch: Any, padding_idx: int | None) -> None:
     emb = nn.Embedding(6, 4, padding_idx=padding_idx, seed=0)
     temb = torch.nn.Embedding(6, 4, padding_idx=padding_idx).double()
     with torch.no_grad():  # a non-zero padding row: its gradient must stay 0 all the same
@@ -355,7 +354,7 @@ def test_dropout2d_gradient_is_the_mask() -> None:
 
 
 # --------------------------------------------------------------------------- a small CNN
-def test_lenet_step_matches_torch() -> None:
+def test_lenet_step_matches_torch(torch: Any) -> None:
     """A LeNet-5 forward and backward, with weights copied from PyTorch."""
     def build(m: Any) -> Any:
         return m.Sequential(m.Conv2d(1, 6, 5, padding=2), m.ReLU(), m.MaxPool2d(2),
@@ -364,19 +363,48 @@ def test_lenet_step_matches_torch() -> None:
 
     net, tnet = _double(build(nn)), build(torch.nn).double()
     _copy_params(net, tnet)
-    _check(net, tnet, _images(3, 1, 28, 28), tuple(net.parameters()), tuple(tnet.parameters()),
-           input_grad=False)
+    _check(torch, net, tnet, _images(3, 1, 28, 28), tuple(net.parameters()),
+           tuple(tnet.parameters()), input_grad=False)
 
 
-def test_max_pool_second_derivative_matches_torch() -> None:
+def test_max_pool_second_derivative_matches_torch(torch: Any) -> None:
     """On Tensors (create_graph) the rule scatters with index_add: differentiable again."""
     x, v = _images(2, 2, 6, 5), _images(2, 2, 3, 3, seed=1)
     gx, gv = gg.tensor(x, requires_grad=True), gg.tensor(v, requires_grad=True)
     tx, tv = torch.tensor(x, requires_grad=True), torch.tensor(v, requires_grad=True)
     (gdx,) = gg.grad((F.max_pool2d(gx, 3, 2, 1) * gv).sum(), [gx], create_graph=True)
-    (tdx,) = torch.autograd.grad((TF.max_pool2d(tx, 3, 2, 1) * tv).sum(), [tx],
+    (tdx,) = torch.autograd.grad((torch.nn.functional.max_pool2d(tx, 3, 2, 1) * tv).sum(), [tx],
                                  create_graph=True)
     np.testing.assert_allclose(gdx.numpy(), tdx.detach().numpy())
     (gdx * gdx).sum().backward()
     (tdx * tdx).sum().backward()
     np.testing.assert_allclose(gv.grad.numpy(), tv.grad.numpy())
+
+
+def test_compiled_cnn_step_matches_eager() -> None:
+    """gg.compile replays conv2d, max_pool2d, avg_pool2d and an eval-mode BatchNorm."""
+    def build() -> Any:
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, seed=0), nn.BatchNorm2d(4),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.AvgPool2d(2),
+                             nn.Conv2d(4, 3, 2, seed=1)).eval()
+
+    x = gg.tensor(_images(4, 1, 8, 8).astype(np.float32))
+    losses = []
+    for compiled in (False, True):
+        model = build()
+        opt = gg.optim.SGD(model.parameters(), lr=0.1)
+
+        def loss_fn(x: Any, model: Any = model) -> Any:
+            return (model(x) ** 2).mean()
+
+        def eager(x: Any, loss_fn: Any = loss_fn, opt: Any = opt) -> Any:
+            opt.zero_grad()
+            loss = loss_fn(x)
+            loss.backward()
+            opt.step()
+            return loss
+
+        step = gg.compile(loss_fn, optimizer=opt) if compiled else eager
+        losses.append([float(step(x)) for _ in range(3)])
+    assert losses[0][2] < losses[0][0]  # it learns
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
