@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import methods as _methods  # noqa: F401  (attaches operators and methods to Tensor)
+from . import ops_nn as _ops_nn  # noqa: F401  (conv2d, max_pool2d, embedding: into gg.OPS)
 from .anomaly import AnomalyError, detect_anomaly
 from .autograd import GraphError, enable_grad, grad, is_grad_enabled, no_grad
 from .compiler import CompileError, compile
