@@ -549,7 +549,7 @@ def _record(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
     param_ids = {id(p) for p in params}
     by_out = {id(n[2]): n for n in nodes}
     # The engine's own order of the walk, so gradients accumulate in the same order.
-    for node in autograd._toposort((loss,)):
+    for node in autograd.topological_order((loss,)):
         if node._op is None or id(node) not in grads:
             continue
         op, inputs, out = by_out[id(node)]
