@@ -290,12 +290,13 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad
 
 
-def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
     """Nodes reachable from ``roots`` that need gradients, each before the nodes it uses.
 
     Iterative depth-first search (a stack of parent iterators), so a graph of a million
     chained nodes needs no recursion; leaves are emitted without being pushed, the common
-    case kept cheap.
+    case kept cheap. ``run_backward`` walks this order, and so does ``gg.compile``'s backward
+    lowering, so a compiled step accumulates gradients in the engine's order.
     """
     order: list[Tensor] = []
     seen: set[int] = set()
@@ -324,6 +325,26 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
                 order.append(node)
     order.reverse()
     return order
+
+
+def to_input(grad: Any, like: Any, steps: list[tuple[str, Any]] | None = None) -> Any:
+    """The gradient ``grad`` that a rule returned, as the input whose array is ``like``
+    receives it: the dimensions broadcasting added summed away, cast to the input's dtype.
+
+    The one definition of this per-edge work: ``run_backward`` calls it for an edge whose
+    shape or dtype differs, ``gg.compile``'s lowering for every edge. With ``steps``, what
+    was done is appended to it, for the lowering to write as source: ``("sum_to", shape)``,
+    then ``("cast", dtype)``.
+    """
+    if grad.shape != like.shape:
+        grad = unbroadcast(grad, like.shape)
+        if steps is not None:
+            steps.append(("sum_to", like.shape))
+    if grad.dtype is not like.dtype and grad.dtype != like.dtype:
+        grad = grad.astype(like.dtype)
+        if steps is not None:
+            steps.append(("cast", like.dtype))
+    return grad
 
 
 def _check_unmodified(node: Tensor) -> None:
@@ -394,7 +415,7 @@ def run_backward(
     Nothing is changed until every rule has run: an error on the way (a freed graph, an
     anomaly) leaves every ``.grad`` and the graph as they were.
     """
-    order = _toposort(roots)
+    order = topological_order(roots)
     clock = _writes
     # The gradient flowing into each node accumulates in the node's ``_g`` slot during the
     # walk (no dict lookups on the hot path); every ``_g`` is cleared again at the end.
@@ -450,10 +471,12 @@ def run_backward(
                 if pg is None:
                     continue
                 pdata = p._data
-                if pg.shape != pdata.shape:
-                    pg = unbroadcast(pg, pdata.shape)
-                if pg.dtype is not pdata.dtype and pg.dtype != pdata.dtype:
-                    pg = pg.astype(pdata.dtype)
+                # to_input does this edge's work; its conditions are tested here first so that
+                # the common edge (same shape, same dtype) pays no call (a call per edge costs
+                # about 1% of a small step: measured). tests/test_compile_edges.py checks the
+                # two stay one definition, over the whole op table.
+                if pg.shape != pdata.shape or pg.dtype is not pdata.dtype:
+                    pg = to_input(pg, pdata)
                 if sent is not None:
                     sent[i] = pg
                 prev = p._g
