@@ -24,7 +24,7 @@ from ..explain import NetTrace, trace_net
 from ..nn import functional as nnf
 from ..tensor import Tensor
 from . import data as pdata
-from .config import Config
+from .config import FEATURES, Config
 
 GRID = 50  # the heat maps' resolution: GRID × GRID points, one batched forward pass
 MAX_HISTORY = 2000  # loss-curve points kept; beyond, every other one is dropped
@@ -305,12 +305,16 @@ class Session:
         b = self.b
         grid = self._grid_points()
         feats = pdata.features(grid, self.cfg.features)
+        every = pdata.features(grid, FEATURES)
         return {
             "type": "data", "problem": self.cfg.problem, "domain": b.points.domain,
             "train": {"x": b.split.X_train.round(4).tolist(), "y": b.split.y_train.tolist()},
             "test": {"x": b.split.X_test.round(4).tolist(), "y": b.split.y_test.tolist()},
             "features": [{"name": f, "label": pdata.FEATURE_LABELS[f],
                           **_picture(feats[:, k], 0.0)} for k, f in enumerate(self.cfg.features)],
+            # every feature, chosen or not: the thumbnail next to its toggle
+            "feature_pictures": {f: _picture(every[:, k], 0.0)
+                                 for k, f in enumerate(FEATURES)},
             "grid": GRID,
         }
 
