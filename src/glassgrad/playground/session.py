@@ -19,16 +19,23 @@ import numpy as np
 
 from .. import nn, optim
 from ..autograd import no_grad
-from ..diagnose import Monitor, Run, diagnose
+from ..diagnose import Monitor, Run, Thresholds, diagnose
 from ..explain import NetTrace, trace_net
 from ..nn import functional as nnf
 from ..tensor import Tensor
 from . import data as pdata
-from .config import Config
+from .config import FEATURES, Config
 
 GRID = 50  # the heat maps' resolution: GRID × GRID points, one batched forward pass
 MAX_HISTORY = 2000  # loss-curve points kept; beyond, every other one is dropped
 MONITOR_WINDOW = 20000  # steps one Monitor records before a fresh one starts (bounded memory)
+# The rules' default calls gradients vanishing at a 100× drop from the last layer to the
+# first, measured on nets hundreds of units wide. The playground's layers have at most 8
+# units, so ‖Wᵀδ‖ shrinks less per layer: 6 sigmoid layers with N(0, 1) weights (which
+# stall at loss ln 2) measure 15–200× over init seeds 0–7 at 400 steps, while tanh/xavier and
+# relu/kaiming at the same depth, and the default set-up, stay at or below 3×. One order of
+# magnitude separates them.
+THRESHOLDS = Thresholds(vanishing_ratio=0.1)
 _LOSSES = {"bce": nnf.binary_cross_entropy, "mse": nnf.mse_loss,
            "half-sse": nnf.half_sse_loss}
 _ACTS = {"linear": "identity", "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu"}
@@ -298,12 +305,16 @@ class Session:
         b = self.b
         grid = self._grid_points()
         feats = pdata.features(grid, self.cfg.features)
+        every = pdata.features(grid, FEATURES)
         return {
             "type": "data", "problem": self.cfg.problem, "domain": b.points.domain,
             "train": {"x": b.split.X_train.round(4).tolist(), "y": b.split.y_train.tolist()},
             "test": {"x": b.split.X_test.round(4).tolist(), "y": b.split.y_test.tolist()},
             "features": [{"name": f, "label": pdata.FEATURE_LABELS[f],
                           **_picture(feats[:, k], 0.0)} for k, f in enumerate(self.cfg.features)],
+            # every feature, chosen or not: the thumbnail next to its toggle
+            "feature_pictures": {f: _picture(every[:, k], 0.0)
+                                 for k, f in enumerate(FEATURES)},
             "grid": GRID,
         }
 
@@ -370,7 +381,7 @@ class Session:
                 "dead": a["dead"][-1] if a and a["dead"] else None,
             })
         if self.steps >= 20 and self.steps - self._findings[0] >= 20:
-            found = diagnose(Run(self.b.monitor))
+            found = diagnose(Run(self.b.monitor), THRESHOLDS)
             self._findings = (self.steps, [
                 {"rule": f.rule, "title": f.title, "evidence": f.evidence, "fix": f.fix}
                 for f in found])

@@ -33,7 +33,8 @@ function onMessage(m) {
   switch (m.type) {
     case "hello": return hello(m);
     case "config": return setConfig(m);
-    case "data": pg.data = m; layoutNet(); return redraw();
+    case "data": pg.data = m; pg.dataCount = (pg.dataCount || 0) + 1; layoutNet();
+      return redraw();
     case "state": return setState(m);
     case "inspect": return showInspect(m);
     case "trace": return startWalk(m);
@@ -149,6 +150,9 @@ function bindControls() {
   $("remove-layer").onclick = () => setLayers(hidden().slice(0, -1));
   $("csv").onchange = upload;
   $("show-test").onchange = redraw;
+  $("discretize").onchange = redraw;
+  $("walk-sample").onchange = () => send({ type: "stepthrough",
+                                            sample: Number($("walk-sample").value) });
   $("inspector-close").onclick = closeInspector;
   $("sample").onchange = () => pg.sel && inspect(pg.sel);
   $("walk-next").onclick = () => walkTo(pg.walk.stage + 1);
@@ -349,8 +353,9 @@ function render() {
   $("train-acc").textContent = acc(s.train_acc);
   drawCurve($("curve"), s.history);
   const out = s.units[s.units.length - 1][0];
-  drawHeat($("boundary"), out, d.grid);
+  drawHeat($("boundary"), out, d.grid, $("discretize").checked);
   drawPoints($("boundary"), d, $("show-test").checked, pg.cfg.problem);
+  drawAxes(d, out);
   const units = document.querySelectorAll("#net .unit");
   for (const u of units) {
     const c = Number(u.dataset.layer), i = Number(u.dataset.unit);
@@ -365,6 +370,26 @@ function render() {
   if (pg.walk) annotateWalk();
 }
 
+function drawAxes(d, out) {
+  const [x0, x1, y0, y1] = d.domain;
+  $("x-range").textContent = `${fmt(x0)} … ${fmt(x1)}`;
+  $("y-range").textContent = `${fmt(y0)} … ${fmt(y1)}`;
+  const key = pg.cfg.problem === "classification"
+    ? [[0, "class 0 (ŷ < 0.5)"], [255, "class 1 (ŷ ≥ 0.5)"]]
+    : [[0, `ŷ = ${fmt(out.centre - out.half)}`], [128, `${fmt(out.centre)}`],
+       [255, `${fmt(out.centre + out.half)}`]];
+  const box = $("legend");
+  box.innerHTML = "";
+  const table = lut();
+  for (const [q, text] of key) {
+    const item = document.createElement("span");
+    const dot = document.createElement("i");
+    dot.style.background = `rgb(${table[q * 3]},${table[q * 3 + 1]},${table[q * 3 + 2]})`;
+    item.append(dot, text);
+    box.append(item);
+  }
+}
+
 function drawFeatures() {
   const box = $("features");
   const on = new Set((pg.cfg.features || "").split(","));
@@ -377,7 +402,7 @@ function drawFeatures() {
       row.title = "click to use this input or not";
       const label = document.createElement("span");
       label.textContent = FEATURE_LABELS[f];
-      row.append(label);
+      row.append(document.createElement("canvas"), label);
       row.onclick = () => {
         const now = new Set((pg.cfg.features || "").split(",").filter((x) => x));
         if (now.has(f)) now.delete(f); else now.add(f);
@@ -387,6 +412,13 @@ function drawFeatures() {
     }
   }
   for (const row of box.children) row.classList.toggle("on", on.has(row.dataset.feature));
+  const pics = pg.data && pg.data.feature_pictures;
+  if (pics && box.dataset.painted !== String(pg.dataCount)) { // once per data message
+    for (const row of box.children) {
+      paintPicture(row.querySelector("canvas"), pics[row.dataset.feature], pg.data.grid);
+    }
+    box.dataset.painted = String(pg.dataCount);
+  }
 }
 
 function drawDiagnosis(diag) {
@@ -511,9 +543,15 @@ function stages(L) {
 }
 
 function startWalk(m) {
+  // another sample of the same step keeps the stage the learner is looking at
+  const keep = pg.walk && pg.walk.trace.step === m.step ? pg.walk.stage : 0;
   pg.walk = { trace: m, stage: 0, stages: stages(m.layers.length) };
   $("walk").hidden = false;
   $("walk-step").textContent = m.step;
+  const pick = $("walk-sample");
+  pick.innerHTML = "";
+  for (let i = 0; i < m.batch_size; i++) pick.add(new Option(`sample ${i + 1} of the batch`, i));
+  pick.value = String(m.sample);
   const checks = $("walk-checks");
   checks.innerHTML = "";
   for (const c of m.checks) {
@@ -522,7 +560,7 @@ function startWalk(m) {
     li.textContent = `${c.ok === false ? "✗" : c.ok ? "✓" : "•"} ${c.title}: ${c.detail.join(" ")}`;
     checks.append(li);
   }
-  walkTo(0);
+  walkTo(keep);
 }
 
 function walkTo(k) {

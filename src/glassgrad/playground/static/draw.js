@@ -15,8 +15,10 @@ export function lut() {
   return LUT;
 }
 
-function image(pic, n) {
-  const bytes = Uint8Array.from(atob(pic.q), (c) => c.charCodeAt(0));
+// discrete: each byte becomes its side of the centre (128), the class the output predicts
+function image(pic, n, discrete = false) {
+  let bytes = Uint8Array.from(atob(pic.q), (c) => c.charCodeAt(0));
+  if (discrete) bytes = bytes.map((b) => (b >= 128 ? 255 : 0));
   const img = new ImageData(n, n);
   const table = lut();
   for (let i = 0; i < bytes.length; i++) {
@@ -29,15 +31,15 @@ function image(pic, n) {
   return img;
 }
 
-export function paintPicture(canvas, pic, n) {
+export function paintPicture(canvas, pic, n, discrete = false) {
   if (canvas.width !== n) canvas.width = canvas.height = n;
-  canvas.getContext("2d").putImageData(image(pic, n), 0, 0);
+  canvas.getContext("2d").putImageData(image(pic, n, discrete), 0, 0);
 }
 
 const scratch = document.createElement("canvas");
 
-export function drawHeat(canvas, pic, n) {
-  paintPicture(scratch, pic, n);
+export function drawHeat(canvas, pic, n, discrete = false) {
+  paintPicture(scratch, pic, n, discrete);
   const g = canvas.getContext("2d");
   g.imageSmoothingEnabled = true;
   g.drawImage(scratch, 0, 0, canvas.width, canvas.height);
