@@ -136,3 +136,61 @@ def test_a_library_that_fails_its_first_product_is_not_used(monkeypatch) -> None
     np.testing.assert_array_equal(c, [[2, 1], [1, 2]])
     monkeypatch.undo()
     blas._reset()
+
+
+# --------------------------------------------------------------------------- axpy
+def _count_axpy_calls(monkeypatch) -> list[int]:
+    calls = [0]
+    fns = blas._blas().axpys
+    for dtype, fn in list(fns.items()):
+        def counted(*args, fn=fn):
+            calls[0] += 1
+            return fn(*args)
+        monkeypatch.setitem(fns, dtype, counted)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpy_is_one_blas_call_on_large_contiguous_arrays(monkeypatch, dtype) -> None:
+    blas._reset()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(blas.BLAS_MIN + 5).astype(dtype)
+    y = rng.standard_normal(blas.BLAS_MIN + 5).astype(dtype)
+    want = y - dtype(0.3) * x
+    scale = np.abs(y) + np.abs(dtype(0.3) * x)  # rounding is relative to the terms (an FMA)
+    calls = _count_axpy_calls(monkeypatch)
+    blas.axpy(-0.3, x, y)
+    assert calls[0] == (1 if blas._blas().axpys else 0)
+    assert np.all(np.abs(y - want) <= 2 * np.finfo(dtype).eps * scale)
+
+
+@pytest.mark.parametrize("case", ["small", "strided", "mixed dtype", "overlap", "numpy env"])
+def test_axpy_falls_back_to_numpy_with_the_same_result(monkeypatch, case) -> None:
+    blas._reset()
+    if case == "numpy env":
+        monkeypatch.setenv("GLASSGRAD_BLAS", "numpy")
+        blas._reset()
+    n = 16 if case == "small" else blas.BLAS_MIN + 7
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal(2 * n).astype(np.float32)
+    y = base[:n].copy()
+    x = {"strided": base[::2], "mixed dtype": base[n:].astype(np.float64),
+         "overlap": y}.get(case, base[n:])
+    want = y + np.float32(-0.5) * x.astype(np.float32)
+    calls = _count_axpy_calls(monkeypatch)
+    blas.axpy(-0.5, x, y)
+    assert calls[0] == 0
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    blas._reset()
+
+
+def test_sgd_on_a_large_weight_updates_through_axpy(monkeypatch) -> None:
+    import glassgrad as gg
+
+    blas._reset()
+    w = gg.tensor(np.ones((200, 100), np.float32), requires_grad=True)
+    w.grad = gg.tensor(np.full((200, 100), 2.0, np.float32))
+    calls = _count_axpy_calls(monkeypatch)
+    gg.optim.SGD([w], lr=0.1).step()
+    assert calls[0] == (1 if blas._blas().axpys else 0)
+    np.testing.assert_allclose(w.numpy(), 0.8, rtol=1e-6)

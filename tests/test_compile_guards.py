@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import glassgrad as gg
-from glassgrad import compiler_guards
+from glassgrad.compiler import guards as compiler_guards
 from glassgrad.nn import functional as F
 
 SCALE = 2.0  # a global the loss function below reads

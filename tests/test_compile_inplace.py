@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import glassgrad as gg
-from glassgrad import compiler_inplace, ops
+from glassgrad import ops
+from glassgrad.compiler import emit, passes
+from glassgrad.compiler.ir import Line, args_read, loaded_names
 
 
 def _params(rng, *shapes):
@@ -102,17 +104,17 @@ def test_an_argument_or_parameter_is_never_written_over() -> None:
 
 def test_an_array_the_step_returns_is_never_written_over() -> None:
     a, b = np.ones(3), np.ones(3)
-    line = compiler_inplace.forward_line("v1", "relu", ["v0"], ops.relu, "relu_into")
+    line = Line("v1", ops.relu.forward, "relu", ["v0"], comment="(3,) relu", values=[b],
+                into=ops.relu.forward_into, into_name="relu_into")
     lines = ["v1 = relu(v0)  # (3,) relu"]
 
-    def plan(returned):
-        return compiler_inplace.plan(lines, [line], {"v0": [a], "v1": [b]}, [], returned,
-                                     lambda name, obj: name)
+    def plan(returned, external=()):
+        planned = passes.in_place([line], {"v0": [a], "v1": [b]}, list(external), returned)
+        return [emit.text(x, emit.Namespace()) for x in planned]
 
     assert plan(["v1"]) == ["v1 = relu_into(v0)  # (3,) relu, written over v0"]
     assert plan(["v0", "v1"]) == lines  # v0 is returned: its values must survive
-    assert compiler_inplace.plan(lines, [line], {"v0": [a], "v1": [b]}, [a], ["v1"],
-                                 lambda name, obj: name) == lines  # not the step's own
+    assert plan(["v1"], external=[a]) == lines  # not the step's own
 
 
 @pytest.mark.parametrize(("rule", "reads"), [
@@ -122,14 +124,14 @@ def test_an_array_the_step_returns_is_never_written_over() -> None:
     (ops.tanh.rules[0], {"grad", "out"}),
 ])
 def test_which_parameters_a_rule_reads_comes_from_its_bytecode(rule, reads) -> None:
-    names = compiler_inplace._reads(rule)
+    names = loaded_names(rule)
     assert names is not None and reads <= names
     assert "out" not in names or "out" in reads
 
 
 def test_a_rule_that_cannot_be_inspected_counts_as_reading_everything() -> None:
-    assert compiler_inplace._read_positions(np.add, 3) is None
-    assert compiler_inplace._read_positions(lambda *a: a[0], 3) is None
+    assert args_read(np.add, 3) is None
+    assert args_read(lambda *a: a[0], 3) is None
 
 
 def test_in_place_variants_give_the_same_bits_as_the_rules() -> None:

@@ -155,7 +155,8 @@ def test_loss_modules_match_functions():
     x, y = gg.tensor(X), LABELS
     assert nn.CrossEntropyLoss(weight=W_CLASS)(x, y).item() == F.cross_entropy(
         x, y, weight=W_CLASS).item()
-    assert nn.MSELoss(reduction="sum")(x, Y_REAL).item() == F.mse_loss(x, Y_REAL, "sum").item()
+    assert nn.MSELoss(reduction="sum")(x, Y_REAL).item() == F.mse_loss(
+        x, Y_REAL, reduction="sum").item()
     assert nn.L1Loss()(x, Y_REAL).item() == F.l1_loss(x, Y_REAL).item()
     assert nn.BCELoss()(gg.tensor(P), Y_BIN).item() == F.binary_cross_entropy(P, Y_BIN).item()
     assert nn.BCEWithLogitsLoss()(x, Y_BIN).item() == F.binary_cross_entropy_with_logits(

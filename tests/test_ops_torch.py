@@ -89,6 +89,20 @@ TORCH_OPS: dict[str, Any] = {
     # torch wants the classes on dim 1; glassgrad (like a Linear layer's output) on the last.
     "cross_entropy": lambda logits, target, reduction="mean": (
         torch.nn.functional.cross_entropy(logits.movedim(-1, 1), target, reduction=reduction)),
+    # ops_nn.py: conv2d and the two products of its backward, max_pool2d, embedding
+    "conv2d": lambda x, w, b, stride=1, padding=0, dilation=1, groups=1: (
+        torch.nn.functional.conv2d(x, w, b, stride, padding, dilation, groups)),
+    "conv2d_input": lambda g, w, size=(), stride=1, padding=0, dilation=1, groups=1: (
+        torch.nn.grad.conv2d_input((g.shape[0], w.shape[1] * groups, *size), w, g, stride,
+                                   padding, dilation, groups)),
+    "conv2d_weight": lambda x, g, size=(), stride=1, padding=0, dilation=1, groups=1: (
+        torch.nn.grad.conv2d_weight(x, (g.shape[1], x.shape[1] // groups, *size), g, stride,
+                                    padding, dilation, groups)),
+    "max_pool2d": lambda x, kernel_size=(2, 2), stride=(2, 2), padding=0, dilation=1,
+    ceil_mode=False: torch.nn.functional.max_pool2d(x, kernel_size, stride, padding, dilation,
+                                                    ceil_mode),
+    "embedding": lambda weight, indices, padding_idx=None: (
+        torch.nn.functional.embedding(indices, weight, padding_idx)),
 }
 
 TORCH_COMPOSITES: dict[str, Any] = {

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import functional as _functional
 from . import methods as _methods  # noqa: F401  (attaches operators and methods to Tensor)
+from . import ops_nn as _ops_nn  # noqa: F401  (conv2d, max_pool2d, embedding: into gg.OPS)
 from .anomaly import AnomalyError, detect_anomaly
 from .autograd import GraphError, enable_grad, grad, is_grad_enabled, no_grad
 from .compiler import CompileError, compile
@@ -60,6 +61,7 @@ _LAZY = {
     "explain": ("glassgrad.explain", None),
     "diagnose": ("glassgrad.diagnose", None),
     "distributed": ("glassgrad.distributed", None),
+    "utils": ("glassgrad.utils", None),
     "fit": ("glassgrad.training", "fit"),
     "History": ("glassgrad.training", "History"),
     "save": ("glassgrad.serialization", "save"),

@@ -26,6 +26,8 @@ import numpy as np
 from .rule_reads import read_positions
 from .tensor import Tensor
 
+_wrap = Tensor._wrap  # a plain function: the global lookup is all record pays to reach it
+
 if TYPE_CHECKING:
     from .ops import Op
 
@@ -186,15 +188,7 @@ def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | No
     """Wrap a forward result in a Tensor and, if any input needs a gradient, link it in."""
     if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
         out = np.asarray(out)
-    result = Tensor.__new__(Tensor)
-    result._data = out
-    result._g = None
-    result.grad = None
-    result._retain = False
-    result.name = None
-    result._requires_grad = False
-    result._op = None
-    result._parents = ()
+    result = _wrap(out)
     result._attrs = attrs  # kept on every result, so observers (compile) see them too
     if _threads_changed:  # some thread is in no_grad or watched: read this thread's switches
         return _record_switched(op, inputs, result)
@@ -296,12 +290,13 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad
 
 
-def _toposort(roots: Sequence[Tensor], constants: bool = False) -> list[Tensor]:
+def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
     """Nodes reachable from ``roots`` that need gradients, each before the nodes it uses.
 
-    With ``constants``, nodes that need no gradient are included too. Iterative depth-first
-    search (a stack of parent iterators), so a graph of a million chained nodes needs no
-    recursion; leaves are emitted without being pushed, the common case kept cheap.
+    Iterative depth-first search (a stack of parent iterators), so a graph of a million
+    chained nodes needs no recursion; leaves are emitted without being pushed, the common
+    case kept cheap. ``run_backward`` walks this order, and so does ``gg.compile``'s backward
+    lowering, so a compiled step accumulates gradients in the engine's order.
     """
     order: list[Tensor] = []
     seen: set[int] = set()
@@ -309,17 +304,17 @@ def _toposort(roots: Sequence[Tensor], constants: bool = False) -> list[Tensor]:
         if id(root) in seen:
             continue
         seen.add(id(root))
-        if root._parents is None and not constants:
+        if root._parents is None:
             raise _freed_error(root)
-        stack = [(root, iter(root._parents or ()))]
+        stack = [(root, iter(root._parents))]
         while stack:
             node, it = stack[-1]
             for p in it:
-                if (p._requires_grad or constants) and id(p) not in seen:
+                if p._requires_grad and id(p) not in seen:
                     seen.add(id(p))
                     parents = p._parents
                     if not parents:
-                        if parents is None and not constants:
+                        if parents is None:
                             raise _freed_error(p)
                         order.append(p)
                     else:
@@ -330,6 +325,26 @@ def _toposort(roots: Sequence[Tensor], constants: bool = False) -> list[Tensor]:
                 order.append(node)
     order.reverse()
     return order
+
+
+def to_input(grad: Any, like: Any, steps: list[tuple[str, Any]] | None = None) -> Any:
+    """The gradient ``grad`` that a rule returned, as the input whose array is ``like``
+    receives it: the dimensions broadcasting added summed away, cast to the input's dtype.
+
+    The one definition of this per-edge work: ``run_backward`` calls it for an edge whose
+    shape or dtype differs, ``gg.compile``'s lowering for every edge. With ``steps``, what
+    was done is appended to it, for the lowering to write as source: ``("sum_to", shape)``,
+    then ``("cast", dtype)``.
+    """
+    if grad.shape != like.shape:
+        grad = unbroadcast(grad, like.shape)
+        if steps is not None:
+            steps.append(("sum_to", like.shape))
+    if grad.dtype is not like.dtype and grad.dtype != like.dtype:
+        grad = grad.astype(like.dtype)
+        if steps is not None:
+            steps.append(("cast", like.dtype))
+    return grad
 
 
 def _check_unmodified(node: Tensor) -> None:
@@ -400,7 +415,7 @@ def run_backward(
     Nothing is changed until every rule has run: an error on the way (a freed graph, an
     anomaly) leaves every ``.grad`` and the graph as they were.
     """
-    order = _toposort(roots)
+    order = topological_order(roots)
     clock = _writes
     # The gradient flowing into each node accumulates in the node's ``_g`` slot during the
     # walk (no dict lookups on the hot path); every ``_g`` is cleared again at the end.
@@ -456,10 +471,12 @@ def run_backward(
                 if pg is None:
                     continue
                 pdata = p._data
-                if pg.shape != pdata.shape:
-                    pg = unbroadcast(pg, pdata.shape)
-                if pg.dtype is not pdata.dtype and pg.dtype != pdata.dtype:
-                    pg = pg.astype(pdata.dtype)
+                # to_input does this edge's work; its conditions are tested here first so that
+                # the common edge (same shape, same dtype) pays no call (a call per edge costs
+                # about 1% of a small step: measured). tests/test_compile_edges.py checks the
+                # two stay one definition, over the whole op table.
+                if pg.shape != pdata.shape or pg.dtype is not pdata.dtype:
+                    pg = to_input(pg, pdata)
                 if sent is not None:
                     sent[i] = pg
                 prev = p._g
@@ -611,6 +628,13 @@ def grad(
     return tuple(res)
 
 
-def iter_graph(root: Tensor) -> list[Tensor]:
-    """Every node reachable from ``root`` (constants included), parents before children."""
-    return _toposort((root,), constants=True)[::-1]
+
+def zero_grad(params: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Forget the gradients of ``params``: ``.grad`` becomes None, or (``set_to_none=False``)
+    zeros where there was a gradient. ``Module.zero_grad`` and ``Optimizer.zero_grad`` both
+    mean this."""
+    for p in params:
+        if set_to_none or p.grad is None:
+            p.grad = None
+        else:
+            p.grad._data = np.zeros_like(p._data)

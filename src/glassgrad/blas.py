@@ -41,12 +41,24 @@ _SYMBOLS = (("scipy_cblas_{}gemm64_", ctypes.c_int64), ("cblas_{}gemm64_", ctype
 
 class _Blas:
     """The located library: one ``ctypes`` function per float dtype, or the reason it is not
-    used."""
+    used; ``axpys`` the matching ``axpy`` (y ← α·x + y) where the library has it."""
 
     def __init__(self) -> None:
         self.fns: dict[np.dtype, Callable[..., None]] = {}
+        self.axpys: dict[np.dtype, Callable[..., None]] = {}
         self.where = ""
         self.why_not = ""
+
+    def load_axpy(self, lib: ctypes.CDLL, pattern: str, integer: type) -> None:
+        """The ``axpy`` of the library whose ``gemm`` was chosen (same naming scheme)."""
+        for dtype, letter, real in ((np.dtype(np.float32), "s", ctypes.c_float),
+                                    (np.dtype(np.float64), "d", ctypes.c_double)):
+            fn = getattr(lib, pattern.replace("gemm", "axpy").format(letter), None)
+            if fn is None:
+                return
+            fn.restype = None
+            fn.argtypes = [integer, real, ctypes.c_void_p, integer, ctypes.c_void_p, integer]
+            self.axpys[dtype] = fn
 
     def load(self) -> None:
         if os.environ.get("GLASSGRAD_BLAS", "").lower() == "numpy":
@@ -78,6 +90,9 @@ class _Blas:
                     self.fns = fns
                     self.where = f"{pattern.format('s')} in {os.path.basename(path)}"
                     if _self_test(fns):
+                        self.load_axpy(lib, pattern, integer)
+                        if not _axpy_self_test(self.axpys):
+                            self.axpys = {}
                         return
                     self.fns = {}
                     self.why_not = f"{self.where} did not give NumPy's product in a test"
@@ -174,6 +189,31 @@ def axpby(alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> None:
     if beta != 1:
         y *= beta
     y += x
+
+
+def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> None:
+    """y ← alpha·x + y, in place: one pass over y (BLAS's ``axpy``, on NumPy's own BLAS and
+    its threads) for contiguous arrays of one dtype with at least 16384 elements; NumPy's
+    ``y += alpha * x`` (a temporary and two passes) otherwise. The optimizers' w ← w − lr·g."""
+    fn = _blas().axpys.get(y.dtype) if y.size >= BLAS_MIN else None
+    if (fn is None or x.dtype != y.dtype or x.shape != y.shape or not y.flags.writeable
+            or not (x.flags.c_contiguous and y.flags.c_contiguous)
+            or np.may_share_memory(x, y)):
+        y += alpha * x
+        return
+    fn(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
+
+
+def _axpy_self_test(fns: dict[np.dtype, Callable[..., None]]) -> bool:
+    """Whether the loaded axpy gives NumPy's result (to rounding) for both dtypes."""
+    rng = np.random.default_rng(1)
+    for dtype, fn in fns.items():
+        x, y = rng.standard_normal(37).astype(dtype), rng.standard_normal(37).astype(dtype)
+        want = y + dtype.type(-0.25) * x
+        fn(y.size, -0.25, x.ctypes.data, 1, y.ctypes.data, 1)
+        if not np.allclose(y, want, rtol=1e-6, atol=1e-6):
+            return False
+    return len(fns) == 2
 
 
 def _self_test(fns: dict[np.dtype, Callable[..., None]]) -> bool:

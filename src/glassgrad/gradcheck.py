@@ -75,6 +75,32 @@ def gradcheck(
     True
     """
     given = _as_list(inputs)
+    xs, checked = _float64_inputs(given)
+    outputs = _as_list(fn(*xs))
+    outputs = [o for o in outputs if isinstance(o, Tensor) and o.requires_grad]
+    if not outputs:
+        raise ValueError("gradcheck: fn returned no tensor that depends on the inputs")
+    rng = np.random.default_rng(seed)
+    vs = [rng.standard_normal(o.shape) for o in outputs]
+    analytic = _grad(_project(outputs, vs), [xs[i] for i in checked], allow_unused=True)
+
+    def projected() -> float:
+        # Grad mode stays on: fn may itself call gg.grad (checking a second derivative).
+        return _project(_as_list(fn(*xs))[: len(outputs)], vs).item()
+
+    failures: list[str] = []
+    for i, g in zip(checked, analytic):
+        x = xs[i]
+        a = np.zeros(x.shape) if g is None else g.numpy()
+        num = central_differences(projected, x._data, range(x.size), eps).reshape(x.shape)
+        failures += _mismatches(f"input {i}{_name(given[i])}", a, num, atol, rtol)
+    if failures and raise_exception:
+        raise GradcheckError(_message(failures, eps, atol, rtol))
+    return not failures
+
+
+def _float64_inputs(given: list[Any]) -> tuple[list[Any], list[int]]:
+    """The inputs, those that require grad copied to float64 leaves; and their positions."""
     xs: list[Any] = []
     checked: list[int] = []
     for i, x in enumerate(given):
@@ -88,44 +114,32 @@ def gradcheck(
             "gradcheck: no input has requires_grad=True, so there is nothing to check. "
             "Fix: create the inputs to check with requires_grad=True."
         )
-    outputs = _as_list(fn(*xs))
-    outputs = [o for o in outputs if isinstance(o, Tensor) and o.requires_grad]
-    if not outputs:
-        raise ValueError("gradcheck: fn returned no tensor that depends on the inputs")
-    rng = np.random.default_rng(seed)
-    vs = [rng.standard_normal(o.shape) for o in outputs]
-    analytic = _grad(_project(outputs, vs), [xs[i] for i in checked], allow_unused=True)
+    return xs, checked
 
-    failures: list[str] = []
-    for k, i in enumerate(checked):
-        x = xs[i]
-        a = np.zeros(x.shape) if analytic[k] is None else analytic[k].numpy()
-        num = np.zeros(x.shape)
-        # Grad mode stays on: fn may itself call gg.grad (checking a second derivative).
-        num.reshape(-1)[:] = central_differences(
-            lambda: _project(_as_list(fn(*xs))[: len(outputs)], vs).item(),
-            x._data, range(x.size), eps)
-        bad = np.abs(a - num) > atol + rtol * np.abs(num)
-        for idx in map(tuple, np.argwhere(bad)):  # (np.nonzero refuses 0-d arrays)
-            failures.append(
-                f"  input {i}{_name(given[i])} element {tuple(int(t) for t in idx)}: "
-                f"numeric {num[idx]:+.8g}  analytic {a[idx]:+.8g}  "
-                f"(difference {a[idx] - num[idx]:+.3g})"
-            )
-    if failures:
-        if not raise_exception:
-            return False
-        shown = failures[:20]
-        if len(failures) > 20:
-            shown.append(f"  ... and {len(failures) - 20} more")
-        raise GradcheckError(
-            "gradcheck: the backward pass disagrees with central finite differences "
-            f"(eps={eps}, atol={atol}, rtol={rtol}) at {len(failures)} element(s):\n"
-            + "\n".join(shown)
-            + "\nA consistent factor (e.g. 2 or −1) usually means a missing constant or a sign "
-            "error in a hand-written rule; zeros where numbers are expected mean a missing path."
-        )
-    return True
+
+def _mismatches(what: str, a: np.ndarray, num: np.ndarray, atol: float,
+                rtol: float) -> list[str]:
+    """One line per element where ``a`` and ``num`` disagree beyond atol + rtol·|num|."""
+    bad = np.abs(a - num) > atol + rtol * np.abs(num)
+    return [
+        f"  {what} element {tuple(int(t) for t in idx)}: "
+        f"numeric {num[idx]:+.8g}  analytic {a[idx]:+.8g}  "
+        f"(difference {a[idx] - num[idx]:+.3g})"
+        for idx in map(tuple, np.argwhere(bad))  # (np.nonzero refuses 0-d arrays)
+    ]
+
+
+def _message(failures: list[str], eps: float, atol: float, rtol: float) -> str:
+    shown = failures[:20]
+    if len(failures) > 20:
+        shown.append(f"  ... and {len(failures) - 20} more")
+    return (
+        "gradcheck: the backward pass disagrees with central finite differences "
+        f"(eps={eps}, atol={atol}, rtol={rtol}) at {len(failures)} element(s):\n"
+        + "\n".join(shown)
+        + "\nA consistent factor (e.g. 2 or −1) usually means a missing constant or a sign "
+        "error in a hand-written rule; zeros where numbers are expected mean a missing path."
+    )
 
 
 def _name(x: Any) -> str:

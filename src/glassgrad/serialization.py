@@ -16,6 +16,15 @@ before it builds a single layer, so a small file cannot make it allocate a huge 
 Paths may be str, bytes or ``os.PathLike``. bfloat16 tensors (PyTorch writes them; NumPy has
 no such type) load as float32, exactly, with a warning; float16 stays float16.
 
+Coming from PyTorch: ``torch.save(model.state_dict(), path)`` and
+``model.load_state_dict(torch.load(path))`` run unchanged under ``import glassgrad as
+torch``, and PyTorch's keywords (``map_location``, ``weights_only``, ``mmap``) are accepted.
+The file is safetensors, never pickle: loading it cannot run code, and PyTorch reads it with
+``safetensors.torch.load_file`` (not ``torch.load``, which expects a pickle). Hence what
+differs: ``load`` always returns a state dict (``torch.load`` of a saved model returns the
+model; here use ``load_model``), and a file holds named tensors only, so a checkpoint dict
+nesting state dicts and Python values is refused with a message saying what to do.
+
 Needs the ``safetensors`` package: ``pip install "glassgrad[train]"``.
 """
 
@@ -169,6 +178,14 @@ def _state_arrays(obj: Any) -> OrderedDict[str, np.ndarray]:
     for name, v in obj.items():
         if not isinstance(name, str):
             raise TypeError(f"save(): state dict keys must be strings, got {name!r}.")
+        if isinstance(v, Mapping) or hasattr(v, "state_dict"):
+            raise TypeError(
+                f"save(): '{name}' is a {type(v).__name__}, nested in the dict (as in a "
+                f"PyTorch checkpoint {{'epoch': ..., 'model_state_dict': ...}}). glassgrad "
+                f"writes safetensors, a flat file of named tensors, never pickle (so loading "
+                f"a file cannot run code). Fix: save each state dict to its own file, e.g. "
+                f"save(model.state_dict(), 'model.safetensors'), and pass text such as the "
+                f"epoch in metadata={{'epoch': '3'}}.")
         arr = v._data if isinstance(v, Tensor) else np.asarray(v)
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"save(): '{name}' holds {arr.dtype} values; safetensors stores "
@@ -178,14 +195,18 @@ def _state_arrays(obj: Any) -> OrderedDict[str, np.ndarray]:
 
 
 def save(
-    obj: Any, path: str | bytes | os.PathLike, metadata: Mapping[str, str] | None = None,
+    obj: Any, path: str | bytes | os.PathLike, metadata: Mapping[str, str] | None = None, *,
+    pickle_module: Any = None, pickle_protocol: Any = None,
 ) -> None:
     """Write a model's weights (or a state dict of Tensors/arrays) to a safetensors file.
 
     ``metadata`` adds your own text entries to the header. The write is atomic: on any
     error the previous file at ``path`` (if any) is left untouched and no partial file remains.
     Saving over a file keeps its permission bits; saving through a symlink replaces its target.
+    ``torch.save(model.state_dict(), "model.pt")`` works as it is; the file is safetensors
+    whatever its name (PyTorch's pickle options are refused).
     """
+    _no_pickle("save", pickle_module=pickle_module, pickle_protocol=pickle_protocol)
     path = fspath(path, "save")
     st = _safetensors_numpy()
     arrays = _state_arrays(obj)
@@ -335,13 +356,36 @@ def _read_state(f: Any, path: str) -> OrderedDict[str, Tensor]:
     return out
 
 
-def load(path: str | bytes | os.PathLike) -> OrderedDict[str, Tensor]:
+def _no_pickle(who: str, **options: Any) -> None:
+    given = [k for k, v in options.items() if v is not None]
+    if given:
+        raise TypeError(
+            f"{who}(): {given[0]}= is a pickle option, and glassgrad never pickles: it "
+            f"{'writes' if who == 'save' else 'reads'} safetensors files (named tensors; "
+            f"loading one cannot run code). Fix: drop {given[0]}=.")
+
+
+def load(
+    path: str | bytes | os.PathLike, map_location: Any = None, pickle_module: Any = None, *,
+    weights_only: bool | None = None, mmap: bool | None = None, **pickle_load_args: Any,
+) -> OrderedDict[str, Tensor]:
     """Read a safetensors file as a state dict: name -> Tensor, in the order it was saved.
 
     ``model.load_state_dict(gg.load(path))`` restores a model; ``load_model(path)`` also
     rebuilds one saved from ``nn`` layers. A file that is not valid safetensors raises
     ``FileFormatError`` (a ValueError); a folder or a missing file, an OSError.
+    PyTorch's ``map_location`` (a CPU device, a dict or function of locations: all tensors
+    are on the CPU), ``weights_only`` (a safetensors file holds weights only either way)
+    and ``mmap`` are accepted; a GPU location and pickle options are refused.
     """
+    from .nn.device import check_device
+
+    _no_pickle("load", pickle_module=pickle_module, **pickle_load_args)
+    if isinstance(map_location, dict):
+        for where in map_location.values():
+            check_device(where, "load(map_location=...)")
+    elif not callable(map_location):
+        check_device(map_location, "load(map_location=...)")
     path = fspath(path, "load")
     with _open(path, "load") as f:
         return _read_state(f, path)

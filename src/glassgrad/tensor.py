@@ -112,10 +112,15 @@ class Tensor:
         if requires_grad:
             self.requires_grad = True
 
-    @classmethod
-    def _wrap(cls, arr: np.ndarray, requires_grad: bool = False) -> Tensor:
-        """A leaf around ``arr`` without copying or checking (internal fast path)."""
-        t = cls.__new__(cls)
+    @staticmethod
+    def _wrap(arr: np.ndarray, requires_grad: bool = False) -> Tensor:
+        """A leaf around ``arr`` without copying or checking (internal fast path).
+
+        The one place a Tensor's slots are set up without ``__init__``: ``autograd.record``
+        calls it for every op's result. A static method, not a class method: the engine calls
+        it as a plain function, without binding a class per call (``record`` is the hottest
+        function). ``_ver`` and ``_stamp`` are set only when needed (see autograd)."""
+        t = Tensor.__new__(Tensor)
         t._data = arr
         t._g = None
         t.grad = None

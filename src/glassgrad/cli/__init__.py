@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 # module names under glassgrad.cli, in the order --help lists them
-COMMANDS = ["ops", "train", "explain", "diagnose", "experiment"]
+COMMANDS = ["ops", "train", "explain", "diagnose", "experiment", "playground"]
 USER_ERROR, INTERNAL_ERROR, INTERRUPTED = 2, 70, 130
 
 

@@ -217,7 +217,7 @@ def run_net(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- output
 def _emit(tr: Any, args: argparse.Namespace) -> int:
-    from ..explain.graph import render_graph
+    from ..explain.picture import render_graph
     from ..explain.render_text import print_trace
     from ..fileio import write_atomic
 

@@ -178,19 +178,13 @@ def _sizes(spec: str | None, n_in: int, n_out: int, preset: Preset) -> list[int]
 
 # ----------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> int:
-    from .. import nn
-
     try:
         X, y, preset, info = _load(args)
     except (ValueError, ImportError) as e:
         raise CLIError(str(e)) from None
     classify = info["task"] == "classify"
     n_classes = int(y.max()) + 1 if classify else 0
-    loss = args.loss or ("mse" if not classify else
-                         "bce_with_logits" if n_classes <= 2 else "cross_entropy")
-    if classify and n_classes > 2 and loss != "cross_entropy":
-        raise CLIError(f"--loss {loss} handles two classes; this data has {n_classes}. "
-                       f"Use --loss cross_entropy.")
+    loss = _loss(args.loss, classify, n_classes)
     n_out = n_classes if loss == "cross_entropy" else 1
     sizes = _sizes(args.layers, X.shape[1], n_out, preset)
     # Before the weights exist: a model too big for this machine is refused, not attempted.
@@ -203,22 +197,53 @@ def run(args: argparse.Namespace) -> int:
     lr = preset.lr if args.lr is None else args.lr
     args.init = args.init or (preset.init if args.activation is None else
                               "kaiming" if activation in ("relu", "leaky_relu") else "xavier")
-    try:
-        model = nn.MLP(sizes, activation=activation, init=args.init, seed=args.seed,
-                       output_activation="sigmoid" if loss == "bce" else None)
-    except (ValueError, TypeError) as e:
-        raise CLIError(str(e)) from None
+    model = _model(sizes, activation, args, loss)
     n_params = sum(p.size for p in model.parameters())
     _header(info, X, y, classify, n_classes, sizes, activation, args, n_params, loss, lr,
             batch_size, epochs, val_split)
-    parts = [(X, y)]
-    if val_split:  # split here, so the report can score both parts with the final weights
-        from ..data import train_test_split
+    parts = _parts(X, y, val_split, classify, args.seed)
+    return _train_and_save(model, parts, args, info, loss, lr, epochs, batch_size, classify)
 
-        X_tr, X_val, y_tr, y_val = train_test_split(
-            X, y, val_split, seed=args.seed,
-            stratify=y if classify and np.bincount(y).min() >= 2 else None)
-        parts = [(X_tr, y_tr), (X_val, y_val)]
+
+def _loss(name: str | None, classify: bool, n_classes: int) -> str:
+    """``--loss``, or the one that fits the targets: mse for numbers, BCE (from logits) for
+    two classes, cross-entropy for more."""
+    loss = name or ("mse" if not classify else
+                    "bce_with_logits" if n_classes <= 2 else "cross_entropy")
+    if classify and n_classes > 2 and loss != "cross_entropy":
+        raise CLIError(f"--loss {loss} handles two classes; this data has {n_classes}. "
+                       f"Use --loss cross_entropy.")
+    return loss
+
+
+def _model(sizes: list[int], activation: str, args: argparse.Namespace, loss: str) -> Any:
+    from .. import nn
+
+    try:
+        return nn.MLP(sizes, activation=activation, init=args.init, seed=args.seed,
+                      output_activation="sigmoid" if loss == "bce" else None)
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _parts(X: np.ndarray, y: np.ndarray, val_split: float, classify: bool,
+           seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(X, y)], or [training part, validation part] when ``val_split``: split here, so the
+    report can score both parts with the final weights."""
+    if not val_split:
+        return [(X, y)]
+    from ..data import train_test_split
+
+    X_tr, X_val, y_tr, y_val = train_test_split(
+        X, y, val_split, seed=seed,
+        stratify=y if classify and np.bincount(y).min() >= 2 else None)
+    return [(X_tr, y_tr), (X_val, y_val)]
+
+
+def _train_and_save(model: Any, parts: list, args: argparse.Namespace, info: dict, loss: str,
+                    lr: float, epochs: int, batch_size: int | None, classify: bool) -> int:
+    """Train, report and save (``--save``); on Ctrl-C, save what the last complete step left
+    (unless ``--no-save-on-interrupt``) and return the exit status for an interruption."""
     epoch = _Epoch()
     try:
         history = _fit(model, parts, args, loss, lr, epochs, batch_size, epoch)

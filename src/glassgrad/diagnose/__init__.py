@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from . import plots
-from .gradcheck import GradientReport, ParamCheck, check_gradients
+from .model_gradcheck import GradientReport, ParamCheck, check_gradients
 from .monitor import Monitor
 from .rules import RULES, Finding, Run, Thresholds, diagnose, report
 

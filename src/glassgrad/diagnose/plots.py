@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -91,15 +92,44 @@ def plot_loss(source: Any) -> Any:
     return fig
 
 
+def moving_median(values: Any, window: int) -> np.ndarray:
+    """The median of each value's centred ``window`` (shorter at the ends); NaNs ignored.
+
+    >>> moving_median([1.0, 9.0, 2.0, 3.0], 3).tolist()
+    [5.0, 2.0, 3.0, 2.5]
+    """
+    v = np.asarray(values, dtype=float)
+    half = max(int(window), 1) // 2
+    padded = np.pad(v, half, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    with warnings.catch_warnings():  # a window of NaNs only gives NaN, a gap in the line
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(windows, axis=1)
+
+
+def _smooth_window(n: int) -> int:
+    return max(5, n // 25) | 1  # ~25 independent points along the run, odd
+
+
+def _raw_and_smoothed(ax: Any, steps: list, values: list[float], color: str,
+                      label: str) -> None:
+    # per-step norms jump with each batch: the raw values faint, a moving median on top
+    vals = _positive(values)
+    ax.plot(steps, vals, color=color, lw=0.8, alpha=0.25, label=f"_raw {label}")
+    ax.plot(steps, moving_median(vals, _smooth_window(len(vals))), color=color, lw=1.8,
+            label=label)
+
+
 def plot_grad_norms(source: Any) -> Any:
-    """Per-layer gradient norm and update-to-weight ratio over the recorded steps."""
+    """Per-layer gradient norm and update-to-weight ratio over the recorded steps: each step's
+    value faint, a moving median (about 25 windows along the run) drawn on top."""
     run = _run(source)
     _require_monitor(run, "plot_grad_norms")
     fig, (ax, ax2) = _figure(2)
     for i, (name, r) in enumerate(run.params.items()):
         c = COLORS[i % len(COLORS)]
-        ax.plot(r["step"], _positive(r["grad_norm"]), color=c, lw=1.5, label=f"layer {name}")
-        ax2.plot(r["step"], _positive(r["update_ratio"]), color=c, lw=1.5, label=f"layer {name}")
+        _raw_and_smoothed(ax, r["step"], r["grad_norm"], c, f"layer {name}")
+        _raw_and_smoothed(ax2, r["step"], r["update_ratio"], c, f"layer {name}")
     ax.set_yscale("log")
     ax.set_title("Gradient norm ‖∂L/∂W‖ per layer")
     ax2.set_yscale("log")
@@ -110,6 +140,9 @@ def plot_grad_norms(source: Any) -> Any:
         a.grid(alpha=0.3, which="both")
         a.legend(fontsize=8, ncol=2 if len(run.params) > 5 else 1)
     return fig
+
+
+_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, np.inf)}
 
 
 def _positive(xs: list[float]) -> list[float]:
@@ -148,19 +181,27 @@ def plot_activation_histograms(source: Any) -> Any:
 
 
 def plot_activation_stats(source: Any) -> Any:
-    """Per-layer activation mean ± std and saturated/dead fraction over training."""
+    """Per-layer activation median with its 5–95% quantile band, and the saturated/dead
+    fraction, over training. Quantiles, not mean ± std: activations of ReLU never go below 0
+    and those of sigmoid stay in (0, 1), which a band of ± std does not respect."""
     run = _run(source)
     _require_monitor(run, "plot_activation_stats")
     fig, (ax, ax2) = _figure(2)
     for i, (name, r) in enumerate(run.acts.items()):
         c = COLORS[i % len(COLORS)]
-        s, m, sd = np.asarray(r["step"]), np.asarray(r["mean"]), np.asarray(r["std"])
-        ax.plot(s, m, color=c, lw=1.5, label=f"layer {name} ({r['op']})")
-        ax.fill_between(s, m - sd, m + sd, color=c, alpha=0.12)
+        s = np.asarray(r["step"])
+        if r.get("p50"):
+            mid, lo, hi = (np.asarray(r[k]) for k in ("p50", "p5", "p95"))
+        else:  # records of an older Monitor: mean ± std, clipped to the activation's range
+            m, sd = np.asarray(r["mean"]), np.asarray(r["std"])
+            bounds = _RANGES.get(r["op"], (-np.inf, np.inf))
+            mid, lo, hi = m, np.clip(m - sd, *bounds), np.clip(m + sd, *bounds)
+        ax.plot(s, mid, color=c, lw=1.5, label=f"layer {name} ({r['op']})")
+        ax.fill_between(s, lo, hi, color=c, alpha=0.12)
         frac = r["dead"] if r["op"] == "relu" else r["saturated"]
         what = "dead" if r["op"] == "relu" else "saturated"
         ax2.plot(s, np.asarray(frac) * 100, color=c, lw=1.5, label=f"layer {name} ({what})")
-    ax.set_title("Activation mean ± std per layer")
+    ax.set_title("Activation median and 5–95% range per layer")
     ax2.set_title("Saturated (sigmoid/tanh) or dead (ReLU) units")
     ax2.set_ylabel("%")
     ax2.set_ylim(-2, 102)
@@ -243,8 +284,8 @@ def save_all(history: Any, model: Any = None, X: Any = None, y: Any = None,
     if run.acts:
         figs["activations"] = lambda: plot_activation_histograms(run)
         figs["activation_stats"] = lambda: plot_activation_stats(run)
-    if model is not None and X is not None and y is not None and np.ndim(X) == 2 \
-            and np.shape(X)[1] == 2:
+    if (model is not None and X is not None and y is not None and np.ndim(X) == 2
+            and np.shape(X)[1] == 2):
         figs["decision_boundary"] = lambda: plot_decision_boundary(model, X, y)
     return [save_figure(make(), os.path.join(out_dir, f"{name}.png"))
             for name, make in figs.items()]

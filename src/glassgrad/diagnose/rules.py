@@ -11,10 +11,15 @@ vanishing         the first layer's median gradient norm (or update ratio) is be
                   ``vanishing_ratio`` (1e-2: two orders of magnitude) times the last layer's
 exploding         a gradient or weight became NaN/Inf, or the total gradient norm grew by
                   ``exploding_growth`` (1e3) and was still growing at the end
-saturation        early in training (the first ``early`` = 10% of recorded steps) a hidden
-                  sigmoid/tanh layer had at least ``saturation`` (30%) of its outputs in the
-                  flat tails (σ < 0.01 or > 0.99, |tanh| > 0.99: derivative < 4% of its
-                  peak). Early, because a converged net may legitimately saturate late
+saturation        early in training (the first ``early`` = 10% of recorded steps) the
+                  evidence adds up: at least ``saturation_share`` (half) of the hidden
+                  sigmoid/tanh layers have half of ``saturation`` (15%) of their outputs in
+                  the flat tails (σ < 0.01 or > 0.99, |tanh| > 0.99: derivative < 4% of its
+                  peak), *and* either one layer reaches ``saturation`` (30%) or the damage
+                  shows (the last layer's gradient norm ``gradient_shrink`` (2)× the first
+                  layer's, or the loss kept more than half its start). One layer alone counts
+                  only from ``saturation_alone`` (60%). Several weak signals together do not
+                  flip on one noisy number. Early, because a converged net may saturate late
 dead_units        a hidden ReLU layer ended with at least ``dead_units`` (50%) of its units
                   at 0 for every example of the batch (they no longer learn)
 lr_too_high       the loss became NaN/Inf, or ended above ``diverge`` (1.1) times where it
@@ -22,8 +27,11 @@ lr_too_high       the loss became NaN/Inf, or ended above ``diverge`` (1.1) time
 lr_too_low        in the first half of training every layer's median ‖ΔW‖/‖W‖ was below
                   ``tiny_update`` (1e-4; ~1e-3 is typical) and the loss kept more than half
                   of its starting value
-overfitting       validation loss rose ``overfit_rise`` (10%) above its minimum for at least
-                  ``overfit_patience`` (3) epochs while training loss kept falling
+overfitting       over the last ``overfit_patience`` (3) epochs after its minimum, every
+                  validation loss stayed ``overfit_rise`` (10%) above that minimum *and* at
+                  least ``overfit_min_delta`` (2% of the first validation loss, the problem's
+                  scale) above it, while training loss kept falling (Keras's ``min_delta``
+                  and ``patience``: a rise from 0.0077 to 0.013 is noise, not overfitting)
 stalled           the loss fell by less than ``stall_drop`` (5%) of its starting value
 ================  =====================================================================
 """
@@ -47,12 +55,16 @@ class Thresholds:
     vanishing_ratio: float = 1e-2
     exploding_growth: float = 1e3
     saturation: float = 0.3
+    saturation_share: float = 0.5
+    saturation_alone: float = 0.6
+    gradient_shrink: float = 2.0
     early: float = 0.1
     dead_units: float = 0.5
     diverge: float = 1.1
     tiny_update: float = 1e-4
     overfit_rise: float = 0.1
     overfit_patience: int = 3
+    overfit_min_delta: float = 0.02
     stall_drop: float = 0.05
 
 
@@ -134,6 +146,37 @@ def _g(x: float) -> str:
     return f"{x:.3g}"
 
 
+# --------------------------------------------------------------------------- advice
+# What fixes a deep net depends on its hidden activation. Glorot's initialization keeps the
+# variance of activations and gradients constant only if f'(0) = 1 (tanh); sigmoid has
+# σ' ≤ ¼, so each sigmoid layer still divides the back-propagated gradient by ~4 (the
+# library's own `glassgrad experiment init` measures sigmoid + Glorot as the worst case).
+_ADVICE = {
+    "sigmoid": "sigmoid in hidden layers: switch to tanh with init='xavier' or ReLU with "
+               "init='kaiming'. Why: σ′(z) ≤ ¼ (and σ's outputs are not centred on 0), so "
+               "every sigmoid layer shrinks the back-propagated gradient about 4× however "
+               "the weights are scaled; Glorot's init assumes f′(0) = 1, which tanh has and "
+               "sigmoid does not",
+    "tanh": "tanh: init='xavier' (Glorot: Var W = 2/(fan_in + fan_out), derived for "
+            "f′(0) = 1, which tanh has)",
+    "relu": "ReLU: init='kaiming' (He: Var W = 2/fan_in, making up for the half of its "
+            "inputs ReLU sets to 0)",
+}
+
+
+def _advice(ops: Sequence[str]) -> str:
+    """The initialization advice for the hidden activations ``ops``, one clause each."""
+    known = [op for op in _ADVICE if op in ops]
+    if not known:
+        return ("scale the initialization to the layer size: init='xavier' for tanh, "
+                "init='kaiming' for ReLU, and prefer tanh or ReLU to sigmoid in hidden layers")
+    return "; ".join(_ADVICE[op] for op in known)
+
+
+def _hidden_ops(run: Run) -> list[str]:
+    return sorted({r["op"] for r in run.acts.values()})
+
+
 # --------------------------------------------------------------------------- the rules
 def vanishing(run: Run, t: Thresholds) -> Finding | None:
     names = list(run.params)
@@ -146,7 +189,8 @@ def vanishing(run: Run, t: Thresholds) -> Finding | None:
     if gl > 0 and g0 < t.vanishing_ratio * gl:
         evidence.append(
             f"median gradient norm: first layer '{names[0]}' {_g(g0)}, last layer "
-            f"'{names[-1]}' {_g(gl)} ({_g(gl / max(g0, 1e-300))}× larger at the top)")
+            f"'{names[-1]}' {_g(gl)} ({_g(gl / max(g0, 1e-300))}× larger at the top; "
+            f"threshold {_g(1 / t.vanishing_ratio)}×)")
     if ul > 0 and u0 < t.vanishing_ratio * ul:
         evidence.append(
             f"median update ratio ‖ΔW‖/‖W‖: first layer {_g(u0)}, last layer {_g(ul)}")
@@ -156,9 +200,8 @@ def vanishing(run: Run, t: Thresholds) -> Finding | None:
     evidence.append(f"gradient norm by layer (input → output): {per_layer}")
     return Finding(
         "vanishing", "vanishing gradients: the lower layers barely learn", evidence,
-        "use an initialization scaled to the layer size (init='xavier' for tanh/sigmoid, "
-        "'kaiming' for ReLU), ReLU or tanh instead of sigmoid in hidden layers, or fewer "
-        "layers; an adaptive optimizer (Adam) also helps.",
+        _advice(_hidden_ops(run)) + "; or use fewer layers. An adaptive optimizer (Adam) "
+        "also helps.",
         layers=[names[0]],
     )
 
@@ -219,25 +262,65 @@ def _dies(op: str) -> bool:
     return math.isfinite(lo) and hi == math.inf
 
 
-def saturation(run: Run, t: Thresholds) -> Finding | None:
-    hits = []
+def _early_saturation(run: Run, t: Thresholds) -> list[tuple[str, str, float]]:
+    """(layer, op, mean saturated fraction over the first ``early`` of its records)."""
+    out = []
     for name, r in run.acts.items():
         if _saturates(r["op"]) and r["saturated"]:
             frac = float(np.mean(r["saturated"][: max(1, int(len(r["saturated"]) * t.early))]))
-            if frac >= t.saturation:
-                hits.append((name, r["op"], frac))
-    if not hits:
+            out.append((name, r["op"], frac))
+    return out
+
+
+def _saturation_harm(run: Run, t: Thresholds) -> str | None:
+    """What shows that saturation hurts: a gradient shrinking toward the input, or a loss
+    that kept more than half its start. None when neither."""
+    names = list(run.params)
+    if len(names) >= 2:
+        g0 = _median(run.params[names[0]]["grad_norm"])
+        gl = _median(run.params[names[-1]]["grad_norm"])
+        if g0 > 0 and gl >= t.gradient_shrink * g0:
+            return (f"the gradient shrinks toward the input: the last layer's median norm is "
+                    f"{_g(gl / g0)}× the first layer's (counts from {_g(t.gradient_shrink)}×)")
+    losses, unit = run.losses()
+    # a whole run's curve only: one monitored epoch of a trained model barely moves its loss
+    if unit == "epoch" and len(losses) >= 3 and all(map(math.isfinite, losses)) \
+            and losses[0] > 0:
+        kept = min(losses) / losses[0]
+        if kept > 0.5:
+            return (f"the loss kept {kept:.0%} of its start (lowest {_g(min(losses))} after "
+                    f"{_g(losses[0])} over {len(losses)} {unit}s)")
+    return None
+
+
+def saturation(run: Run, t: Thresholds) -> Finding | None:
+    layers = _early_saturation(run, t)
+    if not layers:
         return None
-    evidence = [f"layer '{n}' ({op}): {frac:.0%} of its outputs in the flat tails early in "
-                "training" for n, op, frac in hits]
-    sig = any(sum(_output_range(op)) != 0 for _, op, _ in hits)  # not centred on 0
+    name, op, worst = max(layers, key=lambda x: x[2])
+    half = t.saturation / 2
+    wide = [x for x in layers if x[2] >= half]
+    need = max(1, math.ceil(t.saturation_share * len(layers)))
+    harm = _saturation_harm(run, t)
+    severe = worst >= t.saturation
+    if not (worst >= t.saturation_alone or (len(wide) >= need and (severe or harm))):
+        return None
+    evidence = [
+        f"most saturated: layer '{name}' ({op}), {worst:.0%} of its outputs in the flat tails "
+        f"early in training ({worst / t.saturation:.2g}× the {t.saturation:.0%} threshold)",
+        f"{len(wide)} of {len(layers)} sigmoid/tanh layers have at least {half:.0%} saturated "
+        f"(counts from {need}): "
+        + ", ".join(f"'{n}' {f:.0%}" for n, _, f in layers),
+    ]
+    if harm:
+        evidence.append(harm)
+    ops = sorted({o for _, o, _ in wide or layers})
     return Finding(
         "saturation", "saturated units: activations stuck where their derivative is ~0",
         evidence,
-        ("the weights are too large for the layer size: use init='xavier' (Glorot 2010); "
-         + ("tanh instead of sigmoid in hidden layers (its outputs are centred on 0); "
-            if sig else "") + "normalize the inputs."),
-        layers=[n for n, _, _ in hits],
+        "the weights are too large for the layer size (or the inputs are not scaled). "
+        + _advice(ops) + "; normalize the inputs.",
+        layers=[n for n, _, _ in wide] or [name],
     )
 
 
@@ -310,8 +393,14 @@ def overfitting(run: Run, t: Thresholds) -> Finding | None:
         return None
     val = [float(v) for v in val]
     best = int(np.nanargmin(val))
-    after = len(val) - 1 - best
-    if after < t.overfit_patience or not val[-1] >= (1 + t.overfit_rise) * val[best]:
+    window = val[best + 1:][-t.overfit_patience:]
+    if len(val) - 1 - best < t.overfit_patience:
+        return None
+    # The whole window must stay up, by a relative and an absolute margin: one noisy epoch,
+    # or a rise that is large in percent but tiny against the loss's scale, is not enough.
+    rise = min(window) - val[best]
+    scale = abs(val[0]) if math.isfinite(val[0]) else abs(val[best])
+    if not (rise >= t.overfit_rise * abs(val[best]) and rise >= t.overfit_min_delta * scale):
         return None
     if not float(train[-1]) < float(train[best]):
         return None
@@ -322,6 +411,10 @@ def overfitting(run: Run, t: Thresholds) -> Finding | None:
         "training loss keeps falling",
         [f"validation loss: {_g(val[best])} at epoch {epochs[best]} (its minimum), "
          f"{_g(val[-1])} at epoch {epochs[-1]}",
+         f"over the last {len(window)} epochs it stayed at least {_g(rise)} above that "
+         f"minimum ({rise / abs(val[best]):.0%}; counts from {t.overfit_rise:.0%} and from "
+         f"{_g(t.overfit_min_delta * scale)}, {t.overfit_min_delta:.0%} of the first "
+         f"validation loss)",
          f"training loss over the same epochs: {_g(float(train[best]))} → {_g(float(train[-1]))}"],
         f"stop at epoch {epochs[best]} (fit(..., early_stopping=patience) restores the best "
         "weights), add weight decay or dropout, use a smaller model or more data.",

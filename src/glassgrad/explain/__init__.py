@@ -6,15 +6,16 @@
   (z, a, δ, ∂L/∂W, the update) for a network of Linear layers and activations.
 
 Every trace renders as text, Markdown, HTML (shown by Jupyter), LaTeX, JSON and a DOT graph;
-see README.md in this folder for what lives where.
+see README.md in this folder for what lives where (the modules read bottom-up, from
+``records.py``).
 """
 
-from .checks import Check
 from .export import SCHEMA_ID, load_schema, to_dict, to_json, validate
 from .expr import ExprError, explain_expr
-from .graph import render_graph, to_dot
-from .layers import NetTrace, trace_net
-from .trace import Node, Step, Trace, trace
+from .net_trace import NetTrace, trace_net
+from .picture import render_graph, to_dot
+from .records import Check, Node, Step
+from .trace import Trace, trace
 
 __all__ = [
     "SCHEMA_ID", "Check", "ExprError", "NetTrace", "Node", "Step", "Trace", "explain_expr",

@@ -9,33 +9,28 @@
 - ``linear``: with identity activations only, the network is one affine map and cannot fit XOR;
 - ``sign``: δ at the output is ŷ − y; the opposite sign moves the weights uphill (the slip of
   the seed XOR article, whose weights become 1.4 instead of 0.6).
+
+Checks read only records (``records.py``); what they need of a trace is passed in (the
+nodes and steps, or the layer steps and a function giving the batch loss), so this module
+imports neither ``trace`` nor ``net_trace``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import numpy as np
 
+from ..gradcheck import central_differences
+from ..ops import OPS
 from .fmt import arr, num, sup
+from .records import Check, LossSpec, Node, Step, StepTrace
 
-if TYPE_CHECKING:
-    from .layers import NetTrace
-    from .trace import Trace
-
-
-@dataclass
-class Check:
-    """One check's verdict: ``ok`` True (passed), False (failed) or None (a note)."""
-
-    name: str
-    ok: bool | None
-    title: str
-    detail: list[str] = field(default_factory=list)
-    # Numbers behind the verdict (e.g. the largest difference), for programs; not printed,
-    # since their last digits depend on the machine's floating-point library.
-    metrics: dict = field(default_factory=dict)
+# A network's weights, (W, b) per layer (b None for a layer without bias).
+Params = list[tuple[np.ndarray, np.ndarray | None]]
+# The batch loss L for given weights on (x, y): the layer-level trace passes its own, so the
+# checks need not know how a network is run.
+LossOf = Callable[[Params, np.ndarray, np.ndarray], float]
 
 
 def _tolerance(float64: bool) -> tuple[float, float]:
@@ -55,28 +50,27 @@ def _sample(size: int, budget: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, size - 1, budget)})
 
 
-def _gradcheck(fn: Any, params: list[tuple[str, np.ndarray, np.ndarray]], float64: bool,
+def _gradcheck(fn: Callable[[list[np.ndarray]], float],
+               params: list[tuple[str, np.ndarray, np.ndarray]], float64: bool,
                budget: int = 64, eps: float = 1e-6) -> Check:
     """Central differences of the scalar ``fn(values)`` for each (name, value, analytic grad)."""
     per = max(1, budget // max(1, len(params)))
+    # float64 copies, which central_differences nudges in place (one entry at a time)
+    vals = [np.array(v, dtype=np.float64, order="C") for _, v, _ in params]
     checked = total = 0
     worst = 0.0
     bad: list[str] = []
-    for k, (name, value, grad) in enumerate(params):
+    for (name, value, grad), x in zip(params, vals):
         total += value.size
-        for i in _sample(value.size, per):
-            vals = [v.astype(np.float64, copy=True) for _, v, _ in params]
-            vals[k].flat[i] += eps
-            up = fn(vals)
-            vals[k].flat[i] -= 2 * eps
-            down = fn(vals)
-            numeric = (up - down) / (2 * eps)
+        indices = _sample(value.size, per)
+        numerics = central_differences(lambda: fn(vals), x, indices, eps)
+        for i, numeric in zip(indices, numerics.tolist()):
             ok, diff = _close(numeric, float(grad.flat[i]), float64)
             worst = max(worst, diff)
             checked += 1
             if not ok and len(bad) < 5:
-                where = f"[{', '.join(map(str, np.unravel_index(i, value.shape)))}]" \
-                    if value.ndim else ""
+                where = (f"[{', '.join(map(str, np.unravel_index(i, value.shape)))}]"
+                         if value.ndim else "")
                 bad.append(f"{name}{where}: traced {num(grad.flat[i], 9)}, "
                            f"finite differences {num(numeric, 9)}")
     names = ", ".join(n for n, _, _ in params)
@@ -93,35 +87,47 @@ def _gradcheck(fn: Any, params: list[tuple[str, np.ndarray, np.ndarray]], float6
                  "central finite differences", [where], metrics)
 
 
-def gradcheck_trace(tr: Trace, budget: int = 64) -> Check:
-    """Replay the recorded graph with each input nudged by ±ε and compare ∂root/∂input."""
-    from .trace import replay
+# --------------------------------------------------------------------------- op traces
+def replay(nodes: list[Node], leaf_values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Recompute every op node of a trace from leaf values (node id -> array) with the op
+    table's forward functions; leaves not given keep their recorded values."""
+    vals: dict[int, np.ndarray] = {}
+    with np.errstate(all="ignore"):
+        for n in nodes:
+            if not n.in_graph:  # a leaf, or computed from constants only: fixed
+                vals[n.id] = leaf_values.get(n.id, n.value)
+                continue
+            args = [vals[i] for i in n.inputs]
+            forward = n.forward or OPS[n.op].forward
+            vals[n.id] = forward(*args, **(n.attrs or {}))
+    return vals
 
-    seeds = [s for s in tr.steps if s.kind == "seed"]
+
+def gradcheck_trace(nodes: list[Node], steps: list[Step], budget: int = 64) -> Check:
+    """Replay the recorded graph with each input nudged by ±ε and compare ∂root/∂input."""
+    seeds = [s for s in steps if s.kind == "seed"]
     last = seeds[-1].pass_index
     root, seed = seeds[-1].node, seeds[-1].product.astype(np.float64)
-    reached = {s.parent for s in tr.steps if s.kind == "chain" and s.pass_index == last}
-    leaves = [n for n in tr.nodes if n.kind == "input" and n.id in reached]
+    reached = {s.parent for s in steps if s.kind == "chain" and s.pass_index == last}
+    leaves = [n for n in nodes if n.kind == "input" and n.id in reached]
     if not leaves:
         return Check("gradcheck", None, "numerical gradient check: no input requires a "
                      "gradient, nothing to check")
-    base = {n.id: n.value.astype(np.float64) for n in tr.nodes
+    base = {n.id: n.value.astype(np.float64) for n in nodes
             if not n.in_graph and n.value.dtype.kind == "f"}
     float64 = all(n.value.dtype == np.float64 for n in leaves)
 
     def fn(vals: list[np.ndarray]) -> float:
         given = dict(base)
         given.update({n.id: v for n, v in zip(leaves, vals)})
-        return float(np.sum(seed * replay(tr, given)[root]))
+        return float(np.sum(seed * replay(nodes, given)[root]))
 
     return _gradcheck(fn, [(n.name, n.value, n.grad) for n in leaves], float64, budget)
 
 
 # --------------------------------------------------------------------------- layer traces
-def gradcheck_net(tr: NetTrace, step: int = 0, budget: int = 64) -> Check:
-    from .layers import batch_loss
-
-    st = tr.steps[step]
+def gradcheck_net(st: StepTrace, loss_of: LossOf, budget: int = 64) -> Check:
+    """Step ``st``'s ∂L/∂W and ∂L/∂b against central differences of ``loss_of``."""
     params: list[tuple[str, np.ndarray, np.ndarray]] = []
     for ly in st.layers:
         params.append((f"W{sup(ly.index)}", ly.W, ly.dW))
@@ -131,14 +137,14 @@ def gradcheck_net(tr: NetTrace, step: int = 0, budget: int = 64) -> Check:
     def fn(vals: list[np.ndarray]) -> float:
         it = iter(vals)
         ps = [(next(it), next(it) if ly.b is not None else None) for ly in st.layers]
-        return batch_loss(tr, ps, st.x, st.y)
+        return loss_of(ps, st.x, st.y)
 
     return _gradcheck(fn, params, True, budget)
 
 
-def textbook_check(tr: NetTrace, step: int = 0) -> Check | None:
-    """Recompute δ and ∂L/∂W with the textbook formulas from the traced z, a and W."""
-    st = tr.steps[step]
+def textbook_check(st: StepTrace, scale: float) -> Check | None:
+    """Recompute δ and ∂L/∂W with the textbook formulas from the traced z, a and W
+    (``scale``: c in L = c Σᵢ ℓᵢ)."""
     if any(ly.fprime is None for ly in st.layers):
         return None  # a softmax layer: f′ is a Jacobian, the elementwise formula does not apply
     worst = 0.0
@@ -148,7 +154,7 @@ def textbook_check(tr: NetTrace, step: int = 0) -> Check | None:
         if k < len(st.layers) - 1:
             above = st.layers[k + 1]
             delta = (delta @ above.W) * ly.fprime  # rows are samples: (Wᵀδ)ᵀ = δᵀW
-        dW = tr.scale * delta.T @ ly.a_in
+        dW = scale * delta.T @ ly.a_in
         worst = max(worst, float(np.abs(delta - ly.delta).max()), float(np.abs(dW - ly.dW).max()))
     ok = worst <= 1e-9 * max(1.0, max(float(np.abs(ly.dW).max()) for ly in st.layers))
     title = ("textbook formulas δˡ = (Wˡ⁺¹ᵀ δˡ⁺¹) ⊙ f′(zˡ) and ∂L/∂W = δ·aᵀ "
@@ -158,9 +164,9 @@ def textbook_check(tr: NetTrace, step: int = 0) -> Check | None:
                  {"max_abs_diff": worst})
 
 
-def symmetry_check(tr: NetTrace) -> Check | None:
+def symmetry_check(steps: list[StepTrace]) -> Check | None:
     """Hidden units with identical incoming and outgoing weights stay identical."""
-    first, last = tr.steps[0], tr.steps[-1]
+    first, last = steps[0], steps[-1]
     found = []
     for k, ly in enumerate(first.layers[:-1]):
         nxt = first.layers[k + 1]
@@ -178,7 +184,7 @@ def symmetry_check(tr: NetTrace) -> Check | None:
         row = last.layers[index - 1].W_after[g[0]]
         detail.append(
             f"layer {index}, units {units}: same incoming weights, bias and outgoing weights, "
-            f"so the same z, a and δ, hence the same update; after {len(tr.steps)} step(s) "
+            f"so the same z, a and δ, hence the same update; after {len(steps)} step(s) "
             f"they are {'still identical' if still else 'no longer identical'} "
             f"(each row of W{sup(index)} is now {arr(row)})"
         )
@@ -197,9 +203,10 @@ def _identical_units(W: np.ndarray, b: np.ndarray | None, W_next: np.ndarray) ->
     return [g for g in groups.values() if len(g) > 1]
 
 
-def linear_check(tr: NetTrace) -> Check | None:
-    """A network whose activations are all the identity is a single affine map."""
-    layers = tr.steps[-1].layers
+def linear_check(last: StepTrace) -> Check | None:
+    """A network whose activations are all the identity is a single affine map (``last``:
+    the trace's last step, whose updated weights are composed)."""
+    layers = last.layers
     if any(ly.activation != "identity" for ly in layers):
         return None
     W = np.eye(layers[0].W.shape[1])
@@ -217,17 +224,14 @@ def linear_check(tr: NetTrace) -> Check | None:
     return Check("linear", None, "identity activations only: the network is linear", detail)
 
 
-def sign_check(tr: NetTrace) -> Check | None:
+def sign_check(st: StepTrace, loss: LossSpec, lr: float, loss_of: LossOf) -> Check | None:
     """δ at the output is ŷ − y; with y − ŷ the same update rule climbs the loss."""
-    if tr.loss_name not in ("half-sse", "mse"):
+    if loss.name not in ("half-sse", "mse"):
         return None
-    from .layers import batch_loss
-
-    st = tr.steps[0]
     out = st.layers[-1]
-    uphill = [(ly.W + tr.lr * ly.dW, None if ly.b is None else ly.b + tr.lr * ly.db)
+    uphill = [(ly.W + lr * ly.dW, None if ly.b is None else ly.b + lr * ly.db)
               for ly in st.layers]
-    loss_up = batch_loss(tr, uphill, st.x, st.y)
+    loss_up = loss_of(uphill, st.x, st.y)
     bias = ""
     if out.b is not None:
         bias = (f" (e.g. b{sup(out.index)}[1] = {num(out.b[0])} would become "
@@ -238,22 +242,26 @@ def sign_check(tr: NetTrace) -> Check | None:
             f"{num(st.loss)} to {num(loss_up)} instead of falling to {num(st.loss_after)}.")
     fix = ("This is the sign slip of the seed XOR article, whose updated weights are 1.4; the "
            "correct ones are 0.6 (and 1.0 for the weights from the zero inputs)."
-           if _is_seed_xor(tr) else
+           if _is_seed_xor(st) else
            "Either keep δ = ŷ − y with W := W − α·∂L/∂W, or δ = y − ŷ with W := W + α·a·δ.")
     return Check("sign", None, "sign of δ: δ at the output is ŷ − y, the derivative of the "
                  "loss with respect to the output", [slip, fix])
 
 
-def _is_seed_xor(tr: NetTrace) -> bool:
-    st = tr.steps[0]
-    return (tr.sizes == [2, 3, 1] and st.x.shape == (1, 2) and not st.x.any()
+def _is_seed_xor(st: StepTrace) -> bool:
+    sizes = [st.layers[0].W.shape[1]] + [ly.W.shape[0] for ly in st.layers]
+    return (sizes == [2, 3, 1] and st.x.shape == (1, 2) and not st.x.any()
             and all(np.all(ly.W == 1) and ly.b is not None and np.all(ly.b == 1)
                     for ly in st.layers))
 
 
-def net_checks(tr: NetTrace, gradcheck: bool = True) -> list[Check]:
-    checks = [gradcheck_net(tr)] if gradcheck else []
-    for c in (textbook_check(tr), symmetry_check(tr), linear_check(tr), sign_check(tr)):
+def net_checks(steps: list[StepTrace], loss: LossSpec, lr: float, loss_of: LossOf,
+               gradcheck: bool = True) -> list[Check]:
+    """The checks that apply to a layer-level trace's ``steps``, in the order printed."""
+    first = steps[0]
+    checks = [gradcheck_net(first, loss_of)] if gradcheck else []
+    for c in (textbook_check(first, loss.scale(len(first.x))), symmetry_check(steps),
+              linear_check(steps[-1]), sign_check(first, loss, lr, loss_of)):
         if c is not None:
             checks.append(c)
     return checks

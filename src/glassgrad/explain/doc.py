@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .checks import Check
 from .fmt import arr, num, pick, sup
+from .records import ACTIVATION_FORMULAS, Check
 
 
 @dataclass
@@ -139,9 +139,9 @@ def _net_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
 
     if len(set(tr.activations)) == 1:
         a = tr.activations[0]
-        acts = f"{a} in every layer ({_act_formula(a)})"
+        acts = f"{a} in every layer ({ACTIVATION_FORMULAS[a]})"
     else:
-        acts = "; ".join(f"layer {i + 1}: {a} ({_act_formula(a)})"
+        acts = "; ".join(f"layer {i + 1}: {a} ({ACTIVATION_FORMULAS[a]})"
                          for i, a in enumerate(tr.activations))
     data = (f"One sample: x = {arr(first.x[0], p, limit)}, target y = "
             f"{arr(first.y[0], p, limit)}." if not batch else
@@ -171,12 +171,6 @@ def _net_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
         out.append(Para("Large layers are summarized (first and last units); show_all=True "
                         "or --all shows every unit."))
     return out + _checks(tr.checks)
-
-
-def _act_formula(name: str) -> str:
-    from .layers import ACTIVATION_FORMULAS
-
-    return ACTIVATION_FORMULAS[name]
 
 
 def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import Check
+from .records import Check
 
 SCHEMA_ID = "glassgrad.explain/1"
 

@@ -1,47 +1,40 @@
 """``Rendered``: the output methods shared by both kinds of trace (op level and layer level).
 
 Each renderer takes the trace and looks at ``trace.kind`` ("ops" or "net") itself, so a trace
-class only needs to inherit these methods. Renderers are imported on use: a trace costs
-nothing until it is shown.
+class only needs to inherit these methods. The renderers read only the records
+(``records.py``), so they sit below the trace classes and are imported here directly.
 """
 
 from __future__ import annotations
 
+from .export import to_dict, to_json
+from .picture import to_dot
+from .render_html import render_html
+from .render_latex import render_latex
+from .render_markdown import render_markdown
+from .render_text import render_text
+
 
 class Rendered:
     def to_text(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_text import render_text
-
         return render_text(self, precision=precision, show_all=show_all)
 
     def to_markdown(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_markdown import render_markdown
-
         return render_markdown(self, precision=precision, show_all=show_all)
 
     def to_html(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_html import render_html
-
         return render_html(self, precision=precision, show_all=show_all)
 
     def to_latex(self, precision: int = 6, show_all: bool = False) -> str:
-        from .render_latex import render_latex
-
         return render_latex(self, precision=precision, show_all=show_all)
 
     def to_dict(self) -> dict:
-        from .export import to_dict
-
         return to_dict(self)
 
     def to_json(self, indent: int | None = 2) -> str:
-        from .export import to_json
-
         return to_json(self, indent=indent)
 
     def to_dot(self, precision: int = 4, show_all: bool = False) -> str:
-        from .graph import to_dot
-
         return to_dot(self, precision=precision, show_all=show_all)
 
     def _repr_html_(self) -> str:  # Jupyter shows a trace as its HTML tables

@@ -17,16 +17,16 @@ The numbers are the engine's own: the product shown is exactly what the engine s
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..autograd import hook
-from ..ops import OPS, Op
+from ..ops import Op
 from ..tensor import Tensor
-from .checks import Check
+from .checks import gradcheck_trace
 from .fmt import num
+from .records import Check, Node, Step
 from .rendering import Rendered
 
 # Ops printed infix in a node's description: "x + y" reads better than "add(x, y)".
@@ -34,49 +34,6 @@ INFIX = {"add": "+", "sub": "−", "mul": "·", "div": "/", "pow": "^", "matmul"
 # Ops whose local derivative is a plain number per element (or per reduced element): the
 # rule applied to a gradient of ones gives it exactly, and product = upstream × local.
 _ELEMENTWISE_LOCAL = {"clip", "cast"}
-
-
-@dataclass
-class Node:
-    """One value of the computation: a leaf (``input``/``constant``) or an op's result."""
-
-    id: int
-    name: str
-    kind: str  # "input" (a leaf that requires grad), "constant" or "op"
-    op: str | None
-    inputs: list[int]
-    value: np.ndarray
-    expr: str = ""  # what it computes, in terms of its inputs' names ("x + y")
-    formula: str | None = None  # the op's derivative formula, from the op table
-    grad: np.ndarray | None = None  # total gradient that reached it (last backward pass)
-    in_graph: bool = False  # an op result that the engine linked into the graph
-    attrs: dict | None = field(default=None, repr=False)  # op keywords, for replay
-    forward: Any = field(default=None, repr=False)  # the op's forward function, for replay
-
-
-@dataclass
-class Step:
-    """One step of the backward pass.
-
-    ``seed``: the gradient a backward pass starts with (``product``, usually 1).
-    ``chain``: ``node`` sends ``product`` = ``upstream`` × ``local`` to input ``position``,
-    ``parent``. ``accumulate``: ``parent`` already had ``previous``; it now has ``product``.
-    """
-
-    id: int
-    kind: str
-    node: int
-    parent: int | None = None
-    position: int | None = None
-    upstream: np.ndarray | None = None
-    formula: str | None = None
-    local: np.ndarray | None = None
-    local_kind: str | None = None  # "elementwise", "matrix" (a product with G) or "structural"
-    product: np.ndarray | None = None
-    previous: np.ndarray | None = None
-    added: np.ndarray | None = None
-    note: str = ""
-    pass_index: int = 1
 
 
 def local_formula(op: Op, position: int) -> str:
@@ -230,9 +187,7 @@ class Trace(Rendered):
         self._by_id = {}
         self._src = {}
         if run_checks and self._check and self.steps:
-            from .checks import gradcheck_trace
-
-            self.checks.append(gradcheck_trace(self))
+            self.checks.append(gradcheck_trace(self.nodes, self.steps))
 
     # ------------------------------------------------------------------ queries
     def node(self, name: str) -> Node:
@@ -306,18 +261,3 @@ def _describe(node: Node, nodes: list[Node]) -> str:
                  if v is not None and k != "keepdims" and not isinstance(v, np.ndarray)}
         extra = "".join(f", {k}={v}" for k, v in shown.items())
     return f"{node.op}({', '.join(names)}{extra})"
-
-
-def replay(trace: Trace, leaf_values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-    """Recompute every op node of ``trace`` from leaf values (node id -> array) with the op
-    table's forward functions; leaves not given keep their recorded values."""
-    vals: dict[int, np.ndarray] = {}
-    with np.errstate(all="ignore"):
-        for n in trace.nodes:
-            if not n.in_graph:  # a leaf, or computed from constants only: fixed
-                vals[n.id] = leaf_values.get(n.id, n.value)
-                continue
-            args = [vals[i] for i in n.inputs]
-            forward = n.forward or OPS[n.op].forward
-            vals[n.id] = forward(*args, **(n.attrs or {}))
-    return vals

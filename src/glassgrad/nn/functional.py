@@ -7,6 +7,7 @@ labels are checked before anything is computed, and errors name the loss and the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,9 +15,30 @@ import numpy as np
 
 from .. import functional as F
 from .. import ops
-from ..functional import leaky_relu, linear, log_softmax, relu, sigmoid, softmax, tanh
+from ..functional import linear
+from ..functional import log_softmax as _log_softmax
 from ..ops import apply
 from ..tensor import Tensor
+from .functional_act import (
+    _softplus1,
+    dropout,
+    elu,
+    hardtanh,
+    leaky_relu,
+    log_softmax,
+    logsigmoid,
+    mish,
+    normalize,
+    one_hot,
+    relu,
+    relu6,
+    sigmoid,
+    silu,
+    softmax,
+    softmin,
+    softplus,
+    tanh,
+)
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -65,21 +87,62 @@ def _check_reduction(reduction: str, name: str) -> None:
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str,
+                      name: str = "loss") -> str:
+    """PyTorch's deprecated ``size_average``/``reduce`` pair, mapped (with its warning) to the
+    ``reduction`` it means; ``reduction`` itself when both are None."""
+    if size_average is None and reduce is None:
+        return reduction
+    if isinstance(size_average, str) or isinstance(reduce, str):
+        # PyTorch would read the text as a true flag and silently take the mean
+        raise TypeError(
+            f"{name}: got the reduction {size_average or reduce!r} where PyTorch's argument "
+            f"order has size_average or reduce (deprecated flags). Fix: pass it by name: "
+            f"reduction={size_average or reduce!r}."
+        )
+    warnings.warn("size_average and reduce args will be deprecated, please use "
+                  "reduction='mean', 'sum' or 'none' instead.", UserWarning, stacklevel=3)
+    if reduce is False:
+        return "none"
+    return "sum" if size_average is False else "mean"
+
+
+def _weighted_reduce(loss: Tensor, weight: Any, reduction: str, name: str,
+                     mean_by_weight: bool = True) -> Tensor:
+    """Reduce ``loss`` times a per-element ``weight``. PyTorch's "mean" is Σ w·l / Σ w for
+    mse_loss and l1_loss but the plain mean of w·l for huber_loss (``mean_by_weight=False``)."""
+    if weight is None:
+        return _reduce(loss, reduction, name)
+    w = _float_target(weight, loss, name, same_shape=False)
+    if w.shape != loss.shape:
+        raise ValueError(f"{name}: weight of shape {w.shape} must have the input's shape "
+                         f"{loss.shape} (one weight per element, as PyTorch).")
+    if reduction == "mean" and mean_by_weight:
+        return (loss * w).sum() / w._data.sum()
+    return _reduce(loss * w, reduction, name)
+
+
 # --------------------------------------------------------------------------- regression
-def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
-    """PyTorch's mean squared error: (1/n) Σ (ŷ − y)²  (no ½; derivative (2/n)(ŷ − y)).
+def mse_loss(
+    input: Any, target: Any, size_average: bool | None = None,  # noqa: A002
+    reduce: bool | None = None, reduction: str = "mean", weight: Any = None,
+) -> Tensor:
+    """PyTorch's mean squared error: (1/n) Σ (ŷ − y)²  (no ½; derivative (2/n)(ŷ − y));
+    with ``weight`` (the input's shape) Σ w·(ŷ − y)² / Σ w (PyTorch's weighted mean).
 
     >>> import glassgrad as gg
     >>> gg.nn.functional.mse_loss(gg.tensor([1.0, 3.0]), gg.tensor([0.0, 0.0])).item()
     5.0
     """
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "mse_loss")
     _check_reduction(reduction, "mse_loss")
     x = _as_input(input, "mse_loss")
     y = _float_target(target, x, "mse_loss")
-    if reduction != "none":  # the fused primitive: one node instead of three (speed)
+    if reduction != "none" and weight is None:  # the fused primitive: one node (speed)
         return apply(ops.mse_loss, x, y, reduction=reduction)
     d = x - y
-    return d * d
+    return _weighted_reduce(d * d, weight, reduction, "mse_loss")
 
 
 def half_sse_loss(input: Any, target: Any, reduction: str = "sum") -> Tensor:  # noqa: A002
@@ -93,11 +156,50 @@ def half_sse_loss(input: Any, target: Any, reduction: str = "sum") -> Tensor:  #
     return _reduce(d * d, reduction, "half_sse_loss") * 0.5
 
 
-def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+def l1_loss(
+    input: Any, target: Any, size_average: bool | None = None,  # noqa: A002
+    reduce: bool | None = None, reduction: str = "mean", weight: Any = None,
+) -> Tensor:
     """Mean absolute error (1/n) Σ |ŷ − y|; derivative sign(ŷ − y)/n."""
+    reduction = _legacy_reduction(size_average, reduce, reduction, "l1_loss")
     _check_reduction(reduction, "l1_loss")
     x = _as_input(input, "l1_loss")
-    return _reduce((x - _float_target(target, x, "l1_loss")).abs(), reduction, "l1_loss")
+    loss = (x - _float_target(target, x, "l1_loss")).abs()
+    return _weighted_reduce(loss, weight, reduction, "l1_loss")
+
+
+def huber_loss(
+    input: Any, target: Any, reduction: str = "mean", delta: float = 1.0,  # noqa: A002
+    weight: Any = None,
+) -> Tensor:
+    """½(ŷ − y)² where |ŷ − y| < δ, else δ(|ŷ − y| − ½δ): quadratic near 0, linear beyond."""
+    return _huber("huber_loss", input, target, reduction, delta, weight, scale=1.0)
+
+
+def smooth_l1_loss(
+    input: Any, target: Any, size_average: bool | None = None,  # noqa: A002
+    reduce: bool | None = None, reduction: str = "mean", beta: float = 1.0,
+) -> Tensor:
+    """½(ŷ − y)²/β where |ŷ − y| < β, else |ŷ − y| − ½β (huber_loss with δ = β, divided
+    by β; beta = 0 is the L1 loss)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction, "smooth_l1_loss")
+    if beta == 0:
+        return l1_loss(input, target, reduction=reduction)
+    return _huber("smooth_l1_loss", input, target, reduction, beta, None, scale=1.0 / beta)
+
+
+def _huber(name: str, input: Any, target: Any, reduction: str, delta: float,  # noqa: A002
+           weight: Any, scale: float) -> Tensor:
+    _check_reduction(reduction, name)
+    if delta < 0:
+        raise ValueError(f"{name}: {'delta' if scale == 1 else 'beta'} must be >= 0, "
+                         f"got {delta}")
+    x = _as_input(input, name)
+    d = x - _float_target(target, x, name)
+    a = d.abs()
+    loss = F.where(a < delta, d * d * 0.5, (a - 0.5 * delta) * delta)
+    loss = loss * scale if scale != 1 else loss
+    return _weighted_reduce(loss, weight, reduction, name, mean_by_weight=False)
 
 
 # --------------------------------------------------------------------------- binary
@@ -123,12 +225,14 @@ def _clamped_log(p: Tensor) -> Tensor:
 
 
 def binary_cross_entropy(
-    input: Any, target: Any, weight: Any = None, reduction: str = "mean",  # noqa: A002
+    input: Any, target: Any, weight: Any = None, size_average: bool | None = None,  # noqa: A002
+    reduce: bool | None = None, reduction: str = "mean",
 ) -> Tensor:
     """−[y·log p + (1 − y)·log(1 − p)] on probabilities p, each log clamped at −100 as in
     PyTorch (so p = 0 or 1 gives a finite loss). Prefer ``binary_cross_entropy_with_logits``.
     """
     name = "binary_cross_entropy"
+    reduction = _legacy_reduction(size_average, reduce, reduction, name)
     _check_reduction(reduction, name)
     p = _as_input(input, name)
     y = _float_target(target, p, name)
@@ -142,29 +246,23 @@ def binary_cross_entropy(
     return _reduce(_weighted(loss, weight, name), reduction, name)
 
 
-def _softplus(x: Tensor) -> Tensor:
-    """log(1 + eˣ) = logsumexp(0, x): stable, and its derivative is σ(x) even at x = 0
-    (the usual max(x, 0) + log(1 + e^−|x|) gets 0 there, since relu' and sign are 0 at 0)."""
-    zero = Tensor._wrap(np.zeros(x.shape + (1,), dtype=x._data.dtype))
-    return F.logsumexp(F.concatenate([zero, F.expand_dims(x, -1)], axis=-1), axis=-1)
-
-
 def binary_cross_entropy_with_logits(
-    input: Any, target: Any, weight: Any = None, reduction: str = "mean",  # noqa: A002
-    pos_weight: Any = None,
+    input: Any, target: Any, weight: Any = None, size_average: bool | None = None,  # noqa: A002
+    reduce: bool | None = None, reduction: str = "mean", pos_weight: Any = None,
 ) -> Tensor:
     """The logistic-regression cost on logits x: log(1 + eˣ) − x·y, i.e.
     max(x, 0) − x·y + log(1 + e^−|x|), which never overflows; derivative σ(x) − y.
     With ``pos_weight`` w: w·y·log(1 + e⁻ˣ) + (1 − y)·log(1 + eˣ), as PyTorch."""
     name = "binary_cross_entropy_with_logits"
+    reduction = _legacy_reduction(size_average, reduce, reduction, name)
     _check_reduction(reduction, name)
     x = _as_input(input, name)
     y = _float_target(target, x, name)
     if pos_weight is None:
-        loss = _softplus(x) - x * y
+        loss = _softplus1(x) - x * y
     else:
         pw = _float_target(pos_weight, x, name, same_shape=False)
-        loss = pw * y * _softplus(-x) + (1 - y) * _softplus(x)
+        loss = pw * y * _softplus1(-x) + (1 - y) * _softplus1(x)
     return _reduce(_weighted(loss, weight, name), reduction, name)
 
 
@@ -210,8 +308,8 @@ def _class_targets(target: Any, x: Tensor, name: str, ignore_index: int) -> np.n
 
 
 def nll_loss(
-    input: Any, target: Any, weight: Any = None, ignore_index: int = -100,  # noqa: A002
-    reduction: str = "mean",
+    input: Any, target: Any, weight: Any = None, size_average: bool | None = None,  # noqa: A002
+    ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean",
 ) -> Tensor:
     """Negative log likelihood −log pᵧ on log-probabilities (batch, classes) and integer targets.
 
@@ -219,6 +317,7 @@ def nll_loss(
     whose target is ``ignore_index`` count for nothing.
     """
     name = "nll_loss"
+    reduction = _legacy_reduction(size_average, reduce, reduction, name)
     _check_reduction(reduction, name)
     x = _as_input(input, name)
     t = _class_targets(target, x, name, ignore_index)
@@ -226,7 +325,7 @@ def nll_loss(
 
 
 def _nll(x: Tensor, t: np.ndarray, weight: Any, ignore_index: int, reduction: str,
-         name: str) -> Tensor:
+         name: str, smoothing: float = 0.0) -> Tensor:
     unbatched = x.ndim == 1
     if unbatched:
         x, t = x.reshape(1, -1), t.reshape(1)
@@ -241,6 +340,7 @@ def _nll(x: Tensor, t: np.ndarray, weight: Any, ignore_index: int, reduction: st
         np.asarray(weight._data if isinstance(weight, Tensor) else weight, dt)[safe]
     )
     w_row = w_row * keep
+    row = keep.astype(dt)  # each kept sample's share of the smoothing term
     # −log pᵧ is picked by a one-hot mask that carries the sign, the class weight and the
     # mean's 1/Σw: the whole loss is then three nodes (log_softmax, mul, sum), and a dense
     # multiply is cheaper in NumPy than scattering the gradient back with np.add.at.
@@ -248,9 +348,13 @@ def _nll(x: Tensor, t: np.ndarray, weight: Any, ignore_index: int, reduction: st
         denom = w_row.sum()
         if denom == 0:  # every sample ignored: PyTorch's mean is nan
             return (x * np.zeros((n, c), dt)).sum() * np.asarray(np.nan, dtype=dt)
-        w_row = w_row / denom
+        w_row, row = w_row / denom, row / denom
     mask = np.zeros((n, c), dtype=dt)
-    mask[np.arange(n), safe] = -w_row
+    mask[np.arange(n), safe] = -w_row * (1 - smoothing) if smoothing else -w_row
+    if smoothing:  # PyTorch's label smoothing: + (ε/C)·Σ_c −w_c log p_c on every kept sample
+        w_class = np.ones(c, dt) if weight is None else np.asarray(
+            weight._data if isinstance(weight, Tensor) else weight, dt)
+        mask -= (smoothing / c) * np.outer(row, w_class).astype(dt)
     if reduction == "none":
         picked = (x * mask).sum(axis=-1)
         return picked[0] if unbatched else picked
@@ -258,33 +362,43 @@ def _nll(x: Tensor, t: np.ndarray, weight: Any, ignore_index: int, reduction: st
 
 
 def cross_entropy(
-    input: Any, target: Any, weight: Any = None, ignore_index: int = -100,  # noqa: A002
-    reduction: str = "mean",
+    input: Any, target: Any, weight: Any = None, size_average: bool | None = None,  # noqa: A002
+    ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """−log softmax(x)ᵧ from logits x (batch, classes) and integer targets y; stable (it works
     with log_softmax, never log of an underflowed probability). Derivative softmax(x) − onehot(y).
 
     A float target of the input's shape is taken as class probabilities: −Σ_c y_c log p_c.
+    ``label_smoothing`` ε mixes the target with the uniform distribution: (1 − ε)·y + ε/C.
 
     >>> import glassgrad as gg
     >>> round(gg.nn.functional.cross_entropy(gg.tensor([[0.0, 0.0]]), [1]).item(), 4)
     0.6931
     """
     name = "cross_entropy"
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, name)
     _check_reduction(reduction, name)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {label_smoothing}")
     x = _as_input(input, name)
     t_arr = target._data if isinstance(target, Tensor) else np.asarray(target)
     if t_arr.dtype.kind == "f" and t_arr.shape == x.shape:
         y = _float_target(target, x, name)
-        logp = log_softmax(x, axis=-1)
+        if label_smoothing:
+            y = y * (1 - label_smoothing) + label_smoothing / x.shape[-1]
+        logp = _log_softmax(x, axis=-1)
         if weight is not None:
             y = y * _float_target(weight, x, name, same_shape=False)
         return _reduce(-(logp * y).sum(axis=-1), reduction, name)
     t = _class_targets(target, x, name, ignore_index)
-    if weight is None and x.ndim == 2 and reduction != "none" and not (t == ignore_index).any():
+    if (weight is None and x.ndim == 2 and reduction != "none" and not label_smoothing
+            and not (t == ignore_index).any()):
         # The common case, fused: one node, gradient softmax − onehot (speed).
         return apply(ops.cross_entropy, x, t, reduction=reduction)
-    return _nll(log_softmax(x, axis=-1), t, weight, ignore_index, reduction, name)
+    return _nll(_log_softmax(x, axis=-1), t, weight, ignore_index, reduction, name,
+                label_smoothing)
 
 
 # --------------------------------------------------------------------------- penalties
@@ -323,19 +437,10 @@ def l1_penalty(params: Iterable[Tensor] | Any) -> Tensor:
     return total
 
 
-# --------------------------------------------------------------------------- dropout
-def dropout(x: Any, p: float = 0.5, training: bool = True,
-            seed: int | np.random.Generator | None = None) -> Any:
-    """Inverted dropout: zero with probability p, scale the rest by 1/(1 − p) (if training)."""
-    from .layers import Dropout
-
-    d = Dropout(p, seed=seed)
-    d.training = training
-    return d(x)
-
-
 __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "dropout",
-    "half_sse_loss", "l1_loss", "l1_penalty", "l2_penalty", "leaky_relu", "linear",
-    "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "tanh",
+    "elu", "half_sse_loss", "hardtanh", "huber_loss", "l1_loss", "l1_penalty", "l2_penalty",
+    "leaky_relu", "linear", "log_softmax", "logsigmoid", "mish", "mse_loss", "nll_loss",
+    "normalize", "one_hot", "relu", "relu6", "sigmoid", "silu", "smooth_l1_loss", "softmax",
+    "softmin", "softplus", "tanh",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,18 @@ from .module import Module, Parameter
 
 def _shape(x: Any) -> tuple[int, ...]:
     return x.shape if isinstance(x, Tensor | np.ndarray) else np.shape(x)
+
+
+def _position(idx: Any, n: int, who: str) -> int:
+    """``idx`` as a position in 0..n-1 (negative counts from the end), or an IndexError."""
+    try:
+        i = operator.index(idx)
+    except TypeError:
+        raise TypeError(f"{who}: indices are integers or slices, got "
+                        f"{type(idx).__name__}") from None
+    if not -n <= i < n:
+        raise IndexError(f"{who}: index {i} is out of range for {n} modules.")
+    return i % n
 
 
 class Linear(Module):
@@ -116,6 +129,54 @@ class Sequential(Module):
         self._items[str(len(self._items))] = module
         return self
 
+    def extend(self, modules: Any) -> Sequential:
+        modules = list(modules)
+        for m in modules:  # all checked before any is added
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential.extend: expects Modules, got {type(m).__name__}")
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> Sequential:
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.insert: expects a Module, got {type(module).__name__}")
+        mods = list(self._items.values())
+        mods.insert(index, module)
+        self._renumber(mods)
+        return self
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Append ``module`` under the child name ``name`` (PyTorch's named Sequential)."""
+        self._check_name(name, "module", "add_module")
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.add_module: expects a Module, got "
+                            f"{type(module).__name__}")
+        self._items[name] = module
+
+    def _renumber(self, mods: list[Module]) -> None:
+        # PyTorch renumbers a Sequential after an insertion or deletion: "0", "1", ...
+        self._items = {str(i): m for i, m in enumerate(mods)}
+
+    def _key(self, idx: int) -> str:
+        return list(self._items)[_position(idx, len(self._items), "Sequential")]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: item {idx} must be a Module, got "
+                            f"{type(module).__name__}")
+        self._items[self._key(idx)] = module
+
+    def __delitem__(self, idx: int | slice) -> None:
+        mods = list(self._items.values())
+        del mods[idx if isinstance(idx, slice) else _position(idx, len(mods), "Sequential")]
+        self._renumber(mods)
+
+    def pop(self, idx: int = -1) -> Module:
+        module = self[idx]
+        del self[idx]
+        return module
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -125,7 +186,65 @@ class Sequential(Module):
     def __getitem__(self, idx: int | slice) -> Any:
         if isinstance(idx, slice):  # keeps the children's names, as PyTorch
             return Sequential(OrderedDict(list(self._items.items())[idx]))
-        return list(self._items.values())[idx]
+        return self._items[self._key(idx)]
+
+
+class Flatten(Module):
+    """Reshape dims ``start_dim``..``end_dim`` into one (by default all but the batch dim),
+    as ``torch.nn.Flatten``: (N, C, H, W) -> (N, C·H·W)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+
+    def forward(self, x: Any) -> Tensor:
+        return flatten(x, self.start_dim, self.end_dim, "Flatten")
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size`` (one entry may be -1): the inverse of
+    ``Flatten``, e.g. Unflatten(1, (1, 28, 28)) turns (N, 784) into (N, 1, 28, 28)."""
+
+    def __init__(self, dim: int, unflattened_size: Any) -> None:
+        self.dim, self.unflattened_size = int(dim), tuple(int(s) for s in unflattened_size)
+
+    def forward(self, x: Any) -> Tensor:
+        shape = _shape(x)
+        d = _dim(self.dim, len(shape), "Unflatten")
+        sizes = self.unflattened_size
+        known = math.prod(s for s in sizes if s != -1)
+        if sizes.count(-1) > 1 or (-1 not in sizes and known != shape[d]) or (
+                -1 in sizes and (known == 0 or shape[d] % known)):
+            raise ValueError(
+                f"Unflatten: dim {self.dim} of the input (shape {shape}) has size {shape[d]}, "
+                f"which cannot be split into {sizes}. Fix: give sizes whose product is "
+                f"{shape[d]} (at most one of them -1)."
+            )
+        return F.reshape(x, shape[:d] + sizes + shape[d + 1:])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+def _dim(d: int, ndim: int, who: str) -> int:
+    if not -max(ndim, 1) <= d < max(ndim, 1):
+        raise IndexError(f"{who}: dimension {d} is out of range for an input with {ndim} "
+                         f"dimensions (expected in [{-max(ndim, 1)}, {max(ndim, 1) - 1}]).")
+    return d % max(ndim, 1)
+
+
+def flatten(x: Any, start_dim: int = 0, end_dim: int = -1, who: str = "flatten") -> Tensor:
+    """``torch.flatten``: dims ``start_dim``..``end_dim`` of ``x`` merged into one."""
+    shape = _shape(x)
+    s, e = _dim(start_dim, len(shape), who), _dim(end_dim, len(shape), who)
+    if s > e:
+        raise ValueError(f"{who}: start_dim {start_dim} comes after end_dim {end_dim} for an "
+                         f"input of shape {shape}. Fix: start_dim <= end_dim.")
+    if not shape:
+        return F.reshape(x, (1,))  # a scalar flattens to one element, as PyTorch
+    return F.reshape(x, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
 
 
 class Dropout(Module):

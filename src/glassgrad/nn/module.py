@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..autograd import mark_modified
+from ..autograd import mark_modified, zero_grad
 from ..tensor import Tensor, _check_grad_dtype
+from .device import check_device, parse_to_args
 
 
 class Parameter(Tensor):
@@ -90,6 +91,7 @@ class Module:
 
     training: bool = True  # a class default, so subclasses need not call __init__
     _forward_hooks: list = []  # replaced by a per-instance list on first registration
+    _buffers: dict[str, bool] = {}  # buffer name -> persistent; per instance once registered
 
     def __init__(self) -> None:
         pass
@@ -117,6 +119,75 @@ class Module:
         self._forward_hooks.append(hook)
         return RemovableHandle(self._forward_hooks, hook)
 
+    # ------------------------------------------------------------------ registration
+    def _check_name(self, name: Any, what: str, fn: str) -> None:
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(
+                f"{type(self).__name__}.{fn}: {what} name {name!r} is not a non-empty string "
+                f"without '.' ('.' separates the levels of state-dict keys). Fix: pass e.g. "
+                f"'running_mean'."
+            )
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Keep ``tensor`` as attribute ``name``: state (e.g. running statistics) that is no
+        parameter: ``parameters()`` and optimizers skip it, ``to``/``float``/``double``
+        convert it (if floating), and ``state_dict`` holds it unless ``persistent=False``."""
+        self._check_name(name, "buffer", "register_buffer")
+        if name in vars(self) and name not in self._buffers:
+            raise KeyError(f"{type(self).__name__}.register_buffer: attribute {name!r} already "
+                           f"exists and is not a buffer. Fix: choose another name.")
+        if isinstance(tensor, Parameter) or not (tensor is None or isinstance(tensor, Tensor)):
+            what = "a Parameter" if isinstance(tensor, Parameter) else type(tensor).__name__
+            raise TypeError(
+                f"{type(self).__name__}.register_buffer({name!r}): got {what}; a buffer is a "
+                f"Tensor (or None). Fix: pass gg.tensor(values), or register_parameter for "
+                f"values an optimizer should train."
+            )
+        if "_buffers" not in vars(self):
+            self._buffers = {}
+        self._buffers[name] = bool(persistent)
+        setattr(self, name, tensor)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Set attribute ``name`` to ``param`` (a Parameter, or None for an absent one)."""
+        self._check_name(name, "parameter", "register_parameter")
+        if not (param is None or isinstance(param, Parameter)):
+            raise TypeError(
+                f"{type(self).__name__}.register_parameter({name!r}): got "
+                f"{type(param).__name__}, not a Parameter. Fix: wrap it: nn.Parameter(values)."
+            )
+        setattr(self, name, param)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Set attribute ``name`` to the submodule ``module`` (PyTorch's ``add_module``)."""
+        self._check_name(name, "module", "add_module")
+        if not (module is None or isinstance(module, Module)):
+            raise TypeError(f"{type(self).__name__}.add_module({name!r}): "
+                            f"{type(module).__name__} is not a Module.")
+        setattr(self, name, module)
+
+    def register_module(self, name: str, module: Module | None) -> None:
+        """Alias of ``add_module``."""
+        self.add_module(name, module)
+
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at the dotted path ``target`` ("" is this module), e.g. "layers.0"."""
+        found = dict(self.named_modules(remove_duplicate=False)).get(target)
+        if found is None:
+            raise AttributeError(
+                f"{type(self).__name__}.get_submodule: no submodule {target!r}. It has "
+                f"{[n for n, _ in self.named_modules() if n][:20]}."
+            )
+        return found
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every submodule, then on this module (PyTorch's order), e.g. to
+        initialize weights: ``model.apply(init_fn)``. Returns this module."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
     # ------------------------------------------------------------------ the walk
     def _attributes(self) -> Iterator[tuple[str, Any]]:
         """(name, value) pairs searched for parameters and submodules. Containers such as
@@ -134,9 +205,13 @@ class Module:
             yield m
 
     def named_modules(
-        self, memo: set[int] | None = None, prefix: str = ""
+        self, memo: set[int] | None = None, prefix: str = "", remove_duplicate: bool = True,
     ) -> Iterator[tuple[str, Module]]:
-        """This module and every submodule, each once, depth first (PyTorch's order)."""
+        """This module and every submodule, each once (every path to it with
+        ``remove_duplicate=False``), depth first (PyTorch's order)."""
+        if not remove_duplicate:
+            yield from self._all_modules(prefix, set())
+            return
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
@@ -186,6 +261,31 @@ class Module:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
+    def _own_buffers(self, persistent_only: bool = False) -> Iterator[tuple[str, Tensor]]:
+        for name, persistent in self._buffers.items():
+            value = vars(self).get(name)
+            if isinstance(value, Tensor) and (persistent or not persistent_only):
+                yield name, value
+
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True,
+    ) -> Iterator[tuple[str, Tensor]]:
+        """(name, buffer) pairs of the buffers registered with ``register_buffer``."""
+        mods = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                if recurse else iter([(prefix, self)]))
+        seen: set[int] = set()
+        for mprefix, m in mods:
+            for name, b in m._own_buffers():
+                if remove_duplicate:
+                    if id(b) in seen:
+                        continue
+                    seen.add(id(b))
+                yield (f"{mprefix}.{name}" if mprefix else name), b
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
     # ------------------------------------------------------------------ modes and grads
     def train(self, mode: bool = True) -> Module:
         """Switch this module and its submodules to training mode (Dropout active)."""
@@ -199,11 +299,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget every parameter's gradient (``None``, or zeros with set_to_none=False)."""
-        for p in self.parameters():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad._data = np.zeros_like(p._data)
+        zero_grad(self.parameters(), set_to_none)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Freeze (False) or unfreeze every parameter."""
@@ -211,14 +307,26 @@ class Module:
             p.requires_grad = requires_grad
         return self
 
-    def to(self, dtype: Any) -> Module:
-        """Convert every parameter (and gradient) to a float ``dtype``, in place."""
-        dt = np.dtype(dtype)
-        _check_grad_dtype(dt, ())
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Convert every parameter (and gradient) and floating buffer to a float dtype, in
+        place; takes PyTorch's forms ``to(dtype)``, ``to("cpu")``, ``to(device, dtype)``,
+        ``to(tensor)``. A device other than the CPU is refused (glassgrad has no GPU yet)."""
+        dt = parse_to_args(args, kwargs, f"{type(self).__name__}.to")
+        if dt is None:
+            return self
+        if dt.kind != "f":
+            raise TypeError(
+                f"{type(self).__name__}.to: a module holds floating-point weights, got dtype "
+                f"{dt}. Fix: pass gg.float32 or gg.float64 (convert data, not the model, to "
+                f"integers)."
+            )
         for p in self.parameters():
             p._data = p._data.astype(dt, copy=False)
             if p.grad is not None:
                 p.grad._data = p.grad._data.astype(dt, copy=False)
+        for _, b in self.named_buffers():
+            if b._data.dtype.kind == "f":
+                b._data = b._data.astype(dt, copy=False)
         return self
 
     def double(self) -> Module:
@@ -227,19 +335,46 @@ class Module:
     def float(self) -> Module:
         return self.to(np.float32)
 
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> OrderedDict[str, Tensor]:
-        """name -> detached Tensor sharing memory with the parameter, as PyTorch."""
-        return OrderedDict(
-            (name, Tensor._wrap(p._data))
-            for name, p in self.named_parameters(remove_duplicate=False)
-        )
+    def half(self) -> Module:
+        return self.to(np.float16)
 
-    def load_state_dict(self, state_dict: Any, strict: bool = True) -> IncompatibleKeys:
-        """Copy values into the parameters. Everything is checked first (missing, extra and
-        mis-shaped entries; with ``strict=False`` missing and extra ones are skipped), so an
-        error leaves the model unchanged."""
-        own = dict(self.named_parameters(remove_duplicate=False))
+    def cpu(self) -> Module:
+        """This module: glassgrad's weights are always on the CPU."""
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        """Refused: glassgrad runs on the CPU only (the error says what to do instead)."""
+        check_device("cuda" if device is None else f"cuda:{device}",
+                     f"{type(self).__name__}.cuda")
+        return self
+
+    # ------------------------------------------------------------------ state
+    def _state_items(self) -> Iterator[tuple[str, Tensor]]:
+        """What a state dict holds, in PyTorch's order: per module (every path to it), its
+        own parameters, then its persistent buffers; then its children."""
+        for mprefix, m in self._all_modules("", set()):
+            items = list(m.named_parameters(recurse=False, remove_duplicate=False))
+            for name, t in items + list(m._own_buffers(persistent_only=True)):
+                yield (f"{mprefix}.{name}" if mprefix else name), t
+
+    def state_dict(
+        self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False,
+    ) -> OrderedDict[str, Tensor]:
+        """name -> detached Tensor sharing memory with the parameter or buffer, as PyTorch
+        (``keep_vars=True``: the Parameters themselves); names start with ``prefix``."""
+        out = OrderedDict() if destination is None else destination
+        for name, t in self._state_items():
+            out[prefix + name] = t if keep_vars else Tensor._wrap(t._data)
+        return out
+
+    def load_state_dict(
+        self, state_dict: Any, strict: bool = True, assign: bool = False,
+    ) -> IncompatibleKeys:
+        """Copy values into the parameters and buffers. Everything is checked first (missing,
+        extra and mis-shaped entries; with ``strict=False`` missing and extra ones are
+        skipped), so an error leaves the model unchanged. ``assign=True`` makes each
+        parameter use the given array instead of copying it."""
+        own = dict(self._state_items())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         cls = type(self).__name__
@@ -255,7 +390,7 @@ class Module:
                 f"saved from the same architecture, or pass strict=False to load the "
                 f"matching entries only."
             )
-        arrays: list[tuple[Parameter, np.ndarray]] = []
+        arrays: list[tuple[Tensor, np.ndarray]] = []
         for name, p in own.items():
             if name not in state_dict:
                 continue
@@ -274,14 +409,17 @@ class Module:
             if p._data.dtype.kind == "f" and arr.dtype.kind != "f":
                 raise TypeError(
                     f"{cls}.load_state_dict: '{name}' holds {arr.dtype} values but the model's "
-                    f"parameter is {p.dtype}: integers or bools are no trained weights (a wrong "
+                    f"entry is {p.dtype}: integers or bools are no trained weights (a wrong "
                     f"entry or file?). Fix: pass float values (e.g. arr.astype(np.float32))."
                 )
             arrays.append((p, arr))
         for p, arr in arrays:  # all checked: now copy (in place, as PyTorch's param.copy_)
-            if arr is not p._data:
+            if assign:
+                p._data = arr
+            elif arr is not p._data:
                 p._data[...] = arr
-        mark_modified(*(p for p, _ in arrays))  # a graph made before must not go backward
+        # a graph made before must not go backward
+        mark_modified(*(p for p, _ in arrays), memory=not assign)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ display

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import blas
 from .optimizer import Fold, Optimizer, _check
 
 # Below this many elements a fresh temporary is cheaper than a reused scratch array; above it,
@@ -137,7 +138,9 @@ class SGD(Optimizer):
     def _descend(self, p: Any, g: np.ndarray, lr: float) -> None:
         """w ← w − lr·g, in place."""
         w = p._data
-        if w.size < _SCRATCH_MIN:
+        if w.size >= blas.BLAS_MIN and g.dtype == w.dtype:
+            blas.axpy(-lr, g, w)  # one pass over w on BLAS's threads, not two of NumPy's
+        elif w.size < _SCRATCH_MIN:
             self._apply(p, lr * g)  # a small temporary costs less than a scratch array lookup
         else:
             t = self._tmp(w, 0)

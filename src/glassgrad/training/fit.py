@@ -17,8 +17,10 @@ import numpy as np
 from ..autograd import no_grad
 from ..compiler import Compiled, CompileError
 from ..compiler import compile as compile_fn
+from ..data.loader import DataLoader as ArrayLoader
 from ..data.loader import train_test_split
 from ..tensor import Tensor
+from ..utils.data import DataLoader, RandomSampler, SequentialSampler
 from . import setup
 from .callbacks import HOOKS, Callback, EarlyStopping, LRSchedulerCallback, overridden
 from .history import History
@@ -49,12 +51,15 @@ class Trainer:
     def __init__(self, model: Any, optimizer: Any, loss_fn: Any, loss_kind: str,
                  X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
                  y_val: np.ndarray | None, epochs: int, batch_size: int, shuffle: bool,
-                 metrics: dict, callbacks: list, rng: np.random.Generator) -> None:
+                 metrics: dict, callbacks: list, rng: np.random.Generator,
+                 drop_last: bool = False) -> None:
         self.model, self.optimizer, self.loss_fn, self.loss_kind = model, optimizer, loss_fn, \
             loss_kind
         self.X, self.y, self.X_val, self.y_val = X, y, X_val, y_val
         self.epochs, self.batch_size, self.shuffle = epochs, batch_size, shuffle
-        self.steps_per_epoch = math.ceil(len(X) / batch_size)
+        self.drop_last = drop_last
+        self.steps_per_epoch = (len(X) // batch_size if drop_last
+                                else math.ceil(len(X) / batch_size))
         self.metrics, self.callbacks, self.rng = metrics, callbacks, rng
         self.history = History()
         names = ["loss", *metrics]
@@ -100,6 +105,7 @@ class Trainer:
 
     def _epoch(self, epoch: int, hooks: dict) -> dict[str, float]:
         X, y, bs, n = self.X, self.y, self.batch_size, len(self.X)
+        used = n - n % bs if self.drop_last else n  # drop_last: no short last batch
         if self.shuffle and bs < n:  # one gather per epoch; the batches are then views
             order = self.rng.permutation(n)
             X, y = X[order], y[order]
@@ -111,7 +117,7 @@ class Trainer:
         keep = bool(self.metrics)
         outputs: list[np.ndarray] = []
         total = 0.0
-        for lo in range(0, n, bs):
+        for lo in range(0, used, bs):
             xb, yb = X[lo:lo + bs], y[lo:lo + bs]
             self.step = step = self.step + 1
             self.last_batch = (xb, yb)
@@ -136,11 +142,11 @@ class Trainer:
                 outputs.append(out._data)
             for f in batch_end:
                 f(self, step, value)
-        logs = {"loss": total / n}
+        logs = {"loss": total / used}
         if keep:
             pred = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
             for name, m in self.metrics.items():
-                logs[name] = m(pred, y)
+                logs[name] = m(pred, y[:used])
         if self.X_val is not None:
             logs.update(evaluate_arrays(model, loss_fn, self.X_val, self.y_val, self.metrics,
                                         prefix="val_"))
@@ -219,16 +225,49 @@ def _callback_list(callbacks: Any, early_stopping: Any, verbose: int) -> list:
     return found
 
 
+def _loader_arrays(loader: Any, y: Any, batch_size: Any
+                   ) -> tuple[Any, Any, int, bool, Any, bool]:
+    """(X, y, batch_size, shuffle, generator) of ``fit(model, loader)``: the loader's samples
+    read once, in order, and its batching settings."""
+    if y is not None or batch_size is not None:
+        raise ValueError(
+            f"fit(model, loader): the DataLoader gives the targets and the batch size; got "
+            f"{'y' if y is not None else 'batch_size'} as well. Fix: fit(model, loader, ...) "
+            f"without y and batch_size (or fit(model, X, y, batch_size=...) without a loader).")
+    if isinstance(loader, ArrayLoader):
+        return (loader.X, loader.y, loader.batch_size, loader.shuffle, loader._rng,
+                getattr(loader, "drop_last", False))
+    name = "fit(model, loader)"
+    own_batches = loader.batch_size is not None and getattr(
+        loader.batch_sampler, "sampler", None) is loader.sampler  # the loader's, not a custom one
+    if not (own_batches and isinstance(loader.sampler, RandomSampler | SequentialSampler)):
+        raise ValueError(f"{name}: fit batches the data itself (sequential or shuffled), so a "
+                         f"custom sampler or batch_sampler would be ignored. Fix: write the "
+                         f"training loop yourself, or use shuffle=True/False.")
+    shuffle = isinstance(loader.sampler, RandomSampler)
+    ordered = DataLoader(loader.dataset, batch_size=loader.batch_size,
+                         collate_fn=loader.collate_fn)
+    parts = list(ordered)
+    if not parts or any(not isinstance(b, list | tuple) or len(b) != 2 for b in parts):
+        raise ValueError(f"{name}: the loader must yield (inputs, targets) batches, got "
+                         f"{type(parts[0]).__name__ if parts else 'no batches'}.")
+    X, Y = ([p[i]._data if isinstance(p[i], Tensor) else np.asarray(p[i]) for p in parts]
+            for i in (0, 1))
+    return (np.concatenate(X), np.concatenate(Y), loader.batch_size, shuffle, loader.generator,
+            loader.drop_last)
+
+
 def fit(
     model: Any,
     X: Any,
-    y: Any,
+    y: Any = None,
     loss: Any = None,
     optimizer: Any = "adam",
     lr: float | None = None,
     epochs: int = 10,
     batch_size: int | None = None,
     shuffle: bool = True,
+    drop_last: bool = False,
     validation_split: float | None = None,
     validation_data: tuple[Any, Any] | None = None,
     early_stopping: int | EarlyStopping | None = None,
@@ -241,6 +280,11 @@ def fit(
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return the per-epoch ``History``.
 
+    ``X`` may be a ``DataLoader`` (``glassgrad.utils.data`` or ``glassgrad.data``) instead of
+    ``X, y``: its (inputs, targets) batches are read once, in order, and its batch size,
+    shuffling and generator are used (so per-epoch random transforms of a custom Dataset run
+    once; write the loop yourself for those).
+
     - ``loss``: "mse", "half_sse", "l1", "bce", "bce_with_logits", "cross_entropy", "nll" or a
       callable ``loss(output, target)``. None picks one from the targets: integer labels ->
       cross_entropy (several outputs) or bce_with_logits (one output; bce after a Sigmoid);
@@ -249,6 +293,9 @@ def fit(
       (lr 0.001) with ``lr=`` to change the rate.
     - ``batch_size``: None for the whole set per step (batch gradient descent, as in the
       seeds), 1 for online learning, n for mini-batches (reshuffled each epoch if ``shuffle``).
+    - ``drop_last``: skip each epoch's short last batch (n % batch_size samples), as
+      PyTorch's DataLoader: a batch of 3 at a learning rate tuned for 32 can undo an epoch.
+      With ``shuffle`` other samples are left out each epoch; without, always the last ones.
     - ``validation_split``: a fraction held out (a seeded, stratified random split, not the
       last rows as Keras); or ``validation_data=(X_val, y_val)``.
     - ``early_stopping``: a patience in epochs (monitors val_loss, else loss) and restores the
@@ -269,6 +316,13 @@ def fit(
     Raises before any weight changes on bad input, and ``NonFiniteLossError`` (naming epoch and
     step) if the loss becomes NaN/Inf, before applying that step.
     """
+    if isinstance(X, DataLoader | ArrayLoader):
+        X, y, batch_size, shuffle, loader_rng, loader_drop = _loader_arrays(X, y, batch_size)
+        seed = loader_rng if seed is None else seed
+        drop_last = drop_last or loader_drop  # the loader's setting, as its own loop would
+    elif y is None:
+        raise TypeError("fit(): missing the targets y. Fix: fit(model, X, y, ...), or pass a "
+                        "DataLoader of (inputs, targets) batches: fit(model, loader, ...).")
     X = setup.as_array(X, "X")
     y_raw = setup.as_array(y, "y")
     setup.check_pair(X, y_raw, "the training data")
@@ -277,6 +331,11 @@ def fit(
         batch_size = setup.count(batch_size, "batch_size (None for the full batch)",
                                  example=32)
     shuffle, compile = setup.flag(shuffle, "shuffle"), setup.flag(compile, "compile")
+    drop_last = setup.flag(drop_last, "drop_last")
+    if drop_last and distributed:
+        raise ValueError("fit(): drop_last=True is not supported with distributed=True yet "
+                         "(the ranks split every batch, the short one included). Fix: pass "
+                         "drop_last=False, or a training set that batch_size divides.")
     verbose = int(verbose) if isinstance(verbose, bool | np.bool_) else setup.count(
         verbose, "verbose (0, 1 or 2)", minimum=0, example=1)
     if validation_split is not None and validation_data is not None:
@@ -322,13 +381,15 @@ def fit(
         verbose = verbose if is_main() else 0
     trainer = trainer_class(model, opt, loss_fn, kind, X, y_all, X_val, y_val, epochs, bs,
                             shuffle, metric_fns, _callback_list(callbacks, early_stopping,
-                                                                verbose), rng)
+                                                                verbose), rng,
+                            drop_last=drop_last)
     if compile:
         trainer.compiled = compile_step(model, loss_fn)
     trainer.history.params = {
         "epochs": epochs, "batch_size": bs, "steps_per_epoch": trainer.steps_per_epoch,
         "samples": n, "val_samples": 0 if X_val is None else len(X_val), "loss": kind,
         "optimizer": type(opt).__name__, "shuffle": shuffle, "compile": bool(compile),
+        "drop_last": drop_last,
     }
     if hasattr(model, "train"):
         model.train()

@@ -9,6 +9,8 @@ parameters are switched to float64 copies for the check and restored afterwards,
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,11 +96,33 @@ def check_gradients(
     ``model`` is a Module, and ``loss_fn(model(X), y)`` must return a scalar Tensor; for a
     dict/list of parameter Tensors (a hand-written model) ``loss_fn(X, y)`` is called instead.
     Tensors with more than ``max_entries`` entries are checked on a seeded random sample of
-    that many. Dropout and
-    other training-only randomness are turned off (``model.eval()``) for the check. Prints the
-    table when ``verbose``; returns it either way.
+    that many. Dropout and other training-only randomness are turned off (``model.eval()``)
+    for the check. Prints the table when ``verbose``; returns it either way.
     """
     params = named_parameters(model)
+    Xt, yt = _inputs(params, X, y, max_entries)
+
+    def loss() -> Tensor:
+        # A Module is called on X; for a bare dict/list of parameters loss_fn gets X itself.
+        return loss_fn(model(Xt) if callable(model) else Xt, yt)
+
+    rng = np.random.default_rng(seed)
+    with _float64_eval(model, [p for _, p in params]):
+        kinks = _KinkCounter(eps)
+        with hook(kinks):
+            value = loss()
+        _check_scalar(value)
+        analytic = _grad(value, [p for _, p in params], allow_unused=True)
+        rows = [_compare(name, p, a, loss, rng, eps, atol, rtol, max_entries)
+                for (name, p), a in zip(params, analytic)]
+    report = GradientReport(rows, kinks.count, eps)
+    if verbose:
+        print(report)
+    return report
+
+
+def _inputs(params: list, X: Any, y: Any, max_entries: int) -> tuple[Tensor, Tensor]:
+    """X and y as float64 Tensors (integer targets kept), after checking the arguments."""
     if not params:
         raise ValueError("check_gradients: the model has no parameters to check")
     X_arr = np.asarray(X._data if isinstance(X, Tensor) else X, dtype=np.float64)
@@ -109,53 +133,49 @@ def check_gradients(
     if max_entries < 1:
         raise ValueError(f"check_gradients: max_entries={max_entries} checks nothing. Fix: "
                          f"max_entries >= 1 (entries compared per parameter tensor)")
-    Xt = Tensor(X_arr)
     y_arr = y._data if isinstance(y, Tensor) else np.asarray(y)
-    yt = Tensor(y_arr.astype(np.float64) if y_arr.dtype.kind == "f" else y_arr)
+    return Tensor(X_arr), Tensor(y_arr.astype(np.float64) if y_arr.dtype.kind == "f" else y_arr)
 
-    def loss() -> Tensor:
-        # A Module is called on X; for a bare dict/list of parameters loss_fn gets X itself.
-        return loss_fn(model(Xt) if callable(model) else Xt, yt)
 
-    saved = [(p, p._data) for _, p in params]
+@contextlib.contextmanager
+def _float64_eval(model: Any, params: list[Tensor]) -> Iterator[None]:
+    """The model in eval mode with float64 copies of its parameters; restored afterwards,
+    even on error."""
+    saved = [(p, p._data) for p in params]
     was_training = getattr(model, "training", None)
-    rng = np.random.default_rng(seed)
     try:
         if was_training is not None and hasattr(model, "eval"):
             model.eval()
         for p, data in saved:
             p._data = data.astype(np.float64)
-        kinks = _KinkCounter(eps)
-        with hook(kinks):
-            value = loss()
-        _check_scalar(value)
-        analytic = _grad(value, [p for _, p in params], allow_unused=True)
-        rows = []
-        for (name, p), a in zip(params, analytic):
-            a = np.zeros(p.shape) if a is None else a._data
-            idx = (np.arange(p.size) if p.size <= max_entries
-                   else np.sort(rng.choice(p.size, max_entries, replace=False)))
-            with no_grad():
-                num = central_differences(lambda: loss().item(), p._data, idx, eps)
-            an = a.reshape(-1)[idx]
-            err = np.abs(an - num)
-            rel = err / np.maximum(np.maximum(np.abs(an), np.abs(num)), 1e-12)
-            ok = err <= atol + rtol * np.abs(num)
-            worst = int(idx[int(np.argmax(rel))]) if idx.size else 0
-            rows.append(ParamCheck(
-                name, tuple(p.shape), int(idx.size), float(np.abs(an).max(initial=0.0)),
-                float(np.abs(num).max(initial=0.0)), float(rel.max(initial=0.0)),
-                bool(ok.all()), tuple(int(i) for i in np.unravel_index(worst, p.shape)),
-            ))
+        yield
     finally:
         for p, data in saved:
             p._data = data
         if was_training and hasattr(model, "train"):
             model.train()
-    report = GradientReport(rows, kinks.count, eps)
-    if verbose:
-        print(report)
-    return report
+
+
+def _compare(name: str, p: Tensor, analytic: Tensor | None, loss: Callable[[], Tensor],
+             rng: np.random.Generator, eps: float, atol: float, rtol: float,
+             max_entries: int) -> ParamCheck:
+    """One row of the table: ``p``'s backprop gradient against central differences, on all
+    of its entries or a sample of ``max_entries`` drawn from ``rng``."""
+    a = np.zeros(p.shape) if analytic is None else analytic._data
+    idx = (np.arange(p.size) if p.size <= max_entries
+           else np.sort(rng.choice(p.size, max_entries, replace=False)))
+    with no_grad():
+        num = central_differences(lambda: loss().item(), p._data, idx, eps)
+    an = a.reshape(-1)[idx]
+    err = np.abs(an - num)
+    rel = err / np.maximum(np.maximum(np.abs(an), np.abs(num)), 1e-12)
+    ok = err <= atol + rtol * np.abs(num)
+    worst = int(idx[int(np.argmax(rel))]) if idx.size else 0
+    return ParamCheck(
+        name, tuple(p.shape), int(idx.size), float(np.abs(an).max(initial=0.0)),
+        float(np.abs(num).max(initial=0.0)), float(rel.max(initial=0.0)),
+        bool(ok.all()), tuple(int(i) for i in np.unravel_index(worst, p.shape)),
+    )
 
 
 def _check_scalar(value: Any) -> None:

@@ -23,81 +23,12 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import no_grad
+from ..nn import Linear, Sequential
+from ..nn import functional as nnf
 from ..tensor import Tensor, tensor
-from .checks import Check, net_checks
+from .checks import Params, net_checks
+from .records import ACTIVATION_NAMES, Check, LayerStep, LossSpec, StepTrace, loss_spec
 from .rendering import Rendered
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    name: str
-    function: str  # in glassgrad.nn.functional
-    reduction: str  # of the batch loss: "sum" (c = 1) or "mean" (c = 1/n)
-    formula: str
-    derivative: str
-    latex: str
-
-
-LOSSES = {
-    "half-sse": LossSpec("half-sse", "half_sse_loss", "sum", "L = ½ Σ (ŷ − y)²",
-                         "∂L/∂ŷ = ŷ − y", r"L = \tfrac{1}{2}\sum (\hat y - y)^2"),
-    "mse": LossSpec("mse", "mse_loss", "mean", "L = (1/N) Σ (ŷ − y)²  (N = every entry)",
-                    "∂L/∂ŷ = 2(ŷ − y)/N", r"L = \tfrac{1}{N}\sum (\hat y - y)^2"),
-    "bce": LossSpec("bce", "binary_cross_entropy", "mean",
-                    "L = −(1/N) Σ [y ln ŷ + (1 − y) ln(1 − ŷ)]",
-                    "∂L/∂ŷ = (ŷ − y) / (N ŷ (1 − ŷ))",
-                    r"L = -\tfrac{1}{N}\sum \left[y\ln\hat y + (1-y)\ln(1-\hat y)\right]"),
-    "ce": LossSpec("ce", "cross_entropy", "mean",
-                   "L = −(1/n) Σᵢ ln softmax(zᵢ)[yᵢ]  (from logits, integer classes)",
-                   "∂L/∂z = (softmax(z) − onehot(y)) / n",
-                   r"L = -\tfrac{1}{n}\sum_i \ln \operatorname{softmax}(z_i)_{y_i}"),
-}
-_ALIASES = {"half_sse": "half-sse", "sse": "half-sse", "cross_entropy": "ce",
-            "cross-entropy": "ce", "binary_cross_entropy": "bce"}
-
-ACTIVATION_FORMULAS = {
-    "identity": "f(z) = z,  f′(z) = 1",
-    "sigmoid": "σ(z) = 1/(1 + e⁻ᶻ),  σ′(z) = σ(z)(1 − σ(z))",
-    "tanh": "f(z) = tanh z,  f′(z) = 1 − tanh² z",
-    "relu": "f(z) = max(z, 0),  f′(z) = 1 if z > 0 else 0",
-    "leaky_relu": "f(z) = z if z > 0 else αz,  f′(z) = 1 if z > 0 else α",
-    "softmax": "softmax: f′ is the Jacobian diag(s) − s sᵀ, not one number per unit",
-}
-_ACT_NAMES = {"Identity": "identity", "Sigmoid": "sigmoid", "Tanh": "tanh", "ReLU": "relu",
-              "LeakyReLU": "leaky_relu", "Softmax": "softmax"}
-
-
-@dataclass
-class LayerStep:
-    """One layer of one step. Arrays have one row per sample; δ is per sample (of ℓᵢ)."""
-
-    index: int
-    module: str
-    activation: str
-    W: np.ndarray
-    b: np.ndarray | None
-    a_in: np.ndarray
-    z: np.ndarray
-    a: np.ndarray
-    fprime: np.ndarray | None  # f′(z); None for softmax
-    back: np.ndarray  # ∂ℓᵢ/∂aˡ: (ŷ − y)-like at the output, Wˡ⁺¹ᵀδˡ⁺¹ for hidden layers
-    delta: np.ndarray
-    dW: np.ndarray
-    db: np.ndarray | None
-    W_after: np.ndarray
-    b_after: np.ndarray | None
-
-
-@dataclass
-class StepTrace:
-    index: int
-    x: np.ndarray
-    y: np.ndarray
-    yhat: np.ndarray
-    loss: float
-    sample_losses: np.ndarray
-    loss_after: float
-    layers: list[LayerStep]
 
 
 @dataclass
@@ -123,13 +54,11 @@ class NetTrace(Rendered):
     @property
     def scale(self) -> float:
         """c in L = c Σᵢ ℓᵢ: 1 for a summed loss, 1/n for a mean over the batch."""
-        return 1.0 if self.loss.reduction == "sum" else 1.0 / self.n
+        return self.loss.scale(self.n)
 
 
 # --------------------------------------------------------------------------- the model
 def _flatten(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    from ..nn import Sequential
-
     if isinstance(model, Sequential):
         out = []
         for name, m in model.named_children():
@@ -142,11 +71,9 @@ def _flatten(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def layers_of(model: Any) -> list[tuple[str, Any, Any, str]]:
     """(module name, Linear, activation module or None, activation name) per layer."""
-    from ..nn import Linear
-
     layers: list[list[Any]] = []
     for pos, (name, m) in enumerate(_flatten(model)):
-        act = _ACT_NAMES.get(type(m).__name__)
+        act = ACTIVATION_NAMES.get(type(m).__name__)
         if isinstance(m, Linear):
             layers.append([name, m, None, "identity"])
         elif act is not None and layers and layers[-1][2] is None:
@@ -171,16 +98,7 @@ def layers_of(model: Any) -> list[tuple[str, Any, Any, str]]:
     return [tuple(x) for x in layers]  # type: ignore[misc]
 
 
-def _loss_spec(loss: str) -> LossSpec:
-    key = _ALIASES.get(loss, loss)
-    if key not in LOSSES:
-        raise ValueError(f"explain: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    return LOSSES[key]
-
-
 def _loss_fn(spec: LossSpec) -> Any:
-    from ..nn import functional as nnf
-
     return getattr(nnf, spec.function)
 
 
@@ -196,8 +114,8 @@ def forward(layers: list, params: list, X: np.ndarray) -> tuple[list[Tensor], li
     return zs, acts
 
 
-def batch_loss(tr: NetTrace, params: list, X: np.ndarray, Y: np.ndarray) -> float:
-    """The batch loss L for weights ``params`` (used by the checks)."""
+def batch_loss(tr: NetTrace, params: Params, X: np.ndarray, Y: np.ndarray) -> float:
+    """The batch loss L for weights ``params``, (W, b) per layer (the checks' ``loss_of``)."""
     with no_grad():
         _, acts = forward(tr._layers, [(Tensor._wrap(np.asarray(W)),
                                         None if b is None else Tensor._wrap(np.asarray(b)))
@@ -306,7 +224,7 @@ def trace_net(model: Any, x: Any, y: Any, loss: str = "half-sse", lr: float = 0.
     >>> tr.steps[0].yhat.item(), tr.steps[0].layers[1].W_after.tolist()
     (4.0, [[0.6, 0.6, 0.6]])
     """
-    spec = _loss_spec(loss)
+    spec = loss_spec(loss)
     if not np.isfinite(lr) or lr < 0:
         raise ValueError(f"explain: the learning rate must be a number >= 0, got {lr}")
     if int(steps) < 1:
@@ -326,7 +244,8 @@ def trace_net(model: Any, x: Any, y: Any, loss: str = "half-sse", lr: float = 0.
         tr.steps.append(st)
         params = [(ly.W_after, ly.b_after) for ly in st.layers]
     if check:
-        tr.checks = net_checks(tr)
+        tr.checks = net_checks(tr.steps, spec, tr.lr,
+                               lambda params, X, Y: batch_loss(tr, params, X, Y))
     if update:
         for (_, lin, _, _), (W, b) in zip(layers, params):
             np.copyto(lin.weight.numpy(), W, casting="same_kind")  # in place: state_dict views

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor
+from ..tensor import Tensor
 
 _SCALARS = (bool, int, float, complex, str, bytes, np.generic)
 _MAX_DEPTH = 4  # functions followed from the loss function (a helper, its helper, ...)
@@ -118,7 +118,7 @@ class Guards:
                 self.value(f"{n}.keywords[{k!r}]", a, f"{what} argument {k}", depth)
             return
         if not isinstance(fn, types.FunctionType):
-            from .nn import Module  # (nn imports the engine, which imports this module)
+            from ..nn import Module  # (nn imports the engine, which imports this module)
 
             if isinstance(fn, Module):
                 self.module(self.name(fn), fn, what, depth)
@@ -140,7 +140,7 @@ class Guards:
     def value(self, expr: str, v: Any, what: str, depth: int) -> None:
         """``expr`` still gives ``v`` (a number or string: an equal one of the same type;
         anything else: the same object), and the state of ``v`` is unchanged."""
-        from .nn import Module
+        from ..nn import Module
 
         if v is None or isinstance(v, bool):
             self.add(f"{expr} is {v}", f"{what} is {v}")
@@ -237,7 +237,7 @@ def _is_library(fn: types.FunctionType) -> bool:
 
 
 def _is_data(v: Any) -> bool:
-    from .nn import Module
+    from ..nn import Module
 
     return isinstance(v, Tensor | np.ndarray | Module)
 
