@@ -177,12 +177,18 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
     L = len(st.layers)
     avg = ("" if tr.n == 1 else " summed over the samples" if tr.loss.reduction == "sum"
            else f" averaged over the {tr.n} samples: (1/{tr.n}) Σᵢ")
-    fwd = [["0 (x)", str(j + 1), "", cell(st.x[:, j])] if j is not None else _gap(4)
-           for j in pick(st.x.shape[1], limit)]
+    sums = tr.n == 1 and any(ly.W.shape[1] <= SUM_LIMIT for ly in st.layers)
+    width = 5 if sums else 4
+    fwd = [["0 (x)", str(j + 1)] + [""] * (width - 3) + [cell(st.x[:, j])]
+           if j is not None else _gap(width) for j in pick(st.x.shape[1], limit)]
     for ly in st.layers:
         for j in pick(ly.z.shape[1], limit):
-            fwd.append([str(ly.index), str(j + 1), cell(ly.z[:, j]), cell(ly.a[:, j])]
-                       if j is not None else _gap(4))
+            if j is None:
+                fwd.append(_gap(width))
+                continue
+            sum_cell = [_weighted_sum(ly, j, p)] if sums else []
+            fwd.append([str(ly.index), str(j + 1), *sum_cell, cell(ly.z[:, j]),
+                        cell(ly.a[:, j])])
     loss_line = (f"Output ŷ = a{sup(L)} = {arr(st.yhat[0] if tr.n == 1 else st.yhat, p, limit)}"
                  f", target y = {arr(st.y[0] if tr.n == 1 else st.y, p, limit)}: "
                  f"L = {num(st.loss, p)}.")
@@ -220,8 +226,10 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
     return [
         Heading(2, f"Step {st.index}"),
         Heading(3, "Forward pass"),
-        Formula("zˡ = Wˡ aˡ⁻¹ + bˡ,   aˡ = f(zˡ),   a⁰ = x"),
-        Table(["layer", "unit", "z", "a"], fwd, "rrrr"),
+        Formula("zˡ = Wˡ aˡ⁻¹ + bˡ,   aˡ = f(zˡ),   a⁰ = x" + (
+            ";   weighted sum zˡ[j] = Σₖ Wˡ[j,k]·aˡ⁻¹[k] + bˡ[j]·1" if sums else "")),
+        Table(["layer", "unit", *(["weighted sum"] if sums else []), "z", "a"], fwd,
+              "rr" + "l" * sums + "rr"),
         Para(loss_line),
         Heading(3, "Backward pass"),
         Formula(f"output layer: δ{sup(L)} = {out_rule} ⊙ f′(z{sup(L)});   hidden layers: "
@@ -235,6 +243,27 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
               "lrrrrrr"),
         Para(f"Loss after the update: {num(st.loss_after, p)} (before: {num(st.loss, p)})."),
     ]
+
+
+# A layer with at most this many inputs shows each unit's weighted sum written out, as
+# textbook worked examples do (0.15·0.05 + 0.2·0.1 + 0.35·1 = 0.3775); wider ones would not
+# fit a line. One sample only: a batch has one sum per sample.
+SUM_LIMIT = 4
+
+
+def _weighted_sum(ly: Any, j: int, p: int) -> str:
+    """Unit j's z written out with its numbers, or "" for a layer too wide to write out."""
+    if ly.W.shape[1] > SUM_LIMIT:
+        return ""
+
+    def factor(x: float) -> str:
+        s = num(x, p)
+        return f"({s})" if s.startswith("-") else s
+
+    terms = [f"{factor(ly.W[j, k])}·{factor(ly.a_in[0, k])}" for k in range(ly.W.shape[1])]
+    if ly.b is not None:
+        terms.append(f"{factor(ly.b[j])}·1")
+    return " + ".join(terms) + f" = {num(ly.z[0, j], p)}"
 
 
 def _gap(n: int) -> list[str]:
