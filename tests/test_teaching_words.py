@@ -3,6 +3,8 @@ textbook worked examples show (weighted sums, weights-only updates, names, pictu
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -35,8 +37,9 @@ TEXTBOOK = [([[0.15, 0.20], [0.25, 0.30]], [0.35, 0.35]),
             ([[0.40, 0.45], [0.50, 0.55]], [0.60, 0.60])]
 
 
-def textbook_net(bias: bool = True) -> gg.nn.Module:
-    net = gg.nn.MLP([2, 2, 2], activation="sigmoid", bias=bias, dtype=np.float64)
+def textbook_net(bias: bool = True, out: str = "identity") -> gg.nn.Module:
+    net = gg.nn.MLP([2, 2, 2], activation="sigmoid", output_activation=out, bias=bias,
+                    dtype=np.float64)
     for lin, (W, b) in zip([m for m in net if isinstance(m, gg.nn.Linear)], TEXTBOOK):
         lin.weight.data = np.array(W)
         if bias:
@@ -65,3 +68,57 @@ def test_wide_layers_and_batches_keep_the_plain_table():
     batch = gg.explain.trace_net(textbook_net(), [[0.05, 0.1], [1, 0]], [[0, 1], [1, 0]])
     for tr in (wide, batch):
         assert "weighted sum" not in tr.to_text()
+
+
+# --------------------------------------------------------------------------- weights only
+def sigmoid_textbook_net() -> gg.nn.Module:
+    return textbook_net(out="sigmoid")  # Mazur's worked example: sigmoid at the output too
+
+
+def test_updating_only_the_weights_reproduces_the_textbook_error_after_one_step():
+    net = sigmoid_textbook_net()
+    tr = gg.explain.trace_net(net, [0.05, 0.10], [0.01, 0.99], lr=0.5, freeze=("bias",))
+    st = tr.steps[0]
+    # Mazur's "A Step by Step Backpropagation Example": 0.298371109 -> 0.291027924, with
+    # w5 = 0.35891648 and w1 = 0.149780716 after the step; the biases stay 0.35 and 0.6.
+    np.testing.assert_allclose([st.loss, st.loss_after], [0.298371109, 0.291027924], rtol=1e-6)
+    np.testing.assert_allclose([st.layers[1].W_after[0, 0], st.layers[0].W_after[0, 0]],
+                               [0.35891648, 0.149780716], rtol=1e-7)
+    lins = [m for m in net if isinstance(m, gg.nn.Linear)]
+    np.testing.assert_allclose([lins[0].bias.numpy(), lins[1].bias.numpy()],
+                               [[0.35, 0.35], [0.6, 0.6]])
+    assert lins[1].weight.numpy()[0, 0] != 0.4  # the weights did move
+    assert "b²[1] (frozen)" in tr.to_text() and tr.to_dict()["steps"][0]["layers"][0][
+        "frozen"] == ["bias"]
+
+
+def test_a_parameter_frozen_in_the_model_stays_put():
+    net = sigmoid_textbook_net()
+    net[0].weight.requires_grad = False
+    st = gg.explain.trace_net(net, [0.05, 0.10], [0.01, 0.99], lr=0.5).steps[0]
+    assert st.layers[0].frozen == ("weight",) and st.layers[1].frozen == ()
+    np.testing.assert_array_equal(st.layers[0].W_after, st.layers[0].W)
+    assert np.all(st.layers[0].dW != 0)  # its gradient is still shown
+
+
+@pytest.mark.parametrize("freeze", [("biass",), ("weight", "W"), "everything"])
+def test_an_unknown_part_to_freeze_is_refused_before_anything_changes(freeze):
+    net = sigmoid_textbook_net()
+    before = [p.numpy().copy() for p in net.parameters()]
+    with pytest.raises(ValueError, match=r"cannot freeze .*'weight' and/or 'bias'"):
+        gg.explain.trace_net(net, [0.05, 0.10], [0.01, 0.99], freeze=freeze)
+    for p, b in zip(net.parameters(), before):
+        np.testing.assert_array_equal(p.numpy(), b)
+
+
+def test_cli_update_weights_golden(tmp_path, capsys, golden):
+    from glassgrad.cli import main
+
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"layers": [{"weight": W, "bias": b} for W, b in TEXTBOOK]}))
+    code = main(["explain", "net", "--weights", str(path), "--activation", "sigmoid",
+                 "--lr", "0.5", "--input", "0.05,0.10", "--target", "0.01,0.99",
+                 "--precision", "9", "--update", "weights"])
+    out = capsys.readouterr().out
+    assert code == 0 and "biases frozen" in out.splitlines()[0]
+    golden("explain/textbook_222_weights_only.txt", out)

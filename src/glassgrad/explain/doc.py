@@ -216,13 +216,14 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
                 if k is None:
                     wrows.append(_gap(7))
                     continue
-                wrows.append([f"W{s}[{j + 1},{k + 1}]", num(ly.W[j, k], p),
+                wrows.append([f"W{s}[{j + 1},{k + 1}]{_held(ly, 'weight')}", num(ly.W[j, k], p),
                               cell(ly.a_in[:, k]), cell(ly.delta[:, j]), num(ly.dW[j, k], p),
-                              num(-tr.lr * ly.dW[j, k], p), num(ly.W_after[j, k], p)])
+                              num(ly.W_after[j, k] - ly.W[j, k], p), num(ly.W_after[j, k], p)])
             if ly.b is not None:
-                wrows.append([f"b{s}[{j + 1}]", num(ly.b[j], p), "1" if tr.n == 1 else
-                              "1 each", cell(ly.delta[:, j]), num(ly.db[j], p),
-                              num(-tr.lr * ly.db[j], p), num(ly.b_after[j], p)])
+                wrows.append([f"b{s}[{j + 1}]{_held(ly, 'bias')}", num(ly.b[j], p),
+                              "1" if tr.n == 1 else "1 each", cell(ly.delta[:, j]),
+                              num(ly.db[j], p), num(ly.b_after[j] - ly.b[j], p),
+                              num(ly.b_after[j], p)])
     return [
         Heading(2, f"Step {st.index}"),
         Heading(3, "Forward pass"),
@@ -241,6 +242,8 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
                 f"Δw = −α · ∂L/∂w,   w ← w + Δw"),
         Table(["weight", "before", "aˡ⁻¹[k]", "δˡ[j]", "∂L/∂w", "Δw", "after"], wrows,
               "lrrrrrr"),
+        *([Para("A frozen weight keeps its value: its gradient is computed but not applied "
+                "(Δw = 0).")] if any(ly.frozen for ly in st.layers) else []),
         Para(f"Loss after the update: {num(st.loss_after, p)} (before: {num(st.loss, p)})."),
     ]
 
@@ -264,6 +267,10 @@ def _weighted_sum(ly: Any, j: int, p: int) -> str:
     if ly.b is not None:
         terms.append(f"{factor(ly.b[j])}·1")
     return " + ".join(terms) + f" = {num(ly.z[0, j], p)}"
+
+
+def _held(ly: Any, part: str) -> str:
+    return " (frozen)" if part in ly.frozen else ""
 
 
 def _gap(n: int) -> list[str]:
