@@ -230,8 +230,9 @@ def _top_layer_saturates(result: ExperimentResult) -> tuple[str, bool | None, st
     peak = int(np.argmax(low[:half]))
     ok = low[peak] >= 0.5
     mean = r.monitor["activations"][name]["mean"]
+    order = list(r.monitor.get("params") or r.monitor["activations"])
     return _SAT_CLAIM, ok, (
-        f"top hidden {layer_label(name, list(r.monitor['params']))}: {low[0]:.0%} of its "
+        f"top hidden {layer_label(name, order)}: {low[0]:.0%} of its "
         f"outputs below 0.01 at the start, at "
         f"most {low[peak]:.0%} in the first half of training (step {steps[peak]}, epoch "
         f"{_epoch_of(steps[peak], result)}; saturated = at least 50%); its mean output went "
