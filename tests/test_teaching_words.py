@@ -122,3 +122,27 @@ def test_cli_update_weights_golden(tmp_path, capsys, golden):
     out = capsys.readouterr().out
     assert code == 0 and "biases frozen" in out.splitlines()[0]
     golden("explain/textbook_222_weights_only.txt", out)
+
+
+# --------------------------------------------------------------------------- anomaly wording
+@pytest.mark.parametrize("values, want", [
+    ([np.inf, -np.inf], "all 2 values are ±Inf"),
+    ([np.inf, np.inf], "all 2 values are +Inf"),
+    ([-np.inf], "the value is −Inf"),
+    ([np.nan, np.nan, np.nan], "all 3 values are NaN"),
+    ([np.nan, np.inf], "all 2 values are NaN or +Inf (1 NaN, 1 Inf)"),
+    ([1.0, np.inf], "range [1, 1], 0 NaN, 1 Inf"),
+])
+def test_anomaly_ranges_say_what_the_values_are(values, want):
+    from glassgrad.anomaly import _range
+
+    text = _range(np.array(values))
+    assert want in text and "nan, nan" not in text
+
+
+def test_anomaly_report_of_an_all_inf_result():
+    x = gg.tensor([1000.0, 1000.0], requires_grad=True)
+    with pytest.raises(gg.AnomalyError) as err, gg.detect_anomaly():
+        x.exp()
+    assert "'exp' produced shape (2,), all 2 values are +Inf" in str(err.value)
+    assert "range [nan" not in str(err.value)
