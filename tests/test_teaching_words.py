@@ -146,3 +146,43 @@ def test_anomaly_report_of_an_all_inf_result():
         x.exp()
     assert "'exp' produced shape (2,), all 2 values are +Inf" in str(err.value)
     assert "range [nan" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- trace names
+def _neuron_trace(names=None):
+    w1 = gg.tensor(0.3, requires_grad=True)
+    x2 = gg.tensor(0.2, requires_grad=True)  # a user name that an automatic one would reuse
+    t1 = gg.tensor(0.5)  # noqa: F841 (only its name matters: no automatic "t1" now)
+    with gg.explain.trace(names=names) as tr:
+        h = w1 * x2
+        loss = (h + gg.tensor(0.1, requires_grad=True)).tanh()
+        loss.backward()
+    return tr
+
+
+def test_trace_names_come_from_the_users_variables_and_never_collide():
+    tr = _neuron_trace()
+    assert [n.name for n in tr.nodes] == ["w1", "x2", "h", "x1", "t2", "loss"]
+    assert tr.node("t2").expr == "h + x1"
+    np.testing.assert_allclose([tr.grad("w1").item(), tr.grad("x2").item()],
+                               [0.2 * (1 - np.tanh(0.16) ** 2), 0.3 * (1 - np.tanh(0.16) ** 2)],
+                               rtol=1e-6)
+
+
+def test_the_names_mapping_wins_over_variable_names():
+    b = gg.tensor(1.0, requires_grad=True)
+    with gg.explain.trace(names={"bias": b}) as tr:
+        (b * b).backward()
+    assert [n.name for n in tr.nodes] == ["bias", "t1"]
+
+
+def test_module_parameters_take_the_modules_variable_name(golden):
+    model = gg.nn.Linear(2, 1)
+    model.weight.data = np.array([[0.5, -1.0]])
+    model.bias.data = np.array([0.25])
+    with gg.explain.trace() as tr:
+        y = model(gg.tensor([[1.0, 2.0]]))
+        y.sum().backward()
+    names = {n.name for n in tr.nodes}
+    assert {"model.weight", "model.bias", "y"} <= names
+    golden("explain/trace_user_names.txt", _neuron_trace().to_text())

@@ -53,6 +53,14 @@ def blocks(tr: Any, precision: int = 6, show_all: bool = False) -> list[Block]:
     return _op_blocks(tr, precision, show_all)
 
 
+def _step_count(steps: list) -> str:
+    """"6 backward steps: 1 start, 5 chain-rule": the count matches the table's rows."""
+    kinds = [("start", "seed"), ("chain-rule", "chain"), ("accumulation", "accumulate")]
+    parts = [f"{n} {word}" for word, kind in kinds
+             if (n := sum(s.kind == kind for s in steps))]
+    return f"{len(steps)} backward steps: {', '.join(parts)}" if steps else "no backward pass"
+
+
 def _cut(rows: list[list[str]], show_all: bool) -> list[list[str]]:
     if show_all or len(rows) <= ROW_LIMIT:
         return rows
@@ -83,11 +91,9 @@ def _op_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
         return f"{'×'.join(map(str, a.shape))} values in [{num(a.min(), 4)}, {num(a.max(), 4)}]"
 
     name = {n.id: n.name for n in tr.nodes}
-    chains = sum(s.kind == "chain" for s in tr.steps)
     out: list[Block] = [
         Heading(1, tr.title),
-        Para(f"{len(tr.nodes)} values in the forward pass, {chains} chain-rule steps in the "
-             f"backward pass."),
+        Para(f"{len(tr.nodes)} values in the forward pass; {_step_count(tr.steps)}."),
         Heading(2, "Forward pass"),
         Table(["node", "computes", "value"],
               _cut([[n.name, n.expr, v(n.value)] for n in tr.nodes], show_all), "llr"),
