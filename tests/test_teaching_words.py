@@ -186,3 +186,25 @@ def test_module_parameters_take_the_modules_variable_name(golden):
     names = {n.name for n in tr.nodes}
     assert {"model.weight", "model.bias", "y"} <= names
     golden("explain/trace_user_names.txt", _neuron_trace().to_text())
+
+
+# --------------------------------------------------------------------------- HTML documents
+@pytest.mark.parametrize("out", ["file", "stdout"])
+def test_cli_html_is_a_complete_document(tmp_path, capsys, golden, out):
+    from glassgrad.cli import main
+
+    path = tmp_path / "trace.html"
+    args = ["explain", "expr", "(x + y) * z", "--values", "x=-2,y=5,z=-4", "--format", "html"]
+    assert main(args + (["--output", str(path)] if out == "file" else [])) == 0
+    page = path.read_text(encoding="utf-8") if out == "file" else capsys.readouterr().out
+    assert page.startswith("<!doctype html>")
+    assert '<meta charset="utf-8">' in page and page.rstrip().endswith("</html>")
+    assert "<title>Op-level trace of (x + y) * z</title>" in page
+    golden("explain/seed_expr.html", page)
+
+
+def test_a_notebook_still_gets_a_fragment():
+    tr = gg.explain.explain_expr("(x + y) * z", "x=-2,y=5,z=-4")
+    frag = tr._repr_html_()
+    assert frag.startswith('<div class="gg-trace">') and "<!doctype" not in frag
+    assert tr.to_html(document=True).count(frag) == 1  # the page wraps the same fragment

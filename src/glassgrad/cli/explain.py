@@ -245,7 +245,7 @@ def _emit(tr: Any, args: argparse.Namespace) -> int:
     text = {
         "text": lambda: tr.to_text(p, show_all),
         "markdown": lambda: tr.to_markdown(p, show_all),
-        "html": lambda: tr.to_html(p, show_all),
+        "html": lambda: tr.to_html(p, show_all, document=True),  # a page, not a fragment
         "json": lambda: tr.to_json(),
         "dot": lambda: tr.to_dot(),
         "latex": lambda: tr.to_latex(p),
