@@ -208,3 +208,33 @@ def test_a_notebook_still_gets_a_fragment():
     frag = tr._repr_html_()
     assert frag.startswith('<div class="gg-trace">') and "<!doctype" not in frag
     assert tr.to_html(document=True).count(frag) == 1  # the page wraps the same fragment
+
+
+# --------------------------------------------------------------------------- the picture
+def test_network_picture_labels_edges_with_weights_and_gradients_and_has_the_loss():
+    import re
+
+    tr = gg.explain.trace_net(sigmoid_textbook_net(), [0.05, 0.10], [0.01, 0.99], lr=0.5)
+    dot = tr.to_dot(precision=6)
+    st = tr.steps[0]
+    edges = re.findall(r"-> u(\d)_(\d) \[label=<W.\[(\d),(\d)\] (\S+) → (\S+)<br/>"
+                       r'<font color="#cf222e">∂L/∂w = (\S+)</font>>\]', dot)
+    assert len(edges) == 8  # every weight of the 2-2-2 network, on its edge
+    for layer, j, row, col, before, after, grad in edges:
+        ly = st.layers[int(layer) - 1]
+        assert int(j) + 1 == int(row)
+        r, c = int(row) - 1, int(col) - 1
+        np.testing.assert_allclose([float(before), float(after), float(grad)],
+                                   [ly.W[r, c], ly.W_after[r, c], ly.dW[r, c]], rtol=1e-5)
+    (loss,) = re.findall(r'loss \[.*label="L = ½ Σ \(ŷ − y\)² = (\S+)"\]', dot)
+    np.testing.assert_allclose(float(loss), st.loss, rtol=1e-5)
+    targets = re.findall(r'y_\d \[.*label="y\d = (\S+)"\]', dot)
+    np.testing.assert_allclose([float(t) for t in targets], [0.01, 0.99])
+    assert dot.count("-> loss") == 4  # two outputs and two targets
+
+
+def test_network_picture_of_a_classifier_has_one_target_node():
+    net = gg.nn.MLP([2, 3], init="constant:0.1", dtype=np.float64)
+    dot = gg.explain.trace_net(net, [[0, 1], [1, 0]], [2, 0], loss="ce").to_dot()
+    assert dot.count("y_0 [") == 1 and "y_1 [" not in dot and dot.count("-> loss") == 4
+    assert "y = class [2, 0]" in dot
