@@ -238,3 +238,20 @@ def test_network_picture_of_a_classifier_has_one_target_node():
     dot = gg.explain.trace_net(net, [[0, 1], [1, 0]], [2, 0], loss="ce").to_dot()
     assert dot.count("y_0 [") == 1 and "y_1 [" not in dot and dot.count("-> loss") == 4
     assert "y = class [2, 0]" in dot
+
+
+# --------------------------------------------------------------------------- vocabulary
+def test_one_sample_says_L_throughout_and_a_batch_defines_its_l_i():
+    one = gg.explain.trace_net(sigmoid_textbook_net(), [0.05, 0.10], [0.01, 0.99])
+    for text in (one.to_text(), one.to_dot()):
+        assert "ℓ" not in text and "∂L/∂ŷ" in text
+    batch = gg.explain.trace_net(sigmoid_textbook_net(), [[0.05, 0.1], [1, 0]],
+                                 [[0, 1], [1, 0]]).to_text()
+    assert batch.index("Per-sample losses ℓᵢ") < batch.index("δ² = ∂ℓ/∂ŷ")
+
+
+def test_the_step_count_matches_the_backward_table():
+    tr = gg.explain.explain_expr("(x + y) * z", "x=-2,y=5,z=-4")
+    assert "5 backward steps: 1 start, 4 chain-rule" in tr.to_text() and len(tr.steps) == 5
+    tr = gg.explain.explain_expr("f = x * x", "x=3")
+    assert "4 backward steps: 1 start, 2 chain-rule, 1 accumulation" in tr.to_text()

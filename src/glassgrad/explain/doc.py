@@ -210,7 +210,10 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
             fp = "—" if ly.fprime is None else cell(ly.fprime[:, j])
             bwd.append([str(ly.index), str(j + 1), cell(ly.back[:, j]), fp,
                         cell(ly.delta[:, j])])
-    out_rule = "∂ℓ/∂ŷ" if tr.loss.name != "ce" else "∂ℓ/∂z (softmax − onehot)"
+    # One sample: its loss ℓ is the loss L, so call it L as the loss line does; ℓᵢ only
+    # where a batch has several.
+    ell = "ℓ" if tr.n > 1 else "L"
+    out_rule = f"∂{ell}/∂ŷ" if tr.loss.name != "ce" else f"∂{ell}/∂z (softmax − onehot)"
     wrows = []
     for ly in st.layers:
         s = sup(ly.index)

@@ -6,7 +6,8 @@ Op level, in the style of the seeds' figures: each value is a box with its name,
 that flowed back along it (so a node used twice shows both parts of its sum). Layer level:
 units in columns, each with its bias (before → after the update), z, a (green) and δ (red);
 each edge carries its weight (before → after) and, in red, the weight's gradient ∂L/∂w; the
-outputs and the targets meet in the loss node, whose edges carry ∂ℓ/∂ŷ.
+outputs and the targets meet in the loss node, whose edges carry ∂L/∂ŷ (∂ℓᵢ/∂ŷ per sample of
+a batch).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def _loss_nodes(tr: Any, st: Any, outputs: list[tuple[int, str]], p: int,
                 cell: Any) -> list[str]:
     """The loss node, fed by every output unit (edge: ∂ℓ/∂ŷ) and by its target."""
     out = st.layers[-1]
+    ell = "ℓᵢ" if tr.n > 1 else "L"  # as the tables say it
     formula = escape(tr.loss.formula.split("  ")[0])  # "L = ½ Σ (ŷ − y)²", no comment
     lines = [f'  loss [shape=box, style="rounded,bold", label="{formula} = {_s(st.loss, p)}"];']
     if st.y.ndim != 2:  # ce: one class index per sample, one target node
@@ -137,7 +139,7 @@ def _loss_nodes(tr: Any, st: Any, outputs: list[tuple[int, str]], p: int,
                      f'{_s(st.y if tr.n > 1 else st.y[0], p)}"];')
         lines.append("  y_0 -> loss [style=dashed];")
     for j, nid in outputs:
-        lines.append(f'  {nid} -> loss [label=<<font color="{RED}">∂ℓ/∂ŷ = '
+        lines.append(f'  {nid} -> loss [label=<<font color="{RED}">∂{ell}/∂ŷ = '
                      f'{cell(out.back[:, j])}</font>>];')
         if st.y.ndim == 2:
             lines.append(f'  y_{j} [shape=box, style="rounded,dashed", '
