@@ -255,3 +255,9 @@ def test_the_step_count_matches_the_backward_table():
     assert "5 backward steps: 1 start, 4 chain-rule" in tr.to_text() and len(tr.steps) == 5
     tr = gg.explain.explain_expr("f = x * x", "x=3")
     assert "4 backward steps: 1 start, 2 chain-rule, 1 accumulation" in tr.to_text()
+
+
+def test_explain_names_each_numbered_layer_by_its_module():
+    net = gg.nn.Sequential(gg.nn.Linear(2, 3), gg.nn.Tanh(), gg.nn.Linear(3, 1))
+    text = gg.explain.trace_net(net, [1.0, 0.0], [0.5]).to_markdown()  # lines unwrapped
+    assert "layer 1 is the model's Linear '0', layer 2 is the model's Linear '2'" in text

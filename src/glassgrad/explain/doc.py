@@ -158,6 +158,9 @@ def _net_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
         Para(f"Loss {tr.loss.formula}, so {tr.loss.derivative}. Learning rate α = "
              f"{num(tr.lr, p)}. Activations: {acts}."),
         Para(data),
+        Para("Layers count from 1 (nearest the input), as diagnose's warnings do: "
+             + ", ".join(f"layer {ly.index} is the model's Linear '{ly.module}'"
+                         for ly in first.layers) + "."),
     ]
     shown = list(range(len(tr.steps)))
     if len(shown) > 3 and not show_all:
