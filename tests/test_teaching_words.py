@@ -261,3 +261,11 @@ def test_explain_names_each_numbered_layer_by_its_module():
     net = gg.nn.Sequential(gg.nn.Linear(2, 3), gg.nn.Tanh(), gg.nn.Linear(3, 1))
     text = gg.explain.trace_net(net, [1.0, 0.0], [0.5]).to_markdown()  # lines unwrapped
     assert "layer 1 is the model's Linear '0', layer 2 is the model's Linear '2'" in text
+
+
+def test_latex_marks_a_frozen_bias_instead_of_claiming_an_update():
+    tr = gg.explain.trace_net(sigmoid_textbook_net(), [0.05, 0.10], [0.01, 0.99], lr=0.5,
+                              freeze=("bias",))
+    tex = tr.to_latex()
+    assert tex.count(r"\quad\text{(frozen)}") == 2  # b¹ and b², not W¹, W²
+    assert r"W^{(1)} &\leftarrow W^{(1)} - \alpha" in tex
