@@ -50,7 +50,8 @@ def test_figures_show_the_recorded_numbers(moons_run):
     first = fig.axes[0].get_lines()[0]  # each step's value, faint behind its moving median
     np.testing.assert_allclose(first.get_ydata(), hist.extra["monitor"]["params"]["0"]["grad_norm"])
     assert [ln.get_label() for ln in fig.axes[0].get_lines()
-            if not ln.get_label().startswith("_")] == ["layer 0", "layer 2", "layer 4"]
+            if not ln.get_label().startswith("_")] == [
+        "layer 1 ('0')", "layer 2 ('2')", "layer 3 ('4')"]
     fig = dg.plots.plot_activation_histograms(hist)
     assert len(fig.axes) == 2 and "first" in fig.axes[0].get_title()
 

@@ -59,7 +59,8 @@ def test_seed_xor_golden_text_markdown_latex_dot_json(golden):
     for line in ("  b¹[1]         1        1      4      4  -0.4    0.6",
                  "  W¹[1,1]       1        0      4      0     0      1",
                  "  W²[1,3]       1        1      4      4  -0.4    0.6",
-                 "      2     1  4  4", "sign slip of the seed XOR article"):
+                 "      2     1  1·1 + 1·1 + 1·1 + 1·1 = 4  4  4",
+                 "sign slip of the seed XOR article"):
         assert line in text
     golden("explain/seed_xor.txt", text)
     golden("explain/seed_xor.md", tr.to_markdown())

@@ -264,7 +264,7 @@ def test_relu_band_never_dips_below_zero_and_gradients_are_smoothed():
         assert band.get_paths()[0].vertices[:, 1].min() >= 0
     fig = dg.plots.plot_grad_norms(hist)
     raw, smooth = fig.axes[0].get_lines()[:2]
-    assert raw.get_alpha() < 0.5 and smooth.get_label() == "layer 0"
+    assert raw.get_alpha() < 0.5 and smooth.get_label() == "layer 1 ('0')"
     grads = mon["params"]["0"]["grad_norm"]
     np.testing.assert_allclose(smooth.get_ydata(), dg.plots.moving_median(grads, 5))
     assert np.std(np.diff(np.log(smooth.get_ydata()))) < np.std(np.diff(np.log(grads)))

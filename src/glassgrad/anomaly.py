@@ -44,11 +44,23 @@ def _range(a: Any) -> str:
     if a.dtype.kind not in "fiu" or a.size == 0:
         return f"shape {a.shape}, dtype {a.dtype}"
     finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    if not finite.size:  # no range to give: "range [nan, nan]" would read as NaN values
+        return f"shape {a.shape}, {_all_nonfinite(a)}"
     extra = ""
     if a.dtype.kind == "f" and finite.size != a.size:
         extra = f", {int(np.isnan(a).sum())} NaN, {int(np.isinf(a).sum())} Inf"
-    lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
-    return f"shape {a.shape}, range [{lo:.4g}, {hi:.4g}]{extra}"
+    return f"shape {a.shape}, range [{finite.min():.4g}, {finite.max():.4g}]{extra}"
+
+
+def _all_nonfinite(a: np.ndarray) -> str:
+    """"all 2 values are ±Inf", "all 3 values are NaN", or both kinds counted."""
+    nan, pos, neg = int(np.isnan(a).sum()), int((a == np.inf).sum()), int((a == -np.inf).sum())
+    inf = "±Inf" if pos and neg else "+Inf" if pos else "−Inf"
+    if not nan:
+        return f"all {a.size} values are {inf}" if a.size > 1 else f"the value is {inf}"
+    if not pos + neg:
+        return f"all {a.size} values are NaN" if a.size > 1 else "the value is NaN"
+    return f"all {a.size} values are NaN or {inf} ({nan} NaN, {pos + neg} Inf)"
 
 
 def _finite(a: Any) -> bool:

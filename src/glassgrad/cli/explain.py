@@ -2,7 +2,7 @@
 
     glassgrad explain expr "(x + y) * z" --values x=-2,y=5,z=-4
     glassgrad explain net --layers 2-3-1 --activation identity --init constant:1 --lr 0.1 \\
-        --input 0,0 --target 0 --loss half-sse
+        --input 0,0 --target 0 --loss half-sse [--update weights]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .validate import non_negative, os_error, output_file, positive_int, precisi
 
 FORMATS = ("text", "markdown", "html", "json", "dot", "latex", "svg", "png")
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
+UPDATE = {"all": (), "weights": ("bias",), "biases": ("weight",)}  # --update -> freeze
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="half-sse = ½Σ(ŷ − y)² (the seeds'), mse, bce, ce (default half-sse)")
     n.add_argument("--steps", type=positive_int, default=1,
                    help="gradient-descent steps (default 1)")
+    n.add_argument("--update", default="all", choices=tuple(UPDATE),
+                   help="what a step changes: all (default), weights (biases frozen, as many "
+                        "textbook examples do) or biases")
     _common(n)
     n.set_defaults(func=run_net)
 
@@ -209,7 +213,8 @@ def run_net(args: argparse.Namespace) -> int:
                        f"ln(1 − ŷ)] has no minimum, so the trace would show meaningless steps. "
                        f"Fix: --target 0 or 1, or --loss mse for other numbers")
     try:
-        tr = trace_net(model, X, Y, loss=args.loss, lr=args.lr, steps=args.steps)
+        tr = trace_net(model, X, Y, loss=args.loss, lr=args.lr, steps=args.steps,
+                       freeze=UPDATE[args.update])
     except ValueError as e:
         raise CLIError(str(e).removeprefix("explain: ")) from None
     return _emit(tr, args)
@@ -240,7 +245,7 @@ def _emit(tr: Any, args: argparse.Namespace) -> int:
     text = {
         "text": lambda: tr.to_text(p, show_all),
         "markdown": lambda: tr.to_markdown(p, show_all),
-        "html": lambda: tr.to_html(p, show_all),
+        "html": lambda: tr.to_html(p, show_all, document=True),  # a page, not a fragment
         "json": lambda: tr.to_json(),
         "dot": lambda: tr.to_dot(),
         "latex": lambda: tr.to_latex(p),

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .monitor import Monitor
+from .monitor import Monitor, layer_label
 from .rules import diagnose
 
 STANDARD = "U(±1/√n)"  # the paper's "standard" initialization, U[−1/√fan_in, 1/√fan_in]
@@ -120,7 +120,7 @@ class ExperimentResult:
         if top.worst_saturation - low.worst_saturation >= 0.1:
             out.append(
                 f"Saturation: {top.label} had up to {top.worst_saturation:.0%} of a hidden "
-                f"layer's units saturated (or dead) early in training, {low.label} "
+                f"layer's outputs saturated (or dead) early in training, {low.label} "
                 f"{low.worst_saturation:.0%}.")
         else:
             out.append("Saturation: no network saturated much more than the others "
@@ -230,8 +230,10 @@ def _top_layer_saturates(result: ExperimentResult) -> tuple[str, bool | None, st
     peak = int(np.argmax(low[:half]))
     ok = low[peak] >= 0.5
     mean = r.monitor["activations"][name]["mean"]
+    order = list(r.monitor.get("params") or r.monitor["activations"])
     return _SAT_CLAIM, ok, (
-        f"top hidden layer '{name}': {low[0]:.0%} of its outputs below 0.01 at the start, at "
+        f"top hidden {layer_label(name, order)}: {low[0]:.0%} of its "
+        f"outputs below 0.01 at the start, at "
         f"most {low[peak]:.0%} in the first half of training (step {steps[peak]}, epoch "
         f"{_epoch_of(steps[peak], result)}; saturated = at least 50%); its mean output went "
         f"from {mean[0]:.2f} to {mean[-1]:.2f} (the paper's fell to about 0 early)")
@@ -399,10 +401,10 @@ def plot_experiment(result: ExperimentResult) -> dict[str, Any]:
     ax.set_yscale("log")
     ax.set_xlabel("layer (1 = nearest the input)")
     ax.set_title("Median gradient norm ‖∂L/∂W‖ per layer")
-    ax2.set_xlabel("hidden layer")
-    ax2.set_ylabel("% of units")
+    ax2.set_xlabel("hidden layer (1 = the first Linear's outputs)")
+    ax2.set_ylabel("% of outputs (saturated) or units (dead)")
     ax2.set_ylim(-2, 102)
-    ax2.set_title("Saturated (sigmoid/tanh) or dead (ReLU) units, early training")
+    ax2.set_title("Saturated (sigmoid/tanh) outputs or dead (ReLU) units, early training")
     for a in (ax, ax2):
         a.grid(alpha=0.3, which="both")
         a.legend(fontsize=9)

@@ -28,7 +28,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,17 @@ def named_parameters(model: Any) -> list[tuple[str, Tensor]]:
 def layer_of(name: str) -> str:
     """The layer a parameter belongs to: "layers.1.weight" -> "layers.1"."""
     return name.rpartition(".")[0] or name
+
+
+def layer_label(name: str, order: Sequence[str]) -> str:
+    """How warnings and plots name a layer: numbered from 1 = the first Linear (nearest the
+    input) in ``order`` (the model's parameter layers), as ``explain`` numbers W¹, W², with
+    the module's own name in brackets to find it: ``layer_label("6", ["0", "2", "4", "6"])``
+    is ``"layer 4 ('6')"``. A name not in ``order`` keeps its own: ``"layer 'relu0'"``."""
+    order = list(order)
+    if name in order:
+        return f"layer {order.index(name) + 1} ('{name}')"
+    return f"layer '{name}'"
 
 
 def _sqnorm(a: np.ndarray) -> float:

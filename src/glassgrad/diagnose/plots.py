@@ -128,8 +128,8 @@ def plot_grad_norms(source: Any) -> Any:
     fig, (ax, ax2) = _figure(2)
     for i, (name, r) in enumerate(run.params.items()):
         c = COLORS[i % len(COLORS)]
-        _raw_and_smoothed(ax, r["step"], r["grad_norm"], c, f"layer {name}")
-        _raw_and_smoothed(ax2, r["step"], r["update_ratio"], c, f"layer {name}")
+        _raw_and_smoothed(ax, r["step"], r["grad_norm"], c, run.label(name))
+        _raw_and_smoothed(ax2, r["step"], r["update_ratio"], c, run.label(name))
     ax.set_yscale("log")
     ax.set_title("Gradient norm ‖∂L/∂W‖ per layer")
     ax2.set_yscale("log")
@@ -171,7 +171,7 @@ def plot_activation_histograms(source: Any) -> Any:
             edges = np.asarray(h["edges"])
             dens = counts / max(counts.sum(), 1) * 100
             ax.stairs(dens, edges, color=COLORS[i % len(COLORS)], lw=1.8,
-                      label=f"layer {name} ({h['op']})")
+                      label=f"{run.label(name)} ({h['op']})")
         ax.set_title(f"Activation values, {title} (step {next(iter(hists.values()))['step']})")
         ax.set_xlabel("activation value")
         ax.set_ylabel("% of values")
@@ -196,11 +196,12 @@ def plot_activation_stats(source: Any) -> Any:
             m, sd = np.asarray(r["mean"]), np.asarray(r["std"])
             bounds = _RANGES.get(r["op"], (-np.inf, np.inf))
             mid, lo, hi = m, np.clip(m - sd, *bounds), np.clip(m + sd, *bounds)
-        ax.plot(s, mid, color=c, lw=1.5, label=f"layer {name} ({r['op']})")
+        ax.plot(s, mid, color=c, lw=1.5, label=f"{run.label(name)} ({r['op']})")
         ax.fill_between(s, lo, hi, color=c, alpha=0.12)
         frac = r["dead"] if r["op"] == "relu" else r["saturated"]
         what = "dead" if r["op"] == "relu" else "saturated"
-        ax2.plot(s, np.asarray(frac) * 100, color=c, lw=1.5, label=f"layer {name} ({what})")
+        ax2.plot(s, np.asarray(frac) * 100, color=c, lw=1.5,
+                 label=f"{run.label(name)} ({what})")
     ax.set_title("Activation median and 5–95% range per layer")
     ax2.set_title("Saturated (sigmoid/tanh) or dead (ReLU) units")
     ax2.set_ylabel("%")

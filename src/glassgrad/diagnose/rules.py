@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..ops import OPS
+from .monitor import layer_label
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,10 @@ class Run:
             self.epochs = _columns(self.monitor["epochs"])
         self.params: dict[str, dict] = self.monitor.get("params", {})
         self.acts: dict[str, dict] = self.monitor.get("activations", {})
+
+    def label(self, name: str) -> str:
+        """The layer as every warning names it: ``"layer 4 ('6')"`` (``layer_label``)."""
+        return layer_label(name, list(self.params) or list(self.acts))
 
     def losses(self) -> tuple[list[float], str]:
         """The training loss series and its unit ("epoch", or "step" for short runs)."""
@@ -188,15 +193,16 @@ def vanishing(run: Run, t: Thresholds) -> Finding | None:
     evidence = []
     if gl > 0 and g0 < t.vanishing_ratio * gl:
         evidence.append(
-            f"median gradient norm: first layer '{names[0]}' {_g(g0)}, last layer "
-            f"'{names[-1]}' {_g(gl)} ({_g(gl / max(g0, 1e-300))}× larger at the top; "
+            f"median gradient norm: first {run.label(names[0])} {_g(g0)}, last "
+            f"{run.label(names[-1])} {_g(gl)} ({_g(gl / max(g0, 1e-300))}× larger at the top; "
             f"threshold {_g(1 / t.vanishing_ratio)}×)")
     if ul > 0 and u0 < t.vanishing_ratio * ul:
         evidence.append(
             f"median update ratio ‖ΔW‖/‖W‖: first layer {_g(u0)}, last layer {_g(ul)}")
     if not evidence:
         return None
-    per_layer = ", ".join(f"'{n}' {_g(_median(run.params[n]['grad_norm']))}" for n in names)
+    per_layer = ", ".join(f"{run.label(n)} {_g(_median(run.params[n]['grad_norm']))}"
+                          for n in names)
     evidence.append(f"gradient norm by layer (input → output): {per_layer}")
     return Finding(
         "vanishing", "vanishing gradients: the lower layers barely learn", evidence,
@@ -306,17 +312,18 @@ def saturation(run: Run, t: Thresholds) -> Finding | None:
     if not (worst >= t.saturation_alone or (len(wide) >= need and (severe or harm))):
         return None
     evidence = [
-        f"most saturated: layer '{name}' ({op}), {worst:.0%} of its outputs in the flat tails "
+        f"most saturated: {run.label(name)} ({op}), {worst:.0%} of its outputs in the flat "
+        f"tails "
         f"early in training ({worst / t.saturation:.2g}× the {t.saturation:.0%} threshold)",
         f"{len(wide)} of {len(layers)} sigmoid/tanh layers have at least {half:.0%} saturated "
         f"(counts from {need}): "
-        + ", ".join(f"'{n}' {f:.0%}" for n, _, f in layers),
+        + ", ".join(f"{run.label(n)} {f:.0%}" for n, _, f in layers),
     ]
     if harm:
         evidence.append(harm)
     ops = sorted({o for _, o, _ in wide or layers})
     return Finding(
-        "saturation", "saturated units: activations stuck where their derivative is ~0",
+        "saturation", "saturated outputs: activations stuck where their derivative is ~0",
         evidence,
         "the weights are too large for the layer size (or the inputs are not scaled). "
         + _advice(ops) + "; normalize the inputs.",
@@ -336,7 +343,7 @@ def dead_units(run: Run, t: Thresholds) -> Finding | None:
         return None
     return Finding(
         "dead_units", "dead ReLU units: units that output 0 for every example never learn again",
-        [f"layer '{n}': {frac:.0%} of its units output 0 on the whole batch at the end of "
+        [f"{run.label(n)}: {frac:.0%} of its units output 0 on the whole batch at the end of "
          "training" for n, frac in hits],
         "lower the learning rate, use init='kaiming' with zero biases, or leaky_relu "
         "(a small slope for x < 0 keeps the gradient alive).",

@@ -229,11 +229,12 @@ def sign_check(st: StepTrace, loss: LossSpec, lr: float, loss_of: LossOf) -> Che
     if loss.name not in ("half-sse", "mse"):
         return None
     out = st.layers[-1]
-    uphill = [(ly.W + lr * ly.dW, None if ly.b is None else ly.b + lr * ly.db)
+    # the step actually taken, reversed (a frozen part stays where it is)
+    uphill = [(2 * ly.W - ly.W_after, None if ly.b is None else 2 * ly.b - ly.b_after)
               for ly in st.layers]
     loss_up = loss_of(uphill, st.x, st.y)
     bias = ""
-    if out.b is not None:
+    if out.b is not None and "bias" not in out.frozen:
         bias = (f" (e.g. b{sup(out.index)}[1] = {num(out.b[0])} would become "
                 f"{num(uphill[-1][1][0])} instead of {num(out.b_after[0])})")
     delta = out.delta[0] if len(out.delta) == 1 else out.delta

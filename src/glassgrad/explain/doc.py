@@ -53,6 +53,14 @@ def blocks(tr: Any, precision: int = 6, show_all: bool = False) -> list[Block]:
     return _op_blocks(tr, precision, show_all)
 
 
+def _step_count(steps: list) -> str:
+    """"6 backward steps: 1 start, 5 chain-rule": the count matches the table's rows."""
+    kinds = [("start", "seed"), ("chain-rule", "chain"), ("accumulation", "accumulate")]
+    parts = [f"{n} {word}" for word, kind in kinds
+             if (n := sum(s.kind == kind for s in steps))]
+    return f"{len(steps)} backward steps: {', '.join(parts)}" if steps else "no backward pass"
+
+
 def _cut(rows: list[list[str]], show_all: bool) -> list[list[str]]:
     if show_all or len(rows) <= ROW_LIMIT:
         return rows
@@ -83,11 +91,9 @@ def _op_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
         return f"{'×'.join(map(str, a.shape))} values in [{num(a.min(), 4)}, {num(a.max(), 4)}]"
 
     name = {n.id: n.name for n in tr.nodes}
-    chains = sum(s.kind == "chain" for s in tr.steps)
     out: list[Block] = [
         Heading(1, tr.title),
-        Para(f"{len(tr.nodes)} values in the forward pass, {chains} chain-rule steps in the "
-             f"backward pass."),
+        Para(f"{len(tr.nodes)} values in the forward pass; {_step_count(tr.steps)}."),
         Heading(2, "Forward pass"),
         Table(["node", "computes", "value"],
               _cut([[n.name, n.expr, v(n.value)] for n in tr.nodes], show_all), "llr"),
@@ -152,6 +158,9 @@ def _net_blocks(tr: Any, p: int, show_all: bool) -> list[Block]:
         Para(f"Loss {tr.loss.formula}, so {tr.loss.derivative}. Learning rate α = "
              f"{num(tr.lr, p)}. Activations: {acts}."),
         Para(data),
+        Para("Layers count from 1 (nearest the input), as diagnose's warnings do: "
+             + ", ".join(f"layer {ly.index} is the model's Linear '{ly.module}'"
+                         for ly in first.layers) + "."),
     ]
     shown = list(range(len(tr.steps)))
     if len(shown) > 3 and not show_all:
@@ -177,12 +186,18 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
     L = len(st.layers)
     avg = ("" if tr.n == 1 else " summed over the samples" if tr.loss.reduction == "sum"
            else f" averaged over the {tr.n} samples: (1/{tr.n}) Σᵢ")
-    fwd = [["0 (x)", str(j + 1), "", cell(st.x[:, j])] if j is not None else _gap(4)
-           for j in pick(st.x.shape[1], limit)]
+    sums = tr.n == 1 and any(ly.W.shape[1] <= SUM_LIMIT for ly in st.layers)
+    width = 5 if sums else 4
+    fwd = [["0 (x)", str(j + 1)] + [""] * (width - 3) + [cell(st.x[:, j])]
+           if j is not None else _gap(width) for j in pick(st.x.shape[1], limit)]
     for ly in st.layers:
         for j in pick(ly.z.shape[1], limit):
-            fwd.append([str(ly.index), str(j + 1), cell(ly.z[:, j]), cell(ly.a[:, j])]
-                       if j is not None else _gap(4))
+            if j is None:
+                fwd.append(_gap(width))
+                continue
+            sum_cell = [_weighted_sum(ly, j, p)] if sums else []
+            fwd.append([str(ly.index), str(j + 1), *sum_cell, cell(ly.z[:, j]),
+                        cell(ly.a[:, j])])
     loss_line = (f"Output ŷ = a{sup(L)} = {arr(st.yhat[0] if tr.n == 1 else st.yhat, p, limit)}"
                  f", target y = {arr(st.y[0] if tr.n == 1 else st.y, p, limit)}: "
                  f"L = {num(st.loss, p)}.")
@@ -198,7 +213,10 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
             fp = "—" if ly.fprime is None else cell(ly.fprime[:, j])
             bwd.append([str(ly.index), str(j + 1), cell(ly.back[:, j]), fp,
                         cell(ly.delta[:, j])])
-    out_rule = "∂ℓ/∂ŷ" if tr.loss.name != "ce" else "∂ℓ/∂z (softmax − onehot)"
+    # One sample: its loss ℓ is the loss L, so call it L as the loss line does; ℓᵢ only
+    # where a batch has several.
+    ell = "ℓ" if tr.n > 1 else "L"
+    out_rule = f"∂{ell}/∂ŷ" if tr.loss.name != "ce" else f"∂{ell}/∂z (softmax − onehot)"
     wrows = []
     for ly in st.layers:
         s = sup(ly.index)
@@ -210,18 +228,21 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
                 if k is None:
                     wrows.append(_gap(7))
                     continue
-                wrows.append([f"W{s}[{j + 1},{k + 1}]", num(ly.W[j, k], p),
+                wrows.append([f"W{s}[{j + 1},{k + 1}]{_held(ly, 'weight')}", num(ly.W[j, k], p),
                               cell(ly.a_in[:, k]), cell(ly.delta[:, j]), num(ly.dW[j, k], p),
-                              num(-tr.lr * ly.dW[j, k], p), num(ly.W_after[j, k], p)])
+                              num(ly.W_after[j, k] - ly.W[j, k], p), num(ly.W_after[j, k], p)])
             if ly.b is not None:
-                wrows.append([f"b{s}[{j + 1}]", num(ly.b[j], p), "1" if tr.n == 1 else
-                              "1 each", cell(ly.delta[:, j]), num(ly.db[j], p),
-                              num(-tr.lr * ly.db[j], p), num(ly.b_after[j], p)])
+                wrows.append([f"b{s}[{j + 1}]{_held(ly, 'bias')}", num(ly.b[j], p),
+                              "1" if tr.n == 1 else "1 each", cell(ly.delta[:, j]),
+                              num(ly.db[j], p), num(ly.b_after[j] - ly.b[j], p),
+                              num(ly.b_after[j], p)])
     return [
         Heading(2, f"Step {st.index}"),
         Heading(3, "Forward pass"),
-        Formula("zˡ = Wˡ aˡ⁻¹ + bˡ,   aˡ = f(zˡ),   a⁰ = x"),
-        Table(["layer", "unit", "z", "a"], fwd, "rrrr"),
+        Formula("zˡ = Wˡ aˡ⁻¹ + bˡ,   aˡ = f(zˡ),   a⁰ = x" + (
+            ";   weighted sum zˡ[j] = Σₖ Wˡ[j,k]·aˡ⁻¹[k] + bˡ[j]·1" if sums else "")),
+        Table(["layer", "unit", *(["weighted sum"] if sums else []), "z", "a"], fwd,
+              "rr" + "l" * sums + "rr"),
         Para(loss_line),
         Heading(3, "Backward pass"),
         Formula(f"output layer: δ{sup(L)} = {out_rule} ⊙ f′(z{sup(L)});   hidden layers: "
@@ -233,8 +254,35 @@ def _step_blocks(tr: Any, st: Any, p: int, limit: int, cell: Any) -> list[Block]
                 f"Δw = −α · ∂L/∂w,   w ← w + Δw"),
         Table(["weight", "before", "aˡ⁻¹[k]", "δˡ[j]", "∂L/∂w", "Δw", "after"], wrows,
               "lrrrrrr"),
+        *([Para("A frozen weight keeps its value: its gradient is computed but not applied "
+                "(Δw = 0).")] if any(ly.frozen for ly in st.layers) else []),
         Para(f"Loss after the update: {num(st.loss_after, p)} (before: {num(st.loss, p)})."),
     ]
+
+
+# A layer with at most this many inputs shows each unit's weighted sum written out, as
+# textbook worked examples do (0.15·0.05 + 0.2·0.1 + 0.35·1 = 0.3775); wider ones would not
+# fit a line. One sample only: a batch has one sum per sample.
+SUM_LIMIT = 4
+
+
+def _weighted_sum(ly: Any, j: int, p: int) -> str:
+    """Unit j's z written out with its numbers, or "" for a layer too wide to write out."""
+    if ly.W.shape[1] > SUM_LIMIT:
+        return ""
+
+    def factor(x: float) -> str:
+        s = num(x, p)
+        return f"({s})" if s.startswith("-") else s
+
+    terms = [f"{factor(ly.W[j, k])}·{factor(ly.a_in[0, k])}" for k in range(ly.W.shape[1])]
+    if ly.b is not None:
+        terms.append(f"{factor(ly.b[j])}·1")
+    return " + ".join(terms) + f" = {num(ly.z[0, j], p)}"
+
+
+def _held(ly: Any, part: str) -> str:
+    return " (frozen)" if part in ly.frozen else ""
 
 
 def _gap(n: int) -> list[str]:

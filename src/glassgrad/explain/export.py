@@ -79,7 +79,8 @@ def _net_step(st: Any) -> dict:
         "layers": [{"index": ly.index, "module": ly.module, "activation": ly.activation,
                     **{k: _v(getattr(ly, k)) for k in (
                         "W", "b", "a_in", "z", "a", "fprime", "back", "delta", "dW", "db",
-                        "W_after", "b_after")}} for ly in st.layers],
+                        "W_after", "b_after")}, "frozen": list(ly.frozen)}
+                   for ly in st.layers],
     }
 
 

@@ -16,6 +16,7 @@ formulas above and confirms they agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class NetTrace(Rendered):
     steps: list[StepTrace] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     title: str = "Layer-level trace"
+    frozen: list[tuple[str, ...]] = field(default_factory=list)  # per layer, see freeze_of
     _layers: list = field(default_factory=list, repr=False)
 
     kind = "net"
@@ -172,6 +174,29 @@ def _prepare(layers: list, spec: LossSpec, x: Any, y: Any) -> tuple[np.ndarray, 
     return X, Y
 
 
+PARTS = {"weight": "weight", "weights": "weight", "bias": "bias", "biases": "bias"}
+
+
+def freeze_of(layers: list, freeze: Sequence[str]) -> list[tuple[str, ...]]:
+    """Per layer, the parts a step holds fixed: those named in ``freeze`` ("weight",
+    "bias") and any parameter frozen in the model (``requires_grad`` False)."""
+    if isinstance(freeze, str):
+        freeze = [freeze]
+    bad = [f for f in freeze if f not in PARTS]
+    if bad:
+        raise ValueError(
+            f"explain: cannot freeze {bad[0]!r}: freeze names the parts of every layer that a "
+            f"step leaves unchanged, 'weight' and/or 'bias'. Fix: freeze=('bias',) updates "
+            f"only the weights, as many textbook examples do.")
+    names = {PARTS[f] for f in freeze}
+    out = []
+    for _, lin, _, _ in layers:
+        parts = [p for p, t in (("weight", lin.weight), ("bias", lin.bias))
+                 if t is not None and (p in names or not t.requires_grad)]
+        out.append(tuple(parts))
+    return out
+
+
 def _step(tr: NetTrace, index: int, params: list, X: np.ndarray, Y: np.ndarray) -> StepTrace:
     leaves = [(tensor(W, requires_grad=True), None if b is None else tensor(b, requires_grad=True))
               for W, b in params]
@@ -194,12 +219,15 @@ def _step(tr: NetTrace, index: int, params: list, X: np.ndarray, Y: np.ndarray) 
                                                                      acts)):
         dW = W.grad.numpy()
         db = None if b is None else b.grad.numpy()
+        frozen = tr.frozen[k]
+        lr_W = 0.0 if "weight" in frozen else tr.lr
+        lr_b = 0.0 if "bias" in frozen else tr.lr
         steps.append(LayerStep(
             index=k + 1, module=name, activation=act_name, W=W.numpy(),
             b=None if b is None else b.numpy(), a_in=a_in, z=z.numpy(), a=a.numpy(),
             fprime=_fprime(act, act_name, z.numpy()), back=a.grad.numpy() / c,
-            delta=z.grad.numpy() / c, dW=dW, db=db, W_after=W.numpy() - tr.lr * dW,
-            b_after=None if b is None else b.numpy() - tr.lr * db,
+            delta=z.grad.numpy() / c, dW=dW, db=db, W_after=W.numpy() - lr_W * dW,
+            b_after=None if b is None else b.numpy() - lr_b * db, frozen=frozen,
         ))
         a_in = a.numpy()
     st = StepTrace(index=index, x=X, y=Y, yhat=acts[-1].numpy(), loss=float(L.item()),
@@ -209,7 +237,8 @@ def _step(tr: NetTrace, index: int, params: list, X: np.ndarray, Y: np.ndarray) 
 
 
 def trace_net(model: Any, x: Any, y: Any, loss: str = "half-sse", lr: float = 0.1,
-              steps: int = 1, update: bool = True, check: bool = True) -> NetTrace:
+              steps: int = 1, update: bool = True, check: bool = True,
+              freeze: Sequence[str] = ()) -> NetTrace:
     """Trace ``steps`` steps of gradient descent on (x, y) in textbook notation.
 
     ``model``: an ``nn.Sequential`` (e.g. ``nn.MLP``) of Linear layers and activations.
@@ -217,6 +246,9 @@ def trace_net(model: Any, x: Any, y: Any, loss: str = "half-sse", lr: float = 0.
     ``loss="ce"``). ``loss``: "half-sse" (½Σ(ŷ − y)², the seeds'), "mse", "bce" or "ce".
     Computed in float64 on copies of the weights; with ``update`` the model's weights are set
     to the final ones afterwards (in their own dtype), as an SGD step would.
+    ``freeze``: parts every step leaves unchanged, ``("bias",)`` to update only the weights
+    as many textbook examples do; a parameter with ``requires_grad=False`` is frozen too.
+    A frozen part's gradient is still shown; its Δw is 0.
 
     >>> import glassgrad as gg
     >>> net = gg.nn.MLP([2, 3, 1], activation="identity", init="constant:1")
@@ -236,9 +268,12 @@ def trace_net(model: Any, x: Any, y: Any, loss: str = "half-sse", lr: float = 0.
               for ly in layers]
     tr = NetTrace(sizes=[layers[0][1].in_features] + [ly[1].out_features for ly in layers],
                   activations=[ly[3] for ly in layers], loss=spec, lr=float(lr), n=len(X),
-                  _layers=layers)
+                  frozen=freeze_of(layers, freeze), _layers=layers)
+    held = sorted({p for parts in tr.frozen for p in parts})
     tr.title = (f"Layer-level trace of a {'-'.join(map(str, tr.sizes))} network "
-                f"({', '.join(dict.fromkeys(tr.activations))}), loss {spec.name}, α = {lr:g}")
+                f"({', '.join(dict.fromkeys(tr.activations))}), loss {spec.name}, α = {lr:g}"
+                + (f", {' and '.join(p + 'es' if p == 'bias' else p + 's' for p in held)} "
+                   f"frozen" if held else ""))
     for s in range(int(steps)):
         st = _step(tr, s + 1, params, X, Y)
         tr.steps.append(st)

@@ -4,8 +4,10 @@
 Op level, in the style of the seeds' figures: each value is a box with its name, its value
 (green) and its gradient (red); each op is a circle; every edge carries, in red, the gradient
 that flowed back along it (so a node used twice shows both parts of its sum). Layer level:
-units in columns, each with its incoming weights and bias (before → after the update),
-z, a (green) and δ (red).
+units in columns, each with its bias (before → after the update), z, a (green) and δ (red);
+each edge carries its weight (before → after) and, in red, the weight's gradient ∂L/∂w; the
+outputs and the targets meet in the loss node, whose edges carry ∂L/∂ŷ (∂ℓᵢ/∂ŷ per sample of
+a batch).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from html import escape
 from typing import Any
 
 from ..fileio import write_atomic
-from .fmt import arr, pick
+from .fmt import arr, pick, sup
 
 GREEN, RED = "#1a7f37", "#cf222e"
 SYMBOL = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "pow": "^", "neg": "−",
@@ -101,8 +103,7 @@ def _net_dot(tr: Any, p: int, show_all: bool) -> str:
             if j is None:
                 lines.append(f'  {nid} [shape=plaintext, label="…"];')
                 continue
-            rows = [f"<b>layer {ly.index}, unit {j + 1}</b>",
-                    f"w {_w(ly.W[j], ly.W_after[j], p)}"]
+            rows = [f"<b>layer {ly.index}, unit {j + 1}</b>"]
             if ly.b is not None:
                 rows.append(f"b {_w(ly.b[j], ly.b_after[j], p)}")
             rows += [f"z = {cell(ly.z[:, j])}", f'<font color="{GREEN}">a = {cell(ly.a[:, j])}'
@@ -111,12 +112,40 @@ def _net_dot(tr: Any, p: int, show_all: bool) -> str:
             lines.append(f'  {nid} [shape=plain, label=<<table border="0" cellborder="1" '
                          f'cellspacing="0" cellpadding="3">{body}</table>>];')
             cur.append((j, nid))
-            for _, src in prev:
-                lines.append(f"  {src} -> {nid};")
+            for k, src in prev:
+                lines.append(f"  {src} -> {nid} [label=<{_edge(ly, j, k, p)}>];")
         column(ids)
         prev = cur
+    lines += _loss_nodes(tr, st, prev, p, cell)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _edge(ly: Any, j: int, k: int, p: int) -> str:
+    """Weight Wˡ[j,k] on its edge: before → after, and its gradient in red."""
+    return (f"W{sup(ly.index)}[{j + 1},{k + 1}] {_w(ly.W[j, k], ly.W_after[j, k], p)}<br/>"
+            f'<font color="{RED}">∂L/∂w = {_s(ly.dW[j, k], p)}</font>')
+
+
+def _loss_nodes(tr: Any, st: Any, outputs: list[tuple[int, str]], p: int,
+                cell: Any) -> list[str]:
+    """The loss node, fed by every output unit (edge: ∂ℓ/∂ŷ) and by its target."""
+    out = st.layers[-1]
+    ell = "ℓᵢ" if tr.n > 1 else "L"  # as the tables say it
+    formula = escape(tr.loss.formula.split("  ")[0])  # "L = ½ Σ (ŷ − y)²", no comment
+    lines = [f'  loss [shape=box, style="rounded,bold", label="{formula} = {_s(st.loss, p)}"];']
+    if st.y.ndim != 2:  # ce: one class index per sample, one target node
+        lines.append(f'  y_0 [shape=box, style="rounded,dashed", label="y = class '
+                     f'{_s(st.y if tr.n > 1 else st.y[0], p)}"];')
+        lines.append("  y_0 -> loss [style=dashed];")
+    for j, nid in outputs:
+        lines.append(f'  {nid} -> loss [label=<<font color="{RED}">∂{ell}/∂ŷ = '
+                     f'{cell(out.back[:, j])}</font>>];')
+        if st.y.ndim == 2:
+            lines.append(f'  y_{j} [shape=box, style="rounded,dashed", '
+                         f'label="y{j + 1} = {cell(st.y[:, j])}"];')
+            lines.append(f"  y_{j} -> loss [style=dashed];")
+    return lines
 
 
 def _w(before: Any, after: Any, p: int) -> str:

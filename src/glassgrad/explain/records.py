@@ -151,6 +151,8 @@ class LayerStep:
     db: np.ndarray | None
     W_after: np.ndarray
     b_after: np.ndarray | None
+    # Parts held fixed by the step ("weight", "bias"): their gradient is shown, not applied.
+    frozen: tuple[str, ...] = ()
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """HTML rendering: one self-contained ``<div>`` (inline style), shown by Jupyter through
-``_repr_html_``."""
+``_repr_html_``; with ``document=True`` a complete page (doctype, UTF-8, title) for a file."""
 
 from __future__ import annotations
 
@@ -21,7 +21,19 @@ _CLASS = {True: "ok", False: "fail", None: "note"}
 _MARK = {True: "✓", False: "✗", None: "•"}
 
 
-def render_html(tr: Any, precision: int = 6, show_all: bool = False) -> str:
+def render_html(tr: Any, precision: int = 6, show_all: bool = False,
+                document: bool = False) -> str:
+    """The trace as an HTML fragment (a ``<div>``, for Jupyter), or with ``document`` a
+    complete page: a file opened in a browser needs the doctype and the UTF-8 charset, or
+    its ∂, δ and ⊙ show as mojibake."""
+    body = _fragment(tr, precision, show_all)
+    if not document:
+        return body
+    return ('<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{escape(tr.title)}</title>\n</head>\n<body>\n{body}</body>\n</html>\n")
+
+
+def _fragment(tr: Any, precision: int, show_all: bool) -> str:
     out = [f'<div class="gg-trace"><style>{STYLE}</style>']
     for b in blocks(tr, precision, show_all):
         if isinstance(b, Heading):

@@ -160,11 +160,14 @@ def _net(tr: Any, p: int, show_all: bool) -> list[str]:
             k, j = ly.index, ly.index - 1
             out.append(rf"\frac{{\partial L}}{{\partial W^{{({k})}}}} &= {c}\delta^{{({k})}} "
                        rf"a^{{({j})\top}} = {mat(ly.dW, p, limit)}")
-            out.append(rf"W^{{({k})}} &\leftarrow W^{{({k})}} - \alpha \frac{{\partial L}}"
-                       rf"{{\partial W^{{({k})}}}} = {mat(ly.W_after, p, limit)}")
+            step = (r"\quad\text{(frozen)}" if "weight" in ly.frozen else
+                    rf" - \alpha \frac{{\partial L}}{{\partial W^{{({k})}}}}")
+            out.append(rf"W^{{({k})}} &\leftarrow W^{{({k})}}{step} = "
+                       rf"{mat(ly.W_after, p, limit)}")
             if ly.b is not None:
                 out.append(rf"\frac{{\partial L}}{{\partial b^{{({k})}}}} &= {c}\sum_i "
                            rf"\delta^{{({k})}}_i = {mat(ly.db, p, limit)}, \quad b^{{({k})}} "
-                           rf"\leftarrow {mat(ly.b_after, p, limit)}")
+                           rf"\leftarrow {mat(ly.b_after, p, limit)}"
+                           + (r"\quad\text{(frozen)}" if "bias" in ly.frozen else ""))
         out.append(rf"L_{{\text{{after}}}} &= {_n(st.loss_after, p)}")
     return out

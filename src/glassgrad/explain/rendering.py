@@ -22,8 +22,10 @@ class Rendered:
     def to_markdown(self, precision: int = 6, show_all: bool = False) -> str:
         return render_markdown(self, precision=precision, show_all=show_all)
 
-    def to_html(self, precision: int = 6, show_all: bool = False) -> str:
-        return render_html(self, precision=precision, show_all=show_all)
+    def to_html(self, precision: int = 6, show_all: bool = False,
+                document: bool = False) -> str:
+        """An HTML fragment for notebooks; ``document=True``: a complete page for a file."""
+        return render_html(self, precision=precision, show_all=show_all, document=document)
 
     def to_latex(self, precision: int = 6, show_all: bool = False) -> str:
         return render_latex(self, precision=precision, show_all=show_all)

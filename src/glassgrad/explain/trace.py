@@ -17,6 +17,8 @@ The numbers are the engine's own: the product shown is exactly what the engine s
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -94,6 +96,7 @@ class Trace(Rendered):
         self._totals: dict[int, np.ndarray] = {}  # node id -> gradient so far, this pass
         self._pass = 0
         self._stack: contextlib.ExitStack | None = None
+        self._locals: dict[int, str] = {}  # id(tensor) -> the caller's variable name
 
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> Trace:
@@ -104,6 +107,7 @@ class Trace(Rendered):
     def __exit__(self, *exc: object) -> None:
         assert self._stack is not None
         self._stack.close()
+        self._locals = _names_in_frame(sys._getframe(1))
         self._finish(run_checks=exc[0] is None)
 
     # ------------------------------------------------------------------ the hook
@@ -178,9 +182,14 @@ class Trace(Rendered):
     # ------------------------------------------------------------------ after the block
     def _finish(self, run_checks: bool) -> None:
         self._end_pass()
+        # The user's names first (names=, tensor.name, the with-block's variables); automatic
+        # names (t1, x1) skip every name the user gave, so "x2" never means the user's w1.
+        users = [self._given.get(id(t)) or t.name or self._locals.get(id(t))
+                 for t in self._tensors]
+        taken = {n for n in users if n} | set(self._locals.values())
         counters: dict[str, int] = {}
-        for node, t in zip(self.nodes, self._tensors):
-            node.name = self._given.get(id(t)) or t.name or _auto_name(node, counters)
+        for node, name in zip(self.nodes, users):
+            node.name = name or _auto_name(node, counters, taken)
         for node in self.nodes:
             node.expr = _describe(node, self.nodes)
         self._tensors = []  # let the graph go
@@ -216,9 +225,11 @@ def trace(names: Any = None, check: bool = True) -> Trace:
     """Record every forward node and backward step of the code in a ``with`` block.
 
     ``names``: labels for tensors, as a dict ``{"x": x}`` or a module (its parameters get
-    their PyTorch names, "0.weight"); otherwise a tensor's ``.name`` is used, or a short
-    automatic one (``t1``). ``check``: afterwards, compare the traced gradients with central
-    finite differences (a replay of the recorded graph in float64).
+    their PyTorch names, "0.weight"); otherwise a tensor's ``.name``, else the name of the
+    variable holding it in the code around the ``with`` block (``w1``, ``model.0.weight``),
+    else a short automatic one (``t1``, ``x1``) that is never one of those names.
+    ``check``: afterwards, compare the traced gradients with central finite differences (a
+    replay of the recorded graph in float64).
 
     >>> import glassgrad as gg
     >>> x = gg.tensor(3.0, requires_grad=True); x.name = "x"
@@ -238,12 +249,39 @@ def _names_from(names: Any) -> dict[int, str]:
     return {id(t): str(n) for n, t in dict(names).items()}
 
 
-def _auto_name(node: Node, counters: dict[str, int]) -> str:
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _names_in_frame(frame: Any) -> dict[int, str]:
+    """id(tensor) -> name, from the variables of the code that ran the ``with trace()``
+    block, local then global: a Tensor variable gives its name, a Module variable ``model``
+    its parameters' ``model.0.weight``. Nothing when that code is glassgrad's own (its
+    locals mean nothing to the reader)."""
+    if frame is None or os.path.abspath(frame.f_code.co_filename).startswith(_PKG_DIR):
+        return {}
+    out: dict[int, str] = {}
+    scopes = [frame.f_locals] + ([frame.f_globals] if frame.f_globals is not frame.f_locals
+                                 else [])
+    for var, value in [item for scope in scopes for item in list(scope.items())]:
+        if var.startswith("_"):
+            continue
+        if isinstance(value, Tensor):
+            out.setdefault(id(value), var)
+        elif hasattr(value, "named_parameters") and callable(value.named_parameters):
+            for pname, p in value.named_parameters():
+                out.setdefault(id(p), f"{var}.{pname}")
+    return out
+
+
+def _auto_name(node: Node, counters: dict[str, int], taken: set[str]) -> str:
     if node.kind == "constant" and node.value.ndim == 0:
         return num(node.value)
     prefix = {"op": "t", "input": "x", "constant": "c"}[node.kind]
-    counters[prefix] = counters.get(prefix, 0) + 1
-    return f"{prefix}{counters[prefix]}"
+    while True:
+        counters[prefix] = counters.get(prefix, 0) + 1
+        name = f"{prefix}{counters[prefix]}"
+        if name not in taken:
+            return name
 
 
 def _describe(node: Node, nodes: list[Node]) -> str:
