@@ -32,10 +32,11 @@ def _layouts(a):
     return [a.copy(), np.asfortranarray(a), wide[:, 1:1 + a.shape[1]], tall[2:]]
 
 
-def _count_blas_calls(monkeypatch) -> list[int]:
-    """Wrap the located BLAS functions so a test can tell they ran (not the fallback)."""
+def _count_blas_calls(monkeypatch, kind: str = "fns") -> list[int]:
+    """Wrap the located BLAS functions (``fns``: gemm, ``axpys``: axpy) so a test can tell
+    they ran (not the fallback)."""
     calls = [0]
-    fns = blas._blas().fns
+    fns = getattr(blas._blas(), kind)
     for dtype, fn in list(fns.items()):
         def counted(*args, fn=fn):
             calls[0] += 1
@@ -140,14 +141,7 @@ def test_a_library_that_fails_its_first_product_is_not_used(monkeypatch) -> None
 
 # --------------------------------------------------------------------------- axpy
 def _count_axpy_calls(monkeypatch) -> list[int]:
-    calls = [0]
-    fns = blas._blas().axpys
-    for dtype, fn in list(fns.items()):
-        def counted(*args, fn=fn):
-            calls[0] += 1
-            return fn(*args)
-        monkeypatch.setitem(fns, dtype, counted)
-    return calls
+    return _count_blas_calls(monkeypatch, "axpys")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

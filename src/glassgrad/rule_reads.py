@@ -41,11 +41,13 @@ def read_positions(fn: Callable[..., Any], n: int, values_only: bool = False
     names = _DECLARED.get(fn)
     if names is None or not values_only:
         return None
-    return _positions(fn, n, names)
+    return positions(fn, n, names)
 
 
 @cache
-def _positions(fn: Callable[..., Any], n: int, names: frozenset[str]) -> frozenset[int] | None:
+def positions(fn: Callable[..., Any], n: int, names: frozenset[str]) -> frozenset[int] | None:
+    """Which of ``fn``'s first ``n`` positional parameters are among ``names`` (None: its
+    signature cannot be read, or it has fewer parameters)."""
     try:
         params = list(inspect.signature(fn).parameters)
     except (TypeError, ValueError):

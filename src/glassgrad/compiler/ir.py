@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..rule_reads import read_positions
+from ..rule_reads import positions, read_positions
 
 
 @dataclass(eq=False)
@@ -78,15 +78,7 @@ def _bytecode_positions(fn: Callable[..., Any], n: int) -> frozenset[int] | None
     """Which of the first ``n`` positional parameters ``fn``'s body loads (None: cannot
     tell)."""
     names = loaded_names(fn)
-    if names is None:
-        return None
-    try:
-        params = list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return None
-    if len(params) < n:
-        return None
-    return frozenset(k for k in range(n) if params[k] in names)
+    return None if names is None else positions(fn, n, names)
 
 
 @cache
