@@ -89,12 +89,9 @@ def _forward(low: Lowered) -> None:
     """One line per op: ``v3 = linear(v2, p2, p3)  # (4, 1) linear``."""
     low.lines.append(Line(kind="comment", comment="forward"))
     for j, (op, inputs, out) in enumerate(low.rec.nodes):
-        if op.name == "getitem" and _has_bool_index(out._attrs):
-            raise CompileError(
-                "indexing with a boolean mask gives a result whose shape depends on the "
-                "values, which a recording cannot replay. Fix: use gg.where(mask, x, 0) "
-                "instead of x[mask], or run this step eagerly."
-            )
+        reason = op.compile_refusal and op.compile_refusal(**(out._attrs or {}))
+        if reason:  # an op the recording cannot replay with these attrs (the op says why)
+            raise CompileError(reason)
         args = [_input_name(low, t, kind) for t, kind in zip(inputs, low.rec.kinds[j])]
         v = f"v{j}"
         low.names[id(out)] = v
@@ -243,9 +240,3 @@ def _rule_names(op: Op) -> list[str]:
             arg = str(i)
         names.append(f"{op.name}_grad_{arg}")
     return names
-
-
-def _has_bool_index(attrs: dict | None) -> bool:
-    index = (attrs or {}).get("index")
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(p, np.ndarray) and p.dtype == np.bool_ for p in parts)
