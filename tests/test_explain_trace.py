@@ -6,7 +6,6 @@ import pytest
 import glassgrad as gg
 from glassgrad.autograd import STATE
 from glassgrad.explain import explain_expr, trace
-from glassgrad.explain.trace import local_formula
 from glassgrad.ops import OPS, Op, apply
 
 
@@ -87,11 +86,11 @@ def test_matmul_and_linear_steps_are_matrix_kind():
     assert tr.checks[0].ok is True
 
 
-def test_local_formula_splits_per_input():
-    assert local_formula(OPS["sub"], 1) == "∂(a − b)/∂b = −1"
-    assert local_formula(OPS["linear"], 0) == "∂/∂x = G@W"
-    assert local_formula(OPS["where"], 2) == "∂/∂b = ¬c  (c is not differentiable)"
-    assert local_formula(OPS["tanh"], 0) == OPS["tanh"].formula
+def test_derivative_gives_each_inputs_part():
+    assert OPS["sub"].derivative(1) == "∂(a − b)/∂b = −1"
+    assert OPS["linear"].derivative(0) == "∂/∂x = G@W"
+    assert OPS["where"].derivative(2) == "∂/∂b = ¬c  (c is not differentiable)"
+    assert OPS["tanh"].derivative(0) == OPS["tanh"].formula
 
 
 def test_names_from_a_module_and_a_dict():

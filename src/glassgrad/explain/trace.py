@@ -24,47 +24,23 @@ from typing import Any
 import numpy as np
 
 from ..autograd import hook
-from ..ops import Op
+from ..ops import OPS, Op
 from ..tensor import Tensor
 from .checks import gradcheck_trace
 from .fmt import num
 from .records import Check, Node, Step
 from .rendering import Rendered
 
-# Ops printed infix in a node's description: "x + y" reads better than "add(x, y)".
-INFIX = {"add": "+", "sub": "−", "mul": "·", "div": "/", "pow": "^", "matmul": "@"}
-# Ops whose local derivative is a plain number per element (or per reduced element): the
-# rule applied to a gradient of ones gives it exactly, and product = upstream × local.
-_ELEMENTWISE_LOCAL = {"clip", "cast"}
-
-
-def local_formula(op: Op, position: int) -> str:
-    """The part of the op's formula that concerns input ``position`` (the whole formula when
-    it has no per-input parts). Formulas list their inputs' parts separated by two spaces
-    after a comma, e.g. ``∂(a·b)/∂a = b,  ∂(a·b)/∂b = a``."""
-    formula = op.formula
-    parts = [p.strip() for p in formula.split(",  ")]
-    rules = op.rules or ()
-    live = [i for i, r in enumerate(rules) if r is not None]
-    if len(parts) > 1 and len(parts) == len(live) and position in live:
-        part = parts[live.index(position)]
-        return part.split(":  ", 1)[1] if ":  " in part else part  # drop a "y = ...:" prefix
-    return formula
-
 
 def _local(op: Op, i: int, g: np.ndarray, node: Tensor) -> tuple[Any, str]:
-    """The local derivative ∂out/∂input_i as numbers, and how it combines with upstream."""
-    parents = node._parents
-    vals = [p._data for p in parents]
-    if op.name == "matmul":  # ∂(A@B)/∂A is "multiply by Bᵀ": show the other operand
-        return vals[1 - i], "matrix"
-    if op.name == "linear":  # y = x@Wᵀ + b: ∂/∂x is W, ∂/∂W is x, ∂/∂b is 1 per row
-        return (vals[1], vals[0], np.ones_like(vals[2]))[i], "matrix"
-    if not op.variadic and (op.kind in ("elementwise", "reduction")
-                            or op.name in _ELEMENTWISE_LOCAL):
-        rule = op.rules[i]
+    """The local derivative ∂out/∂input_i as numbers, and how it combines with upstream
+    (``op.local_kind``: "elementwise", "matrix" or "structural")."""
+    vals = [p._data for p in node._parents]
+    if op.local_kind == "matrix":  # ∂(A@B)/∂A is "multiply by Bᵀ": show that factor
+        return op.local_matrix(i, *vals), "matrix"
+    if op.local_kind == "elementwise":  # the rule on a gradient of ones gives it exactly
         with np.errstate(all="ignore"):
-            local = rule(np.ones_like(g), node._data, *vals, **(node._attrs or {}))
+            local = op.rules[i](np.ones_like(g), node._data, *vals, **(node._attrs or {}))
         return np.array(local, dtype=g.dtype if g.dtype.kind == "f" else None), "elementwise"
     return None, "structural"  # reshape, transpose, getitem, ...: values move, not scale
 
@@ -157,7 +133,7 @@ class Trace(Rendered):
             if local_kind == "elementwise" and np.shape(local) != pg.shape:
                 note = f"summed over broadcast dimensions to shape {pg.shape}"
             self._add(Step(
-                0, "chain", nid, pid, i, upstream=g, formula=local_formula(op, i),
+                0, "chain", nid, pid, i, upstream=g, formula=op.derivative(i),
                 local=local, local_kind=local_kind, product=pg, note=note,
             ))
             prev = self._totals.get(pid)
@@ -289,8 +265,9 @@ def _describe(node: Node, nodes: list[Node]) -> str:
         return "input" if node.kind == "input" else "constant"
     names = [nodes[i - 1].name for i in node.inputs]
     names = [f"({n})" if " " in n else n for n in names]
-    if node.op in INFIX and len(names) == 2:
-        return f"{names[0]} {INFIX[node.op]} {names[1]}"
+    infix = OPS[node.op].infix if node.op in OPS else ""
+    if infix and len(names) == 2:  # "x + y" reads better than "add(x, y)"
+        return f"{names[0]} {infix} {names[1]}"
     if node.op == "neg":
         return f"−{names[0]}"
     extra = ""
