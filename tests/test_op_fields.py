@@ -254,10 +254,15 @@ def test_infix_symbols_are_the_traces() -> None:
 def test_layer_formulas_are_the_layer_traces() -> None:
     from glassgrad.explain.records import ACTIVATION_FORMULAS
 
+    today = {  # what the layer-level trace wrote before it read op.layer_formula
+        "sigmoid": "σ(z) = 1/(1 + e⁻ᶻ),  σ′(z) = σ(z)(1 − σ(z))",
+        "tanh": "f(z) = tanh z,  f′(z) = 1 − tanh² z",
+        "relu": "f(z) = max(z, 0),  f′(z) = 1 if z > 0 else 0",
+    }
     activations = {name: op for name, op in OPS.items() if op.activation_range}
-    assert set(activations) == {"sigmoid", "tanh", "relu"}
+    assert set(activations) == set(today)
     for name, op in activations.items():
-        assert op.layer_formula == ACTIVATION_FORMULAS[name]
+        assert op.layer_formula == ACTIVATION_FORMULAS[name] == today[name]
 
 
 # ----------------------------------------------------------------------------- diagnose's fields

@@ -1,7 +1,8 @@
 """The records a trace is made of, and the formulas it quotes: the bottom of ``explain``.
 
 Plain data, no behaviour beyond lookups: every other module of the package reads these, and
-this module imports nothing of glassgrad, so the package reads bottom-up.
+this module imports nothing of glassgrad but the op table (for the activations' formulas), so
+the package reads bottom-up.
 
 - op level: ``Node`` (a value of the forward pass), ``Step`` (a step of the backward pass);
 - layer level: ``LayerStep`` (one layer of one step), ``StepTrace`` (one gradient-descent
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..ops import OPS
 
 
 @dataclass
@@ -119,11 +122,11 @@ def loss_spec(loss: str) -> LossSpec:
     return LOSSES[key]
 
 
+# f and f′ as a layer-level trace writes them: the ops' own (sigmoid, tanh, relu) from the op
+# table; identity, leaky_relu and softmax are composites, not ops, so theirs are said here.
 ACTIVATION_FORMULAS = {
     "identity": "f(z) = z,  f′(z) = 1",
-    "sigmoid": "σ(z) = 1/(1 + e⁻ᶻ),  σ′(z) = σ(z)(1 − σ(z))",
-    "tanh": "f(z) = tanh z,  f′(z) = 1 − tanh² z",
-    "relu": "f(z) = max(z, 0),  f′(z) = 1 if z > 0 else 0",
+    **{name: OPS[name].layer_formula for name in ("sigmoid", "tanh", "relu")},
     "leaky_relu": "f(z) = z if z > 0 else αz,  f′(z) = 1 if z > 0 else α",
     "softmax": "softmax: f′ is the Jacobian diag(s) − s sᵀ, not one number per unit",
 }
