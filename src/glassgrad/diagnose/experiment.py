@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .monitor import Monitor, layer_label
-from .rules import diagnose
+from .rules import _dies, diagnose
 
 STANDARD = "U(±1/√n)"  # the paper's "standard" initialization, U[−1/√fan_in, 1/√fan_in]
 CONFIGS = (
@@ -372,7 +372,7 @@ def _config_result(label: str, act: str, init: str, hist: Any,
     grad = [float(np.median(r["grad_norm"])) for r in mon["params"].values()]
     sat = []
     for r in mon["activations"].values():
-        frac = r["dead"] if r["op"] == "relu" else r["saturated"]
+        frac = r["dead"] if _dies(r["op"]) else r["saturated"]  # (from the op's range)
         sat.append(float(np.mean(frac[: max(1, len(frac) // 10)])))
     return ConfigResult(
         label, act, init, float(hist.history["val_accuracy"][-1]),

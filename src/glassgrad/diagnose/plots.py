@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import write_atomic
-from .rules import Run
+from .rules import Run, _dies, _output_range
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf"]
@@ -142,9 +142,6 @@ def plot_grad_norms(source: Any) -> Any:
     return fig
 
 
-_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, np.inf)}
-
-
 def _positive(xs: list[float]) -> list[float]:
     # log axes cannot show 0 or NaN: leave gaps there instead of failing
     return [x if x is not None and math.isfinite(x) and x > 0 else math.nan for x in xs]
@@ -194,12 +191,13 @@ def plot_activation_stats(source: Any) -> Any:
             mid, lo, hi = (np.asarray(r[k]) for k in ("p50", "p5", "p95"))
         else:  # records of an older Monitor: mean ± std, clipped to the activation's range
             m, sd = np.asarray(r["mean"]), np.asarray(r["std"])
-            bounds = _RANGES.get(r["op"], (-np.inf, np.inf))
+            bounds = _output_range(r["op"])
             mid, lo, hi = m, np.clip(m - sd, *bounds), np.clip(m + sd, *bounds)
         ax.plot(s, mid, color=c, lw=1.5, label=f"{run.label(name)} ({r['op']})")
         ax.fill_between(s, lo, hi, color=c, alpha=0.12)
-        frac = r["dead"] if r["op"] == "relu" else r["saturated"]
-        what = "dead" if r["op"] == "relu" else "saturated"
+        # unbounded above (relu): units die, never saturate; bounded: they saturate
+        what = "dead" if _dies(r["op"]) else "saturated"
+        frac = r[what]
         ax2.plot(s, np.asarray(frac) * 100, color=c, lw=1.5,
                  label=f"{run.label(name)} ({what})")
     ax.set_title("Activation median and 5–95% range per layer")
