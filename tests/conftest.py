@@ -300,6 +300,9 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "graphviz": ("graphviz", "plot"),
     "sklearn": ("scikit-learn", "digits"),
     "rich": ("rich", "pretty"),
+    "mpi4py": ("mpi4py", "distributed"),
+    "starlette": ("starlette", "playground"),
+    "httpx": ("httpx", "test"),
 }
 
 

@@ -163,7 +163,8 @@ def test_init_without_a_launcher_or_mpi4py_is_one_process(monkeypatch) -> None:
 
 
 def test_a_script_without_mpiexec_runs_as_one_rank_through_mpi4py() -> None:
-    pytest.importorskip("mpi4py")
+    pytest.importorskip("mpi4py", reason="needs mpi4py, which is not installed: "
+                                     'pip install "glassgrad[distributed]"')
     code = ("from glassgrad import distributed as d; d.init(); "
             "print(d.rank(), d.world_size(), d.all_reduce(2.5, op='sum'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -21,9 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Imports of these fail in the subprocess (graphviz is the Python package; rich as well,
 # though glassgrad only looks for it, so that a test using it still could not slip through).
-BLOCKED = ("torch", "safetensors", "tqdm", "matplotlib", "graphviz", "sklearn", "rich")
+BLOCKED = ("torch", "safetensors", "tqdm", "matplotlib", "graphviz", "sklearn", "rich",
+           "mpi4py", "starlette", "httpx")
 EXTRA = {"torch==2.13.0": "test", "safetensors": "train", "tqdm": "train",
-         "matplotlib": "plot", "graphviz": "plot", "scikit-learn": "digits", "rich": "pretty"}
+         "matplotlib": "plot", "graphviz": "plot", "scikit-learn": "digits", "rich": "pretty",
+         "mpi4py": "distributed", "starlette": "playground", "httpx": "test"}
+# Files that need one package in every test skip whole, each naming what to install.
+WHOLE_FILE = {"tests/test_ops_torch.py": "torch==2.13.0",  # the oracle's tables, at import
+              "tests/test_distributed_mpi.py": "mpi4py",  # every test launches mpiexec
+              "tests/test_playground_browser.py": "starlette",  # a server in every test
+              "tests/test_playground_server.py": "starlette"}
 BLOCKER = f"""
 import importlib.abc
 import sys
@@ -65,9 +72,10 @@ def test_every_test_file_imports_without_the_optional_packages(tmp_path):
     done = run_blocked(tmp_path, "--collect-only")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     module_skips = re.findall(r"^SKIPPED \[\d+\] (\S+?):\d+: (.*)$", done.stdout, re.MULTILINE)
-    # test_ops_torch.py is the torch oracle through and through: its tables are made at import.
-    assert [f for f, _ in module_skips] == ["tests/test_ops_torch.py"], done.stdout[-3000:]
-    assert check_reason(module_skips[0][1]) == "torch==2.13.0"
+    assert {f for f, _ in module_skips} <= set(WHOLE_FILE), done.stdout[-3000:]
+    assert "tests/test_ops_torch.py" in {f for f, _ in module_skips}
+    for f, reason in module_skips:
+        assert check_reason(reason) == WHOLE_FILE[f], (f, reason)
 
 
 def test_only_the_tests_that_need_a_missing_package_skip(tmp_path):

@@ -36,7 +36,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
-pytest.importorskip("starlette")
+pytest.importorskip("starlette", reason="needs starlette, which is not installed: "
+                                 'pip install "glassgrad[playground]"')
 from glassgrad.playground import server  # noqa: E402
 
 

@@ -26,7 +26,8 @@ def test_bad_port_is_one_line_with_exit_2(capsys, flag, words):
 
 
 def test_ctrl_c_stops_the_server_cleanly():
-    pytest.importorskip("starlette")
+    pytest.importorskip("starlette", reason="needs starlette, which is not installed: "
+                                     'pip install "glassgrad[playground]"')
     env = {**os.environ, "PYTHONPATH": SRC}
     proc = subprocess.Popen([sys.executable, "-m", "glassgrad", "playground", "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("httpx")
+pytest.importorskip("starlette", reason="needs starlette, which is not installed: "
+                                 'pip install "glassgrad[playground]"')
+pytest.importorskip("httpx", reason="needs httpx, which is not installed: "
+                                 'pip install "glassgrad[test]"')
 from starlette.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
