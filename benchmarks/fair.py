@@ -21,7 +21,6 @@ often they run.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -184,16 +183,8 @@ def _add_sum_gg(run: Any) -> Callable[[], None]:
 def worker(workload: str, contender: str, number: int, repeat: int) -> dict[str, float]:
     step = make_step(workload, contender)
     step()  # the first call (a compiled step records here): counted in the peak RSS
-    for _ in range(max(1, number // 4)):
-        step()
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        for _ in range(number):
-            step()
-        times.append((time.perf_counter() - t0) / number)
-    return {"seconds": statistics.median(times), "peak_rss": _vm_hwm()}
+    seconds = _bench_module().median_time(step, number, repeat=repeat)
+    return {"seconds": seconds, "peak_rss": _vm_hwm()}
 
 
 def _vm_hwm() -> int:
