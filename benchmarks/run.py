@@ -75,13 +75,16 @@ def optional(name: str) -> Any:
         return None
 
 
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+def table(title: str, header: list[str], rows: list[list[str]], numbers_right: bool = False
+          ) -> None:
+    """A Markdown table, columns padded to line up (cells right-aligned with numbers_right)."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n### {title}\n")
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+        cells = (str(c).rjust(w) if numbers_right else str(c).ljust(w) for c, w in zip(r, widths))
+        print("| " + " | ".join(cells) + " |")
 
 
 def us(t: float) -> str:
