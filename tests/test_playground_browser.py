@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,7 +187,9 @@ def test_a_clicked_unit_shows_trace_net_numbers(context, app):
     tab.clean()
 
 
-def test_step_through_walks_forward_then_backward_and_applies_the_step(context, app):
+def open_step_through(context, app) -> tuple[Tab, Any, Any]:
+    """A tab on circles with 3 layers, in step-through mode; trace_net of its next step and
+    that step's batch indices."""
     tab = Tab(context, app, "?data=circles&layers=3")
     s = tab.session
     idx = s.next_batch()
@@ -194,6 +197,12 @@ def test_step_through_walks_forward_then_backward_and_applies_the_step(context, 
                               lr=s.cfg.lr, update=False)
     tab.page.click("#stepthrough")
     tab.page.wait_for_selector("#walk:not([hidden])")
+    return tab, tr, idx
+
+
+def test_step_through_walks_forward_then_backward_and_applies_the_step(context, app):
+    tab, tr, idx = open_step_through(context, app)
+    s = tab.session
     stages = []
     for _ in range(6):  # forward 1, forward 2, loss, backward 2, backward 1, update
         stages.append(tab.text("#walk-stage"))

@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import glassgrad as gg
-
 
 def _load_browser_tests():
     """``test_playground_browser`` itself: its fixtures, ``Tab`` and ``close`` (the test files
@@ -94,13 +92,8 @@ def test_discretize_output_paints_each_point_by_its_predicted_class(context, app
 
 
 def test_step_through_follows_the_chosen_sample(context, app):
-    tab = Tab(context, app, "?data=circles&layers=3")
+    tab, tr, idx = _b.open_step_through(context, app)
     s = tab.session
-    idx = s.next_batch()
-    tr = gg.explain.trace_net(s.b.model, s.b.X_train[idx], s.b.y_train[idx], loss="bce",
-                              lr=s.cfg.lr, update=False)
-    tab.page.click("#stepthrough")
-    tab.page.wait_for_selector("#walk:not([hidden])")
     tab.page.click("#walk-next")  # forward, layer 2 (the output)
     assert "sample 1 of" in tab.text("#walk-stage")
     tab.page.select_option("#walk-sample", "2")
