@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import autograd, blas
-from ..optim.interrupt import DeferredInterrupt
+from ..interrupt import DeferredInterrupt
 from ..tensor import Tensor
 from . import emit, passes
 from .errors import CompileError

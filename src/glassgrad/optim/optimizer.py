@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..autograd import enable_grad, mark_modified
+from ..interrupt import DeferredInterrupt
 from ..tensor import Tensor
-from .interrupt import DeferredInterrupt
 
 # (c, α, β, then): the step computes c ← α·∂L/∂p + β·c in one product, then calls then()
 Fold = tuple[np.ndarray, float, float, Callable[[], None] | None]
