@@ -161,3 +161,30 @@ def test_exports_are_the_library_formats(client, tmp_path):
         assert client.get(f"/api/{sid}/trace.exe").status_code == 404
     finally:
         ws.__exit__(None, None, None)
+
+
+def test_a_state_push_never_lands_between_a_new_shape_and_its_data(client, monkeypatch):
+    # Each socket write yields for longer than the pusher's frame interval, so the state
+    # pusher is always queued on the socket when the config reply goes out. The page lays out
+    # a new network shape on "data"; a state for the new shape arriving between "config" and
+    # "data" used to meet edges of the old shape ("Cannot read properties of undefined").
+    import anyio
+    from starlette.websockets import WebSocket
+
+    real = WebSocket.send_text
+
+    async def slow_send_text(self, text):
+        await anyio.sleep(2 / server.FPS)
+        await real(self, text)
+
+    monkeypatch.setattr(WebSocket, "send_text", slow_send_text)
+    ws, _ = open_tab(client)
+    try:
+        for preset in ("seeds-xor", "deep-spiral", "seeds-xor"):
+            ws.send_json({"type": "preset", "name": preset})
+            kinds = []
+            while "data" not in kinds:
+                kinds.append(ws.receive_json()["type"])
+            assert kinds[kinds.index("config") + 1] == "data", kinds
+    finally:
+        ws.__exit__(None, None, None)

@@ -115,17 +115,19 @@ class Playground:
         self.sessions[sid] = session
         lock = asyncio.Lock()
 
-        async def send(obj: Any) -> None:
-            text = obj if isinstance(obj, str) else dumps(obj)
+        async def send(*objs: Any) -> None:
+            # One handler's replies (config, then data) go out together: a state snapshot
+            # pushed between them would reach the page before the shape it belongs to.
+            texts = [obj if isinstance(obj, str) else dumps(obj) for obj in objs]
             async with lock:
-                await ws.send_text(text)
+                for text in texts:
+                    await ws.send_text(text)
 
         try:
             await send({"type": "hello", "session": sid, "speeds": list(SPEEDS),
                         "speed": session.speed,
                         "presets": {k: v["title"] for k, v in PRESETS.items()}})
-            for reply in changed(session):
-                await send(reply)
+            await send(*changed(session))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._push_state, session, send)
                 await self._receive(ws, session, send)
@@ -143,8 +145,7 @@ class Playground:
                 return
             text = msg.get("text")
             payload = text if text is not None else msg.get("bytes")
-            for reply in await anyio.to_thread.run_sync(handle, session, payload):
-                await send(reply)
+            await send(*await anyio.to_thread.run_sync(handle, session, payload))
 
     async def _push_state(self, session: Session, send: Any) -> None:
         sent = -1

@@ -284,6 +284,7 @@ function buildEdges() {
   const svg = $("edges");
   svg.innerHTML = "";
   const cols = columns();
+  svg.dataset.shape = pg.sizes.join(",");
   for (let k = 0; k + 1 < cols.length; k++) {
     const a = cols[k], b = cols[k + 1];
     b.ys.forEach((y1, j) => a.ys.forEach((y0, i) => {
@@ -310,7 +311,12 @@ function buildEdges() {
 
 function drawEdges() {
   const svg = $("edges");
-  if (!pg.state || pg.state.weights.length !== pg.sizes.length - 1) return;
+  // A new shape's config and first state can arrive before its data message rebuilds the
+  // edges: restyle only edges that were built for the shape of these weights.
+  const ws = pg.state ? pg.state.weights : [];
+  if (!ws.length || svg.dataset.shape !== [ws[0].W[0].length, ...ws.map((l) => l.W.length)].join(",")) {
+    return;
+  }
   let max = 1e-9;
   for (const l of pg.state.weights) for (const row of l.W) for (const w of row) {
     max = Math.max(max, Math.abs(w));
