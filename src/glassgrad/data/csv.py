@@ -48,8 +48,8 @@ def _resolve_target(target: int | str, names: list[str] | None, width: int, path
                 f"Fix: pass one of these names, or an index."
             )
         return names.index(target)
-    if isinstance(target, bool) or not isinstance(target, int | np.integer) \
-            or not -width <= target < width:
+    if (isinstance(target, bool) or not isinstance(target, int | np.integer)
+            or not -width <= target < width):
         raise ValueError(
             f"load_csv({path!r}): target={target!r} is not a column index of a table with "
             f"{width} columns. Fix: use an index in [-{width}, {width - 1}] or a column name."

@@ -290,8 +290,8 @@ def _saturation_harm(run: Run, t: Thresholds) -> str | None:
                     f"{_g(gl / g0)}× the first layer's (counts from {_g(t.gradient_shrink)}×)")
     losses, unit = run.losses()
     # a whole run's curve only: one monitored epoch of a trained model barely moves its loss
-    if unit == "epoch" and len(losses) >= 3 and all(map(math.isfinite, losses)) \
-            and losses[0] > 0:
+    if (unit == "epoch" and len(losses) >= 3 and all(map(math.isfinite, losses))
+            and losses[0] > 0):
         kept = min(losses) / losses[0]
         if kept > 0.5:
             return (f"the loss kept {kept:.0%} of its start (lowest {_g(min(losses))} after "

@@ -43,8 +43,8 @@ def run_train(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]
         args.diagnose = args.diagnose or bool(args.plots)  # same steps as rank 0's
         args.plots = args.save = None
     try:
-        with open(os.devnull, "w") as devnull, \
-                contextlib.redirect_stdout(sys.stdout if is_main() else devnull):
+        with (open(os.devnull, "w") as devnull,
+              contextlib.redirect_stdout(sys.stdout if is_main() else devnull)):
             return run(args)
     except Exception as e:
         text = " ".join(str(e).split()) or type(e).__name__

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import enable_grad, mark_modified
+from ..autograd import enable_grad, mark_modified, zero_grad
 from ..interrupt import DeferredInterrupt
 from ..tensor import Tensor
 
@@ -96,12 +96,7 @@ class Optimizer(ABC):
     # ------------------------------------------------------------------ the update
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget every gradient (``None``, or zeros with ``set_to_none=False``)."""
-        for g in self.param_groups:
-            for p in g["params"]:
-                if set_to_none or p.grad is None:
-                    p.grad = None
-                else:
-                    p.grad._data = np.zeros_like(p._data)
+        zero_grad((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient (those with ``.grad`` None are skipped).

@@ -53,8 +53,8 @@ class Trainer:
                  y_val: np.ndarray | None, epochs: int, batch_size: int, shuffle: bool,
                  metrics: dict, callbacks: list, rng: np.random.Generator,
                  drop_last: bool = False) -> None:
-        self.model, self.optimizer, self.loss_fn, self.loss_kind = model, optimizer, loss_fn, \
-            loss_kind
+        self.model, self.optimizer = model, optimizer
+        self.loss_fn, self.loss_kind = loss_fn, loss_kind
         self.X, self.y, self.X_val, self.y_val = X, y, X_val, y_val
         self.epochs, self.batch_size, self.shuffle = epochs, batch_size, shuffle
         self.drop_last = drop_last

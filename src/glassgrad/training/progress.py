@@ -65,8 +65,8 @@ class Progress(Callback):
             self._bar.set_postfix_str(format_logs(logs), refresh=False)
             self._bar.update(1)
             return
-        if epoch == 1 or epoch % self._every == 0 or epoch == self._epochs or \
-                trainer.stop_training:
+        if (epoch == 1 or epoch % self._every == 0 or epoch == self._epochs
+                or trainer.stop_training):
             print(f"epoch {epoch:>{self._width}}/{self._epochs}  {format_logs(logs)}",
                   file=self._out, flush=True)
 
