@@ -257,6 +257,57 @@ def _loader_arrays(loader: Any, y: Any, batch_size: Any
             loader.drop_last)
 
 
+def _options(epochs: Any, batch_size: Any, shuffle: Any, compile: Any,  # noqa: A002
+             drop_last: Any, distributed: bool, verbose: Any, validation_split: Any,
+             validation_data: Any) -> tuple:
+    """fit()'s scalar options, checked (one clear error each) and normalised."""
+    epochs = setup.count(epochs, "epochs")
+    if batch_size is not None:
+        batch_size = setup.count(batch_size, "batch_size (None for the full batch)",
+                                 example=32)
+    shuffle, compile = setup.flag(shuffle, "shuffle"), setup.flag(compile, "compile")
+    drop_last = setup.flag(drop_last, "drop_last")
+    if drop_last and distributed:
+        raise ValueError("fit(): drop_last=True is not supported with distributed=True yet "
+                         "(the ranks split every batch, the short one included). Fix: pass "
+                         "drop_last=False, or a training set that batch_size divides.")
+    verbose = int(verbose) if isinstance(verbose, bool | np.bool_) else setup.count(
+        verbose, "verbose (0, 1 or 2)", minimum=0, example=1)
+    if validation_split is not None and validation_data is not None:
+        raise ValueError("fit(): pass validation_split or validation_data, not both.")
+    if validation_split is not None:
+        validation_split = setup.real(validation_split, "validation_split", example=0.2)
+        if not 0 < validation_split < 1:
+            raise ValueError(f"fit(): validation_split is a fraction in (0, 1), got "
+                             f"{validation_split!r}. Fix: pass e.g. validation_split=0.2.")
+    return epochs, batch_size, shuffle, compile, drop_last, verbose, validation_split
+
+
+def _validation_sets(X: np.ndarray, y_all: np.ndarray, y_raw: np.ndarray,
+                     validation_data: Any, validation_split: float | None, out1: Any,
+                     kind: str, rng: np.random.Generator) -> tuple:
+    """(X, y, X_val, y_val): ``validation_data`` checked against the training set, or a
+    seeded split of it (stratified for integer labels), or no validation set."""
+    if validation_data is not None:
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise ValueError("fit(): validation_data must be a pair (X_val, y_val).")
+        X_val = setup.as_array(validation_data[0], "X_val").astype(X.dtype, copy=False)
+        y_val_raw = setup.as_array(validation_data[1], "y_val")
+        setup.check_pair(X_val, y_val_raw, "the validation data", ("X_val", "y_val"))
+        if X_val.shape[1:] != X.shape[1:]:
+            raise ValueError(f"fit(): X_val has shape {X_val.shape} but X has {X.shape}; the "
+                             f"samples must have the same features.")
+        return X, y_all, X_val, setup.prepare_targets(y_val_raw, out1, kind, X.dtype, "y_val")
+    if validation_split is None:
+        return X, y_all, None, None
+    strat = y_raw if y_raw.dtype.kind in "iub" and y_raw.ndim == 1 else None
+    if strat is not None and np.unique(strat, return_counts=True)[1].min() < 2:
+        strat = None  # a class with one sample cannot be in both parts
+    X, X_val, y_all, y_val = train_test_split(X, y_all, validation_split, seed=rng,
+                                              stratify=strat)
+    return X, y_all, X_val, y_val
+
+
 def fit(
     model: Any,
     X: Any,
@@ -326,25 +377,9 @@ def fit(
     X = setup.as_array(X, "X")
     y_raw = setup.as_array(y, "y")
     setup.check_pair(X, y_raw, "the training data")
-    epochs = setup.count(epochs, "epochs")
-    if batch_size is not None:
-        batch_size = setup.count(batch_size, "batch_size (None for the full batch)",
-                                 example=32)
-    shuffle, compile = setup.flag(shuffle, "shuffle"), setup.flag(compile, "compile")
-    drop_last = setup.flag(drop_last, "drop_last")
-    if drop_last and distributed:
-        raise ValueError("fit(): drop_last=True is not supported with distributed=True yet "
-                         "(the ranks split every batch, the short one included). Fix: pass "
-                         "drop_last=False, or a training set that batch_size divides.")
-    verbose = int(verbose) if isinstance(verbose, bool | np.bool_) else setup.count(
-        verbose, "verbose (0, 1 or 2)", minimum=0, example=1)
-    if validation_split is not None and validation_data is not None:
-        raise ValueError("fit(): pass validation_split or validation_data, not both.")
-    if validation_split is not None:
-        validation_split = setup.real(validation_split, "validation_split", example=0.2)
-        if not 0 < validation_split < 1:
-            raise ValueError(f"fit(): validation_split is a fraction in (0, 1), got "
-                             f"{validation_split!r}. Fix: pass e.g. validation_split=0.2.")
+    epochs, batch_size, shuffle, compile, drop_last, verbose, validation_split = _options(
+        epochs, batch_size, shuffle, compile, drop_last, distributed, verbose,
+        validation_split, validation_data)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     dtype = setup.param_dtype(model)
     if X.dtype != dtype:
@@ -352,23 +387,8 @@ def fit(
     out1 = setup.probe(model, X)
     loss_fn, kind = setup.resolve_loss(loss, y_raw, out1, model)
     y_all = setup.prepare_targets(y_raw, out1, kind, dtype)
-    X_val = y_val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            raise ValueError("fit(): validation_data must be a pair (X_val, y_val).")
-        X_val = setup.as_array(validation_data[0], "X_val").astype(dtype, copy=False)
-        y_val_raw = setup.as_array(validation_data[1], "y_val")
-        setup.check_pair(X_val, y_val_raw, "the validation data", ("X_val", "y_val"))
-        if X_val.shape[1:] != X.shape[1:]:
-            raise ValueError(f"fit(): X_val has shape {X_val.shape} but X has {X.shape}; the "
-                             f"samples must have the same features.")
-        y_val = setup.prepare_targets(y_val_raw, out1, kind, dtype, "y_val")
-    elif validation_split is not None:
-        strat = y_raw if y_raw.dtype.kind in "iub" and y_raw.ndim == 1 else None
-        if strat is not None and np.unique(strat, return_counts=True)[1].min() < 2:
-            strat = None  # a class with one sample cannot be in both parts
-        X, X_val, y_all, y_val = train_test_split(X, y_all, validation_split, seed=rng,
-                                                  stratify=strat)
+    X, y_all, X_val, y_val = _validation_sets(X, y_all, y_raw, validation_data,
+                                              validation_split, out1, kind, rng)
     metric_fns = setup.resolve_metrics(metrics, kind, y_raw, y_all)
     opt = setup.resolve_optimizer(optimizer, lr, model)
     n = len(X)
