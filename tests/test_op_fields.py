@@ -414,3 +414,13 @@ def test_numpy_ufuncs_dispatch_to_the_op_they_compute() -> None:
             assert methods._UFUNCS[op.forward] is getattr(F, name)
     assert np.exp(x).op == "exp" and np.maximum(x, 1.0).op == "maximum"
     assert (x @ np.ones(2)).op == "matmul"
+
+
+def test_every_infix_symbol_has_a_latex_form():
+    # render_latex writes a node as "a <symbol> b" from Op.infix: a new symbol needs its
+    # LaTeX spelling (or the power form) there, not the raw character in the export.
+    from glassgrad.explain.render_latex import _LATEX_INFIX
+
+    missing = {op.name: op.infix for op in OPS.values()
+               if op.infix and op.infix != "^" and op.infix not in _LATEX_INFIX}
+    assert not missing, missing

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops import OPS
 from .fmt import num, pick
 
 _CHARS = {
@@ -111,15 +112,19 @@ def _ops(tr: Any, p: int) -> list[str]:
     return out
 
 
-_INFIX = {"add": "+", "sub": "-", "mul": r"\cdot", "div": "/", "matmul": ""}
+# The op table's infix symbols (Op.infix) in LaTeX; a product of matrices is written by
+# juxtaposition, a power as a superscript.
+_LATEX_INFIX = {"+": "+", "−": "-", "·": r"\cdot", "/": "/", "@": ""}
 
 
 def _expr(n: Any, nodes: dict) -> str:
     args = [name(nodes[i].name) for i in n.inputs]
-    if n.op in _INFIX and len(args) == 2:
-        return f"{args[0]} {_INFIX[n.op]} {args[1]}"
-    if n.op == "pow" and len(args) == 2:
+    entry = OPS.get(n.op)
+    infix = entry.infix if entry is not None and len(args) == 2 else ""
+    if infix == "^":
         return f"{{{args[0]}}}^{{{args[1]}}}"
+    if infix:
+        return f"{args[0]} {_LATEX_INFIX.get(infix, infix)} {args[1]}"
     if n.op == "neg":
         return f"-{args[0]}"
     op = n.op.replace("_", "\\_")
