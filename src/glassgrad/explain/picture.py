@@ -17,11 +17,10 @@ from html import escape
 from typing import Any
 
 from ..fileio import write_atomic
+from ..ops import OPS
 from .fmt import arr, pick, sup
 
 GREEN, RED = "#1a7f37", "#cf222e"
-SYMBOL = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "pow": "^", "neg": "−",
-          "matmul": "@", "linear": "linear"}
 
 
 def _s(a: Any, p: int) -> str:
@@ -57,7 +56,8 @@ def _op_dot(tr: Any, p: int) -> str:
             f'<td><font color="{GREEN}">{_s(n.value, p)}</font></td>{grad}</tr></table>>];'
         )
         if n.op is not None:
-            sym = escape(SYMBOL.get(n.op, n.op))
+            entry = OPS.get(n.op)  # a binary op's infix symbol (Op.infix), else its name
+            sym = escape(entry.infix if entry is not None and entry.infix else n.op)
             lines.append(f'  o{n.id} [shape=circle, label="{sym}", width=0.4, fixedsize=false];')
             lines.append(f"  o{n.id} -> v{n.id};")
     sent: dict[tuple[int, int, int], Any] = {}
