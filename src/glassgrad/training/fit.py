@@ -17,6 +17,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..compiler import Compiled, CompileError
 from ..compiler import compile as compile_fn
+from ..creation import rng as random_generator
 from ..data.loader import DataLoader as ArrayLoader
 from ..data.loader import train_test_split
 from ..tensor import Tensor
@@ -345,7 +346,7 @@ def fit(
         if not 0 < validation_split < 1:
             raise ValueError(f"fit(): validation_split is a fraction in (0, 1), got "
                              f"{validation_split!r}. Fix: pass e.g. validation_split=0.2.")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = random_generator(seed)  # (None: the global one, which gg.manual_seed seeds)
     dtype = setup.param_dtype(model)
     if X.dtype != dtype:
         X = X.astype(dtype)  # once here, not in every step's matmul
