@@ -135,7 +135,7 @@ def overhead_at(hidden: int) -> dict:
     from glassgrad import distributed as dist
 
     net, opt, compute, reduce = mlp_step([784, hidden, 10], GLOBAL_BATCH)
-    params = sum(p.size for p in net.parameters())
+    params = sum(p.numel() for p in net.parameters())
     repeat = 3 if params > 3 * 10**6 else 10
     compute()
     t_compute = slowest_median(lambda: (compute(), opt.step()), repeat)

@@ -374,9 +374,11 @@ PUBLIC = [name for name, op in OPS.items() if op.public]
 
 
 def test_the_public_ops() -> None:
-    # (ops_nn's entries are nn.functional's, not gg's: see glassgrad/nn/functional_conv.py)
+    # (ops_nn's entries are nn.functional's, not gg's: see glassgrad/nn/functional_conv.py;
+    # gather's public function is shape.gather, which checks the index first)
     nn_ops = {"conv2d", "conv2d_input", "conv2d_weight", "max_pool2d", "embedding"}
-    assert set(OPS) - set(PUBLIC) == {"index_add", "mse_loss", "cross_entropy", *nn_ops}
+    assert set(OPS) - set(PUBLIC) == {"index_add", "mse_loss", "cross_entropy", "gather",
+                                      *nn_ops}
     assert set(PUBLIC) <= set(gg.__all__)
     assert len(gg.__all__) == len(set(gg.__all__))
     assert not {"index_add", "mse_loss", "cross_entropy"} & set(dir(gg))

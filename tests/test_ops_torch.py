@@ -83,6 +83,7 @@ TORCH_OPS: dict[str, Any] = {
     "broadcast_to": lambda x, shape=(): torch.broadcast_to(x, shape),
     "getitem": _getitem,
     "index_add": _index_add,
+    "gather": lambda x, dim=0, index=None: torch.gather(x, dim, torch.from_numpy(index)),
     "concatenate": lambda *xs, axis=0: torch.cat(xs, dim=axis),
     "mse_loss": lambda input, target, reduction="mean": (
         torch.nn.functional.mse_loss(input, target, reduction=reduction)),

@@ -36,7 +36,7 @@ def test_tensor_copies_and_from_numpy_shares() -> None:
 
 def test_properties_and_conversions() -> None:
     t = gg.tensor(np.arange(6.0).reshape(2, 3))
-    assert (t.shape, t.ndim, t.size, t.T.shape) == ((2, 3), 2, 6, (3, 2))
+    assert (t.shape, t.ndim, t.numel(), t.T.shape) == ((2, 3), 2, 6, (3, 2))
     assert np.asarray(t) is t.numpy()
     assert gg.tensor([[2.5]]).item() == 2.5
     with pytest.raises(ValueError, match=r"shape \(2, 3\)"):

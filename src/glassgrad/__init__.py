@@ -9,24 +9,52 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import cuda
+from . import dtypes as _dtypes
 from . import functional as _functional
 from . import methods as _methods  # noqa: F401  (attaches operators and methods to Tensor)
 from . import ops_nn as _ops_nn  # noqa: F401  (conv2d, max_pool2d, embedding: into gg.OPS)
 from .anomaly import AnomalyError, detect_anomaly
 from .autograd import GraphError, enable_grad, grad, is_grad_enabled, no_grad
 from .compiler import CompileError, compile
-from .functional import (  # the composites and creation functions (primitives: below)
+from .creation import (
     arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    full,
+    full_like,
+    is_tensor,
+    linspace,
+    manual_seed,
+    normal,
+    numel,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from .dtypes import (
+    device,
+    get_default_device,
+    get_default_dtype,
+    set_default_device,
+    set_default_dtype,
+)
+from .functional import (  # the composites (primitives: below)
     argmax,
     argmin,
     expand_dims,
     flatten,
-    full,
     leaky_relu,
-    ones,
-    ones_like,
-    rand,
-    randn,
     sign,
     softmax,
     square,
@@ -35,22 +63,21 @@ from .functional import (  # the composites and creation functions (primitives: 
     std,
     swapaxes,
     var,
-    zeros,
-    zeros_like,
 )
 from .gradcheck import GradcheckError, gradcheck
 from .ops import OPS
-from .tensor import (
-    Tensor,
-    bool_,
-    float16,
-    float32,
-    float64,
-    from_numpy,
-    int32,
-    int64,
-    tensor,
+from .shape import (
+    chunk,
+    flip,
+    gather,
+    index_select,
+    masked_fill,
+    narrow,
+    scatter_add,
+    split,
+    unbind,
 )
+from .tensor import Size, Tensor, from_numpy
 
 # Subpackages and training helpers load on first use, so `import glassgrad` stays light
 # (no matplotlib, safetensors or tqdm until a feature needs them).
@@ -90,13 +117,23 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 # The op table's public primitives (add, exp, sum, where, ...; ``public=True`` in ops.py):
 # gg.<name> is functional.<name>.
 globals().update((_name, getattr(_functional, _name)) for _name in _functional.PRIMITIVES)
+# PyTorch's dtype names (gg.float32, gg.long, gg.float, gg.int, gg.bool, ...): NumPy's types.
+globals().update(_dtypes.NAMES, bool_=_dtypes.bool_)
 
 __all__ = [
     "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError",
-    "Tensor", "__version__", "arange", "argmax", "argmin", "bool_", "compile",
-    "detect_anomaly", "enable_grad", "expand_dims", "flatten", "float16", "float32",
-    "float64", "from_numpy", "full", "grad", "gradcheck", "int32", "int64", "is_grad_enabled",
-    "leaky_relu", "no_grad", "ones", "ones_like", "rand", "randn", "sign", "softmax", "square",
-    "squeeze", "stack", "std", "swapaxes", "tensor", "var", "zeros", "zeros_like",
+    "Tensor", "__version__", "argmax", "argmin", "bool_", "compile",
+    "detect_anomaly", "enable_grad", "expand_dims", "flatten", "from_numpy", "grad",
+    "gradcheck", "is_grad_enabled", "leaky_relu", "no_grad", "sign", "softmax", "square",
+    "squeeze", "stack", "std", "swapaxes", "var",
     *_functional.PRIMITIVES,
+    # creation (creation.py), dtypes and devices (dtypes.py)
+    "Size", "arange", "as_tensor", "cuda", "device", "empty", "empty_like", "eye", "full",
+    "full_like", "get_default_device", "get_default_dtype", "is_tensor", "linspace",
+    "manual_seed", "normal", "numel", "ones", "ones_like", "rand", "rand_like", "randint",
+    "randn", "randn_like", "randperm", "set_default_device", "set_default_dtype", "tensor",
+    "zeros", "zeros_like", *_dtypes.NAMES,
+    # shape.py
+    "chunk", "flip", "gather", "index_select", "masked_fill", "narrow", "scatter_add", "split",
+    "unbind",
 ]

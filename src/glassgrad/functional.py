@@ -15,7 +15,7 @@ import numpy as np
 
 from . import ops
 from .ops import apply
-from .tensor import Tensor, as_constant, tensor
+from .tensor import Tensor, as_constant
 
 Axis = int | Sequence[int] | None
 
@@ -234,43 +234,6 @@ def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
 
 def sign(x: Any) -> Tensor:
     return Tensor._wrap(np.sign(_const(x)))
-
-
-def zeros(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
-    return tensor(np.zeros(_shape_arg(shape), dtype=dtype), requires_grad=requires_grad)
-
-
-def ones(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
-    return tensor(np.ones(_shape_arg(shape), dtype=dtype), requires_grad=requires_grad)
-
-
-def full(shape: Sequence[int], value: float, dtype: Any = np.float32) -> Tensor:
-    return Tensor._wrap(np.full(tuple(shape), value, dtype=dtype))
-
-
-def zeros_like(x: Any, requires_grad: bool = False) -> Tensor:
-    return tensor(np.zeros_like(_const(x)), requires_grad=requires_grad)
-
-
-def ones_like(x: Any, requires_grad: bool = False) -> Tensor:
-    return tensor(np.ones_like(_const(x)), requires_grad=requires_grad)
-
-
-def arange(*args: Any, dtype: Any = None) -> Tensor:
-    return Tensor._wrap(np.arange(*args, dtype=dtype))
-
-
-def randn(*shape: Any, seed: int | np.random.Generator | None = None,
-          dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
-    """Standard-normal samples; pass ``seed`` (an int or a Generator) to reproduce them."""
-    rng = np.random.default_rng(seed)
-    return tensor(rng.standard_normal(_shape_arg(shape)).astype(dtype), requires_grad=requires_grad)
-
-
-def rand(*shape: Any, seed: int | np.random.Generator | None = None,
-         dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
-    rng = np.random.default_rng(seed)
-    return tensor(rng.random(_shape_arg(shape)).astype(dtype), requires_grad=requires_grad)
 
 
 for _name in PRIMITIVES:  # (after the hand-written ones, which take precedence)

@@ -92,7 +92,7 @@ def gradcheck(
     for i, g in zip(checked, analytic):
         x = xs[i]
         a = np.zeros(x.shape) if g is None else g.numpy()
-        num = central_differences(projected, x._data, range(x.size), eps).reshape(x.shape)
+        num = central_differences(projected, x._data, range(x.numel()), eps).reshape(x.shape)
         failures += _mismatches(f"input {i}{_name(given[i])}", a, num, atol, rtol)
     if failures and raise_exception:
         raise GradcheckError(_message(failures, eps, atol, rtol))

@@ -188,7 +188,8 @@ _FUNCTIONS = {
     np.transpose: F.transpose, np.concatenate: F.concatenate, np.stack: F.stack,
     np.clip: F.clip, np.swapaxes: F.swapaxes, np.expand_dims: F.expand_dims,
     np.squeeze: F.squeeze, np.var: F.var, np.std: F.std, np.matmul: F.matmul,
-    np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
+    np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim,
+    np.size: lambda x, axis=None: x.numel() if axis is None else x.shape[axis],
 }
 
 
@@ -233,3 +234,29 @@ def attach() -> None:
 
 
 attach()
+
+
+# --------------------------------------------------------------------------- PyTorch API
+# PyTorch's shape methods (shape.py: view, expand, repeat, chunk, split, gather, ...) and
+# its dtype conversions. size(), numel(), dim(), device, to(), cpu() and type() are
+# Tensor's own (tensor.py).
+def _bind_torch_api() -> None:
+    from . import shape
+
+    for name in shape.METHODS:
+        setattr(Tensor, name, getattr(shape, name))
+    for name, dtype in (("long", np.int64), ("int", np.int32), ("short", np.int16),
+                        ("bool", np.bool_), ("half", np.float16), ("byte", np.uint8)):
+        setattr(Tensor, name, _conversion(name, dtype))
+
+
+def _conversion(name: str, dtype: Any) -> Any:
+    def method(self: Tensor) -> Tensor:
+        return self.to(dtype)
+
+    method.__name__ = name
+    method.__doc__ = f"``self.to({np.dtype(dtype).name})``."
+    return method
+
+
+_bind_torch_api()

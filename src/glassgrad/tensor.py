@@ -11,21 +11,18 @@ from typing import Any
 
 import numpy as np
 
-float16 = np.float16
-float32 = np.float32
-float64 = np.float64
-int32 = np.int32
-int64 = np.int64
-bool_ = np.bool_
+from . import dtypes as _dtypes
+from .dtypes import bool_, float16, float32, float64, int32, int64  # noqa: F401 (re-exported)
 
 _SCALAR_TYPES = (int, float, bool, np.number, np.bool_)
 
 
 def _default_dtype(arr: np.ndarray) -> np.dtype:
-    """PyTorch's defaults: Python floats become float32, ints int64, bools bool."""
+    """PyTorch's defaults: Python floats become the default dtype (float32), ints int64,
+    bools bool."""
     k = arr.dtype.kind
     if k == "f":
-        return np.dtype(np.float32)
+        return _dtypes.default_float()
     if k in "iu":
         return np.dtype(np.int64)
     if k == "b":
@@ -173,6 +170,9 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The size of each dimension. A plain tuple (``size()`` returns it as a ``Size``):
+        building a ``Size`` here cost about 3× the property on every access, and error
+        messages print shapes as tuples."""
         return self._data.shape
 
     @property
@@ -183,10 +183,60 @@ class Tensor:
     def dtype(self) -> np.dtype:
         return self._data.dtype
 
-    @property
-    def size(self) -> int:
-        """Number of elements (NumPy's meaning, not PyTorch's ``size()`` method)."""
+    def size(self, dim: int | None = None) -> Size | int:
+        """PyTorch's ``size()``: the shape as a ``Size``, or ``size(dim)``, the length of
+        dimension ``dim`` (negative counts from the end). For the number of elements (NumPy's
+        ``.size``), use ``numel()``."""
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_dim(dim, self._data.ndim, "size")]
+
+    def numel(self) -> int:
+        """The number of elements (the product of the shape)."""
         return self._data.size
+
+    def dim(self) -> int:
+        """The number of dimensions (``ndim``)."""
+        return self._data.ndim
+
+    ndimension = dim
+
+    @property
+    def device(self) -> _dtypes.device:
+        """Where the values live: always ``device(type='cpu')``."""
+        return _dtypes.CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """PyTorch's ``to``: ``to(dtype)``, ``to(device)``, ``to(other)`` (its dtype),
+        ``to(device, dtype)``, with ``non_blocking`` and ``copy``. Casting to a float dtype is
+        differentiable (the gradient is cast back); to an integer or bool dtype it is not,
+        as in PyTorch. Returns ``self`` when nothing changes, unless ``copy=True``. A device
+        other than the CPU is a RuntimeError."""
+        dt, copy = _dtypes.parse_to(args, kwargs, "Tensor.to")
+        return _convert(self, self._data.dtype if dt is None else dt, copy)
+
+    def cpu(self) -> Tensor:
+        """This tensor: glassgrad's tensors are always on the CPU."""
+        return self
+
+    def cuda(self, device: Any = None, non_blocking: bool = False) -> Tensor:
+        """Refused: glassgrad runs on the CPU only (the error says what to do instead)."""
+        _dtypes.check_device("cuda" if device is None else f"cuda:{device}", "Tensor.cuda")
+        return self
+
+    def type(self, dtype: Any = None, non_blocking: bool = False) -> str | Tensor:  # noqa: A003
+        """With no argument, PyTorch's type name ("torch.FloatTensor"); with a dtype (or
+        such a name), the tensor converted to it, as ``to(dtype)``."""
+        if dtype is None:
+            return f"torch.{_TYPE_NAMES.get(self._data.dtype, 'Float')}Tensor"
+        if isinstance(dtype, str) and dtype.endswith("Tensor"):
+            names = {v: k for k, v in _TYPE_NAMES.items()}
+            dtype = names.get(dtype.removeprefix("torch.").removesuffix("Tensor"), dtype)
+        return _convert(self, _dtypes.as_dtype(dtype, "Tensor.type"), False)
 
     @property
     def is_leaf(self) -> bool:
@@ -318,6 +368,57 @@ class Tensor:
         if self.name:
             extras.append(f"name={self.name!r}")
         return f"tensor({body}{''.join(', ' + e for e in extras)})"
+
+
+class Size(tuple):
+    """A tensor's shape, as PyTorch's ``torch.Size``: a tuple of ints (it compares equal to
+    the plain tuple) with ``numel()``."""
+
+    __slots__ = ()
+
+    def numel(self) -> int:
+        """The number of elements a tensor of this shape holds."""
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __getitem__(self, index: Any) -> Any:
+        out = tuple.__getitem__(self, index)
+        return Size(out) if isinstance(index, slice) else out
+
+    def __repr__(self) -> str:
+        return f"Size({list(self)})"
+
+
+def _dim(dim: Any, ndim: int, who: str) -> int:
+    """``dim`` as an index in 0..ndim-1 (negative counts from the end), or an IndexError
+    as PyTorch's: naming the op, the range and the value."""
+    lo, hi = -max(ndim, 1), max(ndim, 1) - 1
+    if not isinstance(dim, int | np.integer) or isinstance(dim, bool) or not lo <= dim <= hi:
+        raise IndexError(
+            f"{who}: dimension out of range (expected to be in range of [{lo}, {hi}] for a "
+            f"tensor with {ndim} dimensions, but got {dim!r})."
+        )
+    return int(dim) % max(ndim, 1)
+
+
+_TYPE_NAMES = {np.dtype(t): name for t, name in (
+    (np.float32, "Float"), (np.float64, "Double"), (np.float16, "Half"), (np.int64, "Long"),
+    (np.int32, "Int"), (np.int16, "Short"), (np.int8, "Char"), (np.uint8, "Byte"),
+    (np.bool_, "Bool"))}
+
+
+def _convert(t: Tensor, dt: np.dtype, copy: bool) -> Tensor:
+    """``t`` as dtype ``dt``: through the differentiable cast op between float dtypes, cut
+    from the graph for an integer or bool result (no gradient is defined there)."""
+    if dt == t._data.dtype:
+        if not copy:
+            return t
+        return t * 1 if t._requires_grad else Tensor._wrap(t._data.copy())
+    if dt.kind == "f" and t._data.dtype.kind == "f":
+        return t.astype(dt)  # (the cast op; attached in methods.py)
+    return Tensor._wrap(t._data.astype(dt))
 
 
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:

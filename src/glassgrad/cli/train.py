@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     args.init = args.init or (preset.init if args.activation is None else
                               "kaiming" if activation in ("relu", "leaky_relu") else "xavier")
     model = _model(sizes, activation, args, loss)
-    n_params = sum(p.size for p in model.parameters())
+    n_params = sum(p.numel() for p in model.parameters())
     _header(info, X, y, classify, n_classes, sizes, activation, args, n_params, loss, lr,
             batch_size, epochs, val_split)
     parts = _parts(X, y, val_split, classify, args.seed)

@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from ..creation import rng as random_generator
 from ..tensor import Tensor
 
 Seed = int | np.random.Generator | None
 
 
 def _rng(seed: Seed) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return random_generator(seed)  # (None: the global one, which gg.manual_seed seeds)
 
 
 def _as_array(a: Any) -> np.ndarray:

@@ -162,8 +162,8 @@ def _compare(name: str, p: Tensor, analytic: Tensor | None, loss: Callable[[], T
     """One row of the table: ``p``'s backprop gradient against central differences, on all
     of its entries or a sample of ``max_entries`` drawn from ``rng``."""
     a = np.zeros(p.shape) if analytic is None else analytic._data
-    idx = (np.arange(p.size) if p.size <= max_entries
-           else np.sort(rng.choice(p.size, max_entries, replace=False)))
+    idx = (np.arange(p.numel()) if p.numel() <= max_entries
+           else np.sort(rng.choice(p.numel(), max_entries, replace=False)))
     with no_grad():
         num = central_differences(lambda: loss().item(), p._data, idx, eps)
     an = a.reshape(-1)[idx]
@@ -179,7 +179,7 @@ def _compare(name: str, p: Tensor, analytic: Tensor | None, loss: Callable[[], T
 
 
 def _check_scalar(value: Any) -> None:
-    if not isinstance(value, Tensor) or value.size != 1:
+    if not isinstance(value, Tensor) or value.numel() != 1:
         shape = getattr(value, "shape", type(value).__name__)
         raise ValueError(
             f"check_gradients: loss_fn(model(X), y) must return a scalar Tensor, got {shape}. "

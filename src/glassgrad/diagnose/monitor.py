@@ -198,7 +198,7 @@ class Monitor:
                 rec = params[layer] = {
                     "step": [], "grad_norm": [], "weight_norm": [], "update_ratio": [],
                     "nonfinite_grad": [], "nonfinite_weight": [],
-                    "size": sum(p.size for p in ps),
+                    "size": sum(p.numel() for p in ps),
                 }
             rec["step"].append(self.step)
             rec["grad_norm"].append(math.sqrt(g2))

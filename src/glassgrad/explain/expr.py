@@ -254,7 +254,7 @@ def explain_expr(source: str, values: Mapping[str, Any] | str, check: bool = Tru
                             f"no gradient to show")
         if out.name is None:
             out.name = "f"
-        if out.size != 1:
+        if out.numel() != 1:
             raise ExprError(f"the expression's value has shape {out.shape}; give scalar values")
         out.backward()
     tr.title = f"Op-level trace of {source.strip()}"

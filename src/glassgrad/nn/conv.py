@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import autograd as _autograd
 from .. import functional as F
+from ..creation import rng as random_generator
 from ..tensor import Tensor
 from . import init
 from .functional_conv import _pair, conv2d
@@ -18,7 +19,7 @@ Seed = int | np.random.Generator | None
 
 
 def _rng(seed: Seed) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return random_generator(seed)  # (None: the global one, which gg.manual_seed seeds)
 
 
 def match_dtype(x: Any, like: Tensor) -> Any:

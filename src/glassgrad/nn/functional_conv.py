@@ -279,7 +279,7 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = No
         rm = np.asarray(running_mean).reshape(shape).astype(x._data.dtype, copy=False)
         rv = np.asarray(running_var).reshape(shape).astype(x._data.dtype, copy=False)
         return _normalize(x, rm, (rv + eps) ** -0.5, weight, bias, shape)
-    n = x.size // c
+    n = x.numel() // c
     if n <= 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}. Fix: use batches of 2 or more, or "

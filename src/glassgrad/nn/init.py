@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import mark_modified
+from ..creation import rng as global_rng
 from ..tensor import Tensor
 
 Seed = int | np.random.Generator | None
@@ -44,7 +45,9 @@ def _rng(generator: Seed, seed: Seed = None, fn: str = "init") -> np.random.Gene
         raise TypeError(f"nn.init.{fn}: pass generator= or seed=, not both (they are the "
                         f"same thing under two names).")
     g = generator if generator is not None else seed
-    if g is None or isinstance(g, int | np.integer) and not isinstance(g, bool):
+    if g is None:  # the global generator, which gg.manual_seed seeds
+        return global_rng()
+    if isinstance(g, int | np.integer) and not isinstance(g, bool):
         return np.random.default_rng(g)
     if isinstance(g, np.random.Generator):
         return g

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import autograd as _autograd
 from .. import functional as F
+from ..creation import rng as random_generator
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
@@ -58,7 +59,7 @@ class Linear(Module):
             )
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
+        rng = random_generator(seed)  # (None: the global one, which gg.manual_seed seeds)
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=dtype))
         self.bias = Parameter(np.empty(self.out_features, dtype=dtype)) if bias else None
         if self.in_features and self.out_features:
@@ -255,7 +256,7 @@ class Dropout(Module):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p}")
         self.p = float(p)
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._rng = random_generator(seed)
 
     def forward(self, x: Any) -> Any:
         if not self.training or self.p == 0.0:

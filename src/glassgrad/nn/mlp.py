@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..creation import rng as random_generator
 from . import init as init_
 from .activations import ACTIVATIONS
 from .layers import Linear, Sequential
@@ -127,7 +128,7 @@ def MLP(  # noqa: N802 - a constructor, named like a class as in PyTorch-style c
             f"MLP: sizes must list at least an input and an output size, all positive, got "
             f"{sizes}. Example: MLP([2, 3, 1]) for 2 inputs, 3 hidden units, 1 output."
         )
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = random_generator(seed)  # (None: the global one, which gg.manual_seed seeds)
     fill = _initializer(init, activation)
     layers: list[Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):

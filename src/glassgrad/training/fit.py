@@ -17,6 +17,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..compiler import Compiled, CompileError
 from ..compiler import compile as compile_fn
+from ..creation import rng as random_generator
 from ..data.loader import DataLoader as ArrayLoader
 from ..data.loader import train_test_split
 from ..tensor import Tensor
@@ -380,7 +381,7 @@ def fit(
     epochs, batch_size, shuffle, compile, drop_last, verbose, validation_split = _options(
         epochs, batch_size, shuffle, compile, drop_last, distributed, verbose,
         validation_split, validation_data)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = random_generator(seed)  # (None: the global one, which gg.manual_seed seeds)
     dtype = setup.param_dtype(model)
     if X.dtype != dtype:
         X = X.astype(dtype)  # once here, not in every step's matmul

@@ -7,14 +7,17 @@ from typing import Any
 
 import numpy as np
 
+from ...creation import rng as global_rng
+
 Seed = int | np.random.Generator | None
 
 
 def _rng(generator: Seed, who: str) -> np.random.Generator:
     if isinstance(generator, np.random.Generator):
         return generator
-    if generator is None or isinstance(generator, int | np.integer) and not isinstance(
-            generator, bool):
+    if generator is None:  # the global generator, which gg.manual_seed seeds
+        return global_rng()
+    if isinstance(generator, int | np.integer) and not isinstance(generator, bool):
         return np.random.default_rng(generator)
     raise TypeError(f"{who}: generator must be an int seed or a numpy.random.Generator, got "
                     f"{type(generator).__name__}. Fix: pass e.g. generator=0.")
