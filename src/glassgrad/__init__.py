@@ -19,6 +19,7 @@ from .functional import (  # the composites and creation functions (primitives: 
     arange,
     argmax,
     argmin,
+    clamp,
     expand_dims,
     flatten,
     full,
@@ -93,7 +94,7 @@ globals().update((_name, getattr(_functional, _name)) for _name in _functional.P
 
 __all__ = [
     "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError",
-    "Tensor", "__version__", "arange", "argmax", "argmin", "bool_", "compile",
+    "Tensor", "__version__", "arange", "argmax", "argmin", "bool_", "clamp", "compile",
     "detect_anomaly", "enable_grad", "expand_dims", "flatten", "float16", "float32",
     "float64", "from_numpy", "full", "grad", "gradcheck", "int32", "int64", "is_grad_enabled",
     "leaky_relu", "no_grad", "ones", "ones_like", "rand", "randn", "sign", "softmax", "square",
