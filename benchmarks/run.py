@@ -528,7 +528,7 @@ def _batches(n: int, bs: int, epoch: int) -> list[np.ndarray]:
 def digits_init() -> list[np.ndarray]:
     """The initial weights every implementation starts from (so epochs are comparable)."""
     model = gg.nn.MLP([64, 128, 10], activation="relu", init="kaiming", seed=0)
-    return [p.data.copy() for p in model.parameters()]
+    return [p.numpy().copy() for p in model.parameters()]
 
 
 def digits_gg(data: tuple, bs: int, lr: float) -> tuple[float, int]:

@@ -27,7 +27,7 @@ def test_norms_and_update_ratio_by_hand():
         loss = (out * out).sum()
     loss.backward()
     monitor.after_backward(loss=loss)
-    w0, b0 = m[0].weight.data.copy(), m[0].bias.data.copy()
+    w0, b0 = m[0].weight.numpy().copy(), m[0].bias.numpy().copy()
     g0 = np.sqrt((m[0].weight.grad.data ** 2).sum() + (m[0].bias.grad.data ** 2).sum())
     sgd_step(m, 0.1)
     monitor.after_step()
@@ -117,7 +117,7 @@ def test_monitor_needs_a_model():
 def test_check_gradients_passes_and_restores_the_model(capsys):
     X, y = gg.data.moons(n_samples=16, seed=0)
     m = gg.nn.MLP([2, 8, 8, 1], activation="tanh", seed=0)
-    before = {k: v.data.copy() for k, v in m.state_dict().items()}
+    before = {k: v.numpy().copy() for k, v in m.state_dict().items()}
     loss = gg.nn.functional.binary_cross_entropy_with_logits
     report = dg.check_gradients(m, lambda out, t: loss(out, t.reshape(-1, 1)), X,
                                 y.astype(np.float32), max_entries=10)

@@ -72,7 +72,7 @@ def test_integer_and_bool_tensors_cannot_require_grad(data) -> None:
 
 # ----------------------------------------------------------------------------- float32
 def _check_float32(out: gg.Tensor, inputs: list, out_dtype=np.float32) -> None:
-    assert isinstance(out.data, np.ndarray) and out.dtype == out_dtype
+    assert isinstance(out.numpy(), np.ndarray) and out.dtype == out_dtype
     out.backward(np.ones(out.shape, dtype=out.dtype))
     checked = 0
     for x in inputs:
@@ -159,11 +159,11 @@ def test_cast_gradient_comes_back_in_the_input_dtype() -> None:
 
 def test_gradients_of_0d_tensors_are_arrays() -> None:
     # NumPy turns 0-d results into scalars (np.float32), which have no in-place operations:
-    # .grad.data must still be an ndarray, as .data is (optimizers update it in place).
+    # .grad's array must still be an ndarray (optimizers update it in place).
     x = gg.tensor(2.0, requires_grad=True)
     (x * x).backward()
-    assert type(x.grad.data) is np.ndarray and x.grad.item() == 4.0
+    assert type(x.grad.numpy()) is np.ndarray and x.grad.item() == 4.0
     (x * 3).backward()  # accumulation
-    assert type(x.grad.data) is np.ndarray and x.grad.item() == 7.0
+    assert type(x.grad.numpy()) is np.ndarray and x.grad.item() == 7.0
     (g,) = gg.grad(x.exp(), x)
-    assert type(g.data) is np.ndarray and g.item() == pytest.approx(np.exp(2.0))
+    assert type(g.numpy()) is np.ndarray and g.item() == pytest.approx(np.exp(2.0))

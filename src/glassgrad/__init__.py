@@ -52,6 +52,7 @@ from .dtypes import (
 from .functional import (  # the composites (primitives: below)
     argmax,
     argmin,
+    clamp,
     expand_dims,
     flatten,
     leaky_relu,
@@ -122,7 +123,7 @@ globals().update(_dtypes.NAMES, bool_=_dtypes.bool_)
 
 __all__ = [
     "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError",
-    "Tensor", "__version__", "argmax", "argmin", "bool_", "compile",
+    "Tensor", "__version__", "argmax", "argmin", "bool_", "clamp", "compile",
     "detect_anomaly", "enable_grad", "expand_dims", "flatten", "from_numpy", "grad",
     "gradcheck", "is_grad_enabled", "leaky_relu", "no_grad", "sign", "softmax", "square",
     "squeeze", "stack", "std", "swapaxes", "var",

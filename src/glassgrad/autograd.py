@@ -578,12 +578,18 @@ def grad(
     grad_outputs: Any = None,
     retain_graph: bool | None = None,
     create_graph: bool = False,
-    allow_unused: bool = False,
+    only_inputs: bool = True,
+    allow_unused: bool | None = None,
+    is_grads_batched: bool = False,
+    materialize_grads: bool = False,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of ``outputs`` with respect to ``inputs``, without touching any ``.grad``.
 
-    As ``torch.autograd.grad``: returns a tuple with one gradient per input. With
-    ``create_graph=True`` the returned gradients are differentiable again.
+    As ``torch.autograd.grad`` (same parameters): returns a tuple with one gradient per
+    input. With ``create_graph=True`` the returned gradients are differentiable again. An
+    input the outputs do not depend on is an error, or None with ``allow_unused=True``, or
+    zeros with ``materialize_grads=True``. ``only_inputs`` is ignored (deprecated in
+    PyTorch); ``is_grads_batched=True`` is not supported.
 
     >>> import glassgrad as gg
     >>> x = gg.tensor(3.0, requires_grad=True)
@@ -591,6 +597,14 @@ def grad(
     >>> dx.item(), gg.grad(dx, x)[0].item()  # 3x^2 and 6x
     (27.0, 18.0)
     """
+    if is_grads_batched:
+        raise NotImplementedError(
+            "grad(): is_grads_batched=True (vmap over grad_outputs) is not supported. Fix: "
+            "call grad() once per row of grad_outputs, with retain_graph=True.")
+    if materialize_grads and allow_unused is False:
+        raise ValueError("grad(): materialize_grads=True gives zeros for unused inputs, so "
+                         "allow_unused=False contradicts it. Fix: leave allow_unused out.")
+    allow_unused = bool(allow_unused) or materialize_grads
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, Tensor | np.ndarray):
@@ -625,7 +639,80 @@ def grad(
                     f"grad(): input {i} (shape {t.shape}) was not used to compute the outputs, "
                     f"so it has no gradient. Fix: pass allow_unused=True to get None for it."
                 )
+    if materialize_grads:
+        res = [Tensor._wrap(np.zeros_like(t._data)) if r is None else r
+               for t, r in zip(ins, res)]
     return tuple(res)
+
+
+def backward(
+    tensors: Tensor | Sequence[Tensor],
+    grad_tensors: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    grad_variables: Any = None,
+    inputs: Tensor | Sequence[Tensor] | None = None,
+) -> None:
+    """``torch.autograd.backward``: accumulate the gradients of ``tensors`` (seeded with
+    ``grad_tensors``, one per tensor; None for a one-element tensor) into ``.grad`` of the
+    leaves, or only of ``inputs`` when given. ``retain_graph`` defaults to
+    ``create_graph``; ``grad_variables`` is PyTorch's deprecated name for ``grad_tensors``.
+    ``t.backward(g)`` is ``backward(t, g)``."""
+    if grad_variables is not None:
+        if grad_tensors is not None:
+            raise TypeError("backward(): got both grad_tensors and grad_variables (its old "
+                            "name). Fix: pass only grad_tensors.")
+        grad_tensors = grad_variables
+    roots, seeds = _roots_and_seeds(tensors, grad_tensors)
+    if create_graph:
+        seeds = [Tensor._wrap(s) for s in seeds]
+    keep = create_graph if retain_graph is None else retain_graph
+    if inputs is None:
+        run_backward(roots, seeds, retain_graph=keep, create_graph=create_graph)
+        return
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor) or not t._requires_grad:
+            raise GraphError(f"backward(): inputs[{i}] must be a Tensor that requires grad "
+                             f"(only those have a .grad to accumulate into); got "
+                             f"{type(t).__name__}. Fix: pass the tensors you want .grad for.")
+    res = run_backward(roots, seeds, retain_graph=keep, create_graph=create_graph, capture=ins)
+    assert res is not None
+    reached = [(t, g) for t, g in zip(ins, res) if g is not None]
+    if create_graph:
+        for t, g in reached:
+            t.grad = g if t.grad is None else t.grad + g
+    else:
+        store_grads([(t, g._data) for t, g in reached], seeds)
+
+
+def _roots_and_seeds(tensors: Any, grad_tensors: Any) -> tuple[list[Tensor], list[Any]]:
+    """The roots of a backward pass and their checked seed gradients."""
+    if isinstance(tensors, Tensor):
+        roots, given = [tensors], [grad_tensors]
+    else:
+        roots = list(tensors)
+        if grad_tensors is None:
+            given = [None] * len(roots)
+        elif isinstance(grad_tensors, Tensor | np.ndarray):
+            given = [grad_tensors]
+        else:
+            given = list(grad_tensors)
+        if len(given) != len(roots):
+            raise ValueError(f"backward(): {len(roots)} tensors but {len(given)} "
+                             f"grad_tensors. Fix: give one gradient (or None) per tensor.")
+    for r in roots:
+        check_root(r)
+    return roots, [seed_for(r, g) for r, g in zip(roots, given)]
+
+
+def __getattr__(name: str) -> Any:
+    # ``autograd.Function``: its module imports this one, so it loads on first use.
+    if name in ("Function", "FunctionCtx"):
+        from . import autograd_function
+
+        return getattr(autograd_function, name)
+    raise AttributeError(f"module 'glassgrad.autograd' has no attribute {name!r}")
 
 
 

@@ -103,6 +103,14 @@ def clip(x: Any, lo: float | None = None, hi: float | None = None) -> Tensor:
     return apply(ops.clip, x, lo=lo, hi=hi)
 
 
+def clamp(input: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    """PyTorch's ``clamp``: ``clip`` with PyTorch's argument names (``x.clamp(min=0)``)."""
+    if min is None and max is None:
+        raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None (as in "
+                           "PyTorch). Fix: give min=, max= or both.")
+    return clip(input, min, max)
+
+
 def _shape_arg(shape: tuple) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], list | tuple):
         shape = tuple(shape[0])

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
-from . import ops
+from . import inplace, ops
 from .autograd import STATE, mark_modified, record_constant
 from .ops import Op, apply
 from .tensor import Tensor, as_constant
@@ -222,8 +222,31 @@ def __array_function__(self: Tensor, func: Any, types: Any, args: Any, kwargs: A
     return func(*_plain(args), **{k: _plain(v) for k, v in kwargs.items()})
 
 
+# --------------------------------------------------------------------------- in-place
+# PyTorch's in-place methods (zero_, add_, clamp_, t[i] = v, ...: inplace.py), abs(t), clamp.
+def _through_data(operator: Any, method: Any) -> Any:
+    """``w.data -= lr * g`` writes in place through the ``.data`` alias, as in PyTorch (and
+    untracked, like every write through it); on other tensors the operator is unchanged."""
+
+    def fn(self: Tensor, other: Any) -> Any:
+        if getattr(self, "_alias", False):
+            return method(self, other)
+        return operator(self, other)
+
+    fn.__name__ = operator.__name__
+    return fn
+
+
+_INPLACE = {
+    **inplace.METHODS, "__abs__": F.abs, "clamp": F.clamp,
+    **{name: _through_data(_OPERATORS[name], getattr(inplace, method)) for name, method in (
+        ("__iadd__", "add_"), ("__isub__", "sub_"), ("__imul__", "mul_"),
+        ("__itruediv__", "div_"))},
+}
+
+
 def attach() -> None:
-    for name, fn in _OPERATORS.items():
+    for name, fn in (*_OPERATORS.items(), *_INPLACE.items()):
         setattr(Tensor, name, fn)
     for name in _METHODS:  # a function set on a class is a method: x.exp() is F.exp(x)
         setattr(Tensor, name, getattr(F, name))

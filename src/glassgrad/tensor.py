@@ -91,7 +91,7 @@ class Tensor:
 
     __slots__ = (
         "_data", "grad", "_requires_grad", "_op", "_parents", "_attrs", "_retain", "name",
-        "_g", "_ver", "_stamp", "__weakref__",
+        "_g", "_ver", "_stamp", "_alias", "__weakref__",
     )
     __array_priority__ = 1000  # ndarray (op) Tensor defers to the Tensor's reflected op
     __hash__ = object.__hash__  # == builds a tensor, so hash by identity
@@ -131,13 +131,27 @@ class Tensor:
 
     # ------------------------------------------------------------------ properties
     @property
-    def data(self) -> np.ndarray:
-        """The values, as a NumPy array. Assign an array to replace a parameter's values."""
-        return self._data
+    def data(self) -> Tensor:
+        """The values as a tensor without history, as PyTorch's ``.data``: it shares memory
+        with ``self`` and has ``requires_grad=False``. Writes through it change ``self``
+        (``w.data -= lr * w.grad.data``, ``w.data.zero_()``) but, as in PyTorch, are not seen
+        by ``self``'s version check: a graph that used the old values goes backward with the
+        new ones. ``detach()`` also shares memory, and its writes are checked. The NumPy
+        array is ``.numpy()``. Assign a tensor or array to replace the values (any shape, as
+        in PyTorch; the old graph that read them refuses to go backward)."""
+        alias = Tensor._wrap(self._data)
+        alias._alias = True  # its own version counter: inplace.py marks only the alias
+        return alias
 
     @data.setter
     def data(self, value: Any) -> None:
-        arr = value._data if isinstance(value, Tensor) else np.asarray(value)
+        if isinstance(value, Tensor):
+            arr = value._data
+            if arr is self._data:  # `w.data -= g` ends by assigning w's own array: no change
+                return
+        else:
+            arr = np.asarray(value)
+            _check_numeric(arr)
         if self._requires_grad:
             _check_grad_dtype(arr.dtype, arr.shape)
         self._data = arr
@@ -243,6 +257,16 @@ class Tensor:
         return self._op is None
 
     @property
+    def grad_fn(self) -> Any:
+        """PyTorch's ``grad_fn``: None for a leaf; for a computed tensor an object with
+        ``name()`` (``"MulBackward0"``) and ``next_functions`` (see ``grad_fn.py``)."""
+        if self._op is None:
+            return None
+        from .grad_fn import grad_fn_of
+
+        return grad_fn_of(self)
+
+    @property
     def op(self) -> str | None:
         """Name of the op that computed this tensor (None for a leaf): PyTorch's grad_fn."""
         return None if self._op is None else self._op.name
@@ -315,7 +339,8 @@ class Tensor:
         return bool(self._data)
 
     def detach(self) -> Tensor:
-        """The same values (shared memory), cut from the graph."""
+        """The same values (shared memory), cut from the graph. Unlike ``.data``, in-place
+        writes through it count for the version check of ``self``, as in PyTorch."""
         return Tensor._wrap(self._data)
 
     def clone(self) -> Tensor:
@@ -323,21 +348,23 @@ class Tensor:
 
     # ------------------------------------------------------------------ autograd
     def backward(
-        self, grad: Any = None, retain_graph: bool = False, create_graph: bool = False
+        self, gradient: Any = None, retain_graph: bool | None = None,
+        create_graph: bool = False, inputs: Any = None, *, grad: Any = None,
     ) -> None:
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires grad.
 
-        ``grad`` is the gradient of some scalar with respect to ``self`` (needed when
-        ``self`` has more than one element). The graph is freed afterwards unless
-        ``retain_graph=True``; ``create_graph=True`` makes the gradients differentiable.
+        As PyTorch's: ``gradient`` is the gradient of some scalar with respect to ``self``
+        (needed when ``self`` has more than one element; ``grad=`` is an older alias). The
+        graph is freed afterwards unless ``retain_graph`` (default: ``create_graph``);
+        ``create_graph=True`` makes the gradients differentiable; ``inputs`` (tensors)
+        limits the accumulation to their ``.grad``.
         """
-        _autograd.check_root(self)
-        seed = _autograd.seed_for(self, grad)
-        if create_graph:
-            seed = Tensor._wrap(seed)
-        _autograd.run_backward(
-            (self,), (seed,), retain_graph=retain_graph or create_graph, create_graph=create_graph
-        )
+        if grad is not None:
+            if gradient is not None:
+                raise TypeError("backward(): got both gradient= and grad= (the same argument "
+                                "under two names). Fix: pass only gradient=.")
+            gradient = grad
+        _autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     def retain_grad(self) -> Tensor:
         """Keep the gradient of this non-leaf tensor in ``.grad`` after backward()."""
@@ -354,6 +381,19 @@ class Tensor:
         self.grad = None
 
     # ------------------------------------------------------------------ display
+    def __format__(self, spec: str) -> str:
+        """``f"{t:.3f}"`` formats a 0-d tensor's number, as PyTorch; other tensors take only
+        the empty spec (their repr)."""
+        if self._data.ndim == 0:
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError(
+                f"unsupported format string {spec!r} for a tensor of shape {self.shape}: only a "
+                f"0-d tensor formats as a number (as in PyTorch). Fix: format its elements, "
+                f"e.g. [f'{{v:{spec}}}' for v in t.tolist()], or t.item() for one element."
+            )
+        return repr(self)
+
     def __repr__(self) -> str:
         body = np.array2string(
             self._data, separator=", ", prefix="tensor(", precision=4, threshold=100
