@@ -312,3 +312,30 @@ def test_requires_grad_detach_and_retain_grad_behave_like_torch(torch):
     assert ours[:2] == theirs[:2] == (True, False)
     for a, b in zip(ours[2:], theirs[2:]):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fill", ["normal_", "uniform_"])
+def test_random_fills_draw_from_the_generator_manual_seed_seeds(fill):
+    gg.manual_seed(7)
+    a = getattr(gg.zeros(5), fill)().numpy()
+    b = getattr(gg.zeros(5), fill)().numpy()
+    gg.manual_seed(7)
+    np.testing.assert_array_equal(getattr(gg.zeros(5), fill)().numpy(), a)
+    assert not np.array_equal(a, b)  # the global stream moved on
+
+
+def test_nn_init_through_data_leaves_the_version_alone_as_pytorch(torch):
+    w = gg.zeros(3, requires_grad=True)
+    y = (w * w).sum()
+    gg.nn.init.normal_(w.data)  # PyTorch: .data writes are not seen by w's version check
+    y.backward()
+    tw = torch.zeros(3, requires_grad=True)
+    ty = (tw * tw).sum()
+    torch.nn.init.normal_(tw.data)
+    ty.backward()  # no error in PyTorch either
+    assert w.grad is not None and tw.grad is not None
+    x = gg.zeros(3, requires_grad=True)
+    z = (x * x).sum()
+    gg.nn.init.normal_(x.detach())  # a detached tensor shares the version: backward refuses
+    with pytest.raises(gg.GraphError):
+        z.backward()

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import STATE, mark_modified
+from .creation import rng as random_generator
 from .ops import _sigmoid
 from .tensor import Tensor
 
@@ -215,20 +216,12 @@ def copy_(self: Tensor, src: Any, non_blocking: bool = False, *, what: str = "co
     return _written(self)
 
 
-def _generator(generator: Any, what: str) -> np.random.Generator:
-    if generator is None or isinstance(generator, int) and not isinstance(generator, bool):
-        return np.random.default_rng(generator)
-    if isinstance(generator, np.random.Generator):
-        return generator
-    raise TypeError(f"{what}: generator must be an int seed or a numpy.random.Generator, got "
-                    f"{type(generator).__name__}. Fix: pass e.g. generator=0.")
-
-
 def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, *, generator: Any = None
             ) -> Tensor:
     """Fill with samples from N(mean, std²) in place. ``generator``: an int seed or a NumPy
-    Generator (the numbers differ from PyTorch's; the distribution is the same)."""
-    rng = _generator(generator, "normal_()")
+    Generator; None draws from the global generator that ``manual_seed`` seeds (the numbers
+    differ from PyTorch's; the distribution is the same)."""
+    rng = random_generator(generator, "normal_()")
     if std < 0:
         raise RuntimeError(f"normal_(): std must be >= 0, got {std}")
     return copy_(self, rng.normal(mean, std, self.shape), what="normal_()")
@@ -238,7 +231,7 @@ def uniform_(self: Tensor, from_: float = 0.0, to: float = 1.0, *, generator: An
              ) -> Tensor:
     """Fill with samples from the uniform distribution on [from_, to) in place
     (PyTorch's ``uniform_(from=0, to=1)``)."""
-    rng = _generator(generator, "uniform_()")
+    rng = random_generator(generator, "uniform_()")
     if from_ > to:
         raise RuntimeError(f"uniform_(): expects from <= to, got from={from_}, to={to}")
     return copy_(self, rng.uniform(from_, to, self.shape), what="uniform_()")

@@ -36,7 +36,9 @@ def _array(tensor: Any, fn: str) -> np.ndarray:
 def _fill(tensor: Any, values: np.ndarray | float, fn: str) -> Any:
     _array(tensor, fn)[...] = values  # in place: optimizers and state dicts keep seeing it
     if isinstance(tensor, Tensor):
-        mark_modified(tensor)  # as PyTorch's version counter: an older graph must not backward
+        # as PyTorch's version counter: an older graph must not backward. A ``.data`` alias
+        # has its own counter, so ``init.normal_(w.data)`` leaves w's version alone (PyTorch).
+        mark_modified(tensor, memory=not getattr(tensor, "_alias", False))
     return tensor
 
 
