@@ -12,17 +12,25 @@ from importlib.metadata import PackageNotFoundError, version
 from . import functional as _functional
 from . import methods as _methods  # noqa: F401  (attaches operators and methods to Tensor)
 from . import ops_nn as _ops_nn  # noqa: F401  (conv2d, max_pool2d, embedding: into gg.OPS)
+from . import return_types
 from .anomaly import AnomalyError, detect_anomaly
 from .autograd import GraphError, enable_grad, grad, is_grad_enabled, no_grad
 from .compiler import CompileError, compile
 from .functional import (  # the composites and creation functions (primitives: below)
+    all,
+    amax,
+    amin,
+    any,
     arange,
     argmax,
     argmin,
+    cat,
+    concat,
     expand_dims,
     flatten,
     full,
     leaky_relu,
+    norm,
     ones,
     ones_like,
     rand,
@@ -34,6 +42,10 @@ from .functional import (  # the composites and creation functions (primitives: 
     stack,
     std,
     swapaxes,
+    swapdims,
+    t,
+    transpose,
+    unsqueeze,
     var,
     zeros,
     zeros_like,
@@ -93,10 +105,11 @@ globals().update((_name, getattr(_functional, _name)) for _name in _functional.P
 
 __all__ = [
     "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError",
-    "Tensor", "__version__", "arange", "argmax", "argmin", "bool_", "compile",
-    "detect_anomaly", "enable_grad", "expand_dims", "flatten", "float16", "float32",
-    "float64", "from_numpy", "full", "grad", "gradcheck", "int32", "int64", "is_grad_enabled",
-    "leaky_relu", "no_grad", "ones", "ones_like", "rand", "randn", "sign", "softmax", "square",
-    "squeeze", "stack", "std", "swapaxes", "tensor", "var", "zeros", "zeros_like",
-    *_functional.PRIMITIVES,
+    "Tensor", "__version__", "all", "amax", "amin", "any", "arange", "argmax", "argmin",
+    "bool_", "cat", "compile", "concat", "detect_anomaly", "enable_grad", "expand_dims",
+    "flatten", "float16", "float32", "float64", "from_numpy", "full", "grad", "gradcheck",
+    "int32", "int64", "is_grad_enabled", "leaky_relu", "no_grad", "norm", "ones", "ones_like",
+    "rand", "randn", "return_types", "sign", "softmax", "square", "squeeze", "stack", "std",
+    "swapaxes", "swapdims", "t", "tensor", "transpose", "unsqueeze", "var", "zeros",
+    "zeros_like", *_functional.PRIMITIVES,
 ]
