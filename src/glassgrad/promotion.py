@@ -52,8 +52,8 @@ def result_type(*arrays: Any) -> np.dtype:
     dim: np.dtype | None = None
     zero: np.dtype | None = None
     for a in arrays:
-        dt = np.dtype(a.dtype)
-        if np.ndim(a):
+        dt = a.dtype
+        if a.ndim:
             dim = dt if dim is None else promote_types(dim, dt)
         else:
             zero = dt if zero is None else promote_types(zero, dt)
@@ -71,9 +71,16 @@ def wanted(op: Any, arrays: tuple[Any, ...], out: Any) -> np.dtype | None:
     Ops that decide their own dtype (``cast``) or whose inputs play different roles (class
     labels, indices: every non-elementwise op but ``concatenate``) keep NumPy's, unless
     NumPy made float64 from inputs that held none (rule 4)."""
+    got = out.dtype
+    rules = op.rules
+    if rules is not None:  # every value input already of the result's dtype: nothing to do
+        for a, rule in zip(arrays, rules):  # (a where's condition, class labels: no rule)
+            if rule is not None and a.dtype != got:
+                break
+        else:
+            return None
     if op.name == "cast":
         return None
-    got = out.dtype
     if op.kind == "elementwise" or op.name == "concatenate":
         want = result_type(*arrays)
     elif op.name in ("sum", "cumsum"):
