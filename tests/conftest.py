@@ -96,9 +96,9 @@ _REDUCE_3D = [dict(axis=a, keepdims=k) for a in (None, 0, -1, (0, 2)) for k in (
 COMPOSITES: dict[str, tuple[Any, list[tuple[tuple, dict]]]] = {
     "mean": (gg.mean, [(((2, 3, 4),), kw) for kw in _REDUCE_3D] + [(((),), {})]),
     "var": (gg.var, [(((2, 3, 4),), kw) for kw in _REDUCE_3D]
-            + [(((3, 4),), dict(axis=0, ddof=1)), (((5,),), dict(ddof=1))]),
+            + [(((3, 4),), dict(axis=0, correction=0)), (((5,),), dict(correction=0))]),
     "std": (gg.std, [(((2, 3, 4),), kw) for kw in _REDUCE_3D]
-            + [(((3, 4),), dict(axis=1, ddof=1))]),
+            + [(((3, 4),), dict(axis=1, correction=0))]),
     "softmax": (gg.softmax, [(((5,),), {}), (((3, 4),), dict(axis=0)),
                              (((2, 3, 4),), dict(axis=1)), (((2, 3, 4),), dict(axis=-1))]),
     "leaky_relu": (gg.leaky_relu, [(((3, 4),), {}), (((5,),), dict(negative_slope=0.2))]),
@@ -107,8 +107,8 @@ COMPOSITES: dict[str, tuple[Any, list[tuple[tuple, dict]]]] = {
                (((4,),) * 3, dict(axis=-1))]),
     "expand_dims": (gg.expand_dims, [(((3, 4),), dict(axis=a)) for a in (0, 1, -1)]),
     "squeeze": (gg.squeeze, [(((1, 3, 1),), kw) for kw in ({}, dict(axis=0), dict(axis=(0, 2)))]),
-    "swapaxes": (gg.swapaxes, [(((2, 3, 4),), dict(axis1=0, axis2=2)),
-                               (((2, 3, 4),), dict(axis1=-1, axis2=0))]),
+    "swapaxes": (lambda x, axis1, axis2: gg.swapaxes(x, axis1, axis2),
+                 [(((2, 3, 4),), dict(axis1=0, axis2=2)), (((2, 3, 4),), dict(axis1=-1, axis2=0))]),
     "linear_no_bias": (lambda x, weight: gg.linear(x, weight),
                        [(((4, 3), (5, 3)), {}), (((3,), (2, 3)), {}), (((2, 4, 3), (5, 3)), {})]),
     "square": (gg.square, [(((3, 4),), {})]),

@@ -130,6 +130,31 @@ def test_reduction_random_axes(name: str, cases, case: tuple, keepdims: bool, se
     assert gg.gradcheck(lambda x: op(x, axis=axis, keepdims=keepdims), inputs)
 
 
+# The public spellings of each reduction: PyTorch's (dim=, keepdim=; max and min with dims
+# are amax and amin), NumPy's aliases (axis=, keepdims=) and the method, positionally.
+PUBLIC = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "logsumexp": "logsumexp"}
+
+
+def test_every_reduction_has_a_public_spelling() -> None:
+    assert set(PUBLIC) == set(REDUCTIONS)
+
+
+@pytest.mark.parametrize("name", REDUCTIONS)
+@settings(max_examples=10)
+@given(case=_shape_and_axis(), keepdims=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_reduction_spellings_are_the_op(name: str, cases, case: tuple, keepdims: bool,
+                                        seed: int) -> None:
+    op, fn = gg.OPS[name], PUBLIC[name]
+    shape, axis = case
+    (x,) = cases.sample(op, (shape,), np.random.default_rng(seed))
+    want = op(x, axis=axis, keepdims=keepdims)
+    for got in (getattr(gg, fn)(x, dim=axis, keepdim=keepdims),
+                getattr(gg, fn)(x, axis=axis, keepdims=keepdims),
+                getattr(x, fn)(axis, keepdims)):
+        assert got.op == name and got.shape == want.shape
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
 # ----------------------------------------------------------------------------- composites
 def test_composite_backward_matches_finite_differences(composite_case: tuple, cases) -> None:
     name, shapes, kw = composite_case
@@ -145,7 +170,7 @@ def test_composite_backward_matches_finite_differences(composite_case: tuple, ca
 @pytest.mark.parametrize(("fn", "expected"), [
     (lambda x: x.max(), [[0, 0.5, 0.5, 0], [0, 0, 0, 0]]),
     (lambda x: x.min(), [[0, 0, 0, 0], [1 / 3, 1 / 3, 0, 1 / 3]]),
-    (lambda x: x.max(axis=1, keepdims=True), [[0, 0.5, 0.5, 0], [0, 0, 1, 0]]),
+    (lambda x: x.amax(axis=1, keepdims=True), [[0, 0.5, 0.5, 0], [0, 0, 1, 0]]),
     (lambda x: x.abs(), [[1, 1, 1, 1], [-1, -1, 1, -1]]),
     (lambda x: gg.maximum(x, 3.0), [[0, 0.5, 0.5, 0], [0, 0, 0, 0]]),
     (lambda x: x.clip(-1.0, 2.0), [[1, 0, 0, 1], [1, 1, 1, 1]]),

@@ -2,7 +2,7 @@
 
 Same cases as the finite-difference tests (``op_case``, ``composite_case`` from
 conftest.py). The mapping below translates each op's NumPy-style attributes (``axis``,
-``keepdims``, NumPy ``transpose`` axes, NumPy indices) into the matching torch call.
+``keepdims``, NumPy indices) into the matching torch call.
 """
 
 from __future__ import annotations
@@ -41,10 +41,6 @@ def _index_add(base: Any, values: Any, index: Any = None) -> Any:
     return base.reshape(-1).index_add(0, idx.reshape(-1), values.reshape(-1)).reshape(base.shape)
 
 
-def _transpose(x: Any, axes: Any = None) -> Any:
-    return x.permute(*(reversed(range(x.ndim)) if axes is None else axes))
-
-
 _DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 # op name -> the same computation on torch tensors, with the op's attributes as keywords.
@@ -79,7 +75,8 @@ TORCH_OPS: dict[str, Any] = {
         torch.logsumexp(x, _dims(x, axis), keepdims)),
     "log_softmax": lambda x, axis=-1: torch.log_softmax(x, dim=axis),
     "reshape": lambda x, shape=(): x.reshape(shape),
-    "transpose": _transpose,
+    "permute": lambda x, dims=(): x.permute(dims),
+    "cumsum": lambda x, axis=0: torch.cumsum(x, dim=axis),
     "broadcast_to": lambda x, shape=(): torch.broadcast_to(x, shape),
     "getitem": _getitem,
     "index_add": _index_add,
@@ -108,10 +105,10 @@ TORCH_OPS: dict[str, Any] = {
 
 TORCH_COMPOSITES: dict[str, Any] = {
     "mean": lambda x, axis=None, keepdims=False: torch.mean(x, _dims(x, axis), keepdims),
-    "var": lambda x, axis=None, keepdims=False, ddof=0: (
-        torch.var(x, _dims(x, axis), correction=ddof, keepdim=keepdims)),
-    "std": lambda x, axis=None, keepdims=False, ddof=0: (
-        torch.std(x, _dims(x, axis), correction=ddof, keepdim=keepdims)),
+    "var": lambda x, axis=None, keepdims=False, correction=1: (
+        torch.var(x, _dims(x, axis), correction=correction, keepdim=keepdims)),
+    "std": lambda x, axis=None, keepdims=False, correction=1: (
+        torch.std(x, _dims(x, axis), correction=correction, keepdim=keepdims)),
     "softmax": lambda x, axis=-1: torch.softmax(x, dim=axis),
     "leaky_relu": lambda x, negative_slope=0.01: (
         torch.nn.functional.leaky_relu(x, negative_slope)),
@@ -157,11 +154,19 @@ def test_every_op_and_composite_has_an_oracle(cases) -> None:
     assert set(TORCH_COMPOSITES) == set(cases.COMPOSITES)
 
 
+# A reduction's public method with PyTorch's spelling (max and min with dims: amax, amin).
+_PUBLIC = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "logsumexp": "logsumexp"}
+
+
 def test_op_matches_torch(op_case: tuple, cases) -> None:
     name, shapes, attrs = op_case
     op = gg.OPS[name]
     inputs = cases.sample(op, shapes, np.random.default_rng(5))
     _compare(op, TORCH_OPS[name], inputs, attrs)
+    if op.kind == "reduction":  # the same case spelled x.sum(dim=..., keepdim=...)
+        inputs = cases.sample(op, shapes, np.random.default_rng(5))
+        _compare(lambda x, axis, keepdims: getattr(x, _PUBLIC[name])(dim=axis, keepdim=keepdims),
+                 TORCH_OPS[name], inputs, attrs)
 
 
 def test_composite_matches_torch(composite_case: tuple, cases) -> None:
@@ -176,7 +181,7 @@ _TIES = np.array([[1.0, 3.0, 3.0, 2.0], [-1.0, -1.0, 0.5, -1.0]])
 @pytest.mark.parametrize(("gg_fn", "torch_fn", "expected"), [
     (lambda x: x.max(), torch.amax, [[0, 0.5, 0.5, 0], [0, 0, 0, 0]]),
     (lambda x: x.min(), torch.amin, [[0, 0, 0, 0], [1 / 3, 1 / 3, 0, 1 / 3]]),
-    (lambda x: x.max(axis=1), lambda x: torch.amax(x, 1), [[0, 0.5, 0.5, 0], [0, 0, 1, 0]]),
+    (lambda x: x.amax(axis=1), lambda x: torch.amax(x, 1), [[0, 0.5, 0.5, 0], [0, 0, 1, 0]]),
 ], ids=["max", "min", "max-axis1"])
 def test_extreme_ties_share_the_gradient_like_torch(gg_fn: Any, torch_fn: Any, expected):
     x = gg.tensor(_TIES, requires_grad=True)

@@ -28,6 +28,7 @@ EXTRA = {"torch==2.13.0": "test", "safetensors": "train", "tqdm": "train",
          "mpi4py": "distributed", "starlette": "playground", "httpx": "test"}
 # Files that need one package in every test skip whole, each naming what to install.
 WHOLE_FILE = {"tests/test_ops_torch.py": "torch==2.13.0",  # the oracle's tables, at import
+              "tests/test_torch_semantics.py": "torch==2.13.0",  # every test compares with it
               "tests/test_distributed_mpi.py": "mpi4py",  # every test launches mpiexec
               "tests/test_playground_browser.py": "starlette",  # a server in every test
               "tests/test_playground_server.py": "starlette"}

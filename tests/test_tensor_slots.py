@@ -26,7 +26,7 @@ def _slots(t: Tensor) -> dict:
     return found
 
 
-LEAF = {"_data", "grad", "_requires_grad", "_op", "_parents", "_attrs", "_retain", "name",
+LEAF = {"_data", "_grad", "_requires_grad", "_op", "_parents", "_attrs", "_retain", "name",
         "_g"}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import cuda
+from . import cuda, return_types
 from . import dtypes as _dtypes
 from . import functional as _functional
 from . import methods as _methods  # noqa: F401  (attaches operators and methods to Tensor)
@@ -50,12 +50,19 @@ from .dtypes import (
     set_default_dtype,
 )
 from .functional import (  # the composites (primitives: below)
+    all,
+    amax,
+    amin,
+    any,
     argmax,
     argmin,
+    cat,
     clamp,
+    concat,
     expand_dims,
     flatten,
     leaky_relu,
+    norm,
     sign,
     softmax,
     square,
@@ -63,6 +70,10 @@ from .functional import (  # the composites (primitives: below)
     stack,
     std,
     swapaxes,
+    swapdims,
+    t,
+    transpose,
+    unsqueeze,
     var,
 )
 from .gradcheck import GradcheckError, gradcheck
@@ -123,10 +134,11 @@ globals().update(_dtypes.NAMES, bool_=_dtypes.bool_)
 
 __all__ = [
     "OPS", "AnomalyError", "CompileError", "FileFormatError", "GradcheckError", "GraphError",
-    "Tensor", "__version__", "argmax", "argmin", "bool_", "clamp", "compile",
-    "detect_anomaly", "enable_grad", "expand_dims", "flatten", "from_numpy", "grad",
-    "gradcheck", "is_grad_enabled", "leaky_relu", "no_grad", "sign", "softmax", "square",
-    "squeeze", "stack", "std", "swapaxes", "var",
+    "Tensor", "__version__", "all", "amax", "amin", "any", "argmax", "argmin", "bool_", "cat",
+    "clamp", "compile", "concat", "detect_anomaly", "enable_grad", "expand_dims", "flatten",
+    "from_numpy", "grad", "gradcheck", "is_grad_enabled", "leaky_relu", "no_grad", "norm",
+    "return_types", "sign", "softmax", "square", "squeeze", "stack", "std", "swapaxes",
+    "swapdims", "t", "transpose", "unsqueeze", "var",
     *_functional.PRIMITIVES,
     # creation (creation.py), dtypes and devices (dtypes.py)
     "Size", "arange", "as_tensor", "cuda", "device", "empty", "empty_like", "eye", "full",

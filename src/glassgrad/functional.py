@@ -7,7 +7,9 @@ and, for the math ones, reachable through NumPy (``np.exp(x)`` returns a Tensor)
 
 from __future__ import annotations
 
+import builtins
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +17,26 @@ import numpy as np
 
 from . import ops
 from .ops import apply
+from .reductions import (  # noqa: F401  (with dim= and keepdim=, as PyTorch's)
+    _cast,
+    all,
+    amax,
+    amin,
+    any,
+    argmax,
+    argmin,
+    cumsum,
+    logsumexp,
+    max,
+    mean,
+    min,
+    norm,
+    normalize_dim,
+    numpy_names,
+    std,
+    sum,
+    var,
+)
 from .tensor import Tensor, as_constant
 
 Axis = int | Sequence[int] | None
@@ -56,37 +78,16 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
                 f"last dimension must equal in_features. Fix: make the layer's in_features "
                 f"match the data's last dimension."
             )
-        return apply(ops.matmul, x, transpose(weight))
+        return apply(ops.matmul, x, t(weight))
     return apply(ops.linear, x, weight, bias)
 
 
-def _axis(axis: Any) -> Any:
-    return tuple(axis) if isinstance(axis, list) else axis
-
-
-def sum(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Sum over ``axis`` (all axes if None). ∂/∂xⱼ = 1."""
-    return apply(ops.sum, x, axis=_axis(axis), keepdims=keepdims)
-
-
-def max(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Largest value over ``axis``; the gradient goes to the maximum (shared among ties)."""
-    return apply(ops.max, x, axis=_axis(axis), keepdims=keepdims)
-
-
-def min(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Smallest value over ``axis``; the gradient goes to the minimum (shared among ties)."""
-    return apply(ops.min, x, axis=_axis(axis), keepdims=keepdims)
-
-
-def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """log Σ exp(x) over ``axis``, computed without overflow."""
-    return apply(ops.logsumexp, x, axis=_axis(axis), keepdims=keepdims)
-
-
-def log_softmax(x: Any, axis: int = -1) -> Tensor:
-    """x − logsumexp(x) along ``axis``: log-probabilities from logits, stable."""
-    return apply(ops.log_softmax, x, axis=axis)
+def log_softmax(input: Any, dim: int = -1, dtype: Any = None, *,  # noqa: A002
+                axis: int | None = None) -> Tensor:
+    """x − logsumexp(x) along ``dim`` (the last if not given): log-probabilities from logits,
+    stable."""
+    dim, _ = numpy_names("log_softmax", None if axis is not None else dim, False, axis, None)
+    return apply(ops.log_softmax, _cast(input, dtype), axis=dim)
 
 
 def where(condition: Any, x: Any, y: Any) -> Tensor:
@@ -103,7 +104,7 @@ def clip(x: Any, lo: float | None = None, hi: float | None = None) -> Tensor:
     return apply(ops.clip, x, lo=lo, hi=hi)
 
 
-def clamp(input: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+def clamp(input: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002, F811
     """PyTorch's ``clamp``: ``clip`` with PyTorch's argument names (``x.clamp(min=0)``)."""
     if min is None and max is None:
         raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None (as in "
@@ -122,21 +123,79 @@ def reshape(x: Any, *shape: Any) -> Tensor:
     return apply(ops.reshape, x, shape=_shape_arg(shape))
 
 
-def transpose(x: Any, *axes: Any) -> Tensor:
-    """Permute axes as NumPy does (reversed when none are given). For PyTorch's
-    ``transpose(dim0, dim1)``, which swaps two axes, use ``swapaxes``."""
-    return apply(ops.transpose, x, axes=_shape_arg(axes) if axes and axes[0] is not None else None)
+def permute(input: Any, *dims: Any) -> Tensor:  # noqa: A002
+    """The dimensions in the order ``dims`` (a permutation), as ``torch.permute``; NumPy's
+    ``transpose(axes)``."""
+    x = as_constant(input, ())
+    order, n = _shape_arg(dims), x.ndim
+    if len(order) != n or not builtins.all(-n <= d < n for d in order) or len(
+            {d % n for d in order}) != n:
+        raise ValueError(
+            f"permute: dims {order} are not a permutation of the {n} dimensions of a tensor "
+            f"of shape {x.shape}. Fix: name each dimension once, e.g. "
+            f"permute({', '.join(map(str, reversed(range(n))))}) to reverse them.")
+    return apply(ops.permute, x, dims=tuple(d % n for d in order))
+
+
+def transpose(input: Any, dim0: int, dim1: int) -> Tensor:  # noqa: A002
+    """``dim0`` and ``dim1`` swapped, as ``torch.transpose`` (for NumPy's permutation
+    ``transpose(axes)``, use ``permute``)."""
+    x = as_constant(input, ())
+    a, b = (normalize_dim("transpose", d, x.ndim) for d in (dim0, dim1))
+    order = list(range(x.ndim))
+    order[a], order[b] = order[b], order[a]
+    return apply(ops.permute, x, dims=tuple(order)) if x.ndim else x
+
+
+swapaxes = swapdims = transpose  # PyTorch's aliases
+
+
+def t(input: Any) -> Tensor:  # noqa: A002
+    """A matrix transposed (a 0-d or 1-d tensor as it is), as ``torch.t``."""
+    x = as_constant(input, ())
+    if x.ndim > 2:
+        raise RuntimeError(
+            f"t() expects a tensor with <= 2 dimensions, but this one has shape {x.shape}. "
+            f"Fix: x.transpose(dim0, dim1) to swap two dimensions, or x.mT for the last two.")
+    return transpose(x, 0, 1) if x.ndim == 2 else x
+
+
+def matrix_transpose(input: Any) -> Tensor:  # noqa: A002
+    """``x.mT``: the last two dimensions swapped (a batch of matrices, each transposed)."""
+    x = as_constant(input, ())
+    if x.ndim < 2:
+        raise RuntimeError(
+            f"tensor.mT is only supported on matrices or batches of matrices, got a "
+            f"{x.ndim}-D tensor of shape {x.shape}. Fix: x.unsqueeze(0).mT for a row vector.")
+    return transpose(x, -2, -1)
+
+
+def reversed_dims(input: Any) -> Tensor:  # noqa: A002
+    """``x.T``: the dimensions reversed. As PyTorch 2.13, a warning for other than 2-D (it
+    will become an error there), pointing to ``mT`` and ``permute``."""
+    x = as_constant(input, ())
+    if x.ndim != 2:
+        warnings.warn(
+            f"x.T on a tensor of {x.ndim} dimensions (shape {x.shape}) is deprecated in "
+            f"PyTorch and will become an error: use x.mT to transpose batches of matrices or "
+            f"x.permute(*reversed(range(x.ndim))) to reverse the dimensions.",
+            UserWarning, stacklevel=3)
+    return apply(ops.permute, x, dims=tuple(reversed(range(x.ndim)))) if x.ndim > 1 else x
 
 
 def broadcast_to(x: Any, shape: Sequence[int]) -> Tensor:
     return apply(ops.broadcast_to, x, shape=tuple(shape))
 
 
-def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis."""
+def cat(tensors: Sequence[Any], dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """Join tensors along an existing dimension, as ``torch.cat``."""
+    dim, _ = numpy_names("cat", None if axis is not None else dim, False, axis, None)
     if len(tensors) == 0:
-        raise ValueError("concatenate: needs at least one tensor, got an empty sequence")
-    return apply(ops.concatenate, *tensors, axis=axis)
+        raise ValueError("cat: needs at least one tensor, got an empty sequence")
+    return apply(ops.concatenate, *tensors, axis=dim)
+
+
+concatenate = concat = cat  # PyTorch's (and NumPy's) other names
 
 
 def cast(x: Any, dtype: Any) -> Tensor:
@@ -160,33 +219,11 @@ def getitem(x: Any, index: Any) -> Tensor:
 
 
 # --------------------------------------------------------------------------- composites
-def _count(x: Any, axis: Axis) -> int:
-    shape = x.shape if isinstance(x, Tensor) else np.shape(x)
-    if axis is None:
-        return math.prod(shape)
-    axes = (axis,) if isinstance(axis, int) else axis
-    return math.prod(shape[a] for a in axes)
-
-
-def mean(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Σx / n over ``axis``."""
-    return apply(ops.mean, x, axis=_axis(axis), keepdims=keepdims)
-
-
-def var(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    """Variance Σ(x − mean)² / (n − ddof); ``ddof=0`` as NumPy (PyTorch's default is 1)."""
-    axis = _axis(axis)
-    d = x - mean(x, axis, keepdims=True)
-    return sum(d * d, axis, keepdims) / (_count(x, axis) - ddof)
-
-
-def std(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    return apply(ops.sqrt, var(x, axis, keepdims, ddof))
-
-
-def softmax(x: Any, axis: int = -1) -> Tensor:
-    """exp(x) / Σ exp(x) along ``axis``. Composite: exp(log_softmax(x))."""
-    return apply(ops.exp, log_softmax(x, axis))
+def softmax(input: Any, dim: int = -1, dtype: Any = None, *,  # noqa: A002
+            axis: int | None = None) -> Tensor:
+    """exp(x) / Σ exp(x) along ``dim`` (the last if not given). Composite:
+    exp(log_softmax(x))."""
+    return apply(ops.exp, log_softmax(input, dim, dtype, axis=axis))
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
@@ -199,45 +236,63 @@ def square(x: Any) -> Tensor:
     return x * x
 
 
+def unsqueeze(input: Any, dim: int | None = None, *,  # noqa: A002
+              axis: int | None = None) -> Tensor:
+    """A new dimension of size 1 inserted at ``dim`` (-1: at the end), as
+    ``torch.unsqueeze``."""
+    dim, _ = numpy_names("unsqueeze", dim, False, axis, None)
+    x = as_constant(input, ())
+    d = normalize_dim("unsqueeze", dim, x.ndim + 1)
+    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
+
+
 def expand_dims(x: Any, axis: int) -> Tensor:
-    return reshape(x, np.expand_dims(np.empty(np.shape(x), dtype=np.bool_), axis).shape)
+    """NumPy's name for ``unsqueeze``."""
+    return unsqueeze(x, axis)
 
 
-def squeeze(x: Any, axis: Axis = None) -> Tensor:
-    return reshape(x, np.squeeze(np.empty(np.shape(x), dtype=np.bool_), _axis(axis)).shape)
+def squeeze(input: Any, dim: Axis = None, *, axis: Axis = None) -> Tensor:  # noqa: A002
+    """The dimensions of size 1 removed: all of them, or those of ``dim`` (an int or a
+    tuple) that have size 1, as ``torch.squeeze`` (a named dim of another size stays)."""
+    dim, _ = numpy_names("squeeze", dim, False, axis, None)
+    x = as_constant(input, ())
+    if dim is None:
+        keep = [n for n in x.shape if n != 1]
+    else:
+        named = {normalize_dim("squeeze", d, x.ndim)
+                 for d in ((dim,) if isinstance(dim, int) else dim)}
+        keep = [n for i, n in enumerate(x.shape) if n != 1 or i not in named]
+    return reshape(x, tuple(keep))
 
 
-def flatten(x: Any) -> Tensor:
-    return reshape(x, (-1,))
+def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # noqa: A002
+    """Dimensions ``start_dim`` to ``end_dim`` merged into one, as ``torch.flatten`` (all of
+    them by default; a 0-d tensor becomes 1-d)."""
+    x = as_constant(input, ())
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    a, b = (normalize_dim("flatten", d, x.ndim) for d in (start_dim, end_dim))
+    if a > b:
+        raise ValueError(f"flatten: start_dim ({start_dim}) comes after end_dim ({end_dim}) "
+                         f"for a tensor of shape {x.shape}. Fix: start_dim <= end_dim.")
+    return reshape(x, x.shape[:a] + (math.prod(x.shape[a:b + 1]),) + x.shape[b + 1:])
 
 
-def swapaxes(x: Any, axis1: int, axis2: int) -> Tensor:
-    axes = list(range(np.ndim(x)))
-    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
-    return transpose(x, tuple(axes))
-
-
-def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors along a new axis. Composite: expand_dims each, then concatenate."""
+def stack(tensors: Sequence[Any], dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """Join tensors along a new dimension, as ``torch.stack``. Composite: unsqueeze each,
+    then cat."""
+    dim, _ = numpy_names("stack", None if axis is not None else dim, False, axis, None)
     if len(tensors) == 0:
         raise ValueError("stack: needs at least one tensor, got an empty sequence")
     shapes = {np.shape(t) for t in tensors}
     if len(shapes) > 1:
         raise ValueError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
-    return concatenate([expand_dims(t, axis) for t in tensors], axis=axis)
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 
 # --------------------------------------------------------------------------- no gradient
 def _const(x: Any) -> np.ndarray:
     return x._data if isinstance(x, Tensor) else np.asarray(x)
-
-
-def argmax(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
-    return Tensor._wrap(np.argmax(_const(x), axis=axis, keepdims=keepdims))
-
-
-def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
-    return Tensor._wrap(np.argmin(_const(x), axis=axis, keepdims=keepdims))
 
 
 def sign(x: Any) -> Tensor:

@@ -147,7 +147,7 @@ _OPERATORS = {
 _METHODS = (
     *(name for name, op in ops.OPS.items() if op.method),
     *"leaky_relu var std softmax swapaxes expand_dims squeeze flatten square argmax argmin "
-     "sign".split(),
+     "sign transpose swapdims t unsqueeze cumsum norm amax amin all any".split(),
 )
 
 
@@ -166,9 +166,8 @@ _EXTRA = {
     "float": lambda self: astype(self, np.float32),
     "double": lambda self: astype(self, np.float64),
     "where": where,
-    "any": lambda self, axis=None: Tensor._wrap(np.asarray(self._data.any(axis=axis))),
-    "all": lambda self, axis=None: Tensor._wrap(np.asarray(self._data.all(axis=axis))),
-    "T": property(lambda self: F.transpose(self) if self.ndim > 1 else self),
+    "T": property(F.reversed_dims, doc="The dimensions reversed (PyTorch warns unless 2-D)."),
+    "mT": property(F.matrix_transpose, doc="The last two dimensions swapped."),
 }
 
 # --------------------------------------------------------------------------- NumPy protocol
@@ -182,15 +181,31 @@ _UFUNCS = {
     np.equal: _OPERATORS["__eq__"], np.not_equal: _OPERATORS["__ne__"],
 }
 
+# NumPy's functions called on a Tensor keep NumPy's meaning (np.transpose permutes, np.var
+# divides by n, np.max gives values only), whatever the same-named PyTorch method does.
+def _np_var(fn: Any) -> Any:
+    return lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims=False: fn(
+        F.cast(a, dtype) if dtype is not None else a, axis, keepdim=keepdims, correction=ddof)
+
+
 _FUNCTIONS = {
-    np.where: F.where, np.broadcast_to: F.broadcast_to, np.sum: F.sum, np.mean: F.mean,
-    np.max: F.max, np.min: F.min, np.amax: F.max, np.amin: F.min, np.reshape: F.reshape,
-    np.transpose: F.transpose, np.concatenate: F.concatenate, np.stack: F.stack,
-    np.clip: F.clip, np.swapaxes: F.swapaxes, np.expand_dims: F.expand_dims,
-    np.squeeze: F.squeeze, np.var: F.var, np.std: F.std, np.matmul: F.matmul,
+    np.where: F.where, np.broadcast_to: F.broadcast_to,
+    np.sum: lambda a, axis=None, dtype=None, out=None, keepdims=False: F.sum(
+        a, axis, keepdims, dtype=dtype),
+    np.mean: lambda a, axis=None, dtype=None, out=None, keepdims=False: F.mean(
+        a, axis, keepdims, dtype=dtype),
+    np.max: lambda a, axis=None, out=None, keepdims=False: F.amax(a, axis, keepdims),
+    np.min: lambda a, axis=None, out=None, keepdims=False: F.amin(a, axis, keepdims),
+    np.reshape: F.reshape, np.concatenate: F.cat, np.stack: F.stack, np.clip: F.clip,
+    np.transpose: lambda a, axes=None: F.permute(
+        a, *(reversed(range(np.ndim(a))) if axes is None else axes)),
+    np.swapaxes: lambda a, axis1, axis2: F.transpose(a, axis1, axis2),
+    np.expand_dims: F.expand_dims, np.squeeze: F.squeeze, np.var: _np_var(F.var),
+    np.std: _np_var(F.std), np.matmul: F.matmul,
     np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim,
     np.size: lambda x, axis=None: x.numel() if axis is None else x.shape[axis],
 }
+_FUNCTIONS[np.amax], _FUNCTIONS[np.amin] = _FUNCTIONS[np.max], _FUNCTIONS[np.min]
 
 
 def _plain(x: Any) -> Any:
@@ -201,7 +216,7 @@ def _plain(x: Any) -> Any:
     return x
 
 
-_REDUCTIONS = {np.add: F.sum, np.maximum: F.max, np.minimum: F.min}
+_REDUCTIONS = {np.add: F.sum, np.maximum: F.amax, np.minimum: F.amin}
 
 
 def __array_ufunc__(self: Tensor, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

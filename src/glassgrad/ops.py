@@ -175,19 +175,27 @@ def apply(op: Op, *inputs: Any, **attrs: Any) -> Any:
         if type(x) is not Tensor and not isinstance(x, Tensor):  # (nn.Parameter is a Tensor)
             inputs = tuple(as_constant(y, inputs) for y in inputs)
             break
+    first, last = inputs[0]._data, inputs[-1]._data
     try:
         if attrs:
             out = op.forward(*[t._data for t in inputs], **attrs)
         elif len(inputs) == 2:
-            out = op.forward(inputs[0]._data, inputs[1]._data)
+            out = op.forward(first, last)
         elif len(inputs) == 1:
-            out = op.forward(inputs[0]._data)
+            out = op.forward(first)
         elif len(inputs) == 3:
-            out = op.forward(inputs[0]._data, inputs[1]._data, inputs[2]._data)
+            out = op.forward(first, inputs[1]._data, last)
         else:
             out = op.forward(*[t._data for t in inputs])
     except (ValueError, IndexError, TypeError) as e:
         raise _op_error(op, inputs, attrs, e) from None
+    # NumPy's dtype is PyTorch's when the inputs share the result's dtype (float32 in, float32
+    # out); otherwise the promotion rules decide (promotion.py), off the hot path.
+    dt = out.dtype
+    if dt is not first.dtype or dt is not last.dtype:
+        want = promotion.wanted(op, tuple(t._data for t in inputs), out)
+        if want is not None:
+            return apply(op, *promotion.cast_inputs(op, inputs, want), **attrs)
     return record(op, inputs, out, attrs or None)
 
 
@@ -755,6 +763,34 @@ log_softmax = defop(
 )
 
 
+def _cumsum_backward(grad: Any, out: Any, x: Any, axis: int = 0) -> Any:
+    # yₖ = Σ_{i≤k} xᵢ, so ∂L/∂xⱼ = Σ_{k≥j} Gₖ: the cumulative sum from the end, written as
+    # total − cumsum + G (no flip op needed, and it runs on Tensors for create_graph).
+    if not x.ndim:  # a 0-d cumsum is the identity
+        return grad
+    return np.add.reduce(grad, axis=axis, keepdims=True) - cumsum(grad, axis=axis) + grad
+
+
+def _cumsum_forward(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    # PyTorch: a bool or integer cumsum is int64 (NumPy keeps int32 on some platforms), and
+    # a 0-d one is the value itself (NumPy's is 1-d).
+    dtype = np.int64 if x.dtype.kind in "biu" else x.dtype
+    return np.cumsum(x, axis=axis, dtype=dtype) if x.ndim else x.astype(dtype)
+
+
+cumsum = defop(
+    "cumsum", "∂(Σ_{i≤k} xᵢ)/∂xⱼ = 1 for k ≥ j: the gradient is G summed from the end",
+    _cumsum_forward,
+    _cumsum_backward,
+    kind="custom",
+    cases=(case((5,), axis=0), case((3, 4), axis=1), case((3, 4), axis=-2),
+           case((2, 3, 4), axis=1), case((), axis=0)),
+    latex=(r"\partial (\sum_{i \le k} x_i)/\partial x_j = 1 \text{ for } k \ge j"
+           r"\text{: the gradient is } G \text{ summed from the end}"),
+    reads=(), public=True,
+)
+
+
 # =========================================================================== shape
 def _reshape_forward(x: np.ndarray, shape: tuple[int, ...] = ()) -> np.ndarray:
     return np.reshape(x, shape)
@@ -772,20 +808,30 @@ reshape = defop(
 )
 
 
-def _transpose_forward(x: np.ndarray, axes: tuple[int, ...] | None = None) -> np.ndarray:
-    return np.transpose(x, axes)
+def _permute_forward(x: np.ndarray, dims: tuple[int, ...] = ()) -> np.ndarray:
+    return x.transpose(dims)
 
 
-transpose = defop(
-    "transpose", "∂transpose(x)/∂x: the gradient is transposed back by the inverse permutation",
-    _transpose_forward,
-    lambda grad, out, x, axes=None: (
-        grad.transpose(None if axes is None else tuple(int(i) for i in np.argsort(axes)))
-    ),
+def _inverse(dims: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argsort(dims))
+
+
+def _permuted(a: Any, dims: tuple[int, ...]) -> Any:
+    # An array's transpose(axes) is a permutation; a Tensor's (create_graph) is PyTorch's swap.
+    return a.transpose(dims) if type(a) is np.ndarray else a.permute(dims)
+
+
+# PyTorch's name for a permutation of the dimensions (NumPy's transpose(axes)); transpose,
+# swapaxes, t, T and mT are composites on it (functional.py).
+permute = defop(
+    "permute", "∂permute(x)/∂x: the gradient is permuted back by the inverse permutation",
+    _permute_forward,
+    lambda grad, out, x, dims=(): _permuted(grad, _inverse(dims)),
     kind="custom",
-    cases=(case((3, 4)), case((2, 3, 4), axes=(1, 2, 0)), case((2, 3, 4), axes=None)),
-    latex=(r"\partial \operatorname{transpose}(x)/\partial x"
-           r"\text{: the gradient is transposed back by the inverse permutation}"),
+    cases=(case((3, 4), dims=(1, 0)), case((2, 3, 4), dims=(1, 2, 0)),
+           case((2, 3, 4), dims=(2, 1, 0)), case((5,), dims=(0,))),
+    latex=(r"\partial \operatorname{permute}(x)/\partial x"
+           r"\text{: the gradient is permuted back by the inverse permutation}"),
     reads=(), **_API,
 )
 broadcast_to = defop(
@@ -986,3 +1032,7 @@ gather = defop(
            r"\text{ (summed where } i \text{ repeats)}"),
     reads=(),
 )
+
+
+# At the bottom: promotion uses apply and the cast op, so it is imported once they exist.
+from . import promotion  # noqa: E402

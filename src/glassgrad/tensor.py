@@ -7,6 +7,7 @@ and the composites in ``functional.py``, so each op is defined in one place.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,26 @@ def _check_grad_dtype(dtype: np.dtype, shape: tuple[int, ...]) -> None:
             f"defined. Fix: create it as floats, e.g. gg.tensor(data, dtype=gg.float32, "
             f"requires_grad=True)."
         )
+
+
+def _check_assigned_grad(t: Tensor, value: Any) -> None:
+    """PyTorch's checks on ``t.grad = value``: a Tensor of t's shape and dtype."""
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"assigned grad expected to be a Tensor or None but got grad of type "
+            f"{type(value).__name__} ({value!r:.40}) for a tensor of shape {t.shape} and dtype "
+            f"{t.dtype}. Fix: assign gg.zeros_like(t) (or a tensor of shape {t.shape}), or None "
+            f"to forget the gradient.")
+    if value._data.shape != t._data.shape:
+        raise RuntimeError(
+            f"attempting to assign a gradient of shape {value.shape} to a tensor of shape "
+            f"{t.shape}: the gradient holds one value per element, so the shapes must be the "
+            f"same. Fix: assign a tensor of shape {t.shape}.")
+    if value._data.dtype != t._data.dtype:
+        raise RuntimeError(
+            f"attempting to assign a gradient with dtype {value.dtype} to a tensor with dtype "
+            f"{t.dtype} (shape {t.shape}): the gradient must match the tensor's dtype. Fix: "
+            f"assign a tensor of dtype {t.dtype}, e.g. gg.tensor(values, dtype=gg.{t.dtype}).")
 
 
 def _check_numeric(arr: np.ndarray) -> None:
@@ -90,7 +111,7 @@ class Tensor:
     """
 
     __slots__ = (
-        "_data", "grad", "_requires_grad", "_op", "_parents", "_attrs", "_retain", "name",
+        "_data", "_grad", "_requires_grad", "_op", "_parents", "_attrs", "_retain", "name",
         "_g", "_ver", "_stamp", "_alias", "__weakref__",
     )
     __array_priority__ = 1000  # ndarray (op) Tensor defers to the Tensor's reflected op
@@ -99,7 +120,7 @@ class Tensor:
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         self._data = _to_array(data, dtype, copy=False)
         self._g = None  # gradient being accumulated during a backward pass (engine use)
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
         self._op = None
         self._parents: tuple | None = ()
         self._attrs = None
@@ -120,7 +141,7 @@ class Tensor:
         t = Tensor.__new__(Tensor)
         t._data = arr
         t._g = None
-        t.grad = None
+        t._grad = None
         t._requires_grad = requires_grad
         t._op = None
         t._parents = ()
@@ -130,6 +151,18 @@ class Tensor:
         return t
 
     # ------------------------------------------------------------------ properties
+    def _set_grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            _check_assigned_grad(self, value)
+        self._grad = value
+
+    # The getter is a C attribute read (as fast as the plain slot it replaces); the setter
+    # checks what a user assigns, so a wrong gradient fails here, not later in backward().
+    grad = property(
+        operator.attrgetter("_grad"), _set_grad,
+        doc="The accumulated gradient (a Tensor of this tensor's shape and dtype) or None. "
+            "Assigning anything else raises, as in PyTorch.")
+
     @property
     def data(self) -> Tensor:
         """The values as a tensor without history, as PyTorch's ``.data``: it shares memory
