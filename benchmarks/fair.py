@@ -50,6 +50,10 @@ WORKLOADS: dict[str, tuple[str, str, list[str], int]] = {
 
 # =========================================================================== worker side
 def _bench_module() -> Any:
+    other = os.environ.get("FAIR_GLASSGRAD_SRC")
+    if other:  # --against: this worker times another checkout's glassgrad (imported first,
+        sys.path.insert(0, other)  # so run.py's own ../src path does not win)
+        import glassgrad  # noqa: F401, PLC0415
     sys.path.insert(0, HERE)
     import run  # noqa: PLC0415  (the step definitions; it puts ../src on the path)
 
@@ -226,9 +230,13 @@ def matmul_worker(library: str, batch: int) -> dict[str, float]:
 
 
 # =========================================================================== parent side
-def _spawn(args: list[str]) -> dict:
+AGAINST = " (--against)"  # suffix of the contenders that time the other checkout
+
+
+def _spawn(args: list[str], src: str | None = None) -> dict:
+    env = dict(os.environ, FAIR_GLASSGRAD_SRC=src) if src else None
     r = subprocess.run([sys.executable, os.path.abspath(__file__), *args],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, env=env)
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -276,8 +284,12 @@ def describe(library: str) -> str:
     return f"PyTorch {torch.__version__}, {blas}, {torch.get_num_threads()} threads"
 
 
-def run_rounds(workload: str, rounds: int, repeat: int) -> dict[str, Any]:
+def run_rounds(workload: str, rounds: int, repeat: int, against: str | None = None
+               ) -> dict[str, Any]:
     title, base, contenders, number = WORKLOADS[workload]
+    if against:  # each glassgrad contender also from the other checkout, for before/after
+        contenders = [x for c in contenders
+                      for x in ([c, c + AGAINST] if c.startswith("glassgrad") else [c])]
     times: dict[str, list[float]] = {c: [] for c in contenders}
     peaks: dict[str, int] = {}
     missing: dict[str, str] = {}
@@ -286,7 +298,8 @@ def run_rounds(workload: str, rounds: int, repeat: int) -> dict[str, Any]:
         for c in order:
             if c in missing:
                 continue
-            res = _spawn(["--worker", workload, c, str(number), str(repeat)])
+            res = _spawn(["--worker", workload, c.removesuffix(AGAINST), str(number),
+                          str(repeat)], src=against if c.endswith(AGAINST) else None)
             if "error" in res:
                 missing[c] = res["error"]
                 continue
@@ -340,6 +353,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=7, help="timed loops per worker")
     p.add_argument("--only", nargs="*", choices=[*WORKLOADS, "matmul"])
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--against", metavar="CHECKOUT",
+                   help="also time each glassgrad contender with the glassgrad of another "
+                        "checkout (e.g. a git worktree of an older commit), for before/after "
+                        "tables")
     p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     p.add_argument("--matmul-worker", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--describe", help=argparse.SUPPRESS)
@@ -367,7 +384,8 @@ def main(argv: list[str] | None = None) -> None:
                 results["matmul"][batch] = libs
                 print_matmul(batch, libs)
             continue
-        res = run_rounds(w, a.rounds, a.repeat)
+        res = run_rounds(w, a.rounds, a.repeat,
+                         os.path.join(os.path.abspath(a.against), "src") if a.against else None)
         results["workloads"].append(res)
         print_table(res)
     if a.json:
