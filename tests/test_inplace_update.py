@@ -23,11 +23,11 @@ def test_update_in_the_graph_is_refused_with_the_fix():
     np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])  # unchanged
 
 
-def test_other_tensors_keep_python_semantics():
+def test_other_tensors_follow_pytorch_semantics():
     x = gg.tensor([1.0])
     before = x
-    x += 1  # x = x + 1: a new tensor, the old one untouched (ops never mutate)
-    assert x is not before and before.item() == 1.0 and x.item() == 2.0
+    x += 1  # in place, as in PyTorch: every name for the tensor sees the write
+    assert x is before and before.item() == 2.0 and x._version > 0
     w = gg.tensor([3.0], requires_grad=True)
     h = w * 2
     h += 1  # a non-leaf inside the graph: h = h + 1, still differentiable

@@ -339,3 +339,54 @@ def test_nn_init_through_data_leaves_the_version_alone_as_pytorch(torch):
     gg.nn.init.normal_(x.detach())  # a detached tensor shares the version: backward refuses
     with pytest.raises(gg.GraphError):
         z.backward()
+
+
+def _aug(lib, which):
+    """Run one augmented-assignment program under ``lib`` and return what it observes."""
+    if which == "alias":  # another name for the tensor sees the write
+        y = lib.zeros(3)
+        z = y
+        y += 1
+        y *= 3
+        y -= 0.5
+        y /= 2
+        return z.numpy().tolist()
+    if which == "loss_sum":  # loss += l on a tensor that requires grad: values and grads
+        w = lib.ones(3, requires_grad=True)
+        loss = 0
+        for k in range(1, 4):
+            loss += (w * k).sum()
+        loss.backward()
+        return [float(loss.item()), *w.grad.numpy().tolist()]
+    if which == "plain_plus_grad":  # a plain tensor += one that requires grad
+        w = lib.ones(2, requires_grad=True)
+        acc = lib.zeros(2)
+        acc += w * 2
+        acc.sum().backward()
+        return w.grad.numpy().tolist()
+    raise AssertionError(which)
+
+
+@pytest.mark.parametrize("which", ["alias", "loss_sum", "plain_plus_grad"])
+def test_augmented_assignment_means_what_it_means_in_torch(torch, which):
+    assert _aug(gg, which) == pytest.approx(_aug(torch, which))
+
+
+def test_augmented_assignment_on_a_saved_plain_tensor_makes_backward_refuse(torch):
+    for lib, error in ((gg, gg.GraphError), (torch, RuntimeError)):
+        x = lib.ones(3)
+        w = lib.ones(3, requires_grad=True)
+        y = (w * x).sum()
+        x += 1  # mul saved x for w's gradient
+        with pytest.raises(error):
+            y.backward()
+
+
+def test_int_tensor_true_division_in_place_is_refused_and_changes_nothing(torch):
+    i = gg.tensor([1, 2])
+    with pytest.raises(TypeError, match="div_.*int64.*x = x.float"):
+        i /= 2
+    assert i.numpy().tolist() == [1, 2] and i._version == 0
+    ti = torch.tensor([1, 2])
+    with pytest.raises(RuntimeError):
+        ti /= 2

@@ -94,13 +94,21 @@ def _ufunc_into(t: Tensor, ufunc: np.ufunc, what: str, *operands: Any) -> Tensor
         )
     result_type = np.result_type(arr, *given)
     if not np.can_cast(result_type, arr.dtype, casting="same_kind"):
-        raise TypeError(
-            f"{what}: the result has dtype {result_type}, which cannot be written into this "
-            f"tensor of dtype {arr.dtype} (shape {arr.shape}) (PyTorch refuses it too). Fix: "
-            f"convert the tensor first (x = x.float()), or use the out-of-place op."
-        )
-    ufunc(arr, *args, out=arr, casting="same_kind")
+        raise _cast_error(what, result_type, arr)
+    try:  # NumPy checks the output cast (int / int is float) before it writes anything
+        ufunc(arr, *args, out=arr, casting="same_kind")
+    except TypeError as e:
+        raise _cast_error(what, "float" if ufunc is np.true_divide else "another kind",
+                          arr) from e
     return _written(t)
+
+
+def _cast_error(what: str, result_type: Any, arr: np.ndarray) -> TypeError:
+    return TypeError(
+        f"{what}: the result has dtype {result_type}, which cannot be written into this "
+        f"tensor of dtype {arr.dtype} (shape {arr.shape}) (PyTorch refuses it too). Fix: "
+        f"convert the tensor first (x = x.float()), or use the out-of-place op."
+    )
 
 
 # --------------------------------------------------------------------------- arithmetic

@@ -240,11 +240,19 @@ def __array_function__(self: Tensor, func: Any, types: Any, args: Any, kwargs: A
 # --------------------------------------------------------------------------- in-place
 # PyTorch's in-place methods (zero_, add_, clamp_, t[i] = v, ...: inplace.py), abs(t), clamp.
 def _through_data(operator: Any, method: Any) -> Any:
-    """``w.data -= lr * g`` writes in place through the ``.data`` alias, as in PyTorch (and
-    untracked, like every write through it); on other tensors the operator is unchanged."""
+    """``x += v`` writes into x's memory, as in PyTorch, so every reference to x sees it:
+    through the ``.data`` alias (untracked, like every write through it) and on a tensor
+    that does not require grad (tracked by its version counter). A parameter goes through
+    ``operator`` (in place inside ``no_grad``, refused in the graph); a computed tensor that
+    requires grad, or a plain one receiving a value that does (``loss += l``), is rebound to
+    the out-of-place result: PyTorch records those in the graph, glassgrad cannot yet, and
+    the values and gradients are the same unless another name holds the old tensor."""
 
     def fn(self: Tensor, other: Any) -> Any:
         if getattr(self, "_alias", False):
+            return method(self, other)
+        if not self._requires_grad and not (
+                STATE.grad_enabled and isinstance(other, Tensor) and other._requires_grad):
             return method(self, other)
         return operator(self, other)
 
