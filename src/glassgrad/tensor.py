@@ -397,7 +397,17 @@ class Tensor:
                 raise TypeError("backward(): got both gradient= and grad= (the same argument "
                                 "under two names). Fix: pass only gradient=.")
             gradient = grad
-        _autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+        if inputs is not None:
+            _autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+            return
+        # autograd.backward's work for one root, spelled out: this is every step's call
+        _autograd.check_root(self)
+        seed = _autograd.seed_for(self, gradient)
+        if create_graph:
+            seed = Tensor._wrap(seed)
+        _autograd.run_backward((self,), (seed,), create_graph=create_graph,
+                               retain_graph=create_graph if retain_graph is None
+                               else retain_graph)
 
     def retain_grad(self) -> Tensor:
         """Keep the gradient of this non-leaf tensor in ``.grad`` after backward()."""
