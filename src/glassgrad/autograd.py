@@ -466,15 +466,27 @@ def run_backward(
                 _check_unmodified(node)
             op = node._op
             attrs = node._attrs
+            # The rules' arguments (grad, out, *inputs), one tuple per node, spelled out for
+            # the usual arities: map, enumerate and star-calls that build a tuple per call
+            # cost several times more (about 6% of a small step: measured).
+            n = len(parents)
             if create_graph:
-                out, vals = node, parents
+                args = (g, node, *parents)
+            elif n == 2:
+                args = (g, node._data, parents[0]._data, parents[1]._data)
+            elif n == 1:
+                args = (g, node._data, parents[0]._data)
+            elif n == 3:
+                args = (g, node._data, parents[0]._data, parents[1]._data, parents[2]._data)
             else:
-                out, vals = node._data, tuple(map(_data_of, parents))
+                args = (g, node._data, *map(_data_of, parents))
             rules = op.rules
             if rules is None:  # a variadic op (concatenate): one rule gives all gradients
-                all_grads = op.backward(g, out, *vals, **(attrs or {}))
-            sent = [None] * len(parents) if hooks else None
-            for i, p in enumerate(parents):
+                all_grads = op.backward(*args, **(attrs or {}))
+            sent = [None] * n if hooks else None
+            i = -1
+            for p in parents:
+                i += 1
                 if not p._requires_grad:
                     continue
                 if rules is None:
@@ -483,7 +495,7 @@ def run_backward(
                     rule = rules[i]
                     if rule is None:
                         continue
-                    pg = rule(g, out, *vals, **attrs) if attrs else rule(g, out, *vals)
+                    pg = rule(*args, **attrs) if attrs else rule(*args)
                 if pg is None:
                     continue
                 pdata = p._data
