@@ -1,10 +1,10 @@
 """The engine: builds the graph as ops run, and walks it backward.
 
-Everything generic lives here, once: recording a node, the iterative topological
-walk, accumulating gradients of a node used several times, summing away broadcast
-dimensions, casting a gradient back to its input's dtype, freeing the graph, and the
-hooks that `explain`, `diagnose` and `detect_anomaly` attach to. The rules in
-``ops.py`` are bare math.
+Everything generic lives here, once: recording a node, the backward walk (latest-made
+node first, from a heap: see ``run_backward``), accumulating gradients of a node used
+several times, summing away broadcast dimensions, casting a gradient back to its input's
+dtype, freeing the graph, and the hooks that `explain`, `diagnose` and `detect_anomaly`
+attach to. The rules in ``ops.py`` are bare math.
 
 A node is simply a Tensor with ``_op`` set: its parents are ``_parents`` and the op's
 keyword attributes are ``_attrs``. After a backward pass without ``retain_graph`` the
@@ -15,10 +15,12 @@ a second backward pass knows to raise.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import operator
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -197,7 +199,7 @@ def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | No
             result._requires_grad = True
             result._op = op
             result._parents = inputs
-            result._stamp = _writes  # in-place writes after this one invalidate the node
+            result._stamp = _tick()  # its place in the walk; in-place writes later invalidate it
             break
     return result
 
@@ -211,7 +213,7 @@ def _record_switched(op: Op, inputs: tuple[Tensor, ...], result: Tensor) -> Tens
                 result._requires_grad = True
                 result._op = op
                 result._parents = inputs
-                result._stamp = _writes
+                result._stamp = _tick()
                 break
     for h in st.hooks:
         f = getattr(h, "on_forward", None)
@@ -221,14 +223,19 @@ def _record_switched(op: Op, inputs: tuple[Tensor, ...], result: Tensor) -> Tens
 
 
 # --------------------------------------------------------------------------- in-place writes
-# PyTorch's version counter, as a clock: ``_writes`` counts every in-place write made through
-# glassgrad (``w -= ...`` in no_grad, ``.data = ...``, optimizer steps, ``load_state_dict``,
-# ...). A node stores the clock when it is made (``_stamp``); a tensor stores it when written
-# (``_ver``), and so does the memory it wrote (``_written``, keyed by the array that owns the
-# memory, so views and ``detach()``-ed copies that share it are covered too). Backward checks
-# only when the clock has moved since a node was made: one integer comparison per node.
-# Writes straight into a NumPy array (``t.numpy()[0] = 5``, ``t.data[...] = 5``) bypass
-# glassgrad and cannot be seen.
+# One clock orders both the graph and in-place writes. Every node takes the next tick when it
+# is made (``_stamp``): its inputs exist before it, so they have smaller stamps, and walking
+# nodes latest-made first visits each node after every node that uses it (``run_backward``).
+# PyTorch's version counter, as the same clock: every in-place write made through glassgrad
+# (``w -= ...`` in no_grad, ``.data = ...``, optimizer steps, ``load_state_dict``, ...) takes
+# a tick too, kept in ``_writes`` (the last write); a tensor stores it when written (``_ver``),
+# and so does the memory it wrote (``_written``, keyed by the array that owns the memory, so
+# views and ``detach()``-ed copies that share it are covered too). A write after a node was
+# made has a larger tick than its stamp, so backward checks a node only when the last write
+# is newer than it: one integer comparison per node. Writes straight into a NumPy array
+# (``t.numpy()[0] = 5``, ``t.data[...] = 5``) bypass glassgrad and cannot be seen.
+_tick = itertools.count(1).__next__  # (C code: atomic under the GIL, so threads never share
+#                                       a tick, and record pays one call)
 _writes = 0
 _written: dict[int, list] = {}  # id(memory owner) -> [clock of last write, weakref to it]
 
@@ -245,8 +252,7 @@ def mark_modified(*tensors: Tensor, memory: bool = True) -> None:
     refuses to go backward. ``memory=False``: the tensor got a new array (``.data = ...``),
     its old memory is untouched."""
     global _writes
-    _writes += 1
-    clock = _writes
+    clock = _writes = _tick()
     written = _written
     for t in tensors:
         t._ver = clock
@@ -293,38 +299,33 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
 def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
     """Nodes reachable from ``roots`` that need gradients, each before the nodes it uses.
 
-    Iterative depth-first search (a stack of parent iterators), so a graph of a million
-    chained nodes needs no recursion; leaves are emitted without being pushed, the common
-    case kept cheap. ``run_backward`` walks this order, and so does ``gg.compile``'s backward
-    lowering, so a compiled step accumulates gradients in the engine's order.
+    The order of ``run_backward``'s walk: graph nodes latest-made first (by ``_stamp``; a
+    node's inputs are made before it), then the leaves. ``gg.compile``'s backward lowering
+    walks this order, so a compiled step accumulates gradients in the engine's order, to the
+    same bits. Iterative (a stack, no recursion), so a graph of a million chained nodes is
+    fine; raises if a node's graph was freed by an earlier backward pass.
     """
-    order: list[Tensor] = []
+    nodes: list[Tensor] = []
+    leaves: list[Tensor] = []
     seen: set[int] = set()
-    for root in roots:
-        if id(root) in seen:
+    stack = list(roots)
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
             continue
-        seen.add(id(root))
-        if root._parents is None:
-            raise _freed_error(root)
-        stack = [(root, iter(root._parents))]
-        while stack:
-            node, it = stack[-1]
-            for p in it:
-                if p._requires_grad and id(p) not in seen:
-                    seen.add(id(p))
-                    parents = p._parents
-                    if not parents:
-                        if parents is None:
-                            raise _freed_error(p)
-                        order.append(p)
-                    else:
-                        stack.append((p, iter(parents)))
-                        break
-            else:
-                stack.pop()
-                order.append(node)
-    order.reverse()
-    return order
+        seen.add(id(t))
+        if t._op is None:
+            leaves.append(t)
+            continue
+        if t._parents is None:
+            raise _freed_error(t)
+        nodes.append(t)
+        stack.extend(p for p in t._parents if p._requires_grad and id(p) not in seen)
+    nodes.sort(key=_stamp_of, reverse=True)
+    return nodes + leaves
+
+
+_stamp_of = operator.attrgetter("_stamp")
 
 
 def to_input(grad: Any, like: Any, steps: list[tuple[str, Any]] | None = None) -> Any:
@@ -415,12 +416,27 @@ def run_backward(
     Nothing is changed until every rule has run: an error on the way (a freed graph, an
     anomaly) leaves every ``.grad`` and the graph as they were.
     """
-    order = topological_order(roots)
-    clock = _writes
-    # The gradient flowing into each node accumulates in the node's ``_g`` slot during the
-    # walk (no dict lookups on the hot path); every ``_g`` is cleared again at the end.
+    # The walk: graph nodes latest-made first, from a heap keyed by -stamp. A node's users
+    # were all made after it, so by the time it is popped every gradient it will receive has
+    # arrived (topological_order gives the same order, for compile). The gradient flowing into
+    # each node accumulates in its ``_g`` slot (no dict lookups on the hot path); a node is
+    # pushed when its first gradient arrives (``_g`` was None), so ``_g`` doubles as "seen".
+    if create_graph:  # the gradients are Tensors that become .grad as they are: none shared
+        seeds = [_unshared(s) for s in seeds]
+    heap: list[tuple[int, Tensor]] = []
+    leaves: list[Tensor] = []  # leaves reached, in order; their gradients are complete at the end
     for r, s in zip(roots, seeds):
-        r._g = s if r._g is None else r._g + s
+        if r._g is not None:
+            r._g = r._g + s
+            continue
+        r._g = s
+        if r._op is None:
+            leaves.append(r)
+        else:
+            heap.append((-r._stamp, r))
+    heapify(heap)
+    walked: list[Tensor] = []  # nodes whose rules ran: freed at the end
+    last_write = _writes
     captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
     done: list[tuple[Tensor, Any]] = []  # (tensor, its complete gradient) to store or return
     if _threads_changed:  # (else: this thread has the defaults, grad on and no observer)
@@ -433,32 +449,44 @@ def run_backward(
     if switch:
         _set_switches(create_graph, hooks)
     try:
-        for node in order:
+        while heap:
+            node = heappop(heap)[1]
             g = node._g
-            if g is None:
-                continue
             node._g = None
-            op = node._op
+            parents = node._parents
+            if parents is None:
+                raise _freed_error(node)
+            walked.append(node)
             if captured is not None:
                 if id(node) in captured:
                     done.append((node, g))
-            elif op is None or node._retain:
+            elif node._retain:
                 done.append((node, g))
-            if op is None:
-                continue
-            parents = node._parents
-            if node._stamp != clock:  # something was written in place since node was made
+            if node._stamp < last_write:  # something was written in place since node was made
                 _check_unmodified(node)
+            op = node._op
             attrs = node._attrs
+            # The rules' arguments (grad, out, *inputs), one tuple per node, spelled out for
+            # the usual arities: map, enumerate and star-calls that build a tuple per call
+            # cost several times more (about 6% of a small step: measured).
+            n = len(parents)
             if create_graph:
-                out, vals = node, parents
+                args = (g, node, *parents)
+            elif n == 2:
+                args = (g, node._data, parents[0]._data, parents[1]._data)
+            elif n == 1:
+                args = (g, node._data, parents[0]._data)
+            elif n == 3:
+                args = (g, node._data, parents[0]._data, parents[1]._data, parents[2]._data)
             else:
-                out, vals = node._data, tuple(map(_data_of, parents))
+                args = (g, node._data, *map(_data_of, parents))
             rules = op.rules
             if rules is None:  # a variadic op (concatenate): one rule gives all gradients
-                all_grads = op.backward(g, out, *vals, **(attrs or {}))
-            sent = [None] * len(parents) if hooks else None
-            for i, p in enumerate(parents):
+                all_grads = op.backward(*args, **(attrs or {}))
+            sent = [None] * n if hooks else None
+            i = -1
+            for p in parents:
+                i += 1
                 if not p._requires_grad:
                     continue
                 if rules is None:
@@ -467,7 +495,7 @@ def run_backward(
                     rule = rules[i]
                     if rule is None:
                         continue
-                    pg = rule(g, out, *vals, **attrs) if attrs else rule(g, out, *vals)
+                    pg = rule(*args, **attrs) if attrs else rule(*args)
                 if pg is None:
                     continue
                 pdata = p._data
@@ -480,15 +508,28 @@ def run_backward(
                 if sent is not None:
                     sent[i] = pg
                 prev = p._g
-                p._g = pg if prev is None else prev + pg
+                if prev is not None:
+                    p._g = prev + pg
+                    continue
+                p._g = pg
+                if p._op is None:
+                    leaves.append(p)
+                else:
+                    heappush(heap, (-p._stamp, p))
             if hooks:
                 for h in hooks:
                     f = getattr(h, "on_backward", None)
                     if f is not None:
                         f(node, g, sent)
+        for leaf in leaves:
+            if captured is None or id(leaf) in captured:
+                done.append((leaf, leaf._g))
+            leaf._g = None
     except BaseException:
-        for node in order:  # some may still hold a partial gradient
+        for _, node in heap:  # those still waiting hold a partial gradient
             node._g = None
+        for leaf in leaves:
+            leaf._g = None
         raise
     finally:
         if switch:
@@ -496,7 +537,7 @@ def run_backward(
     if captured is not None:
         results: list[Any] = [None] * len(captured)
         for node, g in done:
-            results[captured[id(node)]] = g if create_graph else Tensor._wrap(np.asarray(g))
+            results[captured[id(node)]] = g if create_graph else Tensor._wrap(_writable(g))
     else:
         if create_graph:
             for node, g in done:
@@ -504,14 +545,27 @@ def run_backward(
         else:
             store_grads(done, seeds)
     if not retain_graph:
-        for node in order:
-            if node._op is not None:
-                node._parents = None
-                node._attrs = None
+        for node in walked:
+            node._parents = None
+            node._attrs = None
     return results if captured is not None else None
 
 
 _data_of = operator.attrgetter("_data")
+
+
+def _writable(g: Any) -> np.ndarray:
+    """``g`` as an array the caller may own and write: a copy if it is read-only (the shared
+    seed, a view of it, a broadcast)."""
+    g = np.asarray(g)
+    return g if g.flags.writeable else g.copy()
+
+
+def _unshared(seed: Any) -> Any:
+    """A create_graph seed (a Tensor) that is not the shared read-only seed array."""
+    if seed._data.flags.writeable:
+        return seed
+    return Tensor._wrap(seed._data.copy())
 
 
 def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
@@ -537,17 +591,36 @@ def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
             node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
 
 
+# The implied seed dL/dL = 1 of a single-element root, one read-only array per (dtype,
+# shape), made once: making it cost about 1 µs per backward. Read-only, so an observer that
+# writes into the gradient it is shown fails loudly instead of changing every later seed;
+# ``store_grads`` and ``run_backward`` copy it before it could become anyone's ``.grad``.
+_SEEDS: dict[tuple[np.dtype, tuple[int, ...]], np.ndarray] = {}
+
+
+def _one(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    seed = _SEEDS.get((dtype, shape))
+    if seed is None:
+        seed = np.ones(shape, dtype)
+        seed.flags.writeable = False
+        _SEEDS[(dtype, shape)] = seed
+    return seed
+
+
 def seed_for(t: Tensor, grad: Any) -> Any:
-    """The gradient to start backward from ``t``, checked against its shape and dtype."""
+    """The gradient to start backward from ``t``, checked against its shape and dtype.
+
+    Without ``grad`` (a single-element ``t``): a shared read-only array of ones."""
     if grad is None:
-        if t._data.size != 1:
+        data = t._data
+        if data.size != 1:
             raise GraphError(
                 f"backward() on a tensor of shape {t.shape} needs an explicit gradient: "
                 f"only a single-element output has the implied gradient 1. Fix: reduce it "
                 f"first (y.sum().backward() or y.mean().backward()), or pass the gradient "
                 f"of shape {t.shape}: y.backward(grad)."
             )
-        return np.array(1, dtype=t._data.dtype).reshape(t._data.shape)
+        return _one(data.dtype, data.shape)
     g = grad._data if isinstance(grad, Tensor) else np.asarray(grad, dtype=t.dtype)
     if g.shape != t.shape:
         raise ValueError(
