@@ -541,7 +541,7 @@ def run_backward(
     else:
         if create_graph:
             for node, g in done:
-                node.grad = g if node.grad is None else node.grad + g
+                node._grad = g if node._grad is None else node._grad + g
         else:
             store_grads(done, seeds)
     if not retain_graph:
@@ -585,8 +585,8 @@ def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
             g = g.copy()
         if not shared_copied:
             handed_out.add(id(g))
-        if node.grad is None:
-            node.grad = Tensor._wrap(g)
+        if node._grad is None:  # (the slot: the .grad setter's checks are for users)
+            node._grad = Tensor._wrap(g)
         else:
             node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
 
@@ -754,7 +754,7 @@ def backward(
     reached = [(t, g) for t, g in zip(ins, res) if g is not None]
     if create_graph:
         for t, g in reached:
-            t.grad = g if t.grad is None else t.grad + g
+            t._grad = g if t._grad is None else t._grad + g
     else:
         store_grads([(t, g._data) for t, g in reached], seeds)
 
@@ -794,7 +794,7 @@ def zero_grad(params: Iterable[Tensor], set_to_none: bool = True) -> None:
     zeros where there was a gradient. ``Module.zero_grad`` and ``Optimizer.zero_grad`` both
     mean this."""
     for p in params:
-        if set_to_none or p.grad is None:
-            p.grad = None
+        if set_to_none or p._grad is None:
+            p._grad = None
         else:
             p.grad._data = np.zeros_like(p._data)

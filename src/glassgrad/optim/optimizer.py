@@ -96,7 +96,8 @@ class Optimizer(ABC):
     # ------------------------------------------------------------------ the update
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget every gradient (``None``, or zeros with ``set_to_none=False``)."""
-        zero_grad((p for g in self.param_groups for p in g["params"]), set_to_none)
+        for group in self.param_groups:
+            zero_grad(group["params"], set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient (those with ``.grad`` None are skipped).
