@@ -58,6 +58,7 @@ TORCH_OPS: dict[str, Any] = {
     "sin": torch.sin,
     "cos": torch.cos,
     "tanh": torch.tanh,
+    "erf": torch.erf,
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
     "maximum": torch.maximum,

@@ -389,6 +389,24 @@ tanh = defop(
 )
 
 
+_ERF = np.frompyfunc(math.erf, 1, 1)  # NumPy has no erf ufunc; math.erf is exact (C libm)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.asarray(_ERF(x), dtype=x.dtype)
+
+
+erf = defop(
+    "erf", "∂erf x/∂x = (2/√π)·e^(−x²)",
+    _erf,
+    lambda grad, out, x: grad * ((2.0 / math.sqrt(math.pi)) * np.exp(-x * x)),
+    domain=(-3.0, 3.0),
+    why="GELU's Gaussian CDF needs it, and NumPy has no erf to compose it from",
+    latex=r"\partial \operatorname{erf} x/\partial x = \tfrac{2}{\sqrt{\pi}} e^{-x^{2}}",
+    reads=("x",), **_API,
+)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # σ(x) = ½(1 + tanh(x/2)): exact, never overflows, one ufunc pass. (Constants of x's own
     # type: NumPy 1.x would turn a 0-d float32 times a Python float into float64.)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import functional, functional_conv, init, utils
 from .activations import (
     ELU,
+    GELU,
     Hardtanh,
     Identity,
     LeakyReLU,
@@ -58,7 +59,7 @@ for _name in functional_conv.__all__:
 __all__ = [
     "DAG", "ELU", "MLP", "AdaptiveAvgPool2d", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss",
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout", "Dropout2d",
-    "Embedding", "Flatten", "Graph", "HalfSSELoss", "Hardtanh", "HuberLoss", "Identity",
+    "Embedding", "GELU", "Flatten", "Graph", "HalfSSELoss", "Hardtanh", "HuberLoss", "Identity",
     "IncompatibleKeys", "L1Loss", "LayerNorm", "LeakyReLU", "Linear", "LogSigmoid",
     "LogSoftmax", "MSELoss", "MaxPool2d", "Mish", "Module", "ModuleDict", "ModuleList",
     "NLLLoss", "Parameter", "ReLU", "ReLU6", "RemovableHandle", "Sequential", "SiLU",

@@ -104,6 +104,19 @@ class SiLU(Module):
         return A.silu(x)
 
 
+class GELU(Module):
+    """x·Φ(x) (Φ the standard normal CDF); ``approximate="tanh"`` for the tanh form."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got "
+                             f"{approximate!r} (as PyTorch).")
+        self.approximate = approximate
+
+    def forward(self, x: Any) -> Tensor:
+        return A.gelu(x, self.approximate)
+
+
 class Mish(SiLU):
     """x·tanh(log(1 + eˣ))."""
 

@@ -23,6 +23,7 @@ from .functional_act import (
     _softplus1,
     dropout,
     elu,
+    gelu,
     hardtanh,
     leaky_relu,
     log_softmax,
@@ -439,7 +440,7 @@ def l1_penalty(params: Iterable[Tensor] | Any) -> Tensor:
 
 __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "dropout",
-    "elu", "half_sse_loss", "hardtanh", "huber_loss", "l1_loss", "l1_penalty", "l2_penalty",
+    "elu", "gelu", "half_sse_loss", "hardtanh", "huber_loss", "l1_loss", "l1_penalty", "l2_penalty",
     "leaky_relu", "linear", "log_softmax", "logsigmoid", "mish", "mse_loss", "nll_loss",
     "normalize", "one_hot", "relu", "relu6", "sigmoid", "silu", "smooth_l1_loss", "softmax",
     "softmin", "softplus", "tanh",

@@ -7,6 +7,7 @@ the input keeps its values (the graph needs them for the backward pass).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -97,6 +98,18 @@ def silu(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
     """x·σ(x) (also called swish)."""
     x = _tensor(input)
     return x * G.sigmoid(x)
+
+
+def gelu(input: Any, approximate: str = "none") -> Tensor:  # noqa: A002
+    """x·Φ(x), Φ the standard normal CDF: ½x(1 + erf(x/√2)); ``approximate="tanh"`` is
+    ½x(1 + tanh(√(2/π)(x + 0.044715x³))), as PyTorch."""
+    x = _tensor(input)
+    if approximate == "none":
+        return x * (G.erf(x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
+    if approximate == "tanh":
+        return x * (G.tanh((x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)) + 1.0) * 0.5
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r} (as "
+                     f"PyTorch). Fix: pass approximate='tanh' for the tanh form.")
 
 
 def mish(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
