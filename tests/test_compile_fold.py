@@ -14,6 +14,7 @@ import pytest
 
 import glassgrad as gg
 from glassgrad import blas, ops
+from glassgrad.compiler import kernels
 
 F = gg.nn.functional
 
@@ -194,7 +195,7 @@ def test_the_numpy_fallback_folds_the_same_update(monkeypatch) -> None:
 
 
 def test_a_wrong_folded_product_is_caught_when_recorded(monkeypatch) -> None:
-    monkeypatch.setattr(ops, "gemm", lambda alpha, a, b, beta, c: None)  # forgets to update
+    monkeypatch.setattr(kernels, "gemm", lambda alpha, a, b, beta, c: None)  # forgets to update
     models, opts = _twins(lambda ps: gg.optim.SGD(ps, lr=0.1))
     step = gg.compile(lambda X, y: F.cross_entropy(models[1](X), y), optimizer=opts[1])
     before = [p.numpy().copy() for p in models[1].parameters()]
@@ -236,7 +237,7 @@ def test_an_optimizer_that_is_not_one_is_refused() -> None:
         gg.compile(lambda X: model(X).sum(), optimizer=model)
 
 
-@pytest.mark.parametrize("op", [op for op in ops.OPS.values() if op.grads_fold],
+@pytest.mark.parametrize("op", [ops.OPS[name] for name in kernels.GRADS_FOLD],
                          ids=lambda op: op.name)
 def test_every_folded_variant_is_alpha_rule_plus_beta_c(op) -> None:
     rng = np.random.default_rng(10)
@@ -246,7 +247,7 @@ def test_every_folded_variant_is_alpha_rule_plus_beta_c(op) -> None:
             xs = [rng.standard_normal(s).astype(dtype) for s in shapes]
             out = op.forward(*xs, **attrs)
             g = rng.standard_normal(out.shape).astype(dtype)
-            for i, fold in enumerate(op.grads_fold):
+            for i, fold in enumerate(kernels.GRADS_FOLD[op.name]):
                 if fold is None:
                     continue
                 grad = op.rules[i](g, out, *xs, **attrs)

@@ -11,9 +11,6 @@ Each entry is ``defop(name, formula, forward, backward, ...)``:
   and skips inputs that need no gradient. Rules use only operators, methods and the NumPy
   functions that ``Tensor`` also accepts, so with ``create_graph=True`` the same rule runs
   on Tensors and its result is differentiable again (higher-order gradients).
-- ``forward_into`` and ``grads_into`` (optional, a few hot ops) compute the same values into
-  the input's or the incoming gradient's memory. Only ``gg.compile`` uses them, where its
-  recording shows that array is its own and nothing reads it afterwards.
 - ``formula`` is what ``glassgrad ops`` and the explainer print (given per input for a
   multi-input op, with its LaTeX in ``latex``); ``domain`` (and ``cases`` for ops whose
   inputs are not plain broadcastable arrays) drive the generated tests in
@@ -45,7 +42,6 @@ from typing import Any
 import numpy as np
 
 from .autograd import record
-from .blas import axpby, gemm
 from .rule_reads import declare
 from .tensor import Tensor, as_constant
 
@@ -67,13 +63,6 @@ class Op:
     why: str = ""  # why this is a primitive rather than a composite
     class_inputs: tuple[int, ...] = ()  # inputs holding integer class labels (tests: 0..C-1)
     variadic: bool = False  # any number of inputs; ``backward`` returns all their gradients
-    # In-place variants, for gg.compile: it uses one where the array written over is its own
-    # and read by nothing afterwards. Same values as forward / the rule, bit for bit.
-    forward_into: Callable[..., np.ndarray] | None = None  # writes over its (only) input
-    grads_into: tuple[Callable[..., Any] | None, ...] = ()  # per input: writes over ``grad``
-    # Folded variants, for gg.compile(optimizer=...): per input, c ← α·rule(...) + β·c in one
-    # BLAS product (blas.gemm), so an optimizer's update needs no gradient array.
-    grads_fold: tuple[Callable[..., None] | None, ...] = ()
     # ---- what the rest of the library knows about the op, said here once (see defop)
     derivatives: tuple[str | None, ...] = ()  # per input: the formula explain shows for it
     latex: tuple[str | None, ...] = ()  # per input: that formula as LaTeX
@@ -382,8 +371,6 @@ tanh = defop(
     lambda grad, out, x: grad * (1 - out * out),
     domain=(-3.0, 3.0),
     why="speed: one node instead of the four of (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ), and no overflow",
-    forward_into=lambda x: np.tanh(x, out=x),
-    grads_into=(lambda grad, out, x: np.multiply(grad, 1 - out * out, out=grad),),
     latex=r"\partial \tanh x/\partial x = 1 - \tanh^{2} x", reads=("out",),
     activation_range=(-1.0, 1.0), layer_formula="f(z) = tanh z,  f′(z) = 1 − tanh² z", **_API,
 )
@@ -437,8 +424,6 @@ relu = defop(
     lambda x: np.maximum(x, _zeros_row(x)),
     lambda grad, out, x: grad * (out > 0),  # out > 0 exactly where x > 0; x is not needed
     why="speed: the most used activation, one node instead of where(x > 0, x, 0)",
-    forward_into=lambda x: np.maximum(x, _zeros_row(x), out=x),
-    grads_into=(lambda grad, out, x: np.multiply(grad, out > 0, out=grad),),
     latex=r"\partial \operatorname{relu}(x)/\partial x = 1 \text{ if } x > 0 \text{ else } 0",
     reads=("out",), kinks=lambda x: x, activation_range=(0.0, np.inf),
     layer_formula="f(z) = max(z, 0),  f′(z) = 1 if z > 0 else 0", **_API,
@@ -526,20 +511,6 @@ def _matmul_grad_b(grad: Any, out: Any, a: Any, b: Any) -> Any:
     return a.swapaxes(-1, -2) @ grad
 
 
-def _matmul_fold_a(c: Any, alpha: float, beta: float, grad: Any, out: Any, a: Any, b: Any
-                   ) -> None:
-    if a.ndim == 2 and b.ndim == 2:
-        return gemm(alpha, grad, b.T, beta, c)
-    return axpby(alpha, _matmul_grad_a(grad, out, a, b), beta, c)
-
-
-def _matmul_fold_b(c: Any, alpha: float, beta: float, grad: Any, out: Any, a: Any, b: Any
-                   ) -> None:
-    if a.ndim == 2 and b.ndim == 2:
-        return gemm(alpha, a.T, grad, beta, c)
-    return axpby(alpha, _matmul_grad_b(grad, out, a, b), beta, c)
-
-
 def _matmul_hint(a: tuple[int, ...], b: tuple[int, ...]) -> str:
     return (
         f"For a @ b the last dimension of a ({a[-1] if a else '-'}) must equal the "
@@ -553,7 +524,6 @@ matmul = defop(
     "matmul", ("∂(A@B)/∂A = G@Bᵀ", "∂(A@B)/∂B = Aᵀ@G"),
     np.matmul,
     (_matmul_grad_a, _matmul_grad_b),
-    grads_fold=(_matmul_fold_a, _matmul_fold_b),
     kind="custom",
     cases=(
         case((3, 4), (4, 5)), case((4,), (4,)), case((4,), (4, 3)), case((3, 4), (4,)),
@@ -586,12 +556,6 @@ def _column_sums(g: Any) -> Any:
     return np.add.reduce(g, axis=0)
 
 
-def _fold_column_sums(c: Any, alpha: float, beta: float, g: Any) -> None:
-    """c ← α·Σ_rows g + β·c: the sums, then one pass over c (a matrix product with a row of
-    ones has no gain here: measured 42 µs against 9 on 128×512)."""
-    axpby(alpha, _column_sums(g), beta, c)
-
-
 def _linear_hint(x: tuple[int, ...], w: tuple[int, ...], b: tuple[int, ...]) -> str:
     return (
         f"linear computes x @ weightᵀ + bias with weight (out_features, in_features): "
@@ -608,13 +572,6 @@ linear = defop(
         lambda grad, out, x, weight, bias: grad @ weight,
         lambda grad, out, x, weight, bias: _rows(grad).T @ _rows(x),
         lambda grad, out, x, weight, bias: _column_sums(_rows(grad)),
-    ),
-    grads_fold=(
-        None,  # (the input's gradient is no parameter's)
-        lambda c, alpha, beta, grad, out, x, weight, bias:
-            gemm(alpha, _rows(grad).T, _rows(x), beta, c),
-        lambda c, alpha, beta, grad, out, x, weight, bias: _fold_column_sums(c, alpha, beta,
-                                                                            _rows(grad)),
     ),
     kind="custom",
     cases=(case((4, 3), (5, 3), (5,)), case((3,), (2, 3), (2,)), case((2, 4, 3), (5, 3), (5,)),

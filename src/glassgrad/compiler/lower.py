@@ -19,6 +19,7 @@ import numpy as np
 from .. import autograd
 from ..ops import Op
 from ..tensor import Tensor
+from . import kernels
 from .errors import CompileError
 from .ir import Line, args_read
 from .record import Node, Recording
@@ -98,7 +99,7 @@ def _forward(low: Lowered) -> None:
         low.keep.append(out)
         low.lines.append(Line(
             v, op.forward, op.name, args, out._attrs, f"{out.shape} {op.name}",
-            values=[out._data], into=op.forward_into if len(args) == 1 else None,
+            values=[out._data], into=kernels.forward_into(op) if len(args) == 1 else None,
             into_name=op.name + "_into"))
 
 
@@ -158,9 +159,9 @@ def _node_lines(low: Lowered, node: Node) -> None:
         if pg is None:
             continue
         line = Line(fn=rule, name=rule_names[i], args=list(args), attrs=out._attrs,
-                    into=op.grads_into[i] if i < len(op.grads_into) else None,
+                    into=kernels.grad_into(op, i),
                     into_name=rule_names[i] + "_into", reads=args_read(rule, len(args)))
-        _edge(low, t, line, pg, op.grads_fold[i] if i < len(op.grads_fold) else None)
+        _edge(low, t, line, pg, kernels.grad_fold(op, i))
 
 
 def _edge(low: Lowered, t: Tensor, line: Line, pg: Any, fold: Callable | None) -> None:

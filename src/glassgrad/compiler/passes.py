@@ -6,8 +6,8 @@ A recording knows the whole step, so it can prove for one line that an array is
   or the seed, and no view of one;
 - dead afterwards: no later line, and no returned value, reads it or any array sharing its
   memory.
-Such a line then calls the op table's in-place variant (``forward_into`` writes over its
-input, ``grads_into`` over the incoming gradient). These variants compute the same values
+Such a line then calls the op's in-place variant from ``kernels.py`` (``FORWARD_INTO``
+writes over its input, ``GRADS_INTO`` over the incoming gradient). These compute the same values
 bit for bit, so a replay still equals the eager engine.
 
 A forward op can write over its input even though backward rules still name that input,
