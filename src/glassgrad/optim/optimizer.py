@@ -122,7 +122,7 @@ class Optimizer(ABC):
         updated = []
         try:  # the fast pass (it runs every step); the slow one below names the culprit
             for p in self._params:
-                g = p.grad
+                g = p._grad
                 if g is not None:
                     if g._data.shape != p._data.shape or g._data.dtype.kind != "f":
                         break
@@ -132,7 +132,7 @@ class Optimizer(ABC):
         except AttributeError:  # a .grad that is not a Tensor
             pass
         for i, p in enumerate(self._params):
-            g = p.grad
+            g = p._grad
             if g is not None and (not isinstance(g, Tensor) or g._data.shape != p._data.shape
                                   or g._data.dtype.kind != "f"):
                 self._bad_grad(i, p, g)
@@ -196,14 +196,14 @@ class Optimizer(ABC):
         gradient, its state made by ``new_state(weights)`` on first use, ``"step"`` counted."""
         state = self.state
         for p in group["params"]:
-            if p.grad is None:
+            if p._grad is None:
                 continue
             w = p._data
             s = state.get(p)
             if s is None:
                 s = state[p] = {"step": 0, **new_state(w)}
             s["step"] += 1
-            yield p, w, p.grad._data, s
+            yield p, w, p._grad._data, s
 
     def _weight_decayed(self, g: np.ndarray, w: np.ndarray, wd: float, slot: int) -> np.ndarray:
         """∇ + λ·w (the gradient of the L2 prior added), in scratch ``slot``."""

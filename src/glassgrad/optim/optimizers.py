@@ -70,15 +70,15 @@ class SGD(Optimizer):
         wd, nesterov = group["weight_decay"], group["nesterov"]
         if not (mom or wd):  # plain gradient descent, w ← w − lr·g: the textbook's update
             for p in group["params"]:
-                if p.grad is not None:
-                    self._descend(p, p.grad._data, lr)
+                if p._grad is not None:
+                    self._descend(p, p._grad._data, lr)
             return
         state = self.state
         for p in group["params"]:
-            if p.grad is None:
+            if p._grad is None:
                 continue
             w = p._data
-            g = p.grad._data
+            g = p._grad._data
             if wd:
                 g = self._weight_decayed(g, w, wd, slot=0)
             if mom:
