@@ -107,9 +107,66 @@ with torch.no_grad():
     losses.extend(model.weight.view(-1).tolist())
 """
 
+# "Training a classifier" (the CIFAR tutorial's shape, on 28×28 grey images): a small CNN
+# with max pooling, view(-1, ...) before the linear layers, SGD with momentum.
+CNN_CLASSIFIER = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 4 * 4, 32)
+        self.fc2 = nn.Linear(32, 3)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.view(-1, 16 * 4 * 4)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+net = Net()
+start(net)
+criterion = nn.CrossEntropyLoss()
+optimizer = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+inputs, labels = torch.tensor(IMAGES), torch.tensor(LABELS)
+for epoch in range(3):
+    for i in range(0, len(inputs), 4):
+        optimizer.zero_grad()
+        outputs = net(inputs[i:i + 4])
+        loss = criterion(outputs, labels[i:i + 4])
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+with torch.no_grad():
+    _, predicted = torch.max(net(inputs), 1)
+losses.append((predicted == labels).sum().item())
+"""
+
+# PyTorch's meaning where NumPy's differs: transpose(0, 1), std with Bessel's correction,
+# max(dim) as (values, indices), int / int as float, dim=/keepdim= on reductions.
+SAME_NAMES_SAME_MEANING = """
+x = torch.tensor(X)
+xt = x.transpose(0, 1)
+losses.extend(xt.size())
+z = (x - x.mean(dim=0, keepdim=True)) / x.std(dim=0, keepdim=True)
+losses.extend(z.std(0).tolist() + [x.var().item(), x.std(unbiased=False).item()])
+values, indices = x.max(dim=1)
+losses.extend(values.tolist()[:5] + indices.tolist()[:5])
+losses.append((xt @ x).sum().item())
+counts = torch.tensor([3, 4, 5])
+ratio = counts / 2
+losses.extend(ratio.tolist() + [ratio.dtype == torch.float32])
+losses.extend(torch.cat([x, x], dim=1).sum(dim=1, keepdim=True).squeeze(1).tolist()[:3])
+losses.extend(x.cumsum(dim=0)[-1].tolist() + [x.permute(1, 0).shape[0], x.T.shape[0]])
+"""
+
 PROGRAMS = {"polynomial fit to sin(x) by hand": POLYNOMIAL_SIN,
             "tensor basics and a hand-trained softmax classifier": TENSOR_BASICS,
-            "logistic regression": LOGISTIC_REGRESSION}
+            "logistic regression": LOGISTIC_REGRESSION,
+            "a CNN classifier": CNN_CLASSIFIER,
+            "names that mean what they mean in PyTorch": SAME_NAMES_SAME_MEANING}
 
 
 def run_program(source, imports, start):
@@ -121,6 +178,9 @@ def run_program(source, imports, start):
         "W3": rng.standard_normal((4, 3)).astype(np.float32),
         "start": start, "losses": [],
     }
+    # (drawn after the others, so the earlier programs' data stay as they were)
+    namespace["IMAGES"] = rng.standard_normal((16, 1, 28, 28)).astype(np.float32)
+    namespace["LABELS"] = rng.integers(0, 3, 16)
     exec(imports + source, namespace)
     return namespace["losses"]
 
