@@ -426,3 +426,15 @@ def test_every_infix_symbol_has_a_latex_form():
     missing = {op.name: op.infix for op in OPS.values()
                if op.infix and op.infix != "^" and op.infix not in _LATEX_INFIX}
     assert not missing, missing
+
+
+def test_latex_export_quotes_each_derivative_as_the_table_writes_it():
+    from glassgrad.explain.render_latex import render_latex
+
+    w = gg.tensor(np.ones((2, 2)), requires_grad=True)
+    y = gg.tensor([1.0, 2.0], requires_grad=True)
+    with gg.explain.trace() as tr:
+        ((w @ y).exp().sum() * y).sum().backward()
+    text = render_latex(tr)
+    for name, i in (("matmul", 0), ("matmul", 1), ("exp", 0), ("mul", 0)):
+        assert OPS[name].derivative_latex(i) in text, (name, i)

@@ -71,6 +71,7 @@ class Step:
     position: int | None = None
     upstream: np.ndarray | None = None
     formula: str | None = None
+    formula_latex: str | None = None  # the same derivative as the op table writes it in LaTeX
     local: np.ndarray | None = None
     local_kind: str | None = None  # "elementwise", "matrix" (a product with G) or "structural"
     product: np.ndarray | None = None

@@ -27,7 +27,8 @@ _FUNCS = {"ln", "log", "exp", "sin", "cos", "tanh", "max", "min"}
 
 
 def tex(s: str) -> str:
-    """A Unicode formula from the op table (``∂(a·b)/∂a = b``) as LaTeX math."""
+    """A Unicode formula (``∂(a·b)/∂a = b``) as LaTeX math: for an op without a LaTeX form
+    in the table (a user's ``autograd.Function``); the table's ops have their own."""
     s = re.sub(r"([#$%&_{}])", r"\\\1", s)
     s = re.sub(f"[{''.join(_SUPERS)}]+", lambda m: "^{" + "".join(_SUPERS[c] for c in
                                                                  m.group()) + "}", s)
@@ -103,7 +104,7 @@ def _ops(tr: Any, p: int) -> list[str]:
             out.append(
                 rf"\frac{{\partial {r}}}{{\partial {dst}}} &\mathrel{{+}}= "
                 rf"\underbrace{{{mat(s.upstream, p)}}}_{{\partial {r}/\partial {src}}} {op} "
-                rf"\underbrace{{{local}}}_{{{tex(s.formula or '')}}} = {sent}"
+                rf"\underbrace{{{local}}}_{{{s.formula_latex or tex(s.formula or '')}}} = {sent}"
             )
         else:
             dst = name(nodes[s.parent].name)

@@ -134,6 +134,7 @@ class Trace(Rendered):
                 note = f"summed over broadcast dimensions to shape {pg.shape}"
             self._add(Step(
                 0, "chain", nid, pid, i, upstream=g, formula=op.derivative(i),
+                formula_latex=op.derivative_latex(i) or None,
                 local=local, local_kind=local_kind, product=pg, note=note,
             ))
             prev = self._totals.get(pid)
