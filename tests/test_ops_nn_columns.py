@@ -53,3 +53,19 @@ def test_an_input_changed_between_calls_never_meets_old_columns():
     expected = ops_nn._conv2d_weight(xt._data, np.ones((1, 3, 4, 4)), size=(3, 3))
     np.testing.assert_allclose(wt.grad.numpy(), expected)
     del first
+
+
+def test_columns_kept_without_a_backward_stay_under_the_limit(monkeypatch):
+    monkeypatch.setattr(ops_nn, "COLUMNS_LIMIT", 3 * 9 * 36 * 4 * 2)  # two (9, 36) float32
+    gg.manual_seed(0)
+    conv = gg.nn.Conv2d(3, 2, 3)
+    kept = [conv(gg.randn(1, 3, 8, 8)) for _ in range(5)]  # predictions held, no backward
+    assert len(ops_nn._COLUMNS) == 2  # the two newest; the older three were dropped
+    sizes = [entry[1].nbytes for entry in ops_nn._COLUMNS.values()]
+    assert sum(sizes) <= ops_nn.COLUMNS_LIMIT
+    kept[-1].sum().backward()  # the newest still finds its columns ...
+    assert len(ops_nn._COLUMNS) == 1
+    kept[0].sum().backward()  # ... an evicted one recomputes them (same gradient either way)
+    del kept
+    gc.collect()
+    assert not ops_nn._COLUMNS

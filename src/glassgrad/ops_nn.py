@@ -113,11 +113,19 @@ def _from_rows(rows: np.ndarray, n: int, out_hw: Pair) -> np.ndarray:
 # dropped with that array), and the weight's rule, which receives that array as ``out``,
 # takes them once instead of copying the windows again (about a tenth of a LeNet step).
 # Keyed by the result, not the input: an input array may be changed between two calls (as
-# finite differences do), a result belongs to one forward call.
+# finite differences do), a result belongs to one forward call. The columns are kh·kw times
+# the input's size, so at most COLUMNS_LIMIT bytes are kept (oldest dropped first): outputs
+# held without a backward (predictions collected with grad mode on) cost no more than that.
 _COLUMNS: dict[int, tuple[Any, np.ndarray]] = {}
+COLUMNS_LIMIT = 64 * 2**20
 
 
 def _keep_columns(out: np.ndarray, cols: np.ndarray) -> None:
+    if cols.nbytes > COLUMNS_LIMIT:
+        return
+    kept = sum(entry[1].nbytes for entry in _COLUMNS.values())
+    while _COLUMNS and kept + cols.nbytes > COLUMNS_LIMIT:
+        kept -= _COLUMNS.pop(next(iter(_COLUMNS)))[1].nbytes
     i = id(out)
     _COLUMNS[i] = (weakref.ref(out, lambda _, i=i: _COLUMNS.pop(i, None)), cols)
 
