@@ -389,3 +389,20 @@ def test_assigning_a_right_grad_works_and_backward_accumulates_into_it() -> None
     np.testing.assert_array_equal(w.grad.numpy(), [7.0, 7.0, 7.0])
     w.grad = None
     assert w.grad is None
+
+
+@pytest.mark.parametrize("op", ["div", "exp", "sqrt"])
+def test_integers_become_the_default_float_dtype_as_torch(torch, op):
+    def run(lib):
+        x = lib.tensor([1, 2, 4])
+        return {"div": lambda: x / 2, "exp": lambda: lib.exp(x),
+                "sqrt": lambda: lib.sqrt(x)}[op]()
+
+    try:
+        for lib in (gg, torch):
+            lib.set_default_dtype(lib.float64)
+        assert str(run(gg).dtype) == str(run(torch).dtype).removeprefix("torch.") == "float64"
+    finally:
+        for lib in (gg, torch):
+            lib.set_default_dtype(lib.float32)
+    assert run(gg).dtype == np.float32

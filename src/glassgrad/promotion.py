@@ -17,7 +17,8 @@ and ``gg.compile`` replays the casts) and the op runs again. The rules, as PyTor
    not higher (float32 + 2.5 → float32; int32 + 2 → int32); a higher one takes that
    category's default: int + 2.5 → float32, bool + 1 → int64 (``tensor.as_constant``).
 4. An op that makes floats from integers or bools (``/``, ``exp``, ``sqrt``, ``mean``, ...)
-   gives the default float dtype, float32 (int tensor / 2 → float32, not float64).
+   gives the default float dtype (``gg.get_default_dtype()``, float32 unless changed):
+   int tensor / 2 → float32, not NumPy's float64.
 5. ``sum`` and ``cumsum`` of bools or integers give int64.
 """
 
@@ -28,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from . import ops
+from .dtypes import default_float
 from .ops import apply
 
-DEFAULT_FLOAT = np.dtype(np.float32)
 _INT64 = np.dtype(np.int64)
 
 
@@ -58,7 +59,7 @@ def result_type(*arrays: Any) -> np.dtype:
         else:
             zero = dt if zero is None else promote_types(zero, dt)
     if dim is None:
-        return zero if zero is not None else DEFAULT_FLOAT
+        return zero if zero is not None else default_float()
     if zero is None or _category(zero) <= _category(dim):
         return dim
     return promote_types(dim, zero)
@@ -88,7 +89,7 @@ def wanted(op: Any, arrays: tuple[Any, ...], out: Any) -> np.dtype | None:
     else:
         want = got if got != np.float64 else _widest_float(arrays)
     if got.kind == "f" and want.kind != "f":
-        want = DEFAULT_FLOAT  # rule 4
+        want = default_float()  # rule 4
     return None if got == want else want
 
 
@@ -104,4 +105,4 @@ def cast_inputs(op: Any, inputs: tuple[Any, ...], dtype: np.dtype) -> tuple[Any,
 
 def _widest_float(arrays: tuple[Any, ...]) -> np.dtype:
     floats = [np.dtype(a.dtype) for a in arrays if a.dtype.kind == "f"]
-    return max(floats, key=lambda d: d.itemsize) if floats else DEFAULT_FLOAT
+    return max(floats, key=lambda d: d.itemsize) if floats else default_float()
