@@ -78,6 +78,7 @@ from .functional import (  # the composites (primitives: below)
 )
 from .gradcheck import GradcheckError, gradcheck
 from .ops import OPS
+from .rounding import ceil, floor, floor_divide, remainder, round, trunc
 from .shape import (
     chunk,
     flip,
@@ -89,6 +90,7 @@ from .shape import (
     split,
     unbind,
 )
+from .sorting import argsort, sort, topk
 from .tensor import Size, Tensor, from_numpy
 
 # Subpackages and training helpers load on first use, so `import glassgrad` stays light
@@ -149,4 +151,6 @@ __all__ = [
     # shape.py
     "chunk", "flip", "gather", "index_select", "masked_fill", "narrow", "scatter_add", "split",
     "unbind",
+    # rounding.py, sorting.py
+    "argsort", "ceil", "floor", "floor_divide", "remainder", "round", "sort", "topk", "trunc",
 ]

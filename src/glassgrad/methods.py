@@ -287,10 +287,15 @@ attach()
 # its dtype conversions. size(), numel(), dim(), device, to(), cpu() and type() are
 # Tensor's own (tensor.py).
 def _bind_torch_api() -> None:
-    from . import shape
+    from . import rounding, shape, sorting
 
-    for name in shape.METHODS:
-        setattr(Tensor, name, getattr(shape, name))
+    for module in (shape, rounding, sorting):
+        for name in module.METHODS:
+            setattr(Tensor, name, getattr(module, name))
+    Tensor.__floordiv__ = rounding.floor_divide
+    Tensor.__rfloordiv__ = lambda self, other: rounding.floor_divide(other, self)
+    Tensor.__mod__ = rounding.remainder
+    Tensor.__rmod__ = lambda self, other: rounding.remainder(other, self)
     for name, dtype in (("long", np.int64), ("int", np.int32), ("short", np.int16),
                         ("bool", np.bool_), ("half", np.float16), ("byte", np.uint8)):
         setattr(Tensor, name, _conversion(name, dtype))

@@ -8,3 +8,5 @@ from collections import namedtuple
 
 max = namedtuple("max", ["values", "indices"])  # noqa: A001, PYI024
 min = namedtuple("min", ["values", "indices"])  # noqa: A001, PYI024
+sort = namedtuple("sort", ["values", "indices"])  # PYI024
+topk = namedtuple("topk", ["values", "indices"])  # PYI024
