@@ -143,7 +143,13 @@ def test_play_trains_xor_to_full_test_accuracy(context, app):
     tab.page.wait_for_function(
         "() => document.querySelector('#test-acc').textContent.includes('100.0%')", timeout=120_000)
     tab.pause()
-    assert tab.session.evaluate()["test_acc"] == 1.0
+    # A few more steps may run between the 100% frame and the pause (SGD can then lose a
+    # point again): the paused page shows the session's own accuracy, and it stays high.
+    acc = tab.session.evaluate()["test_acc"]
+    assert acc >= 0.95
+    tab.page.wait_for_function(
+        "want => document.querySelector('#test-acc').textContent.includes(want)",
+        arg=f"{100 * acc:.1f}%")
     assert int(tab.text("#epoch")) >= 1
     tab.clean()
 
