@@ -152,6 +152,8 @@ def _conv2d_input(grad: np.ndarray, weight: np.ndarray, size: Pair = _ZERO,
                   stride: Pair = _ONE, padding: Pair = _ZERO, dilation: Pair = _ONE,
                   groups: int = 1) -> np.ndarray:
     """The transposed convolution: every output's gradient spread back over its window."""
+    if tuple(stride) == _ONE:
+        return _conv2d_input_runs(grad, weight, size, padding, dilation, groups)
     n, (o, cg, kh, kw), out_hw = grad.shape[0], weight.shape, grad.shape[2:]
     w = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
     dcols = (w @ _to_rows(grad, groups)).reshape(groups * cg, kh, kw, n, *out_hw)  # 1 product
@@ -160,6 +162,32 @@ def _conv2d_input(grad: np.ndarray, weight: np.ndarray, size: Pair = _ZERO,
     for i in range(kh):  # col2im: one strided add per kernel position
         for j in range(kw):
             _tap(dxp, i, j, out_hw, stride, dilation)[...] += dcols[:, i, j]
+    return dxp.transpose(1, 0, 2, 3)[..., ph:ph + h, pw:pw + w]
+
+
+def _conv2d_input_runs(grad: np.ndarray, weight: np.ndarray, size: Pair, padding: Pair,
+                       dilation: Pair, groups: int) -> np.ndarray:
+    """``_conv2d_input`` for stride 1, with each kernel position's add one contiguous run per
+    (channel, sample) plane instead of OH rows of OW (measured on LeNet's conv2: 3.6 ms ->
+    about 1 ms). The gradient is widened with zero columns to the padded width Wp, so tap
+    (i, j) covers flat positions base .. base + OH·Wp of each padded plane; the zero columns
+    add nothing, also where a run reaches into the next plane (or the slack after the last)."""
+    n, (o, cg, kh, kw), (oh, ow) = grad.shape[0], weight.shape, grad.shape[2:]
+    (ph, pw), (h, w), (dh, dw) = padding, size, dilation
+    hp, wp, c = h + 2 * ph, w + 2 * pw, groups * cg
+    wide = np.zeros((n, o, oh, wp), dtype=grad.dtype)
+    wide[..., :ow] = grad
+    wt = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
+    dcols = (wt @ _to_rows(wide, groups)).reshape(c, kh * kw, n, oh * wp)  # 1 product
+    plane, run = hp * wp, oh * wp
+    flat = np.zeros(c * n * plane + (kw - 1) * dw, dtype=dcols.dtype)
+    item = flat.itemsize
+    for i in range(kh):
+        for j in range(kw):
+            base = i * dh * wp + j * dw
+            as_strided(flat[base:], (c, n, run), (n * plane * item, plane * item, item)
+                       )[...] += dcols[:, i * kw + j]
+    dxp = flat[:c * n * plane].reshape(c, n, hp, wp)
     return dxp.transpose(1, 0, 2, 3)[..., ph:ph + h, pw:pw + w]
 
 
