@@ -15,7 +15,7 @@ import numpy as np
 
 from . import functional as F
 from . import inplace, ops
-from .autograd import STATE, mark_modified, record_constant
+from .autograd import STATE, record_constant
 from .ops import Op, apply
 from .tensor import Tensor, as_constant
 
@@ -78,31 +78,6 @@ def __pos__(self: Tensor) -> Tensor:
     return self
 
 
-def _inplace(np_fn: Any, symbol: str) -> Any:
-    """``w -= lr * w.grad`` on a parameter, as PyTorch: inside ``no_grad`` it updates the
-    values in place (w stays the same leaf); in the graph it is refused, since it would
-    silently replace w by a new tensor computed from it. On any other tensor Python's
-    fallback applies (``x -= 1`` is ``x = x - 1``): glassgrad's ops never mutate."""
-
-    def method(self: Tensor, other: Any) -> Any:
-        if not (self._requires_grad and self._op is None):
-            return NotImplemented
-        if STATE.grad_enabled:
-            raise RuntimeError(
-                f"'w {symbol}= ...' on a tensor that requires grad (shape {self.shape}) would "
-                f"replace it by a new tensor computed from it, so it would stop being a "
-                f"parameter. Fix: update it inside `with gg.no_grad():` (as in PyTorch), or "
-                f"use an optimizer (gg.optim.SGD)."
-            )
-        b = other._data if isinstance(other, Tensor) else other
-        np_fn(self._data, b, out=self._data, casting="same_kind")
-        mark_modified(self)
-        return self
-
-    method.__name__ = f"__i{np_fn.__name__}__"
-    return method
-
-
 def __getitem__(self: Tensor, index: Any) -> Tensor:
     return F.getitem(self, index)
 
@@ -138,8 +113,6 @@ _OPERATORS = {
     "__and__": _comparison(np.logical_and), "__or__": _comparison(np.logical_or),
     "__xor__": _comparison(np.logical_xor),
     "__invert__": lambda self: Tensor._wrap(np.asarray(~self._data)),
-    "__iadd__": _inplace(np.add, "+"), "__isub__": _inplace(np.subtract, "-"),
-    "__imul__": _inplace(np.multiply, "*"), "__itruediv__": _inplace(np.true_divide, "/"),
 }
 
 # --------------------------------------------------------------------------- methods
@@ -239,32 +212,44 @@ def __array_function__(self: Tensor, func: Any, types: Any, args: Any, kwargs: A
 
 # --------------------------------------------------------------------------- in-place
 # PyTorch's in-place methods (zero_, add_, clamp_, t[i] = v, ...: inplace.py), abs(t), clamp.
-def _through_data(operator: Any, method: Any) -> Any:
-    """``x += v`` writes into x's memory, as in PyTorch, so every reference to x sees it:
-    through the ``.data`` alias (untracked, like every write through it) and on a tensor
-    that does not require grad (tracked by its version counter). A parameter goes through
-    ``operator`` (in place inside ``no_grad``, refused in the graph); a computed tensor that
-    requires grad, or a plain one receiving a value that does (``loss += l``), is rebound to
-    the out-of-place result: PyTorch records those in the graph, glassgrad cannot yet, and
-    the values and gradients are the same unless another name holds the old tensor."""
+def _augmented(name: str, symbol: str, method: Any) -> Any:
+    """``x += v`` (``-=``, ``*=``, ``/=``) as PyTorch: written into x's memory by the
+    in-place ``method`` (``add_``, ...), so every reference to x sees it, on a tensor that
+    does not require grad (tracked by its version counter), through the ``.data`` alias
+    (untracked, like every write through it) and on a parameter inside ``no_grad``
+    (``w -= lr * w.grad``); on a parameter in the graph it is refused. A computed tensor
+    that requires grad, or a plain one receiving a value that does (``loss += l``), is
+    rebound to the out-of-place result: PyTorch records those in the graph, glassgrad
+    cannot yet, and the values and gradients are the same unless another name holds the
+    old tensor."""
 
     def fn(self: Tensor, other: Any) -> Any:
         if getattr(self, "_alias", False):
             return method(self, other)
-        if not self._requires_grad and not (
-                STATE.grad_enabled and isinstance(other, Tensor) and other._requires_grad):
+        if self._requires_grad:
+            if self._op is not None:
+                return NotImplemented  # Python's fallback: x = x + v
+            if STATE.grad_enabled:
+                raise RuntimeError(
+                    f"'w {symbol}= ...' on a tensor that requires grad (shape {self.shape}) "
+                    f"would replace it by a new tensor computed from it, so it would stop "
+                    f"being a parameter. Fix: update it inside `with gg.no_grad():` (as in "
+                    f"PyTorch), or use an optimizer (gg.optim.SGD)."
+                )
             return method(self, other)
-        return operator(self, other)
+        if STATE.grad_enabled and isinstance(other, Tensor) and other._requires_grad:
+            return NotImplemented
+        return method(self, other)
 
-    fn.__name__ = operator.__name__
+    fn.__name__ = name
     return fn
 
 
 _INPLACE = {
     **inplace.METHODS, "__abs__": F.abs, "clamp": F.clamp,
-    **{name: _through_data(_OPERATORS[name], getattr(inplace, method)) for name, method in (
-        ("__iadd__", "add_"), ("__isub__", "sub_"), ("__imul__", "mul_"),
-        ("__itruediv__", "div_"))},
+    **{f"__i{name}__": _augmented(f"__i{name}__", symbol, getattr(inplace, method))
+       for name, symbol, method in (("add", "+", "add_"), ("sub", "-", "sub_"),
+                                    ("mul", "*", "mul_"), ("truediv", "/", "div_"))},
 }
 
 
