@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import builtins
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .autograd import record
+from .autograd import STATE, record
 from .rule_reads import declare
 from .tensor import Tensor, as_constant
 
@@ -935,11 +936,15 @@ def _ce_forward(logits: np.ndarray, target: np.ndarray, reduction: str = "mean")
     # −log softmax(z)[y] = logsumexp(z) − z[y], without the full log-softmax matrix; on the
     # logits as (rows, classes), where z[y] is one fancy index.
     z, y = _class_rows(logits, target)
-    losses = _logsumexp(z, axis=-1) - z[np.arange(len(y)), y]
+    e, s, m, axis = _softmax_parts(z)
+    losses = np.squeeze(np.log(s) + m, axis=axis) - z[np.arange(len(y)), y]
     total = np.add.reduce(losses, axis=None)
     if reduction == "mean":
-        return np.true_divide(total, losses.size, dtype=total.dtype)
-    return total
+        total = np.true_divide(total, losses.size, dtype=total.dtype)
+    out = np.asarray(total)  # (an array, not a NumPy scalar: the kept parts are keyed by it)
+    if STATE.grad_enabled:
+        _keep_softmax(out, e, s, axis)
+    return out
 
 
 def _ce_grad(grad: Any, out: Any, logits: Any, target: Any, reduction: str = "mean") -> Any:
@@ -947,13 +952,52 @@ def _ce_grad(grad: Any, out: Any, logits: Any, target: Any, reduction: str = "me
     n = (_size(logits) // logits.shape[-1]) if reduction == "mean" else 1
     if type(logits) is np.ndarray:  # subtract the 1s in place: no one-hot matrix
         z, y = _class_rows(logits, target)
-        p = np.exp(z - _logsumexp(z, axis=-1)[:, None])
-        p[np.arange(len(y)), y] -= 1
+        kept = _kept_softmax(out)
+        e, s, _, axis = kept if kept is not None else _softmax_parts(z)
+        p = np.divide(e, s, out=e)  # e is this call's own: the forward's, handed over once
+        rows = np.arange(len(y))
+        if axis == 0:  # classes first: p is the transpose of (rows, classes)
+            p[y, rows] -= 1
+            p = p.T
+        else:
+            p[rows, y] -= 1
         p *= grad / n
         return p.reshape(logits.shape)
     p = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))  # Tensors (create_graph)
     onehot = np.arange(logits.shape[-1]) == np.asarray(target)[..., None]
     return (p - onehot) * (grad / n)
+
+
+def _softmax_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """For logits rows z (N, C): e = exp(z − max), s = Σ_classes e and the max, each in the
+    layout the reductions run fastest in, and that layout's class axis: (C, N) and 0 for a
+    short class axis (as ``_logsumexp``), else (N, C) and 1. log(s) + max is ``_logsumexp``
+    to the bit, and e / s is the softmax that the gradient needs."""
+    a, axis = (z.T.copy(), 0) if _short_last_axis(z, -1) else (z, 1)
+    m = np.maximum.reduce(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, m.dtype.type(0))
+    e = np.exp(a - m)
+    return e, np.add.reduce(e, axis=axis, keepdims=True), m, axis
+
+
+# The gradient is softmax(z) − onehot(y), and the forward has just made exp(z − max) and its
+# sums: while grad mode is on, the forward keeps them under its own result array (by identity,
+# dropped with that array, as conv2d keeps its columns), and the rule, which receives that
+# array as ``out``, takes them once instead of computing them again. The rule's fallback
+# (a second backward, retain_graph) computes the same parts, so the gradient has the same bits.
+_SOFTMAX: dict[int, tuple[Any, np.ndarray, np.ndarray, int]] = {}
+
+
+def _keep_softmax(out: np.ndarray, e: np.ndarray, s: np.ndarray, axis: int) -> None:
+    i = id(out)
+    _SOFTMAX[i] = (weakref.ref(out, lambda _, i=i: _SOFTMAX.pop(i, None)), e, s, axis)
+
+
+def _kept_softmax(out: Any) -> tuple[np.ndarray, np.ndarray, None, int] | None:
+    entry = _SOFTMAX.pop(id(out), None)
+    if entry is None or entry[0]() is not out:
+        return None
+    return entry[1], entry[2], None, entry[3]
 
 
 def _class_rows(logits: np.ndarray, target: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -974,7 +1018,9 @@ cross_entropy = defop(
     latex=(r"L = -\sum_i \log \operatorname{softmax}(z_i)[y_i] / N\text{:}\quad "
            r"\partial L/\partial z_i = (\operatorname{softmax}(z_i) - \operatorname{onehot}(y_i))"
            r" / N", None),
-    reads=(("logits", "target"), None),
+    # (the rule looks ``out`` up by identity only, for the forward's softmax parts; it is
+    # declared all the same, as conv2d's, so no pass ever writes over it before the rule runs)
+    reads=(("out", "logits", "target"), None),
 )
 
 
