@@ -29,6 +29,7 @@ from .rule_reads import read_positions
 from .tensor import Tensor
 
 _wrap = Tensor._wrap  # a plain function: the global lookup is all record pays to reach it
+_new = object.__new__  # (Tensor defines no __new__: object's is what Tensor.__new__ finds)
 
 if TYPE_CHECKING:
     from .ops import Op
@@ -190,8 +191,18 @@ def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | No
     """Wrap a forward result in a Tensor and, if any input needs a gradient, link it in."""
     if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
         out = np.asarray(out)
-    result = _wrap(out)
+    # Tensor._wrap's slot setup, written out: a call costs about 500 instructions, a tenth
+    # of a small op (tests/test_eager_fastpaths.py checks both set the same slots).
+    result = _new(Tensor)
+    result._data = out
+    result._g = None
+    result._grad = None
+    result._requires_grad = False
+    result._op = None
+    result._parents = ()
     result._attrs = attrs  # kept on every result, so observers (compile) see them too
+    result._retain = False
+    result.name = None
     if _threads_changed:  # some thread is in no_grad or watched: read this thread's switches
         return _record_switched(op, inputs, result)
     for t in inputs:

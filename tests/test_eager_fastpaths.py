@@ -1,0 +1,141 @@
+"""The eager engine's shortcuts give what the general path gives: values, dtypes, graphs,
+gradients and error messages.
+
+Each shortcut (a binary operator on two tensors, the inlined Tensor construction in
+``record``, ...) is checked against the general path it skips (``ops.apply``, ``Tensor._wrap``)
+on the cases where the two could part: broadcasting, dtype promotion, non-contiguous inputs,
+Parameters, grad mode off, observers attached, and bad inputs.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import pytest
+
+import glassgrad as gg
+from glassgrad import autograd, ops
+from glassgrad.ops import apply
+from glassgrad.tensor import Tensor
+
+_OPERATORS = [
+    (operator.add, ops.add), (operator.sub, ops.sub), (operator.mul, ops.mul),
+    (operator.truediv, ops.div), (operator.pow, ops.pow),
+]
+
+
+def _pair(shape_a, shape_b, dtype_a=np.float32, dtype_b=np.float32, grad=True):
+    rng = np.random.default_rng(0)
+    a = gg.tensor(rng.uniform(0.5, 2, shape_a).astype(dtype_a), requires_grad=grad)
+    b = gg.tensor(rng.uniform(0.5, 2, shape_b).astype(dtype_b), requires_grad=grad)
+    return a, b
+
+
+def _grads(out, *leaves):
+    for t in leaves:
+        t.grad = None
+    out.sum().backward()
+    return [None if t.grad is None else t.grad.numpy().copy() for t in leaves]
+
+
+@pytest.mark.parametrize("py_op, op", _OPERATORS, ids=lambda x: getattr(x, "name", ""))
+@pytest.mark.parametrize("shapes", [((3,), (3,)), ((2, 3), (3,)), ((2, 1), (1, 3)), ((), (4,)),
+                                    ((), ())])
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float32), (np.float32, np.float64),
+                                    (np.float64, np.float32), (np.float64, np.float64)])
+def test_operator_matches_apply(py_op, op, shapes, dtypes) -> None:
+    a, b = _pair(*shapes, *dtypes)
+    fast, general = py_op(a, b), apply(op, a, b)
+    assert fast.dtype == general.dtype
+    assert fast.shape == general.shape
+    np.testing.assert_array_equal(fast.numpy(), general.numpy())
+    assert fast.op == general.op == op.name  # (mixed dtypes: the op after the cast nodes)
+    for g_fast, g_general in zip(_grads(fast, a, b), _grads(general, a, b)):
+        assert g_fast.dtype == g_general.dtype
+        np.testing.assert_array_equal(g_fast, g_general)
+
+
+def test_matmul_matches_apply() -> None:
+    a, b = _pair((4, 3), (3, 2))
+    fast, general = a @ b, apply(ops.matmul, a, b)
+    np.testing.assert_array_equal(fast.numpy(), general.numpy())
+    assert _grads(fast, a, b)[1].tolist() == _grads(general, a, b)[1].tolist()
+
+
+def test_operator_on_non_contiguous_and_parameter_inputs() -> None:
+    w = gg.nn.Parameter(np.arange(6, dtype=np.float32).reshape(2, 3))
+    x = gg.tensor(np.arange(6, dtype=np.float32).reshape(3, 2)).T  # a transposed view
+    y = w * x
+    assert y.op == "mul" and y.requires_grad
+    np.testing.assert_array_equal(y.numpy(), w.numpy() * x.numpy())
+    y.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("py_op, op", _OPERATORS, ids=lambda x: getattr(x, "name", ""))
+def test_integer_and_bool_promotion_matches_apply(py_op, op) -> None:
+    i = gg.tensor([1, 2, 3])
+    f = gg.tensor([0.5, 1.5, 2.5])
+    m = gg.tensor([True, False, True])
+    for x, y in ((i, f), (f, i), (m, f), (i, m)):
+        if op in (ops.pow, ops.div) and y is m:  # (x / False: a division by zero)
+            continue
+        fast, general = py_op(x, y), apply(op, x, y)
+        assert fast.dtype == general.dtype, (x.dtype, y.dtype)
+        np.testing.assert_array_equal(fast.numpy(), general.numpy())
+
+
+@pytest.mark.parametrize("py_op, op", [*_OPERATORS, (operator.matmul, ops.matmul)],
+                         ids=lambda x: getattr(x, "name", ""))
+@pytest.mark.parametrize("shapes", [((2,), (3,)), ((2, 3), (4, 3))])
+def test_operator_errors_match_apply(py_op, op, shapes) -> None:
+    a, b = _pair(*shapes)
+    with pytest.raises(ValueError) as general:
+        apply(op, a, b)
+    with pytest.raises(ValueError) as fast:
+        py_op(a, b)
+    assert str(fast.value) == str(general.value)
+    assert f"{op.name}: cannot apply to inputs of shapes {shapes[0]}, {shapes[1]}" in str(
+        fast.value)
+
+
+def test_operator_in_no_grad_records_nothing() -> None:
+    a, b = _pair((3,), (3,))
+    with gg.no_grad():
+        y = a + b
+    assert not y.requires_grad and y.op is None and y.parents == ()
+    np.testing.assert_array_equal(y.numpy(), a.numpy() + b.numpy())
+
+
+def test_operator_without_grad_inputs_is_a_leaf() -> None:
+    a, b = _pair((3,), (3,), grad=False)
+    y = a * b
+    assert not y.requires_grad and y.op is None
+
+
+def test_operator_tells_observers() -> None:
+    seen = []
+
+    class Watch:
+        def on_forward(self, op, inputs, out):
+            seen.append((op.name, inputs, out))
+
+    a, b = _pair((3,), (3,))
+    with autograd.hook(Watch()):
+        y = a - b
+    assert seen == [("sub", (a, b), y)]
+
+
+def test_record_sets_every_slot_that_wrap_sets() -> None:
+    """``record`` builds its Tensor without ``Tensor._wrap`` (a call less per op): the two
+    must leave the same slots set, to the same values for a leaf."""
+    a, b = _pair((3,), (3,), grad=False)
+    made = a + b  # record, on inputs that need no gradient: a leaf
+    wrapped = Tensor._wrap(made.numpy())
+    for slot in Tensor.__slots__:
+        if slot == "__weakref__":
+            continue
+        assert hasattr(made, slot) == hasattr(wrapped, slot), slot
+        if hasattr(wrapped, slot) and slot != "_data":
+            assert getattr(made, slot) == getattr(wrapped, slot), slot
