@@ -139,3 +139,23 @@ def test_record_sets_every_slot_that_wrap_sets() -> None:
         assert hasattr(made, slot) == hasattr(wrapped, slot), slot
         if hasattr(wrapped, slot) and slot != "_data":
             assert getattr(made, slot) == getattr(wrapped, slot), slot
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("lr", [0.1, 0.3, 1e-3, 7.77])
+def test_plain_sgd_step_is_w_minus_lr_times_grad_to_the_bit(dtype, lr) -> None:
+    """SGD's plain update multiplies by lr as a 0-d array of the gradient's dtype: the same
+    bits as NumPy's ``w - lr * g`` with lr a Python float, for every float dtype."""
+    rng = np.random.default_rng(1)
+    shapes = [(3, 2), (3,), (1, 3), ()]
+    ws = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    gs = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    params = [gg.nn.Parameter(w.copy()) for w in ws]
+    for p, g in zip(params, gs):
+        p.grad = gg.tensor(g)
+    params[2].grad = None  # skipped, not updated
+    gg.optim.SGD(params, lr=lr).step()
+    for i, (p, w, g) in enumerate(zip(params, ws, gs)):
+        want = w if i == 2 else w - lr * g
+        assert p.dtype == dtype
+        np.testing.assert_array_equal(p.numpy(), want)
