@@ -159,3 +159,50 @@ def test_plain_sgd_step_is_w_minus_lr_times_grad_to_the_bit(dtype, lr) -> None:
         want = w if i == 2 else w - lr * g
         assert p.dtype == dtype
         np.testing.assert_array_equal(p.numpy(), want)
+
+
+def _bad_roots():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    freed = (x * 2).sum()
+    freed.backward()
+    return {
+        "no grad": (gg.tensor([1.0]), None),
+        "not scalar": (x * 3, None),
+        "freed": (freed, None),
+        "wrong seed shape": ((x * 3), np.ones(3, np.float32)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_roots()))
+def test_backward_errors_match_the_general_path(case) -> None:
+    root, seed = _bad_roots()[case]
+    with pytest.raises(Exception) as general:
+        autograd.backward(root, seed)
+    root, seed = _bad_roots()[case]
+    with pytest.raises(Exception) as fast:
+        root.backward(seed)
+    assert type(fast.value) is type(general.value)
+    assert str(fast.value) == str(general.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+def test_implied_seed_matches_an_explicit_one(dtype, shape) -> None:
+    x = gg.tensor(np.full(shape, 3.0, dtype), requires_grad=True)
+    (x * x).backward()
+    implied = x.grad.numpy().copy()
+    x.grad = None
+    (x * x).backward(np.ones(shape, dtype))
+    np.testing.assert_array_equal(implied, x.grad.numpy())
+    assert implied.dtype == dtype and implied.shape == shape and implied.flags.writeable
+    np.testing.assert_array_equal(implied, np.full(shape, 6.0, dtype))
+
+
+def test_stored_gradients_share_no_memory() -> None:
+    a, b = _pair((4,), (4,))
+    (a + b).sum().backward()  # add sends one array to both sides
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.numpy()[0] = 100.0
+    np.testing.assert_array_equal(b.grad.numpy(), np.ones(4, np.float32))
+    (a + b).sum().backward()  # accumulates into the existing .grad
+    np.testing.assert_array_equal(b.grad.numpy(), np.full(4, 2.0, np.float32))

@@ -445,7 +445,8 @@ def run_backward(
             leaves.append(r)
         else:
             heap.append((-r._stamp, r))
-    heapify(heap)
+    if len(heap) > 1:
+        heapify(heap)
     walked: list[Tensor] = []  # nodes whose rules ran: freed at the end
     last_write = _writes
     captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
@@ -597,7 +598,18 @@ def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
         if not shared_copied:
             handed_out.add(id(g))
         if node._grad is None:  # (the slot: the .grad setter's checks are for users)
-            node._grad = Tensor._wrap(g)
+            # Tensor._wrap(g), written out as in record (a call less per leaf)
+            t = _new(Tensor)
+            t._data = g
+            t._g = None
+            t._grad = None
+            t._requires_grad = False
+            t._op = None
+            t._parents = ()
+            t._attrs = None
+            t._retain = False
+            t.name = None
+            node._grad = t
         else:
             node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
 
