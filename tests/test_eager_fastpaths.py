@@ -206,3 +206,27 @@ def test_stored_gradients_share_no_memory() -> None:
     np.testing.assert_array_equal(b.grad.numpy(), np.ones(4, np.float32))
     (a + b).sum().backward()  # accumulates into the existing .grad
     np.testing.assert_array_equal(b.grad.numpy(), np.full(4, 2.0, np.float32))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64])
+def test_linear_layer_matches_functional_linear(bias, x_dtype) -> None:
+    layer = gg.nn.Linear(3, 2, bias=bias, seed=0)
+    x = gg.tensor(np.arange(12, dtype=x_dtype).reshape(4, 3) / 10)
+    y = layer(x)
+    want = gg.nn.functional.linear(x.astype(np.float32), layer.weight, layer.bias)
+    assert y.op == want.op and y.dtype == np.float32
+    np.testing.assert_array_equal(y.numpy(), want.numpy())
+    y.sum().backward()
+    np.testing.assert_array_equal(layer.weight.grad.numpy(), x.numpy().sum(0).astype(
+        np.float32)[None, :].repeat(2, 0))
+
+
+def test_linear_layer_errors_and_hooks() -> None:
+    layer = gg.nn.Linear(3, 2, seed=0)
+    with pytest.raises(ValueError, match=r"in_features = 3, got shape \(4, 2\)"):
+        layer(gg.ones(4, 2))
+    seen = []
+    layer.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    layer(gg.ones(5, 3))
+    assert seen == [(5, 2)]
