@@ -29,6 +29,7 @@ from .rule_reads import read_positions
 from .tensor import Tensor
 
 _wrap = Tensor._wrap  # a plain function: the global lookup is all record pays to reach it
+_new = object.__new__  # (Tensor defines no __new__: object's is what Tensor.__new__ finds)
 
 if TYPE_CHECKING:
     from .ops import Op
@@ -190,8 +191,18 @@ def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | No
     """Wrap a forward result in a Tensor and, if any input needs a gradient, link it in."""
     if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
         out = np.asarray(out)
-    result = _wrap(out)
+    # Tensor._wrap's slot setup, written out: a call costs about 500 instructions, a tenth
+    # of a small op (tests/test_eager_fastpaths.py checks both set the same slots).
+    result = _new(Tensor)
+    result._data = out
+    result._g = None
+    result._grad = None
+    result._requires_grad = False
+    result._op = None
+    result._parents = ()
     result._attrs = attrs  # kept on every result, so observers (compile) see them too
+    result._retain = False
+    result.name = None
     if _threads_changed:  # some thread is in no_grad or watched: read this thread's switches
         return _record_switched(op, inputs, result)
     for t in inputs:
@@ -434,7 +445,8 @@ def run_backward(
             leaves.append(r)
         else:
             heap.append((-r._stamp, r))
-    heapify(heap)
+    if len(heap) > 1:
+        heapify(heap)
     walked: list[Tensor] = []  # nodes whose rules ran: freed at the end
     last_write = _writes
     captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
@@ -586,7 +598,18 @@ def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
         if not shared_copied:
             handed_out.add(id(g))
         if node._grad is None:  # (the slot: the .grad setter's checks are for users)
-            node._grad = Tensor._wrap(g)
+            # Tensor._wrap(g), written out as in record (a call less per leaf)
+            t = _new(Tensor)
+            t._data = g
+            t._g = None
+            t._grad = None
+            t._requires_grad = False
+            t._op = None
+            t._parents = ()
+            t._attrs = None
+            t._retain = False
+            t.name = None
+            node._grad = t
         else:
             node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
 

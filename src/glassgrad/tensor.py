@@ -400,9 +400,16 @@ class Tensor:
         if inputs is not None:
             _autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
             return
-        # autograd.backward's work for one root, spelled out: this is every step's call
-        _autograd.check_root(self)
-        seed = _autograd.seed_for(self, gradient)
+        # autograd.backward's work for one root, spelled out: this is every step's call. The
+        # checks and the seed cost a call each only when they have something to do.
+        if not self._requires_grad or (self._op is not None and self._parents is None):
+            _autograd.check_root(self)  # (raises, saying what is wrong)
+        seed = None
+        if gradient is None:  # the implied seed of a one-element root, made once (seed_for)
+            data = self._data
+            seed = _autograd._SEEDS.get((data.dtype, data.shape))
+        if seed is None:
+            seed = _autograd.seed_for(self, gradient)
         if create_graph:
             seed = Tensor._wrap(seed)
         _autograd.run_backward((self,), (seed,), create_graph=create_graph,

@@ -20,6 +20,8 @@ from .optimizer import Fold, Optimizer, _check
 # Below this many elements a fresh temporary is cheaper than a reused scratch array; above it,
 # reusing one avoids allocating (and page-faulting) a parameter-sized array every step.
 _SCRATCH_MIN = 1 << 15
+# Below both this and BLAS's threshold, SGD's update is one small temporary (see _descend).
+_DESCEND_SMALL = min(_SCRATCH_MIN, blas.BLAS_MIN)
 
 
 def _average_square_(v: np.ndarray, g: np.ndarray, decay: float, t: np.ndarray) -> None:
@@ -69,9 +71,7 @@ class SGD(Optimizer):
         lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
         wd, nesterov = group["weight_decay"], group["nesterov"]
         if not (mom or wd):  # plain gradient descent, w ← w − lr·g: the textbook's update
-            for p in group["params"]:
-                if p._grad is not None:
-                    self._descend(p, p._grad._data, lr)
+            self._plain_descent(group["params"], lr)
             return
         state = self.state
         for p in group["params"]:
@@ -134,6 +134,27 @@ class SGD(Optimizer):
             self._descend(p, buf, lr)
 
         return buf, scale, 0.0 if first else mom, then
+
+    def _plain_descent(self, params: list[Any], lr: float) -> None:
+        """w ← w − lr·g for every parameter with a gradient (``_descend``, with its small-array
+        case written out: this is every plain SGD step). lr multiplies as a 0-d array of the
+        gradient's dtype: NumPy turns a Python float into one on every call (about 2,600
+        instructions, more than the product of a small array), and the product has the same
+        bits (a Python float meeting a float32 array is rounded to float32 first)."""
+        apply = self._apply
+        lr_as = None
+        for p in params:
+            grad = p._grad
+            if grad is None:
+                continue
+            g = grad._data
+            if p._data.size >= _DESCEND_SMALL:
+                self._descend(p, g, lr)
+                continue
+            dt = g.dtype
+            if lr_as is None or lr_as.dtype is not dt:
+                lr_as = np.array(lr, dt)
+            apply(p, g * lr_as)
 
     def _descend(self, p: Any, g: np.ndarray, lr: float) -> None:
         """w ← w − lr·g, in place."""
