@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import scratch
 from .autograd import STATE
 from .ops import case, defop, index_add
 
@@ -92,7 +93,7 @@ def _im2col(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: 
     n, c = x.shape[:2]
     out_hw = _conv_out_hw(x.shape[2:], kernel, stride, padding, dilation)
     win = _windows(_padded(x, padding, 0), kernel, stride, dilation, out_hw)
-    cols = np.empty((c, *kernel, n, *out_hw), dtype=x.dtype)
+    cols = scratch.take((c, *kernel, n, *out_hw), x.dtype)  # (handed back after its product)
     cols[...] = win.transpose(1, 4, 5, 0, 2, 3)  # the one copy of the input a conv makes
     return cols.reshape(groups, -1, n * out_hw[0] * out_hw[1]), out_hw
 
@@ -120,14 +121,16 @@ _COLUMNS: dict[int, tuple[Any, np.ndarray]] = {}
 COLUMNS_LIMIT = 64 * 2**20
 
 
-def _keep_columns(out: np.ndarray, cols: np.ndarray) -> None:
+def _keep_columns(out: np.ndarray, cols: np.ndarray) -> bool:
+    """Keep ``cols`` for the weight's gradient of ``out``; False if they are too large."""
     if cols.nbytes > COLUMNS_LIMIT:
-        return
+        return False
     kept = sum(entry[1].nbytes for entry in _COLUMNS.values())
     while _COLUMNS and kept + cols.nbytes > COLUMNS_LIMIT:
         kept -= _COLUMNS.pop(next(iter(_COLUMNS)))[1].nbytes
     i = id(out)
     _COLUMNS[i] = (weakref.ref(out, lambda _, i=i: _COLUMNS.pop(i, None)), cols)
+    return True
 
 
 def _kept_columns(out: Any) -> np.ndarray | None:
@@ -143,8 +146,8 @@ def _conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: Pair = 
     rows = weight.reshape(groups, o // groups, -1) @ cols  # one product (per group)
     rows += bias.reshape(groups, o // groups, 1)  # rows is fresh: add in place
     out = _from_rows(rows, x.shape[0], out_hw)
-    if STATE.grad_enabled:
-        _keep_columns(out, cols)
+    if not (STATE.grad_enabled and _keep_columns(out, cols)):
+        scratch.give(cols)
     return out
 
 
@@ -175,10 +178,15 @@ def _conv2d_input_runs(grad: np.ndarray, weight: np.ndarray, size: Pair, padding
     n, (o, cg, kh, kw), (oh, ow) = grad.shape[0], weight.shape, grad.shape[2:]
     (ph, pw), (h, w), (dh, dw) = padding, size, dilation
     hp, wp, c = h + 2 * ph, w + 2 * pw, groups * cg
-    wide = np.zeros((n, o, oh, wp), dtype=grad.dtype)
-    wide[..., :ow] = grad
+    # the widened gradient in (O, N, OH, Wp) order: its rows are the product's operand as is
+    wide = scratch.take((o, n, oh, wp), grad.dtype)
+    wide[..., ow:] = 0
+    wide[..., :ow] = grad.transpose(1, 0, 2, 3)
     wt = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
-    dcols = (wt @ _to_rows(wide, groups)).reshape(c, kh * kw, n, oh * wp)  # 1 product
+    dcols = scratch.take((groups, cg * kh * kw, n * oh * wp), np.result_type(wt, wide))
+    np.matmul(wt, wide.reshape(groups, o // groups, -1), out=dcols)  # 1 product
+    scratch.give(wide)
+    dcols = dcols.reshape(c, kh * kw, n, oh * wp)
     plane, run = hp * wp, oh * wp
     flat = np.zeros(c * n * plane + (kw - 1) * dw, dtype=dcols.dtype)
     item = flat.itemsize
@@ -187,6 +195,7 @@ def _conv2d_input_runs(grad: np.ndarray, weight: np.ndarray, size: Pair, padding
             base = i * dh * wp + j * dw
             as_strided(flat[base:], (c, n, run), (n * plane * item, plane * item, item)
                        )[...] += dcols[:, i * kw + j]
+    scratch.give(dcols)
     dxp = flat[:c * n * plane].reshape(c, n, hp, wp)
     return dxp.transpose(1, 0, 2, 3)[..., ph:ph + h, pw:pw + w]
 
@@ -196,7 +205,9 @@ def _conv2d_weight(x: np.ndarray, grad: np.ndarray, size: Pair = _ONE, stride: P
                    ) -> np.ndarray:
     """Σ over every output position of its gradient times its input window."""
     cols, _ = _im2col(x, size, stride, padding, dilation, groups)
-    return _weight_product(grad, cols, x.shape[1] // groups, size, groups)
+    dw = _weight_product(grad, cols, x.shape[1] // groups, size, groups)
+    scratch.give(cols)
+    return dw
 
 
 def _weight_product(grad: np.ndarray, cols: np.ndarray, per_group: int, size: Pair,
@@ -220,7 +231,9 @@ def _conv_grad_w(grad: Any, out: Any, x: Any, weight: Any, bias: Any, stride: Pa
                  padding: Pair = _ZERO, dilation: Pair = _ONE, groups: int = 1) -> Any:
     cols = _kept_columns(out) if type(grad) is np.ndarray else None
     if cols is not None:  # the forward's own windows: conv2d_weight without its im2col
-        return _weight_product(grad, cols, weight.shape[1], tuple(weight.shape[2:]), groups)
+        dw = _weight_product(grad, cols, weight.shape[1], tuple(weight.shape[2:]), groups)
+        scratch.give(cols)  # (only _COLUMNS held them, and it has let go)
+        return dw
     return conv2d_weight(x, grad, size=tuple(weight.shape[2:]), stride=stride,
                          padding=padding, dilation=dilation, groups=groups)
 
