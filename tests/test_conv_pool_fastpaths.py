@@ -2,6 +2,8 @@
 
 - scratch buffers (glassgrad/scratch.py): the convolution's columns are reused from one step
   to the next, and no array a caller receives is ever one of them;
+- max-pool windows that tile the input (kernel == stride, no padding or dilation): the same
+  values and gradients as the general path, bit for bit, and PyTorch's, ties included;
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 import glassgrad as gg
-from glassgrad import scratch
+from glassgrad import ops_nn, scratch
 
 F = gg.nn.functional
 
@@ -77,3 +79,82 @@ def test_no_result_shares_memory_with_a_kept_buffer(kept_scratch: None) -> None:
     assert kept
     for r in results:
         assert not any(np.shares_memory(r, buf) for buf in kept)
+
+
+# --------------------------------------------------------------------------- tiled max-pool
+def _pool_step(x: np.ndarray, v: np.ndarray, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    gx = gg.tensor(x, requires_grad=True)
+    out = F.max_pool2d(gx, **kw)
+    out.backward(gg.tensor(v[tuple(slice(n) for n in out.shape)]))
+    return out.numpy(), gx.grad.numpy()
+
+
+def _tie_heavy(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """ReLU'd small integers: most windows hold a tie (all zeros, or a repeated value), and
+    some zeros are −0.0."""
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.integers(-3, 3, shape), 0).astype(np.float32)
+    x[rng.random(shape) < 0.1] = -0.0
+    return x
+
+
+TILED = [  # (shape, kwargs): the fast path, leftover rows/columns included
+    ((4, 3, 8, 8), dict(kernel_size=2)),
+    ((2, 3, 7, 9), dict(kernel_size=2)),  # a last row and column no window covers
+    ((2, 2, 9, 8), dict(kernel_size=3)),
+    ((2, 2, 6, 9), dict(kernel_size=(2, 3))),
+    ((2, 2, 6, 6), dict(kernel_size=2, ceil_mode=True)),  # ceil_mode, nothing partial
+    ((2, 2, 5, 5), dict(kernel_size=1)),
+]
+GENERAL = [  # the cases that must fall back
+    ((2, 2, 7, 7), dict(kernel_size=2, ceil_mode=True)),  # a partial last window
+    ((2, 2, 8, 8), dict(kernel_size=2, stride=1)),  # overlapping windows
+    ((2, 2, 8, 8), dict(kernel_size=2, padding=1)),
+    ((2, 2, 9, 9), dict(kernel_size=2, dilation=2)),
+]
+
+
+@pytest.mark.parametrize(("shape", "kw"), TILED, ids=str)
+def test_tiled_max_pool_is_the_general_path_bit_for_bit(
+        shape: tuple[int, ...], kw: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ops_nn._tiled(np.empty(shape), **_normalized(kw)) is not None
+    x, v = _tie_heavy(shape), np.random.default_rng(1).standard_normal(shape)
+    fast = _pool_step(x, v.astype(np.float32), **kw)
+    monkeypatch.setattr(ops_nn, "_tiled", lambda *a: None)
+    general = _pool_step(x, v.astype(np.float32), **kw)
+    for a, b in zip(fast, general):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))  # −0.0 stays −0.0
+
+
+@pytest.mark.parametrize(("shape", "kw"), TILED + GENERAL, ids=str)
+def test_max_pool_matches_torch_on_ties(torch: Any, shape: tuple[int, ...], kw: dict) -> None:
+    x, v = _tie_heavy(shape, seed=2), np.random.default_rng(3).standard_normal(shape)
+    out, grad = _pool_step(x, v.astype(np.float32), **kw)
+    tx = torch.tensor(x, requires_grad=True)
+    tout = torch.nn.functional.max_pool2d(tx, **kw)
+    tout.backward(torch.tensor(v.astype(np.float32)[tuple(slice(n) for n in tout.shape)]))
+    np.testing.assert_array_equal(out, tout.detach().numpy())
+    # (overlapping windows add in another order: rounding; a tie given wrongly is O(1) off)
+    np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(("shape", "kw"), GENERAL, ids=str)
+def test_max_pool_falls_back_where_windows_do_not_tile(shape: tuple[int, ...], kw: dict
+                                                       ) -> None:
+    assert ops_nn._tiled(np.empty(shape), **_normalized(kw)) is None
+
+
+def test_a_window_tie_goes_to_the_first_maximum_in_reading_order() -> None:
+    x = np.array([[[[0.0, 5.0, 1.0, 1.0], [5.0, 5.0, 1.0, 1.0]]]], dtype=np.float32)
+    _, grad = _pool_step(x, np.full((1, 1, 1, 2), 7.0, dtype=np.float32), kernel_size=2)
+    np.testing.assert_array_equal(grad, [[[[0, 7, 7, 0], [0, 0, 0, 0]]]])
+
+
+def _normalized(kw: dict) -> dict:
+    """max_pool2d's keyword arguments as the op receives them."""
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    k = pair(kw["kernel_size"])
+    return dict(kernel_size=k, stride=pair(kw.get("stride", k)),
+                padding=pair(kw.get("padding", 0)), dilation=pair(kw.get("dilation", 1)),
+                ceil_mode=kw.get("ceil_mode", False))

@@ -356,6 +356,9 @@ def _pool_windows(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair,
 def _max_pool2d(x: np.ndarray, kernel_size: Pair = (2, 2), stride: Pair = (2, 2),
                 padding: Pair = _ZERO, dilation: Pair = _ONE, ceil_mode: bool = False
                 ) -> np.ndarray:
+    out_hw = _tiled(x, kernel_size, stride, padding, dilation, ceil_mode)
+    if out_hw is not None:
+        return _max_tiles(x, kernel_size, out_hw)
     win = _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode)
     # one np.maximum per kernel position over the whole output: faster than a reduction
     # over the two short window axes of a strided view
@@ -365,6 +368,60 @@ def _max_pool2d(x: np.ndarray, kernel_size: Pair = (2, 2), stride: Pair = (2, 2)
             if i or j:
                 np.maximum(out, win[..., i, j], out=out)
     return out
+
+
+# Fast path: windows that tile the input (kernel == stride, no padding or dilation, no partial
+# window), LeNet's and most tutorials' pooling. No padded copy, and the windows never overlap.
+def _tiled(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+           ceil_mode: bool) -> Pair | None:
+    """(OH, OW) if the windows tile x (rows or columns left over at the end are skipped, as
+    in the general path), else None."""
+    if tuple(kernel_size) != tuple(stride) or any(padding) or tuple(dilation) != _ONE:
+        return None
+    (kh, kw), (h, w) = kernel_size, x.shape[2:]
+    if ceil_mode and (h % kh or w % kw):  # a last partial window
+        return None
+    return h // kh, w // kw
+
+
+def _tile_tap(a: np.ndarray, i: int, j: int, kernel_size: Pair, out_hw: Pair) -> np.ndarray:
+    """The view (N, C, OH, OW) of element (i, j) of every window."""
+    (kh, kw), (oh, ow) = kernel_size, out_hw
+    return a[..., i:oh * kh:kh, j:ow * kw:kw]
+
+
+def _max_tiles(x: np.ndarray, kernel_size: Pair, out_hw: Pair) -> np.ndarray:
+    """Each window's maximum: along the rows first, then across them (fewer passes than one
+    per kernel position). Each np.maximum keeps its first argument at a tie, so the value
+    kept, down to the sign of a zero, is the window's first maximum, as in the general path."""
+    (kh, kw), (oh, ow) = kernel_size, out_hw
+    rows = x[..., :oh * kh, 0:ow * kw:kw].copy()  # (N, C, OH·kh, OW)
+    for j in range(1, kw):
+        np.maximum(rows, x[..., :oh * kh, j:ow * kw:kw], out=rows)
+    out = rows[..., 0::kh, :].copy()
+    for i in range(1, kh):
+        np.maximum(out, rows[..., i::kh, :], out=out)
+    return out
+
+
+def _max_tiles_grad(grad: np.ndarray, out: np.ndarray, x: np.ndarray, kernel_size: Pair,
+                    out_hw: Pair) -> np.ndarray:
+    """The rule for tiling windows: each element of a window is written once (no scatter, no
+    add), its gradient where it is the window's first maximum, else 0."""
+    (kh, kw), (oh, ow) = kernel_size, out_hw
+    dx = np.empty(x.shape, dtype=grad.dtype)
+    dx[..., oh * kh:, :] = 0  # rows and columns no window covers
+    dx[..., :, ow * kw:] = 0
+    free = np.ones(out.shape, dtype=bool)  # outputs whose first maximum is not yet found
+    hit = np.empty(out.shape, dtype=bool)
+    for i in range(kh):
+        for j in range(kw):
+            np.equal(_tile_tap(x, i, j, kernel_size, out_hw), out, out=hit)
+            hit &= free
+            free ^= hit  # (hit ⊂ free)
+            np.multiply(grad, hit, out=_tile_tap(dx, i, j, kernel_size, out_hw))
+    dx += 0  # a negative gradient times False is −0.0; the general path (and PyTorch) has 0
+    return dx
 
 
 def _argmax_index(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair,
@@ -413,6 +470,9 @@ def _max_pool_grad(grad: Any, out: Any, x: Any, kernel_size: Pair = (2, 2),
                    stride: Pair = (2, 2), padding: Pair = _ZERO, dilation: Pair = _ONE,
                    ceil_mode: bool = False) -> Any:
     if type(grad) is np.ndarray:
+        out_hw = _tiled(x, kernel_size, stride, padding, dilation, ceil_mode)
+        if out_hw is not None:
+            return _max_tiles_grad(grad, out, x, kernel_size, out_hw)
         return _max_pool_scatter(grad, out, x, kernel_size, stride, padding, dilation,
                                  ceil_mode)
     # Tensors (create_graph): a scatter by index_add, itself differentiable
