@@ -4,17 +4,20 @@
   to the next, and no array a caller receives is ever one of them;
 - max-pool windows that tile the input (kernel == stride, no padding or dilation): the same
   values and gradients as the general path, bit for bit, and PyTorch's, ties included;
+- passes split over the batch across threads (glassgrad/parallel.py): the same numbers, bit
+  for bit, as on one thread; the thread count follows BLAS's.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
 
 import glassgrad as gg
-from glassgrad import ops_nn, scratch
+from glassgrad import ops_nn, parallel, scratch
 
 F = gg.nn.functional
 
@@ -158,3 +161,92 @@ def _normalized(kw: dict) -> dict:
     return dict(kernel_size=k, stride=pair(kw.get("stride", k)),
                 padding=pair(kw.get("padding", 0)), dilation=pair(kw.get("dilation", 1)),
                 ceil_mode=kw.get("ceil_mode", False))
+
+
+# --------------------------------------------------------------------------- threads
+@pytest.fixture
+def split_threads(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """set(k): every pass, however small, split over k threads."""
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)
+    return lambda k: monkeypatch.setattr(parallel, "_blas_threads", lambda: k)
+
+
+def _lenet_like_step(seed: int) -> list[np.ndarray]:
+    """conv (padded) → max-pool → conv → max-pool on an odd batch: output and gradients."""
+    rng = np.random.default_rng(seed)
+    x = gg.tensor(rng.standard_normal((5, 2, 12, 11)).astype(np.float32), requires_grad=True)
+    w1 = gg.tensor(rng.standard_normal((4, 2, 5, 5)).astype(np.float32), requires_grad=True)
+    w2 = gg.tensor(rng.standard_normal((3, 4, 3, 3)).astype(np.float32), requires_grad=True)
+    h = F.max_pool2d(F.relu(F.conv2d(x, w1, padding=2)), 2)
+    out = F.max_pool2d(F.conv2d(h, w2, dilation=(1, 2), padding=(1, 2)), 2)
+    out.backward(gg.tensor(rng.standard_normal(out.shape).astype(np.float32)))
+    return [out.numpy(), x.grad.numpy(), w1.grad.numpy(), w2.grad.numpy()]
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])  # (7 > the batch of 5: at most one slice each)
+def test_split_over_threads_gives_the_one_thread_numbers(split_threads: Any, k: int) -> None:
+    split_threads(1)
+    one = _lenet_like_step(0)
+    split_threads(k)
+    seen: set[int] = set()
+    real = parallel.split
+
+    def spy(fn: Any, n: int, nbytes: int) -> None:
+        real(lambda lo, hi: (seen.add(threading.get_ident()), fn(lo, hi)), n, nbytes)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(parallel, "split", spy)
+        many = _lenet_like_step(0)
+    assert len(seen) == min(k, 5)  # the passes really ran on that many threads
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_split_covers_the_range_once_and_waits_for_every_slice(split_threads: Any) -> None:
+    split_threads(3)
+    hits = np.zeros(10, dtype=int)
+
+    def part(lo: int, hi: int) -> None:
+        hits[lo:hi] += 1
+
+    parallel.split(part, 10, 0)
+    np.testing.assert_array_equal(hits, 1)
+
+
+def test_an_error_in_a_slice_is_raised_after_every_slice_has_stopped(split_threads: Any
+                                                                    ) -> None:
+    split_threads(2)
+    done = []
+
+    def part(lo: int, hi: int) -> None:
+        if lo > 0:
+            raise ValueError(f"slice {lo}:{hi} failed")
+        done.append((lo, hi))
+
+    with pytest.raises(ValueError, match="slice 2:4 failed"):
+        parallel.split(part, 4, 0)
+    assert done == [(0, 2)]
+
+
+def test_a_split_inside_a_pool_thread_runs_there(split_threads: Any) -> None:
+    split_threads(2)
+    inner: list[tuple[int, int]] = []
+    parallel.split(lambda lo, hi: parallel.split(lambda a, b: inner.append((a, b)), 4, 0)
+                   if lo else None, 2, 0)
+    assert inner == [(0, 4)]  # (one slice: no thread of the pool waits on the pool)
+
+
+def test_small_passes_stay_on_the_calling_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 2)
+    calls: list[tuple[int, int]] = []
+    parallel.split(lambda lo, hi: calls.append((lo, hi)), 8, parallel.MIN_BYTES - 1)
+    assert calls == [(0, 8)]
+
+
+def test_the_thread_count_is_blas_s() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    parallel._blas_threads = None  # (found again, as on first use)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert parallel.threads() == 1
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        assert parallel.threads() == 2

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import scratch
+from . import parallel, scratch
 from .autograd import STATE
 from .ops import case, defop, index_add
 
@@ -94,7 +94,8 @@ def _im2col(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: 
     out_hw = _conv_out_hw(x.shape[2:], kernel, stride, padding, dilation)
     win = _windows(_padded(x, padding, 0), kernel, stride, dilation, out_hw)
     cols = scratch.take((c, *kernel, n, *out_hw), x.dtype)  # (handed back after its product)
-    cols[...] = win.transpose(1, 4, 5, 0, 2, 3)  # the one copy of the input a conv makes
+    # the one copy of the input a conv makes, split over the batch
+    parallel.copyto(cols, win.transpose(1, 4, 5, 0, 2, 3), axis=3)
     return cols.reshape(groups, -1, n * out_hw[0] * out_hw[1]), out_hw
 
 
@@ -174,7 +175,8 @@ def _conv2d_input_runs(grad: np.ndarray, weight: np.ndarray, size: Pair, padding
     (channel, sample) plane instead of OH rows of OW (measured on LeNet's conv2: 3.6 ms ->
     about 1 ms). The gradient is widened with zero columns to the padded width Wp, so tap
     (i, j) covers flat positions base .. base + OH·Wp of each padded plane; the zero columns
-    add nothing, also where a run reaches into the next plane (or the slack after the last)."""
+    add nothing, also where a run reaches past its plane (into the slack after each plane).
+    The adds are split over the batch across threads (parallel.py)."""
     n, (o, cg, kh, kw), (oh, ow) = grad.shape[0], weight.shape, grad.shape[2:]
     (ph, pw), (h, w), (dh, dw) = padding, size, dilation
     hp, wp, c = h + 2 * ph, w + 2 * pw, groups * cg
@@ -188,15 +190,22 @@ def _conv2d_input_runs(grad: np.ndarray, weight: np.ndarray, size: Pair, padding
     scratch.give(wide)
     dcols = dcols.reshape(c, kh * kw, n, oh * wp)
     plane, run = hp * wp, oh * wp
-    flat = np.zeros(c * n * plane + (kw - 1) * dw, dtype=dcols.dtype)
+    # each plane is followed by (kw - 1)·dw slack elements, where its runs end: slices of the
+    # batch on different threads then never write the same memory
+    ps = plane + (kw - 1) * dw
+    flat = np.zeros(c * n * ps, dtype=dcols.dtype)
     item = flat.itemsize
-    for i in range(kh):
-        for j in range(kw):
-            base = i * dh * wp + j * dw
-            as_strided(flat[base:], (c, n, run), (n * plane * item, plane * item, item)
-                       )[...] += dcols[:, i * kw + j]
+
+    def add(lo: int, hi: int) -> None:
+        for i in range(kh):
+            for j in range(kw):
+                base = lo * ps + i * dh * wp + j * dw
+                as_strided(flat[base:], (c, hi - lo, run), (n * ps * item, ps * item, item)
+                           )[...] += dcols[:, i * kw + j, lo:hi]
+
+    parallel.split(add, n, dcols.nbytes)
     scratch.give(dcols)
-    dxp = flat[:c * n * plane].reshape(c, n, hp, wp)
+    dxp = flat.reshape(c, n, ps)[..., :plane].reshape(c, n, hp, wp)  # (a view)
     return dxp.transpose(1, 0, 2, 3)[..., ph:ph + h, pw:pw + w]
 
 
@@ -391,25 +400,44 @@ def _tile_tap(a: np.ndarray, i: int, j: int, kernel_size: Pair, out_hw: Pair) ->
 
 
 def _max_tiles(x: np.ndarray, kernel_size: Pair, out_hw: Pair) -> np.ndarray:
-    """Each window's maximum: along the rows first, then across them (fewer passes than one
-    per kernel position). Each np.maximum keeps its first argument at a tie, so the value
-    kept, down to the sign of a zero, is the window's first maximum, as in the general path."""
-    (kh, kw), (oh, ow) = kernel_size, out_hw
+    """Each window's maximum, the batch split across threads (parallel.py)."""
+    out = np.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
+    parallel.split(lambda lo, hi: _max_tiles_into(out[lo:hi], x[lo:hi], kernel_size),
+                   x.shape[0], x.nbytes)
+    return out
+
+
+def _max_tiles_into(out: np.ndarray, x: np.ndarray, kernel_size: Pair) -> None:
+    """Along the rows first, then across them (fewer passes than one per kernel position).
+    Each np.maximum keeps its first argument at a tie, so the value kept, down to the sign of
+    a zero, is the window's first maximum, as in the general path."""
+    (kh, kw), (oh, ow) = kernel_size, out.shape[2:]
     rows = x[..., :oh * kh, 0:ow * kw:kw].copy()  # (N, C, OH·kh, OW)
     for j in range(1, kw):
         np.maximum(rows, x[..., :oh * kh, j:ow * kw:kw], out=rows)
-    out = rows[..., 0::kh, :].copy()
+    out[...] = rows[..., 0::kh, :]
     for i in range(1, kh):
         np.maximum(out, rows[..., i::kh, :], out=out)
-    return out
 
 
 def _max_tiles_grad(grad: np.ndarray, out: np.ndarray, x: np.ndarray, kernel_size: Pair,
                     out_hw: Pair) -> np.ndarray:
     """The rule for tiling windows: each element of a window is written once (no scatter, no
-    add), its gradient where it is the window's first maximum, else 0."""
-    (kh, kw), (oh, ow) = kernel_size, out_hw
+    add), its gradient where it is the window's first maximum, else 0. The batch is split
+    across threads (parallel.py)."""
     dx = np.empty(x.shape, dtype=grad.dtype)
+
+    def part(lo: int, hi: int) -> None:
+        _max_tiles_grad_into(dx[lo:hi], grad[lo:hi], out[lo:hi], x[lo:hi], kernel_size,
+                             out_hw)
+
+    parallel.split(part, x.shape[0], x.nbytes)
+    return dx
+
+
+def _max_tiles_grad_into(dx: np.ndarray, grad: np.ndarray, out: np.ndarray, x: np.ndarray,
+                         kernel_size: Pair, out_hw: Pair) -> None:
+    (kh, kw), (oh, ow) = kernel_size, out_hw
     dx[..., oh * kh:, :] = 0  # rows and columns no window covers
     dx[..., :, ow * kw:] = 0
     free = np.ones(out.shape, dtype=bool)  # outputs whose first maximum is not yet found
@@ -421,7 +449,6 @@ def _max_tiles_grad(grad: np.ndarray, out: np.ndarray, x: np.ndarray, kernel_siz
             free ^= hit  # (hit ⊂ free)
             np.multiply(grad, hit, out=_tile_tap(dx, i, j, kernel_size, out_hw))
     dx += 0  # a negative gradient times False is −0.0; the general path (and PyTorch) has 0
-    return dx
 
 
 def _argmax_index(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair,
