@@ -221,8 +221,11 @@ def _conv2d_weight(x: np.ndarray, grad: np.ndarray, size: Pair = _ONE, stride: P
 
 def _weight_product(grad: np.ndarray, cols: np.ndarray, per_group: int, size: Pair,
                     groups: int) -> np.ndarray:
-    dw = _to_rows(grad, groups) @ cols.transpose(0, 2, 1)  # one product: (G, O/G, C/G·kh·kw)
-    return dw.reshape(grad.shape[1], per_group, *size)
+    # one product, computed transposed: (G, C/G·kh·kw, O/G). OpenBLAS is faster with the long
+    # N·OH·OW axis contiguous in the first operand (measured on LeNet's two convolutions:
+    # 0.73× and 0.54× the time of rows @ colsᵀ), and the small result's transpose is cheap.
+    dwt = cols @ _to_rows(grad, groups).transpose(0, 2, 1)
+    return dwt.transpose(0, 2, 1).reshape(grad.shape[1], per_group, *size)
 
 
 def _no_bias(w: Any) -> np.ndarray:
