@@ -189,19 +189,19 @@ def test_split_over_threads_gives_the_one_thread_numbers(split_threads: Any, k: 
     one = _lenet_like_step(0)
     split_threads(k)
     seen: set[int] = set()
-    slices: list[int] = []
+    slices: list[tuple[int, int]] = []  # (slices made, slices wanted) per pass
     real = parallel.split
 
     def spy(fn: Any, n: int, nbytes: int) -> None:
         calls: list[int] = []
         real(lambda lo, hi: (seen.add(threading.get_ident()), calls.append(lo), fn(lo, hi)),
              n, nbytes)
-        slices.append(len(calls))
+        slices.append((len(calls), min(k, n)))
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(parallel, "split", spy)
         many = _lenet_like_step(0)
-    assert slices and all(c == min(k, 5) for c in slices)  # every pass split over the batch
+    assert len(slices) >= 8 and all(made == want for made, want in slices)  # every pass split
     assert len(seen) > 1  # ... and run on more than one thread
     for a, b in zip(one, many):
         np.testing.assert_array_equal(a, b)

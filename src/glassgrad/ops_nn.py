@@ -145,7 +145,13 @@ def _conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: Pair = 
     o = weight.shape[0]
     cols, out_hw = _im2col(x, weight.shape[2:], stride, padding, dilation, groups)
     rows = weight.reshape(groups, o // groups, -1) @ cols  # one product (per group)
-    rows += bias.reshape(groups, o // groups, 1)  # rows is fresh: add in place
+    b = bias.reshape(groups, o // groups, 1)
+
+    def add_bias(lo: int, hi: int) -> None:  # rows is fresh: add in place
+        part = rows[..., lo:hi]
+        np.add(part, b, out=part)
+
+    parallel.split(add_bias, rows.shape[-1], rows.nbytes)
     out = _from_rows(rows, x.shape[0], out_hw)
     if not (STATE.grad_enabled and _keep_columns(out, cols)):
         scratch.give(cols)
@@ -183,7 +189,7 @@ def _conv2d_input_runs(grad: np.ndarray, weight: np.ndarray, size: Pair, padding
     # the widened gradient in (O, N, OH, Wp) order: its rows are the product's operand as is
     wide = scratch.take((o, n, oh, wp), grad.dtype)
     wide[..., ow:] = 0
-    wide[..., :ow] = grad.transpose(1, 0, 2, 3)
+    parallel.copyto(wide[..., :ow], grad.transpose(1, 0, 2, 3), axis=1)
     wt = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
     dcols = scratch.take((groups, cg * kh * kw, n * oh * wp), np.result_type(wt, wide))
     np.matmul(wt, wide.reshape(groups, o // groups, -1), out=dcols)  # 1 product
@@ -224,8 +230,23 @@ def _weight_product(grad: np.ndarray, cols: np.ndarray, per_group: int, size: Pa
     # one product, computed transposed: (G, C/G·kh·kw, O/G). OpenBLAS is faster with the long
     # N·OH·OW axis contiguous in the first operand (measured on LeNet's two convolutions:
     # 0.73× and 0.54× the time of rows @ colsᵀ), and the small result's transpose is cheap.
-    dwt = cols @ _to_rows(grad, groups).transpose(0, 2, 1)
+    rows, copied = _rows_split(grad, groups)
+    dwt = cols @ rows.transpose(0, 2, 1)
+    if copied:
+        scratch.give(rows)
     return dwt.transpose(0, 2, 1).reshape(grad.shape[1], per_group, *size)
+
+
+def _rows_split(g: np.ndarray, groups: int) -> tuple[np.ndarray, bool]:
+    """``_to_rows(g)``, and whether it is a copy: a view where g is laid out as
+    (O, N, OH, OW), else a copy into a scratch buffer, split over the batch (parallel.py)."""
+    t = g.transpose(1, 0, 2, 3)
+    copied = not t.flags.c_contiguous
+    if copied:
+        buf = scratch.take(t.shape, g.dtype)
+        parallel.copyto(buf, t, axis=1)
+        t = buf
+    return t.reshape(groups, g.shape[1] // groups, -1), copied
 
 
 def _no_bias(w: Any) -> np.ndarray:
