@@ -255,3 +255,24 @@ def test_the_thread_count_is_blas_s() -> None:
         assert parallel.threads() == 1
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         assert parallel.threads() == 2
+
+
+def test_steps_on_several_threads_at_once_share_the_pool_and_scratch_safely(
+        split_threads: Any, kept_scratch: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    split_threads(2)
+    monkeypatch.setattr(scratch, "MIN_BYTES", 0)  # (every temporary through scratch)
+    want = {seed: _lenet_like_step(seed) for seed in range(3)}
+    wrong: list[int] = []
+
+    def train(seed: int) -> None:
+        for _ in range(5):
+            got = _lenet_like_step(seed)
+            if not all(np.array_equal(a, b) for a, b in zip(got, want[seed])):
+                wrong.append(seed)
+
+    threads = [threading.Thread(target=train, args=(seed,)) for seed in want]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
