@@ -214,7 +214,7 @@ def test_split_covers_the_range_once_and_waits_for_every_slice(split_threads: An
     def part(lo: int, hi: int) -> None:
         hits[lo:hi] += 1
 
-    parallel.split(part, 10, 0)
+    parallel.split(part, 10, 10**9)
     np.testing.assert_array_equal(hits, 1)
 
 
@@ -229,23 +229,26 @@ def test_an_error_in_a_slice_is_raised_after_every_slice_has_stopped(split_threa
         done.append((lo, hi))
 
     with pytest.raises(ValueError, match="slice 2:4 failed"):
-        parallel.split(part, 4, 0)
+        parallel.split(part, 4, 10**9)
     assert done == [(0, 2)]
 
 
 def test_a_split_inside_a_pool_thread_runs_there(split_threads: Any) -> None:
     split_threads(2)
     inner: list[tuple[int, int]] = []
-    parallel.split(lambda lo, hi: parallel.split(lambda a, b: inner.append((a, b)), 4, 0)
-                   if lo else None, 2, 0)
+    parallel.split(lambda lo, hi: parallel.split(lambda a, b: inner.append((a, b)), 4, 10**9)
+                   if lo else None, 2, 10**9)
     assert inner == [(0, 4)]  # (one slice: no thread of the pool waits on the pool)
 
 
-def test_small_passes_stay_on_the_calling_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parallel, "_blas_threads", lambda: 2)
-    calls: list[tuple[int, int]] = []
-    parallel.split(lambda lo, hi: calls.append((lo, hi)), 8, parallel.MIN_BYTES - 1)
-    assert calls == [(0, 8)]
+@pytest.mark.parametrize(("nbytes", "slices"), [(5, 1), (19, 1), (20, 2), (39, 3), (10**6, 4)])
+def test_each_slice_moves_at_least_min_bytes(monkeypatch: pytest.MonkeyPatch, nbytes: int,
+                                             slices: int) -> None:
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 4)
+    monkeypatch.setattr(parallel, "MIN_BYTES", 10)
+    calls: list[int] = []
+    parallel.split(lambda lo, hi: calls.append(lo), 8, nbytes)
+    assert len(calls) == slices
 
 
 def test_the_thread_count_is_blas_s() -> None:

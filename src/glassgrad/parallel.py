@@ -10,9 +10,9 @@ thread, and returns when all are done.
 How many: the library follows BLAS's thread count (``threads()``: that of the OpenBLAS NumPy
 ships, which ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` or threadpoolctl set), so one
 setting governs both, and 1 means no pool at all. A split runs only between two products,
-while BLAS's threads wait, so the two never compete for the cores. Passes over fewer than
-``MIN_BYTES`` bytes run on the calling thread: handing a slice to another thread costs tens of
-microseconds.
+while BLAS's threads wait, so the two never compete for the cores. Each slice moves at least
+``MIN_BYTES`` bytes (smaller passes run on the calling thread): handing a slice to another
+thread costs tens of microseconds.
 """
 
 from __future__ import annotations
@@ -61,11 +61,13 @@ def _find_blas_threads() -> Callable[[], int]:
 
 
 def split(fn: Callable[[int, int], object], n: int, nbytes: int) -> None:
-    """Call ``fn(lo, hi)`` on contiguous slices covering ``range(n)``, in parallel on
-    ``threads()`` threads when the pass moves at least ``MIN_BYTES`` bytes (else once, on
-    this thread, as ``fn(0, n)``). Returns when every slice is done; re-raises the first
-    error after all have stopped. The slices must write disjoint memory."""
-    k = min(threads(), n) if nbytes >= MIN_BYTES and not getattr(_inside, "on", False) else 1
+    """Call ``fn(lo, hi)`` on contiguous slices covering ``range(n)``, in parallel: on
+    ``threads()`` threads at most, and at most one per ``MIN_BYTES`` bytes the pass moves
+    (``nbytes``); a single slice is ``fn(0, n)`` on this thread. Returns when every slice is
+    done; re-raises the first error after all have stopped. The slices must write disjoint
+    memory."""
+    # each slice moves at least MIN_BYTES: on many cores a small pass takes fewer threads
+    k = 1 if getattr(_inside, "on", False) else min(threads(), n, nbytes // max(MIN_BYTES, 1))
     if k <= 1:
         fn(0, n)
         return
