@@ -3,6 +3,7 @@
     python benchmarks/lenet.py                # 5 rounds
     python benchmarks/lenet.py --rounds 9 --number 30
     python benchmarks/lenet.py --threads 1      # both libraries on one thread
+    python benchmarks/lenet.py --against ../main # also another checkout's glassgrad (before)
 
 One step: forward of LeNet-5 (conv 1→6 5×5 pad 2, ReLU, max-pool 2, conv 6→16 5×5, ReLU,
 max-pool 2, linear 400→120→84→10 with ReLUs) on a batch of 64 28×28 grey images, cross
@@ -12,7 +13,8 @@ each process reports the median of its timed loops, the table the median over ro
 the median of the per-round ratios. Both libraries use their default thread counts, or
 ``--threads`` each (set through OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS
 before either library loads): on a machine shared with other work, one thread each gives the
-steadier comparison.
+steadier comparison. ``--against CHECKOUT`` adds that checkout's glassgrad as a third
+contender in every round, and the per-round ratio of this checkout's time to it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 BATCH = 64
 LIBRARIES = ("glassgrad", "PyTorch")
+AGAINST = "glassgrad (against)"
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +63,9 @@ def lenet(nn: Any) -> Any:
     return LeNet()
 
 
-def glassgrad_step() -> Callable[[], None]:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+def glassgrad_step(src: str | None = None) -> Callable[[], None]:
+    """The step on this checkout's glassgrad, or on the one under ``src``."""
+    sys.path.insert(0, src or os.path.join(os.path.dirname(__file__), "..", "src"))
     import glassgrad as gg  # noqa: PLC0415
 
     model = lenet(gg.nn)
@@ -93,9 +97,9 @@ def torch_step() -> Callable[[], None]:
     return step
 
 
-def worker(library: str, number: int, repeat: int) -> float:
+def worker(library: str, number: int, repeat: int, src: str | None = None) -> float:
     """Median seconds per step over ``repeat`` timed loops of ``number`` steps."""
-    step = glassgrad_step() if library == "glassgrad" else torch_step()
+    step = torch_step() if library == "PyTorch" else glassgrad_step(src)
     for _ in range(max(3, number // 4)):  # warm-up
         step()
     times = []
@@ -108,13 +112,15 @@ def worker(library: str, number: int, repeat: int) -> float:
     return statistics.median(times)
 
 
-def _spawn(library: str, number: int, repeat: int, threads: int | None) -> float:
+def _spawn(library: str, number: int, repeat: int, threads: int | None,
+           against: str | None = None) -> float:
     env = dict(os.environ)
     if threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
+    src = ["--src", os.path.join(os.path.abspath(against), "src")] if against else []
     r = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", library,
-                        "--number", str(number), "--repeat", str(repeat)],
+                        "--number", str(number), "--repeat", str(repeat), *src],
                        capture_output=True, text=True, timeout=600, check=True, env=env)
     return json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
 
@@ -125,25 +131,34 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--number", type=int, default=20, help="steps per timed loop")
     p.add_argument("--repeat", type=int, default=5, help="timed loops per process")
     p.add_argument("--threads", type=int, help="threads per library (default: theirs)")
+    p.add_argument("--against", metavar="CHECKOUT",
+                   help="also time the glassgrad of this checkout (a before/after)")
     p.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
+    p.add_argument("--src", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        print(json.dumps({"seconds": worker(a.worker, a.number, a.repeat)}))
+        print(json.dumps({"seconds": worker(a.worker, a.number, a.repeat, a.src)}))
         return
-    times: dict[str, list[float]] = {lib: [] for lib in LIBRARIES}
+    contenders = (*LIBRARIES, AGAINST) if a.against else LIBRARIES
+    times: dict[str, list[float]] = {lib: [] for lib in contenders}
     for r in range(a.rounds):
-        for lib in (LIBRARIES if r % 2 == 0 else LIBRARIES[::-1]):
-            times[lib].append(_spawn(lib, a.number, a.repeat, a.threads))
+        for lib in (contenders if r % 2 == 0 else contenders[::-1]):
+            times[lib].append(_spawn("glassgrad" if lib == AGAINST else lib, a.number,
+                                     a.repeat, a.threads, a.against if lib == AGAINST else None))
         print(f"round {r + 1}/{a.rounds}: " + ", ".join(
-            f"{lib} {times[lib][-1] * 1e3:.2f} ms" for lib in LIBRARIES), file=sys.stderr)
+            f"{lib} {times[lib][-1] * 1e3:.2f} ms" for lib in contenders), file=sys.stderr)
     ratios = [g / t for g, t in zip(times["glassgrad"], times["PyTorch"])]
     threads = f"{a.threads} thread(s) each" if a.threads else "default threads"
     print(f"LeNet-5 training step, batch {BATCH} of 28×28, {os.cpu_count()} cores, {threads}; "
           f"{a.rounds} rounds, each library in its own process, medians:")
-    for lib in LIBRARIES:
-        print(f"  {lib:10s} {statistics.median(times[lib]) * 1e3:7.2f} ms per step")
+    for lib in contenders:
+        print(f"  {lib:19s} {statistics.median(times[lib]) * 1e3:7.2f} ms per step")
     print(f"  glassgrad / PyTorch: {statistics.median(ratios):.2f}× "
           f"(rounds {min(ratios):.2f}–{max(ratios):.2f}×; goal: within 1.5×)")
+    if a.against:
+        own = [g / b for g, b in zip(times["glassgrad"], times[AGAINST])]
+        print(f"  glassgrad / {a.against}: {statistics.median(own):.2f}× "
+              f"(rounds {min(own):.2f}–{max(own):.2f}×)")
 
 
 if __name__ == "__main__":
