@@ -381,7 +381,8 @@ def test_the_public_ops() -> None:
                                       *nn_ops}
     assert set(PUBLIC) <= set(gg.__all__)
     assert len(gg.__all__) == len(set(gg.__all__))
-    assert not {"index_add", "mse_loss", "cross_entropy"} & set(dir(gg))
+    assert not {"mse_loss", "cross_entropy"} & set(dir(gg))
+    assert gg.index_add is not OPS["index_add"]  # (gg's is PyTorch's: shape.index_add)
 
 
 @pytest.mark.parametrize("name", PUBLIC)

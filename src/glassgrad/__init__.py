@@ -83,9 +83,11 @@ from .shape import (
     chunk,
     flip,
     gather,
+    index_add,
     index_select,
     masked_fill,
     narrow,
+    scatter,
     scatter_add,
     split,
     unbind,
@@ -149,8 +151,8 @@ __all__ = [
     "randn", "randn_like", "randperm", "set_default_device", "set_default_dtype", "tensor",
     "zeros", "zeros_like", *_dtypes.NAMES,
     # shape.py
-    "chunk", "flip", "gather", "index_select", "masked_fill", "narrow", "scatter_add", "split",
-    "unbind",
+    "chunk", "flip", "gather", "index_add", "index_select", "masked_fill", "narrow", "scatter",
+    "scatter_add", "split", "unbind",
     # rounding.py, sorting.py
     "argsort", "ceil", "floor", "floor_divide", "remainder", "round", "sort", "topk", "trunc",
 ]

@@ -249,6 +249,9 @@ _tick = itertools.count(1).__next__  # (C code: atomic under the GIL, so threads
 #                                       a tick, and record pays one call)
 _writes = 0
 _written: dict[int, list] = {}  # id(memory owner) -> [clock of last write, weakref to it]
+# ``inplace_graph.route`` once an in-place op has been recorded in a graph (None until then):
+# the slow path of backward follows the edges of nodes made before it to the old values.
+_rebased: Any = None
 
 
 def _owner(a: np.ndarray) -> np.ndarray:
@@ -359,11 +362,11 @@ def to_input(grad: Any, like: Any, steps: list[tuple[str, Any]] | None = None) -
     return grad
 
 
-def _check_unmodified(node: Tensor) -> None:
+def _check_unmodified(node: Tensor, parents: tuple[Tensor, ...]) -> None:
     """Raise if a value that ``node``'s backward rules will read was written in place after
     ``node`` was made (PyTorch's "modified by an inplace operation"): the rules would compute
     the derivative at the new value, a wrong number without an error."""
-    op, stamp, parents = node._op, node._stamp, node._parents
+    op, stamp = node._op, node._stamp
     needed: set[int] = set()  # positions read: -1 the result, k the k-th input
     for i, p in enumerate(parents):
         if not p._requires_grad:
@@ -475,7 +478,9 @@ def run_backward(
             elif node._retain:
                 done.append((node, g))
             if node._stamp < last_write:  # something was written in place since node was made
-                _check_unmodified(node)
+                if _rebased is not None:  # an in-place op was recorded: route old edges
+                    parents = _rebased(node, walked)
+                _check_unmodified(node, parents)
             op = node._op
             attrs = node._attrs
             # The rules' arguments (grad, out, *inputs), one tuple per node, spelled out for

@@ -228,31 +228,20 @@ def __array_function__(self: Tensor, func: Any, types: Any, args: Any, kwargs: A
 # PyTorch's in-place methods (zero_, add_, clamp_, t[i] = v, ...: inplace.py), abs(t), clamp.
 def _augmented(name: str, symbol: str, method: Any) -> Any:
     """``x += v`` (``-=``, ``*=``, ``/=``) as PyTorch: written into x's memory by the
-    in-place ``method`` (``add_``, ...), so every reference to x sees it, on a tensor that
-    does not require grad (tracked by its version counter), through the ``.data`` alias
-    (untracked, like every write through it) and on a parameter inside ``no_grad``
-    (``w -= lr * w.grad``); on a parameter in the graph it is refused. A computed tensor
-    that requires grad, or a plain one receiving a value that does (``loss += l``), is
-    rebound to the out-of-place result: PyTorch records those in the graph, glassgrad
-    cannot yet, and the values and gradients are the same unless another name holds the
-    old tensor."""
+    in-place ``method`` (``add_``, ...), so every reference to x sees it, and recorded in the
+    graph where PyTorch records it (``loss += l``, ``h *= 2`` on a computed tensor, a plain
+    tensor receiving a value that requires grad: see inplace.py); on a parameter outside
+    ``no_grad`` it is refused."""
 
     def fn(self: Tensor, other: Any) -> Any:
-        if getattr(self, "_alias", False):
-            return method(self, other)
-        if self._requires_grad:
-            if self._op is not None:
-                return NotImplemented  # Python's fallback: x = x + v
-            if STATE.grad_enabled:
-                raise RuntimeError(
-                    f"'w {symbol}= ...' on a tensor that requires grad (shape {self.shape}) "
-                    f"would replace it by a new tensor computed from it, so it would stop "
-                    f"being a parameter. Fix: update it inside `with gg.no_grad():` (as in "
-                    f"PyTorch), or use an optimizer (gg.optim.SGD)."
-                )
-            return method(self, other)
-        if STATE.grad_enabled and isinstance(other, Tensor) and other._requires_grad:
-            return NotImplemented
+        if self._requires_grad and self._op is None and STATE.grad_enabled \
+                and not getattr(self, "_alias", False):
+            raise RuntimeError(
+                f"'w {symbol}= ...' on a leaf tensor that requires grad (shape {self.shape}) "
+                f"is an in-place operation autograd cannot differentiate through (PyTorch "
+                f"refuses it too). Fix: update it inside `with gg.no_grad():` (as in "
+                f"PyTorch), or use an optimizer (gg.optim.SGD)."
+            )
         return method(self, other)
 
     fn.__name__ = name

@@ -61,11 +61,25 @@ def sum(input: Any, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001, A0
 
 def mean(input: Any, dim: Dim = None, keepdim: bool = False, *,  # noqa: A002
          dtype: Any = None, axis: Dim = None, keepdims: bool | None = None) -> Tensor:
-    """Σx / n over ``dim`` (every dimension if None)."""
-    if dim is None and dtype is None and axis is None and keepdims is None:  # (the hot case)
-        return apply(ops.mean, input, axis=None, keepdims=keepdim)
-    dim, keepdim = numpy_names("mean", dim, keepdim, axis, keepdims)
-    return apply(ops.mean, _cast(input, dtype), axis=dims(dim), keepdims=keepdim)
+    """Σx / n over ``dim`` (every dimension if None). An integer or bool tensor is refused,
+    as PyTorch refuses it (give ``dtype=`` or convert it first)."""
+    try:  # (free unless it raises: the check below runs only after a failure)
+        if dim is None and dtype is None and axis is None and keepdims is None:  # (hot case)
+            return apply(ops.mean, input, axis=None, keepdims=keepdim)
+        dim, keepdim = numpy_names("mean", dim, keepdim, axis, keepdims)
+        return apply(ops.mean, _cast(input, dtype), axis=dims(dim), keepdims=keepdim)
+    except TypeError:
+        _check_mean_dtype(input if dtype is None else _cast(input, dtype))
+        raise
+
+
+def _check_mean_dtype(x: Any) -> None:
+    kind = np.asarray(x._data if isinstance(x, Tensor) else x).dtype
+    if kind.kind not in "fc":
+        raise RuntimeError(
+            f"mean(): could not infer output dtype. Input dtype must be either a floating "
+            f"point or complex dtype. Got: {kind} (PyTorch refuses it too: the mean of "
+            f"integers is not an integer). Fix: x.float().mean(), or x.mean(dtype=gg.float32).")
 
 
 def logsumexp(input: Any, dim: Dim = None, keepdim: bool = False, *,  # noqa: A002

@@ -1,5 +1,6 @@
 """PyTorch's shape and indexing methods: ``view``, ``expand``, ``repeat``, ``chunk``,
-``split``, ``gather``, ``masked_fill``, ``index_select``, ``narrow``, ``flip``, ...
+``split``, ``gather``, ``scatter``, ``scatter_add``, ``index_add`` (and their in-place
+forms), ``masked_fill``, ``index_select``, ``narrow``, ``flip``, ...
 
 All but ``gather`` are composites of the op table's primitives (reshape, broadcast_to,
 getitem, index_add, where), so they have no backward code of their own: ``expand``'s
@@ -11,6 +12,7 @@ anything runs, with PyTorch's rule and the shapes involved in the message.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +20,8 @@ import numpy as np
 
 from . import functional as F
 from . import ops
+from .autograd import is_grad_enabled, record
+from .inplace import update_
 from .ops import apply
 from .tensor import Tensor, _convert, _dim, as_constant
 
@@ -249,15 +253,137 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     return apply(ops.gather, x, dim=d, index=idx)
 
 
+def _scatter_index(x: Tensor, dim: int, index: Any, src: Any, who: str
+                   ) -> tuple[int, np.ndarray]:
+    """``dim`` as an index and the checked int64 ``index`` of a scatter (PyTorch's rules:
+    the index has the input's rank, and is no larger than ``src`` in any dimension nor than
+    the input outside ``dim``)."""
+    d = _dim(dim, x._data.ndim, who)
+    idx = _index_array(index, who, max(x._data.ndim, 1))
+    src_shape = np.shape(src._data) if isinstance(src, Tensor) else None
+    for k, i in enumerate(idx.shape):
+        if (k != d and i > x._data.shape[k]) or (src_shape is not None and i > src_shape[k]):
+            raise RuntimeError(
+                f"{who}: expected index {list(idx.shape)} to be smaller than self "
+                f"{list(x._data.shape)} apart from dimension {d} and to be smaller size than "
+                f"src {list(src_shape or ())} (PyTorch's rule). Fix: slice the index or "
+                f"give a larger src.")
+    _check_range(idx, x._data.shape[d] if x._data.ndim else 1, d, who, x._data.shape)
+    return d, idx
+
+
+def _src_region(src: Tensor, idx: np.ndarray) -> Tensor:
+    """The part of ``src`` a scatter reads: the index's own extent from the start."""
+    if src._data.shape == idx.shape:
+        return src
+    return F.getitem(src, tuple(slice(0, n) for n in idx.shape))
+
+
 def scatter_add(x: Tensor, dim: int, index: Any, src: Any) -> Tensor:
     """``x`` with ``src[i][j]`` added at ``[i][index[i][j]]`` (dim=1), repeats summed.
     Composite: index_add, whose gradients are G for ``x`` and G gathered for ``src``."""
-    d = _dim(dim, x._data.ndim, "scatter_add")
-    idx = _index_array(index, "scatter_add", max(x._data.ndim, 1))
-    _check_range(idx, x._data.shape[d], d, "scatter_add", x._data.shape)
     src = as_constant(src, (x,))
-    region = tuple(slice(0, n) for n in idx.shape)
-    return apply(ops.index_add, x, F.getitem(src, region), index=ops._gather_grid(idx, d))
+    d, idx = _scatter_index(x, dim, index, src, "scatter_add")
+    return apply(ops.index_add, x, _src_region(src, idx), index=ops._gather_grid(idx, d))
+
+
+_SCATTER_REDUCE = {"add": np.add, "multiply": np.multiply}
+
+
+def scatter(x: Tensor, dim: int, index: Any, src: Any = None, *, value: Any = None,
+            reduce: str | None = None) -> Tensor:
+    """``x`` with ``src[i][j]`` written at ``[i][index[i][j]]`` (dim=1; a number ``src`` or
+    ``value=`` writes that number), as PyTorch: where an index repeats, the last write wins.
+    The gradient is G for ``x`` except at the written places (0 there), and G gathered at
+    ``index`` for ``src``. ``reduce="add"``/``"multiply"`` combine instead of overwriting
+    (no gradient: as in PyTorch, backward through the result raises)."""
+    if (src is None) == (value is None):
+        raise TypeError("scatter(): give the values to write as src (a tensor or a number) or "
+                        "as value= (a number), not both and not neither.")
+    src = value if src is None else src
+    if isinstance(src, Tensor) and src._data.dtype != x._data.dtype:
+        raise RuntimeError(f"scatter(): expected self.dtype to be equal to src.dtype, got "
+                           f"{x._data.dtype} and {src._data.dtype}. Fix: convert src first "
+                           f"(src.to(x.dtype)).")
+    d, idx = _scatter_index(x, dim, index, src, "scatter")
+    grid = ops._gather_grid(idx, d)
+    region = _src_region(src, idx) if isinstance(src, Tensor) else as_constant(src, (x,))
+    out = x._data.copy()
+    if reduce is None:
+        out[grid] = region._data  # (NumPy assigns in order: the last repeat wins)
+        return _scatter_node(x, grid, region, out)
+    if reduce not in _SCATTER_REDUCE:
+        raise RuntimeError(f"scatter(): reduce argument must be either 'add' or 'multiply', "
+                           f"got {reduce!r}.")
+    if isinstance(src, Tensor):
+        warnings.warn("The reduce argument of torch.scatter with Tensor src is deprecated and "
+                      "will be removed in a future PyTorch release. Use torch.scatter_reduce "
+                      "instead for more reduction options.", UserWarning, stacklevel=2)
+    _SCATTER_REDUCE[reduce].at(out, grid, np.broadcast_to(region._data, idx.shape))
+    return record(_SCATTER_REDUCE_OP, (x, region), out, None)
+
+
+def _no_derivative(grad: Any, out: Any, x: Any, src: Any) -> Any:
+    raise RuntimeError(
+        "derivative for aten::scatter is not implemented: scatter with reduce= has no "
+        "gradient (in PyTorch neither). Fix: reduce='add' is scatter_add, which has one; or "
+        "compute the result from tensors that do not require grad (.detach()).")
+
+
+# Not in the table (no derivative to list): a node, as PyTorch's, that refuses backward.
+_SCATTER_REDUCE_OP = ops.Op("scatter_reduce", "no derivative (PyTorch has none either)",
+                            lambda x, src: x, (_no_derivative, _no_derivative), domain=None,
+                            kind="custom")
+
+
+def _scatter_node(x: Tensor, grid: tuple, region: Tensor, out: np.ndarray) -> Tensor:
+    """The overwriting scatter as a graph: where(written, placed, x), with ``placed`` an
+    index_add of ``region`` into zeros (its rule gathers G for ``region``, once per repeat,
+    PyTorch's rule). The where node takes ``out`` (last write wins) as its value: index_add
+    would sum the repeats, and neither op's rules read a result."""
+    written = np.zeros(x._data.shape, dtype=bool)
+    written[grid] = True
+    if not (x._requires_grad or region._requires_grad) or not is_grad_enabled():
+        return Tensor._wrap(out)
+    placed = apply(ops.index_add, Tensor._wrap(np.zeros_like(x._data)), region, index=grid)
+    return record(ops.where, (Tensor._wrap(written), placed, x), out, None)
+
+
+def index_add(x: Tensor, dim: int, index: Any, source: Any, *, alpha: Any = 1) -> Tensor:
+    """``x`` with ``alpha * source[i]`` added at position ``index[i]`` along ``dim``
+    (repeats summed), as PyTorch; the gradients are G for ``x`` and alpha·G at ``index``
+    (index_select) for ``source``."""
+    d = _dim(dim, x._data.ndim, "index_add")
+    idx = _index_array(index, "index_add").reshape(-1)
+    source = as_constant(source, (x,))
+    want = x._data.shape[:d] + (len(idx),) + x._data.shape[d + 1:]
+    if source._data.shape != want and not (x._data.ndim == 0 and source._data.size == 1):
+        raise RuntimeError(
+            f"index_add(): source has shape {list(source._data.shape)}, but for an input of "
+            f"shape {list(x._data.shape)} and {len(idx)} indices along dim {d} it must be "
+            f"{list(want)} (the input's shape with dim {d} the number of indices).")
+    _check_range(idx, x._data.shape[d] if x._data.ndim else 1, d, "index_add", x._data.shape)
+    if alpha != 1:
+        source = source * alpha
+    return apply(ops.index_add, x, source, index=_along(d, x._data.ndim, idx))
+
+
+def scatter_(x: Tensor, dim: int, index: Any, src: Any = None, *, value: Any = None,
+             reduce: str | None = None) -> Tensor:
+    """``scatter`` written into ``x`` (recorded in the graph where PyTorch records it)."""
+    return update_(x, lambda old: scatter(old, dim, index, src, value=value, reduce=reduce),
+                   "scatter_()")
+
+
+def scatter_add_(x: Tensor, dim: int, index: Any, src: Any) -> Tensor:
+    """``scatter_add`` written into ``x``."""
+    return update_(x, lambda old: scatter_add(old, dim, index, src), "scatter_add_()")
+
+
+def index_add_(x: Tensor, dim: int, index: Any, source: Any, *, alpha: Any = 1) -> Tensor:
+    """``index_add`` written into ``x``."""
+    return update_(x, lambda old: index_add(old, dim, index, source, alpha=alpha),
+                   "index_add_()")
 
 
 def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
@@ -293,7 +419,8 @@ def masked_fill(x: Tensor, mask: Any, value: Any) -> Tensor:
 
 # The methods methods.py binds to Tensor, and the functions gg exports.
 METHODS = ("view", "view_as", "reshape_as", "contiguous", "expand", "expand_as", "repeat",
-           "split", "chunk", "unbind", "narrow", "flip", "gather", "scatter_add",
-           "index_select", "masked_fill")
-FUNCTIONS = ("split", "chunk", "unbind", "narrow", "flip", "gather", "scatter_add",
-             "index_select", "masked_fill")
+           "split", "chunk", "unbind", "narrow", "flip", "gather", "scatter", "scatter_",
+           "scatter_add", "scatter_add_", "index_add", "index_add_", "index_select",
+           "masked_fill")
+FUNCTIONS = ("split", "chunk", "unbind", "narrow", "flip", "gather", "scatter", "scatter_add",
+             "index_add", "index_select", "masked_fill")

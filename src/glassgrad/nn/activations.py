@@ -37,28 +37,32 @@ class Tanh(Module):
 
 
 class ReLU(Module):
-    """max(x, 0), derivative 1 where x > 0 else 0. ``inplace`` is accepted (computed out of
-    place: see ``nn.functional``)."""
+    """max(x, 0), derivative 1 where x > 0 else 0. ``inplace=True`` writes the result into
+    the input, as PyTorch (``x.relu_()``)."""
 
     def __init__(self, inplace: bool = False) -> None:
         self.inplace = bool(inplace)
 
     def forward(self, x: Any) -> Tensor:
-        return F.relu(x)
+        return A.relu(x, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class LeakyReLU(Module):
-    """x if x > 0 else slope·x."""
+    """x if x > 0 else slope·x (``inplace=True``: written into the input, as PyTorch)."""
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         self.negative_slope = float(negative_slope)
         self.inplace = bool(inplace)
 
     def forward(self, x: Any) -> Tensor:
-        return F.leaky_relu(x, self.negative_slope)
+        return A.leaky_relu(x, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace
+                                                          else "")
 
 
 class Softmax(Module):

@@ -26,6 +26,7 @@ from .functional_act import (
     gelu,
     hardtanh,
     leaky_relu,
+    leaky_relu_,
     log_softmax,
     logsigmoid,
     mish,
@@ -33,6 +34,7 @@ from .functional_act import (
     one_hot,
     relu,
     relu6,
+    relu_,
     sigmoid,
     silu,
     softmax,
@@ -441,7 +443,7 @@ def l1_penalty(params: Iterable[Tensor] | Any) -> Tensor:
 __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "dropout",
     "elu", "gelu", "half_sse_loss", "hardtanh", "huber_loss", "l1_loss", "l1_penalty", "l2_penalty",
-    "leaky_relu", "linear", "log_softmax", "logsigmoid", "mish", "mse_loss", "nll_loss",
-    "normalize", "one_hot", "relu", "relu6", "sigmoid", "silu", "smooth_l1_loss", "softmax",
-    "softmin", "softplus", "tanh",
+    "leaky_relu", "leaky_relu_", "linear", "log_softmax", "logsigmoid", "mish", "mse_loss",
+    "nll_loss", "normalize", "one_hot", "relu", "relu_", "relu6", "sigmoid", "silu",
+    "smooth_l1_loss", "softmax", "softmin", "softplus", "tanh",
 ]

@@ -1,8 +1,9 @@
 """``nn.functional``'s activations and helpers under PyTorch's names and signatures (``dim=``,
 ``inplace=``), composed from engine ops: no backward code here.
 
-``inplace=True`` is accepted and computes out of place: the returned tensor is PyTorch's, but
-the input keeps its values (the graph needs them for the backward pass).
+``inplace=True`` writes into the input for ``relu``, ``leaky_relu`` and ``dropout``, as PyTorch
+(recorded in the graph: ``inplace_graph.py``); the other activations accept it and compute
+out of place (the returned tensor is PyTorch's, the input keeps its values).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import functional as G
+from ..inplace import update_
 from ..tensor import Tensor
 
 
@@ -35,14 +37,26 @@ def _cast(x: Tensor, dtype: Any) -> Tensor:
 
 
 def relu(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
-    """max(x, 0)."""
-    return G.relu(input)
+    """max(x, 0); ``inplace=True`` writes it into ``input`` (``input.relu_()``)."""
+    return input.relu_() if inplace else G.relu(input)
+
+
+def relu_(input: Tensor) -> Tensor:  # noqa: A002
+    """``relu(input, inplace=True)``."""
+    return input.relu_()
 
 
 def leaky_relu(input: Any, negative_slope: float = 0.01,  # noqa: A002
                inplace: bool = False) -> Tensor:
-    """x if x > 0 else negative_slope·x."""
-    return G.leaky_relu(input, negative_slope)
+    """x if x > 0 else negative_slope·x; ``inplace=True`` writes it into ``input``."""
+    if not inplace:
+        return G.leaky_relu(input, negative_slope)
+    return update_(input, lambda x: G.leaky_relu(x, negative_slope), "leaky_relu_()")
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
+    """``leaky_relu(input, negative_slope, inplace=True)``."""
+    return leaky_relu(input, negative_slope, inplace=True)
 
 
 def sigmoid(input: Any) -> Tensor:  # noqa: A002
@@ -182,13 +196,13 @@ def dropout(input: Any, p: float = 0.5, training: bool = True,  # noqa: A002
     ``seed`` (glassgrad's) makes the mask reproducible."""
     from .layers import Dropout
 
-    d = Dropout(p, seed=seed)
+    d = Dropout(p, inplace, seed=seed)
     d.training = training
     return d(input)
 
 
 __all__ = [
-    "dropout", "elu", "hardtanh", "leaky_relu", "log_softmax", "logsigmoid", "mish",
-    "normalize", "one_hot", "relu", "relu6", "sigmoid", "silu", "softmax", "softmin",
-    "softplus", "tanh",
+    "dropout", "elu", "hardtanh", "leaky_relu", "leaky_relu_", "log_softmax", "logsigmoid",
+    "mish", "normalize", "one_hot", "relu", "relu_", "relu6", "sigmoid", "silu", "softmax",
+    "softmin", "softplus", "tanh",
 ]

@@ -255,12 +255,19 @@ def flatten(x: Any, start_dim: int = 0, end_dim: int = -1, who: str = "flatten")
 
 class Dropout(Module):
     """Zero each element with probability ``p`` during training, scale the rest by 1/(1 − p)
-    (inverted dropout, as PyTorch); the identity in ``eval()`` mode."""
+    (inverted dropout, as PyTorch); the identity in ``eval()`` mode. ``inplace=True`` writes
+    the result into the input (PyTorch's signature: ``Dropout(p, inplace)``; ``seed`` is
+    glassgrad's, by keyword)."""
 
-    def __init__(self, p: float = 0.5, seed: int | np.random.Generator | None = None) -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False,
+                 seed: int | np.random.Generator | None = None) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p}")
+        if not isinstance(inplace, bool | np.bool_):
+            raise TypeError(f"Dropout: inplace must be True or False, got {inplace!r}; the "
+                            f"random seed is a keyword argument: Dropout(p, seed=...).")
         self.p = float(p)
+        self.inplace = bool(inplace)
         self._rng = random_generator(seed)
 
     def forward(self, x: Any) -> Any:
@@ -269,11 +276,13 @@ class Dropout(Module):
         arr = x._data if isinstance(x, Tensor) else np.asarray(x)
         dt = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float32)
         if self.p == 1.0:
-            return x * np.zeros(arr.shape, dtype=dt)
-        if _autograd.STATE.hooks:
-            _autograd.note_random("Dropout")
-        mask = self._rng.random(arr.shape, dtype=np.float32) >= self.p
-        return x * (mask * dt.type(1.0 / (1.0 - self.p)))
+            keep = np.zeros(arr.shape, dtype=dt)
+        else:
+            if _autograd.STATE.hooks:
+                _autograd.note_random("Dropout")
+            mask = self._rng.random(arr.shape, dtype=np.float32) >= self.p
+            keep = mask * dt.type(1.0 / (1.0 - self.p))
+        return x.mul_(keep) if self.inplace else x * keep
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
