@@ -41,14 +41,25 @@ def scanned_reads(fn: Callable[..., Any]) -> frozenset[str] | None:
         return None
     instructions = list(dis.get_instructions(code))
     loaded: set[str] = set()
-    for ins, after in zip(instructions, [*instructions[1:], None]):
+    for k, ins in enumerate(instructions):
+        after = instructions[k + 1] if k + 1 < len(instructions) else None
         if ins.opname.startswith("LOAD_FAST") or ins.opname in ("LOAD_DEREF", "LOAD_CLOSURE"):
             names = ins.argval if isinstance(ins.argval, tuple) else (ins.argval,)
             if (len(names) == 1 and after is not None and after.opname == "LOAD_ATTR"
                     and after.argval in _METADATA):
                 continue  # metadata only: no in-place write changes it
+            if len(names) == 1 and _identity_only(instructions, k):
+                continue  # id(x): a lookup key, which no in-place write changes either
             loaded.update(names)
     return frozenset(loaded)
+
+
+def _identity_only(instructions: list[dis.Instruction], k: int) -> bool:
+    """Whether the load at ``k`` is the one argument of a call of the builtin ``id``."""
+    before = instructions[k - 1] if k else None
+    after = instructions[k + 1] if k + 1 < len(instructions) else None
+    return (before is not None and before.opname == "LOAD_GLOBAL" and before.argval == "id"
+            and after is not None and after.opname in ("PRECALL", "CALL") and after.arg == 1)
 
 
 def reads_problems(op: Op) -> list[str]:

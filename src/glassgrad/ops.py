@@ -952,7 +952,7 @@ def _ce_grad(grad: Any, out: Any, logits: Any, target: Any, reduction: str = "me
     n = (_size(logits) // logits.shape[-1]) if reduction == "mean" else 1
     if type(logits) is np.ndarray:  # subtract the 1s in place: no one-hot matrix
         z, y = _class_rows(logits, target)
-        kept = _kept_softmax(out)
+        kept = _kept_softmax(id(out))
         e, s, _, axis = kept if kept is not None else _softmax_parts(z)
         p = np.divide(e, s, out=e)  # e is this call's own: the forward's, handed over once
         rows = np.arange(len(y))
@@ -993,9 +993,10 @@ def _keep_softmax(out: np.ndarray, e: np.ndarray, s: np.ndarray, axis: int) -> N
     _SOFTMAX[i] = (weakref.ref(out, lambda _, i=i: _SOFTMAX.pop(i, None)), e, s, axis)
 
 
-def _kept_softmax(out: Any) -> tuple[np.ndarray, np.ndarray, None, int] | None:
-    entry = _SOFTMAX.pop(id(out), None)
-    if entry is None or entry[0]() is not out:
+def _kept_softmax(key: int) -> tuple[np.ndarray, np.ndarray, None, int] | None:
+    # (by ``id``: the rule holds the result, so no other live array has that id)
+    entry = _SOFTMAX.pop(key, None)
+    if entry is None or entry[0]() is None:
         return None
     return entry[1], entry[2], None, entry[3]
 
@@ -1018,9 +1019,8 @@ cross_entropy = defop(
     latex=(r"L = -\sum_i \log \operatorname{softmax}(z_i)[y_i] / N\text{:}\quad "
            r"\partial L/\partial z_i = (\operatorname{softmax}(z_i) - \operatorname{onehot}(y_i))"
            r" / N", None),
-    # (the rule looks ``out`` up by identity only, for the forward's softmax parts; it is
-    # declared all the same, as conv2d's, so no pass ever writes over it before the rule runs)
-    reads=(("out", "logits", "target"), None),
+    # (the rule looks the forward's softmax parts up by ``id(out)``, not by value)
+    reads=(("logits", "target"), None),
 )
 
 

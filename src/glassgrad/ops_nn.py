@@ -134,9 +134,11 @@ def _keep_columns(out: np.ndarray, cols: np.ndarray) -> bool:
     return True
 
 
-def _kept_columns(out: Any) -> np.ndarray | None:
-    entry = _COLUMNS.pop(id(out), None)
-    return entry[1] if entry is not None and entry[0]() is out else None
+def _kept_columns(key: int) -> np.ndarray | None:
+    """The columns kept for the result whose ``id`` is ``key`` (the caller holds that result,
+    so no other live array has its id; a dead entry's weak reference answers None)."""
+    entry = _COLUMNS.pop(key, None)
+    return entry[1] if entry is not None and entry[0]() is not None else None
 
 
 # =========================================================================== conv2d
@@ -262,7 +264,7 @@ def _conv_grad_x(grad: Any, out: Any, x: Any, weight: Any, bias: Any, stride: Pa
 
 def _conv_grad_w(grad: Any, out: Any, x: Any, weight: Any, bias: Any, stride: Pair = _ONE,
                  padding: Pair = _ZERO, dilation: Pair = _ONE, groups: int = 1) -> Any:
-    cols = _kept_columns(out) if type(grad) is np.ndarray else None
+    cols = _kept_columns(id(out)) if type(grad) is np.ndarray else None
     if cols is not None:  # the forward's own windows: conv2d_weight without its im2col
         dw = _weight_product(grad, cols, weight.shape[1], tuple(weight.shape[2:]), groups)
         scratch.give(cols)  # (only _COLUMNS held them, and it has let go)
@@ -293,9 +295,9 @@ conv2d = defop(
     latex=(r"\partial/\partial x = \mathrm{conv2d\_input}(G, w)",
            r"\partial/\partial w = \mathrm{conv2d\_weight}(x, G)",
            r"\partial/\partial b = \sum_{n,h,w} G"),
-    # (the weight's rule looks ``out`` up by identity only, for the forward's columns; it
-    # is declared all the same, so no pass ever writes over it before that rule runs)
-    reads=(("weight",), ("x", "out"), ()),
+    # (the weight's rule looks the forward's columns up by ``id(out)``, which no in-place
+    # write changes: ``conv → ReLU(inplace=True)`` goes backward, as in PyTorch)
+    reads=(("weight",), ("x",), ()),
     kind="custom",
     cases=_CONV_CASES,
     why="speed: one BLAS product over the input's windows (im2col) instead of a node per "
