@@ -366,8 +366,18 @@ def _check_unmodified(node: Tensor, parents: tuple[Tensor, ...]) -> None:
     """Raise if a value that ``node``'s backward rules will read was written in place after
     ``node`` was made (PyTorch's "modified by an inplace operation"): the rules would compute
     the derivative at the new value, a wrong number without an error."""
-    op, stamp = node._op, node._stamp
-    needed: set[int] = set()  # positions read: -1 the result, k the k-th input
+    stamp = node._stamp
+    for k in sorted(values_read(node, parents)):
+        t = node if k < 0 else parents[k]
+        if version(t) > stamp:
+            raise _modified_error(node, k, t)
+
+
+def values_read(node: Tensor, parents: tuple[Tensor, ...]) -> set[int]:
+    """Which values ``node``'s backward rules will read (-1 its result, k its k-th input),
+    for the inputs that need a gradient; every position where the op's reads are unknown."""
+    op = node._op
+    needed: set[int] = set()
     for i, p in enumerate(parents):
         if not p._requires_grad:
             continue
@@ -380,10 +390,7 @@ def _check_unmodified(node: Tensor, parents: tuple[Tensor, ...]) -> None:
             needed.update(range(-1, len(parents)))
         else:
             needed.update(k - 2 for k in reads if k >= 1)
-    for k in sorted(needed):
-        t = node if k < 0 else parents[k]
-        if version(t) > stamp:
-            raise _modified_error(node, k, t)
+    return needed
 
 
 def _modified_error(node: Tensor, k: int, t: Tensor) -> GraphError:

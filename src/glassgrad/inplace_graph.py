@@ -39,7 +39,6 @@ import numpy as np
 
 from . import autograd
 from .autograd import GraphError, _owner, _tick, mark_modified
-from .rule_reads import read_positions
 from .tensor import Tensor
 
 # Keyed by id, each entry dropped when its tensor dies (weakref's own dictionaries compare
@@ -139,19 +138,8 @@ def _reads_input(result: Tensor, old: Tensor) -> bool:
 
 
 def _reads_parent(node: Tensor, old: Tensor) -> bool:
-    op, parents = node._op, node._parents
-    for i, p in enumerate(parents):
-        if not p._requires_grad:
-            continue
-        rule = op.backward if op.rules is None else op.rules[i]
-        if rule is None:
-            continue
-        reads = read_positions(rule, 2 + len(parents), values_only=True)
-        if reads is None or op.rules is None:
-            return True  # cannot tell: assume it does
-        if any(parents[k - 2] is old for k in reads if k >= 2):
-            return True
-    return False
+    parents = node._parents
+    return any(k >= 0 and parents[k] is old for k in autograd.values_read(node, parents))
 
 
 def _check_fits(t: Tensor, result: Tensor, what: str) -> None:
