@@ -145,3 +145,28 @@ def test_in_place_variants_give_the_same_bits_as_the_rules() -> None:
             np.testing.assert_array_equal(kernels.forward_into(op)(x.copy()), out)
             np.testing.assert_array_equal(kernels.grad_into(op, 0)(g.copy(), out, x),
                                           op.rules[0](g, out, x))
+
+
+@pytest.mark.parametrize("write", [
+    lambda h: h.add_(1.0),
+    lambda h: h.relu_(),
+    lambda h: h.__setitem__((slice(None), 0), 0.0),
+    lambda h: gg.nn.ReLU(inplace=True)(h),
+], ids=["add_", "relu_", "setitem", "ReLU(inplace=True)"])
+def test_a_recorded_inplace_op_in_the_loss_function_is_refused_with_the_fix(write) -> None:
+    lin = gg.nn.Linear(3, 2)
+    before = [p.detach().numpy().copy() for p in lin.parameters()]
+
+    def loss_fn(x):
+        h = lin(x)
+        write(h)
+        return (h * h).sum()
+
+    step = gg.compile(loss_fn, optimizer=gg.optim.SGD(lin.parameters(), lr=0.1))
+    x = np.ones((4, 3), np.float32)
+    with pytest.raises(gg.CompileError, match=r"wrote in place .* out-of-place form"):
+        step(x)
+    for p, b in zip(lin.parameters(), before):  # nothing was updated
+        np.testing.assert_array_equal(p.detach().numpy(), b)
+    loss_fn(gg.tensor(x)).backward()  # eager still works: no observer left behind
+    assert lin.weight.grad is not None

@@ -123,6 +123,15 @@ class _Recorder:
             f"Reading the returned loss after the step (step(X, y).item()) is fine."
         )
 
+    def on_inplace(self, t: Tensor, what: str) -> None:
+        raise CompileError(
+            f"{what} wrote in place into a tensor of the graph (shape {t.shape}) while the "
+            f"step was being recorded: the replay computes each value once into its own "
+            f"array and cannot follow a write over one that ops have already used. Fix: use "
+            f"the out-of-place form in the loss function (h = h + 1 for h.add_(1), "
+            f"nn.ReLU() for nn.ReLU(inplace=True)), or run this step eagerly (no gg.compile)."
+        )
+
     def on_random(self, what: str) -> None:
         raise CompileError(
             f"{what} drew random numbers while the step was being recorded: a replay would "
