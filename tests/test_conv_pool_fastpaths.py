@@ -148,6 +148,29 @@ def test_max_pool_falls_back_where_windows_do_not_tile(shape: tuple[int, ...], k
     assert ops_nn._tiled(np.empty(shape), **_normalized(kw)) is None
 
 
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=2, stride=2),  # tiled
+    dict(kernel_size=3, stride=1, padding=1),  # overlapping, padded
+    dict(kernel_size=(2, 3), stride=(2, 1), ceil_mode=True),
+])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_window_with_nan_sends_its_gradient_to_its_last_nan_as_torch(
+        torch: Any, kw: dict, create_graph: bool) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 2, 7, 6)).astype(np.float32)
+    x[rng.random(x.shape) < 0.12] = np.nan  # windows with one NaN, and with two or more
+    tx = torch.tensor(x, requires_grad=True)
+    tout = torch.nn.functional.max_pool2d(tx, **kw)
+    g = rng.standard_normal(tout.shape).astype(np.float32)
+    tout.backward(torch.tensor(g))
+    gx = gg.tensor(x, requires_grad=True)
+    out = gg.nn.functional.max_pool2d(gx, **kw)
+    out.backward(gg.tensor(g), create_graph=create_graph)
+    assert np.isnan(tout.detach().numpy()).any()
+    np.testing.assert_array_equal(out.detach().numpy(), tout.detach().numpy())
+    np.testing.assert_allclose(gx.grad.detach().numpy(), tx.grad.numpy(), rtol=0, atol=1e-6)
+
+
 def test_a_window_tie_goes_to_the_first_maximum_in_reading_order() -> None:
     x = np.array([[[[0.0, 5.0, 1.0, 1.0], [5.0, 5.0, 1.0, 1.0]]]], dtype=np.float32)
     _, grad = _pool_step(x, np.full((1, 1, 1, 2), 7.0, dtype=np.float32), kernel_size=2)

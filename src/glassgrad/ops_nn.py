@@ -489,7 +489,9 @@ def _argmax_index(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair,
         for j in range(kernel_size[1]):
             if i or j:
                 v = win[..., i, j]
-                better = v > best  # strictly: the first maximum keeps the gradient
+                # strictly: the first maximum keeps the gradient; a NaN always takes it
+                # (the window's maximum is NaN, and PyTorch picks its last NaN)
+                better = (v > best) | np.isnan(v)
                 np.copyto(best, v, where=better)
                 di[better], dj[better] = i, j
     n, c, oh, ow = best.shape
@@ -519,15 +521,31 @@ def _max_pool_scatter(grad: np.ndarray, out: np.ndarray, x: np.ndarray, kernel_s
     return dxp[..., ph:ph + h, pw:pw + w]
 
 
+def _nan_windows_grad(dx: np.ndarray, grad: np.ndarray, out: np.ndarray, x: np.ndarray,
+                      kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+                      ceil_mode: bool) -> None:
+    """Add the gradient of each window whose maximum is NaN at its last NaN, as PyTorch does
+    (the masks above find no element equal to NaN). Only runs when some maximum is NaN."""
+    nan = np.isnan(out)
+    index = np.broadcast_arrays(*_argmax_index(x, kernel_size, stride, padding, dilation,
+                                               ceil_mode))
+    np.add.at(dx, tuple(i[nan] for i in index), grad[nan])
+
+
 def _max_pool_grad(grad: Any, out: Any, x: Any, kernel_size: Pair = (2, 2),
                    stride: Pair = (2, 2), padding: Pair = _ZERO, dilation: Pair = _ONE,
                    ceil_mode: bool = False) -> Any:
     if type(grad) is np.ndarray:
         out_hw = _tiled(x, kernel_size, stride, padding, dilation, ceil_mode)
         if out_hw is not None:
-            return _max_tiles_grad(grad, out, x, kernel_size, out_hw)
-        return _max_pool_scatter(grad, out, x, kernel_size, stride, padding, dilation,
-                                 ceil_mode)
+            dx = _max_tiles_grad(grad, out, x, kernel_size, out_hw)
+        else:
+            dx = _max_pool_scatter(grad, out, x, kernel_size, stride, padding, dilation,
+                                   ceil_mode)
+        if out.dtype.kind == "f" and np.isnan(np.add.reduce(out, axis=None)):
+            _nan_windows_grad(dx, grad, out, x, kernel_size, stride, padding, dilation,
+                              ceil_mode)
+        return dx
     # Tensors (create_graph): a scatter by index_add, itself differentiable
     index = _argmax_index(np.asarray(x), kernel_size, stride, padding, dilation, ceil_mode)
     return index_add(np.zeros(x.shape, dtype=x.dtype), grad, index=index)
