@@ -405,3 +405,22 @@ def test_inplace_relu_on_a_leaf_that_requires_grad_is_refused_as_in_torch(torch)
         gg.nn.ReLU(inplace=True)(gg.tensor(W, requires_grad=True))
     x = gg.tensor(W)  # a plain input: written, no graph
     assert gg.nn.ReLU(inplace=True)(x) is x and x.numpy().min() == 0.0
+
+
+def test_grad_fn_and_parents_show_an_input_as_it_was_used_before_an_inplace_op(torch):
+    def structure(lib):
+        a = lib.tensor([1.0, 2.0], requires_grad=True)
+        x = a * 2
+        y = x * 3
+        x.add_(1)
+        z = x * 5
+        return [type(f).__name__ if lib is torch else f.name()
+                for f in (y.grad_fn.next_functions[0][0], z.grad_fn.next_functions[0][0])]
+
+    assert structure(gg) == structure(torch) == ["MulBackward0", "AddBackward0"]
+    a = gg.tensor([1.0, 2.0], requires_grad=True)
+    x = a * 2
+    y = x * 3
+    x.add_(1)
+    assert y.parents[0] is not x and y.parents[0].op == "mul" and x.op == "add"
+    assert [n.op for n in gg.autograd.topological_order((y,))][:2] == ["mul", "mul"]

@@ -310,6 +310,17 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad
 
 
+def parents_as_used(node: Tensor) -> tuple[Tensor, ...]:
+    """``node``'s inputs as it used them: after an in-place op was recorded, an input
+    rebased since is its state when ``node`` was made (``inplace_graph``), else ``_parents``
+    itself (empty for a leaf or a freed graph)."""
+    if _rebased is None or not node._parents:
+        return node._parents or ()
+    from .inplace_graph import as_used  # noqa: PLC0415 (it imports this module)
+
+    return as_used(node)
+
+
 def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
     """Nodes reachable from ``roots`` that need gradients, each before the nodes it uses.
 
@@ -334,7 +345,7 @@ def topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
         if t._parents is None:
             raise _freed_error(t)
         nodes.append(t)
-        stack.extend(p for p in t._parents if p._requires_grad and id(p) not in seen)
+        stack.extend(p for p in parents_as_used(t) if p._requires_grad and id(p) not in seen)
     nodes.sort(key=_stamp_of, reverse=True)
     return nodes + leaves
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .autograd import parents_as_used
 from .tensor import Tensor
 
 
@@ -65,7 +66,7 @@ class BackwardNode:
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
         """One ``(function, 0)`` per input, in order; empty once backward() has freed the
         graph (PyTorch keeps the structure, glassgrad frees it with the values)."""
-        return tuple((grad_fn_of(p, leaf=True), 0) for p in self._node._parents or ())
+        return tuple((grad_fn_of(p, leaf=True), 0) for p in parents_as_used(self._node))
 
     @property
     def op(self) -> str:

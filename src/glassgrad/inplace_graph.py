@@ -226,6 +226,13 @@ def route(node: Tensor, walked: list[Tensor]) -> tuple[Tensor, ...]:
     return parents
 
 
+def as_used(node: Tensor) -> tuple[Tensor, ...]:
+    """``node``'s parents as ``node`` used them (each rebased one followed back to its
+    state then), without changing the node: for readers of the graph (grad_fn, explain)."""
+    stamp = node._stamp
+    return tuple(_as_seen(p, stamp) for p in node._parents or ())
+
+
 def _as_seen(p: Tensor, stamp: int) -> Tensor:
     while getattr(p, "_stamp", 0) > stamp:  # a parent made after its user: rebased since
         p = _previous[id(p)][1]

@@ -306,8 +306,11 @@ class Tensor:
 
     @property
     def parents(self) -> tuple[Tensor, ...]:
-        """The tensors this one was computed from (empty for a leaf or a freed graph)."""
-        return self._parents or ()
+        """The tensors this one was computed from (empty for a leaf or a freed graph); an
+        input changed in place since is shown as it was when this one was computed."""
+        from .autograd import parents_as_used  # noqa: PLC0415 (autograd imports tensor)
+
+        return parents_as_used(self)
 
     def __len__(self) -> int:
         if not self._data.ndim:
