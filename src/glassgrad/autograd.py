@@ -282,6 +282,37 @@ def mark_modified(*tensors: Tensor, memory: bool = True) -> None:
                 written[key] = [clock, weakref.ref(owner, lambda _, k=key: written.pop(k, None))]
 
 
+def mark_modified_memo(tensors: Sequence[Tensor], memo: list[Any]) -> None:
+    """``mark_modified(*tensors)`` for tensors written again and again (an optimizer's
+    parameters, every step). ``memo`` is a list the caller keeps (empty at first): for each
+    position it remembers the tensor, its array and that memory's ``_written`` entry, so
+    while a tensor keeps its array a write skips the owner walk and the dict lookup. The
+    entry lives as long as the memory's owner, which the remembered array keeps alive; a
+    tensor given a new array (``.data = ...``) or another tensor at that position is looked
+    up again, so every write is recorded exactly as ``mark_modified`` records it."""
+    global _writes
+    clock = _writes = _tick()
+    if len(memo) != len(tensors):
+        memo[:] = [None] * len(tensors)
+    for i, t in enumerate(tensors):
+        t._ver = clock
+        m = memo[i]
+        data = t._data
+        if m is None or m[0] is not t or m[1] is not data:
+            m = memo[i] = (t, data, _entry(data, clock))
+        m[2][0] = clock
+
+
+def _entry(data: np.ndarray, clock: int) -> list:
+    """The ``_written`` entry of the memory ``data`` belongs to, made if it has none."""
+    owner = _owner(data)
+    key = id(owner)
+    entry = _written.get(key)
+    if entry is None:
+        entry = _written[key] = [clock, weakref.ref(owner, lambda _, k=key: _written.pop(k, None))]
+    return entry
+
+
 def version(t: Tensor) -> int:
     """The clock of the last in-place write to ``t`` or its memory seen by glassgrad (0: none);
     PyTorch's ``t._version`` counts the same writes, from 0 per tensor."""
