@@ -473,6 +473,10 @@ def run_backward(
     # arrived (topological_order gives the same order, for compile). The gradient flowing into
     # each node accumulates in its ``_g`` slot (no dict lookups on the hot path); a node is
     # pushed when its first gradient arrives (``_g`` was None), so ``_g`` doubles as "seen".
+    # While a single node waits it is held in ``nxt``, not in the heap: it is then the
+    # latest-made waiting node, the one the heap would give next, so the order (and every
+    # bit) is the heap's, and a chain (one consumer per node, most small steps) pays no heap
+    # push or pop. Invariant: ``nxt`` is None or the heap is empty.
     if create_graph:  # the gradients are Tensors that become .grad as they are: none shared
         seeds = [_unshared(s) for s in seeds]
     heap: list[tuple[int, Tensor]] = []
@@ -486,8 +490,11 @@ def run_backward(
             leaves.append(r)
         else:
             heap.append((-r._stamp, r))
+    nxt: Tensor | None = None
     if len(heap) > 1:
         heapify(heap)
+    elif heap:
+        nxt = heap.pop()[1]
     walked: list[Tensor] = []  # nodes whose rules ran: freed at the end
     last_write = _writes
     captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
@@ -502,8 +509,14 @@ def run_backward(
     if switch:
         _set_switches(create_graph, hooks)
     try:
-        while heap:
-            node = heappop(heap)[1]
+        while True:
+            if nxt is not None:
+                node = nxt
+                nxt = None
+            elif heap:
+                node = heappop(heap)[1]
+            else:
+                break
             g = node._g
             node._g = None
             parents = node._parents
@@ -569,7 +582,12 @@ def run_backward(
                 p._g = pg
                 if p._op is None:
                     leaves.append(p)
-                else:
+                elif nxt is None and not heap:
+                    nxt = p
+                else:  # a second node waits: both go to the heap, which orders them
+                    if nxt is not None:
+                        heappush(heap, (-nxt._stamp, nxt))
+                        nxt = None
                     heappush(heap, (-p._stamp, p))
             if hooks:
                 for h in hooks:
@@ -583,6 +601,8 @@ def run_backward(
     except BaseException:
         for _, node in heap:  # those still waiting hold a partial gradient
             node._g = None
+        if nxt is not None:
+            nxt._g = None
         for leaf in leaves:
             leaf._g = None
         raise
