@@ -3,9 +3,9 @@ graphs, gradients, walk order and error messages.
 
 Shortcuts checked: ``x.sum()`` / ``x.mean()`` without ``ops.apply`` (against ``reductions``'
 functions, which go through apply), ``apply``'s attribute path spelled out per arity and
-the optimizer's memo of its parameters' arrays (against ``mark_modified``). The walk tests
-pin the backward order (``topological_order``'s) and the cleanup after an error, for any
-change to the heap walk.
+the optimizer's memo of its parameters' arrays (against ``mark_modified``), and the
+backward walk holding a lone waiting node outside the heap (against ``topological_order``,
+the heap's order, and the cleanup after an error).
 """
 
 from __future__ import annotations
