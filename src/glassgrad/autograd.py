@@ -282,6 +282,37 @@ def mark_modified(*tensors: Tensor, memory: bool = True) -> None:
                 written[key] = [clock, weakref.ref(owner, lambda _, k=key: written.pop(k, None))]
 
 
+def mark_modified_memo(tensors: Sequence[Tensor], memo: list[Any]) -> None:
+    """``mark_modified(*tensors)`` for tensors written again and again (an optimizer's
+    parameters, every step). ``memo`` is a list the caller keeps (empty at first): for each
+    position it remembers the tensor, its array and that memory's ``_written`` entry, so
+    while a tensor keeps its array a write skips the owner walk and the dict lookup. The
+    entry lives as long as the memory's owner, which the remembered array keeps alive; a
+    tensor given a new array (``.data = ...``) or another tensor at that position is looked
+    up again, so every write is recorded exactly as ``mark_modified`` records it."""
+    global _writes
+    clock = _writes = _tick()
+    if len(memo) != len(tensors):
+        memo[:] = [None] * len(tensors)
+    for i, t in enumerate(tensors):
+        t._ver = clock
+        m = memo[i]
+        data = t._data
+        if m is None or m[0] is not t or m[1] is not data:
+            m = memo[i] = (t, data, _entry(data, clock))
+        m[2][0] = clock
+
+
+def _entry(data: np.ndarray, clock: int) -> list:
+    """The ``_written`` entry of the memory ``data`` belongs to, made if it has none."""
+    owner = _owner(data)
+    key = id(owner)
+    entry = _written.get(key)
+    if entry is None:
+        entry = _written[key] = [clock, weakref.ref(owner, lambda _, k=key: _written.pop(k, None))]
+    return entry
+
+
 def version(t: Tensor) -> int:
     """The clock of the last in-place write to ``t`` or its memory seen by glassgrad (0: none);
     PyTorch's ``t._version`` counts the same writes, from 0 per tensor."""
@@ -453,6 +484,10 @@ def run_backward(
     # arrived (topological_order gives the same order, for compile). The gradient flowing into
     # each node accumulates in its ``_g`` slot (no dict lookups on the hot path); a node is
     # pushed when its first gradient arrives (``_g`` was None), so ``_g`` doubles as "seen".
+    # While a single node waits it is held in ``nxt``, not in the heap: it is then the
+    # latest-made waiting node, the one the heap would give next, so the order (and every
+    # bit) is the heap's, and a chain (one consumer per node, most small steps) pays no heap
+    # push or pop. Invariant: ``nxt`` is None or the heap is empty.
     if create_graph:  # the gradients are Tensors that become .grad as they are: none shared
         seeds = [_unshared(s) for s in seeds]
     heap: list[tuple[int, Tensor]] = []
@@ -466,8 +501,11 @@ def run_backward(
             leaves.append(r)
         else:
             heap.append((-r._stamp, r))
+    nxt: Tensor | None = None
     if len(heap) > 1:
         heapify(heap)
+    elif heap:
+        nxt = heap.pop()[1]
     walked: list[Tensor] = []  # nodes whose rules ran: freed at the end
     last_write = _writes
     captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
@@ -482,8 +520,14 @@ def run_backward(
     if switch:
         _set_switches(create_graph, hooks)
     try:
-        while heap:
-            node = heappop(heap)[1]
+        while True:
+            if nxt is not None:
+                node = nxt
+                nxt = None
+            elif heap:
+                node = heappop(heap)[1]
+            else:
+                break
             g = node._g
             node._g = None
             parents = node._parents
@@ -549,7 +593,12 @@ def run_backward(
                 p._g = pg
                 if p._op is None:
                     leaves.append(p)
-                else:
+                elif nxt is None and not heap:
+                    nxt = p
+                else:  # a second node waits: both go to the heap, which orders them
+                    if nxt is not None:
+                        heappush(heap, (-nxt._stamp, nxt))
+                        nxt = None
                     heappush(heap, (-p._stamp, p))
             if hooks:
                 for h in hooks:
@@ -563,6 +612,8 @@ def run_backward(
     except BaseException:
         for _, node in heap:  # those still waiting hold a partial gradient
             node._g = None
+        if nxt is not None:
+            nxt._g = None
         for leaf in leaves:
             leaf._g = None
         raise

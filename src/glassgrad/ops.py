@@ -167,8 +167,14 @@ def apply(op: Op, *inputs: Any, **attrs: Any) -> Any:
             break
     first, last = inputs[0]._data, inputs[-1]._data
     try:
-        if attrs:
-            out = op.forward(*[t._data for t in inputs], **attrs)
+        if attrs:  # (one or two inputs spelled out: a comprehension is a frame of its own)
+            n = len(inputs)
+            if n == 1:
+                out = op.forward(first, **attrs)
+            elif n == 2:
+                out = op.forward(first, last, **attrs)
+            else:
+                out = op.forward(*[t._data for t in inputs], **attrs)
         elif len(inputs) == 2:
             out = op.forward(first, last)
         elif len(inputs) == 1:

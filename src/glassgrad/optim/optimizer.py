@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import enable_grad, mark_modified, zero_grad
+from ..autograd import enable_grad, mark_modified_memo, zero_grad
 from ..interrupt import DeferredInterrupt
 from ..tensor import Tensor
 
@@ -50,6 +50,7 @@ class Optimizer(ABC):
         self._scratch: dict[tuple[np.dtype, int], np.ndarray] = {}
         self._group_of: dict[int, dict[str, Any]] = {}  # id(parameter) -> its group
         self._params: list[Tensor] = []  # every group's, in state_dict's numbering
+        self._marks: list[Any] = []  # mark_modified_memo's memory of the parameters' arrays
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for g in groups:
@@ -113,7 +114,8 @@ class Optimizer(ABC):
         with DeferredInterrupt():  # the commit phase: all writes to parameters and state
             for group in self.param_groups:
                 self._update(group)
-            mark_modified(*updated)  # a graph made before must not go backward through them
+            # a graph made before must not go backward through them (mark_modified's work)
+            mark_modified_memo(updated, self._marks)
         return loss
 
     def _check_grads(self) -> list[Tensor]:
