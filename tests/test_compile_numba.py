@@ -17,6 +17,9 @@ from glassgrad.nn import functional as F
 
 RTOL = 2e-6  # float32 rounding of a few dozen terms summed in another order
 
+# (conftest.OPTIONAL has no "numba" entry yet, so not the optional() fixture: same reason text)
+NEEDS_NUMBA = 'needs numba, which is not installed: pip install "glassgrad[jit]"'
+
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
 
@@ -24,7 +27,7 @@ XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
 @pytest.fixture
 def nb():
     """The back end's module (skips the test without numba); fallback warnings are errors."""
-    pytest.importorskip("numba")
+    pytest.importorskip("numba", reason=NEEDS_NUMBA)
     from glassgrad.compiler import numba_backend
 
     with warnings.catch_warnings():
@@ -229,7 +232,7 @@ def test_recording_again_with_the_same_source_compiles_nothing_new(nb) -> None:
     (lambda x, w: (x @ w).sum(axis=0).sum(), "sum"),  # an attribute the kernel does not take
 ])
 def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
-    pytest.importorskip("numba")
+    pytest.importorskip("numba", reason=NEEDS_NUMBA)
     from glassgrad.compiler.numba_backend import JitFallbackWarning, NumbaProgram
 
     x = gg.tensor(np.ones((4, 3), np.float32))
@@ -245,7 +248,7 @@ def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -
 
 
 def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(monkeypatch) -> None:
-    pytest.importorskip("numba")
+    pytest.importorskip("numba", reason=NEEDS_NUMBA)
     from glassgrad.compiler import numba_backend
 
     def broken(source):
@@ -261,11 +264,11 @@ def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(monkeypatch) -
 
 
 def test_a_kernel_that_disagrees_with_numpy_is_not_used(monkeypatch) -> None:
-    pytest.importorskip("numba")
+    numba = pytest.importorskip("numba", reason=NEEDS_NUMBA)
     from glassgrad.compiler import numba_backend, numba_kernels
 
     # a rule that forgets the 1 − tanh² factor
-    monkeypatch.setattr(numba_kernels, "tanh_grad", numba_kernels.njit(lambda g, out: g.copy()))
+    monkeypatch.setattr(numba_kernels, "tanh_grad", numba.njit(lambda g, out: g.copy()))
     monkeypatch.setattr(numba_backend, "_CACHE", type(numba_backend._CACHE)())
     layer = gg.nn.Linear(3, 2)
     step = gg.compile(lambda x: gg.tanh(layer(x)).sum(), backend="numba")

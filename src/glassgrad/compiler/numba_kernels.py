@@ -18,10 +18,16 @@ from typing import Any
 import numpy as np
 
 try:
-    from numba import njit
+    import numba
 except ImportError:  # the module stays importable (doctest collection); the back end refuses
-    def njit(fn: Any) -> Any:  # type: ignore[no-redef]
-        return fn
+    numba = None
+
+
+def njit(fn: Any) -> Any:
+    """``fn`` compiled by numba, its machine code cached on disk (``__pycache__``, or numba's
+    user cache directory where that is read-only): a new process loads the kernels instead of
+    compiling them again, and compiles only the generated step."""
+    return fn if numba is None else numba.njit(cache=True)(fn)
 
 
 # ------------------------------------------------------------------ elementwise, one input
