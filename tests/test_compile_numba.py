@@ -17,17 +17,14 @@ from glassgrad.nn import functional as F
 
 RTOL = 2e-6  # float32 rounding of a few dozen terms summed in another order
 
-# (conftest.OPTIONAL has no "numba" entry yet, so not the optional() fixture: same reason text)
-NEEDS_NUMBA = 'needs numba, which is not installed: pip install "glassgrad[jit]"'
-
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
 
 
 @pytest.fixture
-def nb():
+def nb(optional):
     """The back end's module (skips the test without numba); fallback warnings are errors."""
-    pytest.importorskip("numba", reason=NEEDS_NUMBA)
+    optional("numba")
     from glassgrad.compiler import numba_backend
 
     with warnings.catch_warnings():
@@ -231,8 +228,9 @@ def test_recording_again_with_the_same_source_compiles_nothing_new(nb) -> None:
     (lambda x, w: (x @ w).reshape(-1).sum(), "reshape"),
     (lambda x, w: (x @ w).sum(axis=0).sum(), "sum"),  # an attribute the kernel does not take
 ])
-def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
-    pytest.importorskip("numba", reason=NEEDS_NUMBA)
+def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(optional, fn, op
+                                                                       ) -> None:
+    optional("numba")
     from glassgrad.compiler.numba_backend import JitFallbackWarning, NumbaProgram
 
     x = gg.tensor(np.ones((4, 3), np.float32))
@@ -247,8 +245,9 @@ def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -
     np.testing.assert_array_equal(w_nb.grad.numpy(), w_np.grad.numpy())
 
 
-def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(monkeypatch) -> None:
-    pytest.importorskip("numba", reason=NEEDS_NUMBA)
+def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(optional, monkeypatch
+                                                                   ) -> None:
+    optional("numba")
     from glassgrad.compiler import numba_backend
 
     def broken(source):
@@ -263,8 +262,8 @@ def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(monkeypatch) -
     step(gg.tensor(np.ones((4, 3), np.float32)))  # replays in NumPy, with no second warning
 
 
-def test_a_kernel_that_disagrees_with_numpy_is_not_used(monkeypatch) -> None:
-    numba = pytest.importorskip("numba", reason=NEEDS_NUMBA)
+def test_a_kernel_that_disagrees_with_numpy_is_not_used(optional, monkeypatch) -> None:
+    numba = optional("numba")
     from glassgrad.compiler import numba_backend, numba_kernels
 
     # a rule that forgets the 1 − tanh² factor
