@@ -222,6 +222,196 @@ def test_recording_again_with_the_same_source_compiles_nothing_new(nb) -> None:
     assert step._last.jit_kernels["plain"] is kernel  # the cached function, already compiled
 
 
+# --------------------------------------------------------------------------- the direct kernel
+def _changes_to_the_optimizer():
+    """(name, change(opt, model)): each changes what a plain SGD step does; the numba step
+    must use the new update on its next call, as the NumPy replay (which folds per call)."""
+    def lr(opt, model):
+        opt.param_groups[0]["lr"] = 0.02
+
+    def scheduler(opt, model):
+        sched = gg.optim.StepLR(opt, step_size=1, gamma=0.1)
+        sched.step()
+
+    def weight_decay(opt, model):
+        opt.param_groups[0]["weight_decay"] = 0.5
+
+    def momentum(opt, model):  # (the direct kernel cannot: per-parameter folds, then())
+        opt.param_groups[0]["momentum"] = 0.9
+
+    def load_state_dict(opt, model):
+        state = opt.state_dict()
+        state["param_groups"][0]["lr"] = 0.3
+        opt.load_state_dict(state)
+
+    def group_replaced(opt, model):
+        opt.param_groups[0] = {**opt.param_groups[0], "lr": 0.05}
+
+    return [("lr", lr), ("scheduler", scheduler), ("weight_decay", weight_decay),
+            ("momentum", momentum), ("load_state_dict", load_state_dict),
+            ("group_replaced", group_replaced)]
+
+
+@pytest.mark.parametrize(("name", "change"), _changes_to_the_optimizer(),
+                         ids=[n for n, _ in _changes_to_the_optimizer()])
+def test_a_changed_optimizer_is_seen_on_the_next_call(nb, name, change) -> None:
+    (m_np, s_np), (m_nb, s_nb) = _pair(_xor_model, F.mse_loss, gg.optim.SGD, lr=0.5)
+    X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
+    for step in (s_np, s_nb):
+        step(X, Y), step(X, Y)
+    assert s_nb._last.jit_coef == (-0.5, 1.0)  # cached: asked once, not per call
+    for step, model in ((s_np, m_np), (s_nb, m_nb)):
+        change(step.optimizer, model)
+        for _ in range(3):
+            step(X, Y)
+    _assert_close([p.numpy() for p in m_nb.parameters()],
+                  [p.numpy() for p in m_np.parameters()], rtol=1e-5)
+    assert (s_nb._last.jit_coef is None) == (name in ("momentum", "group_replaced"))
+
+
+def test_each_group_has_its_own_coefficients(nb) -> None:
+    def sgd(params, **kw):
+        ps = list(params)
+        return gg.optim.SGD([{"params": ps[:2], "lr": 0.5}, {"params": ps[2:]}], lr=0.1,
+                            weight_decay=0.01)
+
+    (m_np, s_np), (m_nb, s_nb) = _pair(_xor_model, F.mse_loss, sgd)
+    X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
+    for _ in range(5):
+        np.testing.assert_allclose(s_nb(X, Y).numpy(), s_np(X, Y).numpy(), rtol=1e-5)
+    assert "al1, be1" in s_nb.source and "axpby(al1, g_p3, be1, w_p3)" in s_nb.source
+    assert s_nb._last.jit_coef == pytest.approx((-0.5, 0.995, -0.1, 0.999))
+    _assert_close([p.numpy() for p in m_nb.parameters()],
+                  [p.numpy() for p in m_np.parameters()], rtol=1e-5)
+
+
+def test_a_parameter_added_to_the_optimizer_is_updated(nb) -> None:
+    """The optimizer held only the first layer when recorded; after add_param_group the step
+    must update the second too (its gradient was returned, now step() uses it)."""
+    weights = []
+    for compiled in (False, True):
+        model = _xor_model()
+        params = list(model.parameters())
+        opt = gg.optim.SGD(params[:2], lr=0.5)
+        fn = lambda X, y, m=model: F.mse_loss(m(X), y)  # noqa: E731
+        step = gg.compile(fn, optimizer=opt, backend="numba") if compiled else None
+        X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
+        for k in range(4):
+            if k == 2:
+                opt.add_param_group({"params": params[2:], "lr": 0.25})
+            if compiled:
+                step(X, Y)
+            else:
+                opt.zero_grad()
+                fn(X, Y).backward()
+                opt.step()
+        weights.append([p.numpy().copy() for p in params])
+    _assert_close(weights[1], weights[0], rtol=1e-5)
+
+
+def test_a_strided_parameter_is_updated_where_it_lives(nb) -> None:
+    """The kernel reads a contiguous copy of a transposed array; the update must still land
+    in the parameter's own array."""
+    (m_np, s_np), (m_nb, s_nb) = _pair(_xor_model, F.mse_loss, gg.optim.SGD, lr=0.5)
+    X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
+    for step, model in ((s_np, m_np), (s_nb, m_nb)):
+        step(X, Y)
+        w = next(model.parameters())
+        w.data = np.ascontiguousarray(w.numpy().T).T  # same values, Fortran order
+        step(X, Y), step(X, Y)
+    assert not next(m_nb.parameters()).numpy().flags.c_contiguous
+    _assert_close([p.numpy() for p in m_nb.parameters()],
+                  [p.numpy() for p in m_np.parameters()], rtol=1e-5)
+
+
+def test_the_version_moves_before_the_weights_do(nb) -> None:
+    """An interrupt right before the native call leaves the weights as they were, their
+    version moved: a graph made before the step refuses to go backward, never silently
+    uses new weights. The call itself is one native call: all the updates or none."""
+    model = _xor_model()
+    opt = gg.optim.SGD(model.parameters(), lr=0.5)
+    step = gg.compile(lambda X, y: F.mse_loss(model(X), y), optimizer=opt, backend="numba")
+    X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
+    step(X, Y)
+    prog = step._last
+    real = prog.jit_calls["direct"]
+
+    def interrupted(targs, coef):
+        raise KeyboardInterrupt  # (where a Ctrl-C could arrive: before the native call)
+
+    before = [p.numpy().copy() for p in model.parameters()]
+    old_graph = F.mse_loss(model(X), Y)
+    prog.jit_calls["direct"] = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        step(X, Y)
+    np.testing.assert_array_equal(np.concatenate([p.numpy().ravel() for p in model.parameters()]),
+                                  np.concatenate([b.ravel() for b in before]))
+    with pytest.raises(gg.autograd.GraphError, match="modified in place"):
+        old_graph.backward()
+    prog.jit_calls["direct"] = real
+    step(X, Y)  # and the next step runs as usual
+    assert not np.allclose(next(model.parameters()).numpy(), before[0])
+
+
+def test_fold_group_gives_one_pair_for_plain_updates_only() -> None:
+    w = [gg.tensor(np.ones((2, 2), np.float32), requires_grad=True) for _ in range(2)]
+    sgd = gg.optim.SGD(w, lr=0.1, weight_decay=0.5)
+    assert sgd.fold_group(sgd.param_groups[0]) == pytest.approx((-0.1, 0.95))
+    for opt in (gg.optim.SGD(w, lr=0.1, momentum=0.9), gg.optim.Adam(w),
+                gg.optim.SGD(w, lr=0.1, momentum=0.9, nesterov=True)):
+        assert opt.fold_group(opt.param_groups[0]) is None
+
+
+# --------------------------------------------------------------------------- disk cache
+_NEW_PROCESS = """
+import numpy as np, glassgrad as gg
+from glassgrad.compiler import numba_cache
+numba_cache.STEP_DIR = numba_cache.Path({folder!r})
+model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
+opt = gg.optim.SGD(model.parameters(), lr=0.5)
+step = gg.compile(lambda X, y: gg.nn.functional.mse_loss(model(X), y), optimizer=opt,
+                  backend="numba")
+step(gg.tensor(np.ones((4, 2), np.float32)), gg.tensor(np.zeros((4, 1), np.float32)))
+stats = step._last.jit_kernels["direct"].stats
+print(type(step._last).__name__, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+
+
+def test_a_new_process_loads_the_compiled_step_from_disk(nb, tmp_path) -> None:
+    import subprocess
+
+    runs = [subprocess.run([sys.executable, "-c", _NEW_PROCESS.format(folder=str(tmp_path))],
+                           capture_output=True, text=True, timeout=600) for _ in range(2)]
+    assert [r.stdout.split() for r in runs] == [["NumbaProgram", "0", "1"],
+                                                ["NumbaProgram", "1", "0"]], runs[0].stderr
+    (file,) = tmp_path.glob("step_*.py")
+    assert "def step(a0, a1, p0, p1, p2, p3, seed, al0, be0):" in file.read_text()
+
+
+def test_a_damaged_or_unwritable_step_file_is_not_trusted(nb, tmp_path) -> None:
+    from glassgrad.compiler import numba_cache
+
+    source = "def step(x):\n    return x + 1\n"
+    fn = numba_cache._from_file(source, tmp_path)
+    (file,) = tmp_path.glob("step_*.py")
+    file.write_text(file.read_text().replace("x + 1", "x + 2"))  # damaged, or tampered with
+    sys.modules.pop(f"glassgrad_numba_{file.stem}")
+    assert numba_cache._from_file(source, tmp_path)(1.0) == fn(1.0) == 2.0  # written again
+    assert numba_cache.module_text(source) == file.read_text()
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    assert numba_cache._from_file(source, blocked / "steps") is None  # then compiled in memory
+
+
+def test_the_step_file_names_the_kernels_it_calls(nb, monkeypatch, optional) -> None:
+    numba = optional("numba")
+    from glassgrad.compiler import numba_cache, numba_kernels
+
+    before = numba_cache.module_text("def step(x):\n    return x\n")
+    monkeypatch.setattr(numba_kernels, "tanh", numba.njit(lambda x: x * 2))
+    assert numba_cache.module_text("def step(x):\n    return x\n") != before  # another file
+
+
 # --------------------------------------------------------------------------- fallbacks
 @pytest.mark.parametrize(("fn", "op"), [
     (lambda x, w: gg.log(gg.sigmoid(x @ w)).sum(), "log"),
@@ -248,12 +438,12 @@ def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(optional,
 def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(optional, monkeypatch
                                                                    ) -> None:
     optional("numba")
-    from glassgrad.compiler import numba_backend
+    from glassgrad.compiler import numba_backend, numba_cache
 
     def broken(source):
         raise RuntimeError("simulated LLVM failure")
 
-    monkeypatch.setattr(numba_backend, "_compiled", broken)
+    monkeypatch.setattr(numba_cache, "compiled", broken)
     layer = gg.nn.Linear(3, 2)
     step = gg.compile(lambda x: gg.tanh(layer(x)).sum(), backend="numba")
     with pytest.warns(numba_backend.JitFallbackWarning, match="simulated LLVM failure"):
@@ -264,11 +454,11 @@ def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(optional, monk
 
 def test_a_kernel_that_disagrees_with_numpy_is_not_used(optional, monkeypatch) -> None:
     numba = optional("numba")
-    from glassgrad.compiler import numba_backend, numba_kernels
+    from glassgrad.compiler import numba_backend, numba_cache, numba_kernels
 
     # a rule that forgets the 1 − tanh² factor
     monkeypatch.setattr(numba_kernels, "tanh_grad", numba.njit(lambda g, out: g.copy()))
-    monkeypatch.setattr(numba_backend, "_CACHE", type(numba_backend._CACHE)())
+    monkeypatch.setattr(numba_cache, "_CACHE", type(numba_cache._CACHE)())
     layer = gg.nn.Linear(3, 2)
     step = gg.compile(lambda x: gg.tanh(layer(x)).sum(), backend="numba")
     with pytest.warns(numba_backend.JitFallbackWarning, match="differs from the NumPy"):

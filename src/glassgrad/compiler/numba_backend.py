@@ -15,38 +15,30 @@ the NumPy one would be.
 Nothing is trusted blindly: an op without a numba kernel, a shape or dtype the kernels do not
 take, or a compile failure makes the step replay in NumPy, with one ``JitFallbackWarning``
 naming the op; each kernel is checked once, when compiled, against the NumPy replay on the
-same inputs (to float rounding: loops sum in order, NumPy pairwise). Compiled kernels are
-cached by their source (which records the shapes that chose loops or BLAS), so recording
-again after a guard fails (a parameter replaced, another batch size) compiles nothing new.
+same inputs (to float rounding: loops sum in order, NumPy pairwise). Compiled functions are
+cached by their source (which records the shapes that chose loops or BLAS), in memory and on
+disk (``numba_cache.py``), so recording again after a guard fails (a parameter replaced,
+another batch size) compiles nothing new, and a new process loads the step instead of
+compiling it. ``numba_program.py`` runs the replays.
 """
 
 from __future__ import annotations
 
-import time
-import warnings
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from .. import autograd, ops
-from ..interrupt import DeferredInterrupt
-from ..tensor import Tensor
-from . import numba_kernels
+from .. import ops
 from .ir import Line
 from .lower import Lowered
+from .numba_program import JitFallbackWarning, NumbaProgram, held_params, warn
 from .passes import held
-from .program import Program, _scale
+from .program import Program
+
+__all__ = ["JitFallbackWarning", "NumbaProgram", "accelerate", "require_numba"]
 
 LOOPS_MAX = 1 << 15  # multiply-adds up to which a product runs as loops, not BLAS
-CACHE_SIZE = 32  # compiled step functions kept, by source
-_CACHE: OrderedDict[str, Callable[..., Any]] = OrderedDict()
 INSTALL = 'pip install "glassgrad[jit]"'
-
-
-class JitFallbackWarning(UserWarning):
-    """``backend="numba"`` could not compile a step; it replays in NumPy (same results)."""
 
 
 class Unsupported(Exception):  # noqa: N818  (not an error: the reason to fall back)
@@ -141,18 +133,28 @@ class Source:
         return f"{kernel}({a}, {b})"
 
     def text(self, returns: tuple[str, list[str], list[bool], list[str] | None],
-             updates: list[str]) -> str:
+             updates: list[tuple[str, str, int]] = (), direct: bool = False) -> str:
+        """The function's source. ``updates``: (gradient, parameter, slot) of each parameter
+        updated at its end, c ← α·g + β·c (``axpby``). ``direct``: c is the parameter's array
+        as passed in, α and β its group's, one pair per slot (``al0, be0, ...``: the same for
+        a whole group, ``Optimizer.fold_group``); otherwise each parameter has its own
+        ``u{slot}, al{slot}, be{slot}`` (``Optimizer.fold``)."""
         loss, grads, copied, aux = returns
-        upd = "".join(f", u{k}, al{k}, be{k}" for k in range(len(updates)))
-        head = [f"def step({', '.join(self.inputs)}{upd}):"]
-        tail = [f"    axpby(al{k}, {g}, be{k}, u{k})  # update {g.removeprefix('g_')}"
-                for k, g in enumerate(updates)]
+        slots = sorted({s for *_, s in updates})
+        own = "" if direct else "u{s}, "
+        extra = "".join(f", {own.format(s=s)}al{s}, be{s}" for s in slots)
+        # The update writes the array the caller passed in (w_p0), not the contiguous copy
+        # ascontiguousarray makes of a strided one.
+        keep = [f"    w_{p} = {p}" for _, p, _ in updates] if direct else []
+        tail = [f"    axpby(al{s}, {g}, be{s}, {f'w_{p}' if direct else f'u{s}'})  # update {p}"
+                for g, p, s in updates]
+        head = [f"def step({', '.join(self.inputs)}{extra}):"]
         gs = [g + ".copy()" if c else g for g, c in zip(grads, copied)]
         xs = [a + ".copy()" if a[0] in "apc" else a for a in aux or ()]  # (never the caller's
         # array itself: an update may write over it, and the engine returns new tensors)
         ret = f"    return {loss}, ({''.join(g + ', ' for g in gs)})"
         ret += f", ({''.join(x + ', ' for x in xs)})" if aux is not None else ""
-        return "\n".join([*head, *self.body, *tail, ret]) + "\n"
+        return "\n".join([*head, *keep, *self.body, *tail, ret]) + "\n"
 
 
 def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
@@ -280,21 +282,7 @@ def _roles() -> dict[int, tuple[ops.Op, int]]:
     return _ROLES
 
 
-def _compiled(source: str) -> Callable[..., Any]:
-    """The njit function of ``source``, from the cache or made now (numba compiles it on the
-    first call for each argument type)."""
-    fn = _CACHE.get(source)
-    if fn is None:
-        import numba  # noqa: PLC0415
-
-        env: dict[str, Any] = {"np": np, "numba": numba}
-        env.update({k: v for k, v in vars(numba_kernels).items() if hasattr(v, "py_func")})
-        exec(compile(source, "<glassgrad.compile numba>", "exec"), env)  # noqa: S102
-        fn = _CACHE[source] = numba.njit(env["step"])  # (our own source, from the op table)
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    _CACHE.move_to_end(source)
-    return fn
+# =========================================================================== compiling
 
 
 # =========================================================================== program
@@ -302,130 +290,31 @@ def accelerate(prog: Program, low: Lowered) -> Program:
     """``prog`` replayed by numba, or ``prog`` itself (with a ``JitFallbackWarning``) when a
     line has no kernel or the kernel does not compile or check."""
     opt = prog.optimizer
-    held_ids = ({id(p) for g in opt.param_groups for p in g["params"]}
-                if callable(getattr(opt, "fold", None)) else set())
+    held_ids = held_params(opt) if callable(getattr(opt, "fold", None)) else set()
     folded = [p for p in prog.leaves if id(p) in held_ids]
     try:
         src = Source(low)
         for line in low.lines:
             src.line(line)
     except Unsupported as e:
-        _warn(f"op '{e.args[0]}' is not supported by the numba back end ({e.args[1]})")
+        warn(f"op '{e.args[0]}' is not supported by the numba back end ({e.args[1]})")
         return prog
     r = low.returns
-    plain = src.text((r.loss, r.grads, r.copied, r.aux), [])
     kept = [k for k, p in enumerate(prog.leaves) if id(p) not in held_ids]
     kept += range(len(prog.leaves), len(r.grads))
-    fused = src.text((r.loss, [r.grads[k] for k in kept], [r.copied[k] for k in kept], r.aux),
-                     [low.grads[id(p)] for p in folded]) if folded else ""
+    returns = (r.loss, [r.grads[k] for k in kept], [r.copied[k] for k in kept], r.aux)
+    names = [low.names[id(p)] for p in folded]
+    slots = [next(k for k, g in enumerate(opt.param_groups) if any(q is p for q in g["params"]))
+             for p in folded]
+    sources = {"plain": src.text((r.loss, r.grads, r.copied, r.aux)), "fused": "", "direct": ""}
+    if folded:
+        grads = [low.grads[id(p)] for p in folded]
+        sources["fused"] = src.text(returns, [(g, n, k) for k, (g, n) in
+                                              enumerate(zip(grads, names))])
+        if all(n in src.inputs for n in names):
+            sources["direct"] = src.text(returns, list(zip(grads, names, slots)), direct=True)
     jp = NumbaProgram.__new__(NumbaProgram)
     jp.__dict__.update(prog.__dict__)  # the same recording, guards and delivery
-    jp.setup(low, plain, fused, folded,
-             [prog.leaves[k] for k in kept if k < len(prog.leaves)])
-    which = "fused" if folded and all(opt.fold(p) is not None for p in folded) else "plain"
-    return jp if jp.kernel(which, low.rec.targs) is not None else prog
-
-
-def _warn(why: str) -> None:
-    warnings.warn(f"gg.compile(backend='numba'): {why}; this step replays in NumPy instead "
-                  f"(same results).", JitFallbackWarning, stacklevel=5)
-
-
-class NumbaProgram(Program):
-    """A ``Program`` whose replays run one numba function: ``plain`` (loss and gradients) or,
-    with an optimizer that folds every parameter it holds, ``fused`` (the updates inside)."""
-
-    def setup(self, low: Lowered, plain: str, fused: str, folded: list[Tensor],
-              kept: list[Tensor]) -> None:
-        self.consts, self.seed = low.consts, low.seed
-        self.jit_sources = {"plain": plain, "fused": fused}
-        self.jit_kernels: dict[str, Callable[..., Any]] = {}
-        self.jit_folded = folded
-        self.jit_kept = kept
-        self.jit_seconds = 0.0  # compile time of the kernels this program compiled
-        self.jit_failed = False  # a kernel did not compile or check: NumPy from then on
-
-    def kernel(self, which: str, targs: tuple[Tensor, ...]) -> Callable[..., Any] | None:
-        """The ``which`` kernel, compiled and checked against the NumPy replay on ``targs``
-        on first use; None (after a warning) if it fails either."""
-        fn = self.jit_kernels.get(which)
-        if fn is not None or self.jit_failed:
-            return fn
-        source = self.jit_sources[which]
-        try:
-            fn = _compiled(source)
-            start = time.perf_counter()
-            self._check(fn, which, targs)
-            self.jit_seconds += time.perf_counter() - start
-        except AssertionError as e:
-            self.jit_failed = True
-            _warn(f"internal error, please report it: the numba kernel differs from the NumPy "
-                  f"replay ({e})")
-            return None
-        except Exception as e:  # noqa: BLE001  (numba's typing and lowering errors)
-            self.jit_failed = True
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            _warn(f"numba could not compile the step ({type(e).__name__}: {first})")
-            return None
-        self.jit_kernels[which] = fn
-        self.source = source
-        return fn
-
-    def inputs(self, targs: tuple[Tensor, ...]) -> list[np.ndarray]:
-        return [*(t._data for t in targs), *(p._data for p in self.params),
-                *(c._data for c in self.consts), self.seed]
-
-    def _check(self, fn: Callable[..., Any], which: str, targs: tuple[Tensor, ...]) -> None:
-        """Run ``fn`` once (numba compiles it here) and compare it with the NumPy program on
-        the same inputs: the folded updates on copies, with α, β = −0.3, 0.7."""
-        ref = self.fn(*[t._data for t in targs])
-        if which == "plain":
-            mine = fn(*self.inputs(targs))
-            _close(mine[1], ref[1], "gradient")
-        else:
-            copies = [p._data.copy() for p in self.jit_folded]
-            mine = fn(*self.inputs(targs), *[x for c in copies for x in (c, -0.3, 0.7)])
-            grads = dict(zip(map(id, self.leaves), ref[1]))
-            _close(copies, [-0.3 * grads[id(p)] + 0.7 * p._data for p in self.jit_folded],
-                   "folded update")
-            n = len(self.leaves)
-            kept = {id(p) for p in self.jit_kept}
-            others = [g for p, g in zip(self.leaves, ref[1]) if id(p) in kept] + list(ref[1][n:])
-            _close(mine[1], others, "gradient")
-        _close([mine[0], *(mine[2] if self.has_aux else ())],
-               [ref[0], *(ref[2] if self.has_aux else ())], "output")
-
-    def run(self, targs: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
-        if self.jit_failed:
-            return Program.run(self, targs)
-        opt = self.optimizer
-        if opt is not None and self.jit_folded:
-            folds = [opt.fold(p) for p in self.jit_folded]
-            fn = None
-            if all(f is not None for f in folds):
-                fn = self.kernel("fused", targs)
-            if fn is not None:
-                opt.zero_grad()
-                with DeferredInterrupt():  # the weights change inside: all or none
-                    result = fn(*self.inputs(targs), *[x for f in folds for x in f[:3]])
-                    loss = self.deliver(targs, result, self.jit_kept)
-                    for f in folds:
-                        if f[3] is not None:
-                            f[3]()
-                    autograd.mark_modified(*self.jit_folded)
-                return loss
-        fn = self.kernel("plain", targs)
-        if fn is None:
-            return Program.run(self, targs)
-        return self.finish(targs, fn(*self.inputs(targs)))
-
-
-def _close(mine: Any, ref: Any, what: str) -> None:
-    """Raise AssertionError unless ``mine`` and ``ref`` (sequences of arrays) agree to float
-    rounding, with the same shapes and dtypes."""
-    for m, r in zip(mine, ref, strict=True):
-        m, r = np.asarray(m), np.asarray(r)
-        if m.shape != r.shape or m.dtype != r.dtype or not np.allclose(
-                m, r, rtol=1e-4, atol=1e-5 * _scale(r), equal_nan=True):
-            raise AssertionError(f"a {what} of shape {r.shape} {r.dtype}, numba gives shape "
-                                 f"{m.shape} {m.dtype}")
+    jp.setup(low, sources, folded, slots, [prog.leaves[k] for k in kept if k < len(prog.leaves)],
+             held_ids)
+    return jp if jp.first_kernel(low.rec.targs) is not None else prog
