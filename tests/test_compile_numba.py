@@ -309,6 +309,25 @@ def test_a_parameter_added_to_the_optimizer_is_updated(nb) -> None:
     _assert_close(weights[1], weights[0], rtol=1e-5)
 
 
+def test_the_direct_kernel_delivers_outputs_and_argument_gradients(nb) -> None:
+    """With the updates inside, the step still returns extra outputs and gives an argument
+    that requires grad its gradient, as the NumPy replay does."""
+    seen = []
+    for backend in ("numpy", "numba"):
+        model = _xor_model()
+        opt = gg.optim.SGD(model.parameters(), lr=0.5)
+        step = gg.compile(lambda X, y, m=model: (F.mse_loss(m(X), y), m(X)), optimizer=opt,
+                          backend=backend)
+        X = gg.tensor(XOR_X, requires_grad=True)
+        for _ in range(3):
+            X.grad = None
+            loss, out = step(X, gg.tensor(XOR_Y))
+        seen.append((loss.numpy(), out.numpy(), X.grad.numpy(),
+                     *[p.numpy() for p in model.parameters()]))
+    assert step._last.jit_coef is not None  # (the direct kernel ran)
+    _assert_close(seen[1], seen[0], rtol=1e-5)
+
+
 def test_a_strided_parameter_is_updated_where_it_lives(nb) -> None:
     """The kernel reads a contiguous copy of a transposed array; the update must still land
     in the parameter's own array."""

@@ -311,7 +311,7 @@ def accelerate(prog: Program, low: Lowered) -> Program:
         grads = [low.grads[id(p)] for p in folded]
         sources["fused"] = src.text(returns, [(g, n, k) for k, (g, n) in
                                               enumerate(zip(grads, names))])
-        if all(n in src.inputs for n in names):
+        if set(names) <= {low.names[id(p)] for p in low.rec.params}:  # (each passed in once)
             sources["direct"] = src.text(returns, list(zip(grads, names, slots)), direct=True)
     jp = NumbaProgram.__new__(NumbaProgram)
     jp.__dict__.update(prog.__dict__)  # the same recording, guards and delivery
