@@ -130,14 +130,15 @@ class NumbaProgram(Program):
 
     def _optimizer_unchanged(self) -> bool:
         """Whether the optimizer's groups are those of the last ``_refold``: the same dicts
-        holding the same lists of as many parameters, every hyperparameter equal."""
+        holding the same lists of as many parameters, the same entries, each equal. (The
+        lists compare by identity first, so no two tensors are compared.)"""
         groups = self.optimizer.param_groups
         if len(groups) != len(self.jit_snapshot):
             return False
         try:
-            for group, (was, hyper, params, n) in zip(groups, self.jit_snapshot):
+            for group, (was, copy, params, n) in zip(groups, self.jit_snapshot):
                 if group is not was or group["params"] is not params or len(params) != n \
-                        or not hyper.items() <= group.items():
+                        or group != copy:
                     return False
         except Exception:  # noqa: BLE001  (a value == cannot compare, an array: ask again)
             return False
@@ -148,8 +149,8 @@ class NumbaProgram(Program):
         holds the parameters it held when recorded, and the direct kernel's α, β (None: the
         fused kernel folds per parameter and per call, or there is no fold)."""
         opt = self.optimizer
-        self.jit_snapshot = [(g, {k: v for k, v in g.items() if k != "params"}, g["params"],
-                              len(g["params"])) for g in opt.param_groups]
+        self.jit_snapshot = [(g, dict(g), g["params"], len(g["params"]))
+                             for g in opt.param_groups]
         self.jit_coef = None
         # Other parameters, or a group dict replaced (SGD.fold would read the old one):
         # the plain kernel, then step(), which reads param_groups as they are.
