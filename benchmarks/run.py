@@ -103,9 +103,12 @@ def make_step(model: Any, opt: Any, loss_fn: Any, X: Any, y: Any,
     """One training step, written the same for glassgrad and PyTorch (same API). ``mode``:
     "compiled" replays forward and backward as recorded NumPy (``gg.compile(loss)``) and
     leaves the optimizer as it is; "folded" compiles the whole step with the optimizer
-    (``gg.compile(loss, optimizer=opt)``), its update folded into the gradient products."""
-    if mode == "folded":
-        train_step = gg.compile(lambda X, y: loss_fn(model(X), y), optimizer=opt)
+    (``gg.compile(loss, optimizer=opt)``), its update folded into the gradient products;
+    "numba" compiles that whole step as one numba function (``backend="numba"``)."""
+    if mode in ("folded", "numba"):
+        backend = "numba" if mode == "numba" else "numpy"
+        train_step = gg.compile(lambda X, y: loss_fn(model(X), y), optimizer=opt,
+                                backend=backend)
         return lambda: train_step(X, y)
     if mode == "compiled":
         loss_and_grads = gg.compile(lambda X, y: loss_fn(model(X), y))

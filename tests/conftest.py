@@ -303,6 +303,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "mpi4py": ("mpi4py", "distributed"),
     "starlette": ("starlette", "playground"),
     "httpx": ("httpx", "test"),
+    "numba": ("numba", "jit"),
 }
 
 

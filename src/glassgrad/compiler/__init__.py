@@ -45,7 +45,11 @@ from .record import as_tensor, split
 __all__ = ["CompileError", "Compiled", "compile"]
 
 
-def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None) -> Compiled:  # noqa: A001
+BACKENDS = ("numpy", "numba")
+
+
+def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None,  # noqa: A001
+            backend: str = "numpy") -> Compiled:
     """Make ``loss_fn`` a compiled training step: ``step(*args)`` does what
     ``loss = loss_fn(*args); loss.backward()`` does, and returns the loss (detached).
 
@@ -69,6 +73,12 @@ def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None) -> Compiled: 
     at least ``blas.BLAS_MIN`` elements: below that a fold gains nothing). The gradients are
     used up: after the step ``.grad`` of the optimizer's parameters is None (compile without
     ``optimizer`` to inspect or clip them).
+
+    ``backend="numba"`` (``pip install "glassgrad[jit]"``) replays the whole step, the
+    optimizer's folded update included, as one function compiled by numba on the first call
+    (seconds; ``step.jit_seconds``), with the same guards; results agree with the NumPy
+    replay to float rounding. A step with an op it has no kernel for replays in NumPy, with
+    a ``JitFallbackWarning`` naming the op (see ``compiler/README.md``).
 
     >>> import glassgrad as gg
     >>> model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
@@ -95,7 +105,16 @@ def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None) -> Compiled: 
             f"{type(optimizer).__name__}. Fix: gg.compile(loss_fn, optimizer=opt), or leave "
             f"optimizer out and call opt.step() after each step."
         )
-    return Compiled(loss_fn, optimizer)
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"compile(): backend must be one of {BACKENDS}, got {backend!r}. Fix: "
+            f"backend='numpy' (the default) or backend='numba' (pip install \"glassgrad[jit]\")."
+        )
+    if backend == "numba":
+        from .numba_backend import require_numba  # noqa: PLC0415
+
+        require_numba()
+    return Compiled(loss_fn, optimizer, backend)
 
 
 class Compiled:
@@ -106,9 +125,11 @@ class Compiled:
 
     cache_size: int = 8
 
-    def __init__(self, loss_fn: Callable[..., Tensor], optimizer: Any = None) -> None:
+    def __init__(self, loss_fn: Callable[..., Tensor], optimizer: Any = None,
+                 backend: str = "numpy") -> None:
         self.loss_fn = loss_fn
         self.optimizer = optimizer
+        self.backend = backend
         self._programs: OrderedDict[tuple, Program] = OrderedDict()  # oldest use first
         self._last: Program | None = None
         self.why_recorded = ""  # why the latest recording was made
@@ -128,7 +149,7 @@ class Compiled:
             return prog.run(targs)
         why = ("no recording for these argument shapes and dtypes" if prog is None
                else f"no longer true: {prog.changed(targs)}")
-        prog = build(self.loss_fn, targs, self.optimizer)
+        prog = build(self.loss_fn, targs, self.optimizer, self.backend)
         self._programs[key] = prog  # (replaces a stale recording of the same signature)
         self._programs.move_to_end(key)
         while len(self._programs) > self.cache_size:
@@ -168,6 +189,12 @@ class Compiled:
         if self._last is None:
             raise CompileError("nothing recorded yet: call the compiled step once first")
         return self._last.source
+
+    @property
+    def jit_seconds(self) -> float:
+        """Seconds numba spent compiling the most recently used recording's kernels (0 for
+        the NumPy back end, and for a kernel found compiled in the cache)."""
+        return getattr(self._last, "jit_seconds", 0.0)
 
     def __repr__(self) -> str:
         name = getattr(self.loss_fn, "__qualname__", repr(self.loss_fn))

@@ -19,9 +19,10 @@ from .record import record
 
 
 def build(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
-          optimizer: Any = None) -> Program:
+          optimizer: Any = None, backend: str = "numpy") -> Program:
     """Record ``loss_fn`` on ``targs`` and make its program; the first call's result is
-    ``first_result`` (with an optimizer, its step is taken)."""
+    ``first_result`` (with an optimizer, its step is taken). With ``backend="numba"``,
+    replays run one compiled function (``numba_backend``), or NumPy where it cannot."""
     low = lower(record(loss_fn, targs))
     arrays = passes.held(low.lines)
     source, fn = _emit(low, low.lines, low.returns, arrays)
@@ -34,6 +35,10 @@ def build(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
     if callable(getattr(optimizer, "fold", None)):  # (a duck-typed optimizer: no folds)
         _fold_updates(prog, low, arrays, result)
     prog.guard, prog.changed = emit.guard(low)
+    if backend == "numba":
+        from .numba_backend import accelerate  # noqa: PLC0415  (numba: an optional extra)
+
+        prog = accelerate(prog, low)
     prog.first_result = prog.finish(targs, result)
     return prog
 

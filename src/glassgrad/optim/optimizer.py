@@ -173,8 +173,28 @@ class Optimizer(ABC):
         ``(c, α, β, then)`` such that the step computes c ← α·∂L/∂p + β·c inside that product
         and then calls ``then()`` (unless None) to finish the update; or None when the update
         is not linear in the gradient (then the gradient is computed and ``step()`` runs).
-        Calling ``fold`` changes nothing: a fold that is not used leaves no trace."""
+        Calling ``fold`` changes nothing: a fold that is not used leaves no trace.
+
+        A fold of the form ``(p's own array, α, β, None)`` must depend only on ``p``'s
+        group's hyperparameters (its entries other than "params"), not on ``state``: a
+        compiled step keeps such α, β (``fold_group``) until one of those entries changes."""
         return None
+
+    def fold_group(self, group: dict[str, Any]) -> tuple[float, float] | None:
+        """``(α, β)`` when ``fold`` gives every parameter ``p`` of ``group`` the same plain
+        update p ← α·∂L/∂p + β·p (c is p's own array, nothing to finish), else None. By
+        ``fold``'s contract it depends only on the group's hyperparameters, so a compiled step
+        asks once and again only after one of them changed (``numba_backend``)."""
+        coef = None
+        for p in group["params"]:
+            f = self.fold(p)
+            if f is None or f[3] is not None or f[0] is not p._data:
+                return None
+            if coef is None:
+                coef = (float(f[1]), float(f[2]))
+            elif coef != (float(f[1]), float(f[2])):
+                return None
+        return coef
 
     @abstractmethod
     def _update(self, group: dict[str, Any]) -> None:

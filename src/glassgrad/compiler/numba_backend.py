@@ -1,0 +1,320 @@
+"""The numba back end (``gg.compile(loss_fn, backend="numba")``): the whole step as one
+``@numba.njit`` function, compiled by LLVM on the first call.
+
+It starts from the same lowered program as the NumPy replay (``lower.py``'s lines, before
+the in-place and fold passes, which are NumPy's ways to save memory) and writes one line of
+numba source per line: each op-table call becomes a call of its kernel in
+``numba_kernels.py`` (explicit loops; a large matrix product calls BLAS), each edge's
+``sum_to``, ``cast`` and accumulation are written out, and, with an optimizer whose update
+folds (``Optimizer.fold``), every parameter's update c ← α·∂L/∂p + β·c runs at the end of the
+same function, once every gradient is computed. A small step then costs one call instead of
+a few dozen NumPy calls. The guards, the engine check of the first call and the result
+delivery are the NumPy program's (``program.Program``), so a replay is taken exactly when
+the NumPy one would be.
+
+Nothing is trusted blindly: an op without a numba kernel, a shape or dtype the kernels do not
+take, or a compile failure makes the step replay in NumPy, with one ``JitFallbackWarning``
+naming the op; each kernel is checked once, when compiled, against the NumPy replay on the
+same inputs (to float rounding: loops sum in order, NumPy pairwise). Compiled functions are
+cached by their source (which records the shapes that chose loops or BLAS), in memory and on
+disk (``numba_cache.py``), so recording again after a guard fails (a parameter replaced,
+another batch size) compiles nothing new, and a new process loads the step instead of
+compiling it. ``numba_program.py`` runs the replays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import ops
+from .ir import Line
+from .lower import Lowered
+from .numba_program import JitFallbackWarning, NumbaProgram, held_params, warn
+from .passes import held
+from .program import Program
+
+__all__ = ["JitFallbackWarning", "NumbaProgram", "accelerate", "require_numba"]
+
+LOOPS_MAX = 1 << 15  # multiply-adds up to which a product runs as loops, not BLAS
+INSTALL = 'pip install "glassgrad[jit]"'
+
+
+class Unsupported(Exception):  # noqa: N818  (not an error: the reason to fall back)
+    """An op line the kernels cannot run (the op's name, why)."""
+
+
+def require_numba() -> None:
+    """Raise ImportError, saying how to install it, when numba cannot be imported."""
+    try:
+        import numba  # noqa: F401, PLC0415
+    except ImportError as e:
+        raise ImportError(
+            f"gg.compile(..., backend='numba') needs numba, which is not installed ({e}). "
+            f"Fix: {INSTALL} (or pip install numba), or leave backend out to replay in NumPy."
+        ) from None
+
+
+# =========================================================================== source
+class Source:
+    """The numba source of one lowered program: the recorded arrays (shapes and dtypes
+    choose kernels) and the lines written so far."""
+
+    def __init__(self, low: Lowered) -> None:
+        rec = low.rec
+        self.low = low
+        self.arrays: dict[str, np.ndarray] = {n: a[0] for n, a in held(low.lines).items() if a}
+        self.inputs = [*(f"a{i}" for i in range(len(rec.targs))),
+                       *(low.names[id(p)] for p in rec.params),
+                       *(low.names[id(c)] for c in low.consts), "seed"]
+        for name, t in zip(self.inputs, (*rec.targs, *rec.params, *low.consts)):
+            self.arrays[name] = t._data
+        self.arrays["seed"] = low.seed
+        # The kernels index C-ordered arrays flat (a caller's array may be a transpose); a 0-d
+        # one is left alone (numba's ascontiguousarray makes it 1-d; guards fix its shape).
+        self.body = [f"    {n} = np.ascontiguousarray({n})" for n in self.inputs
+                     if self.arrays[n].ndim]
+
+    def dtype_of(self, names: list[str], op: str) -> np.dtype:
+        """The one float dtype (float32 or float64) of ``names``'s arrays."""
+        dts = {self.arrays[n].dtype for n in names}
+        if len(dts) != 1 or next(iter(dts)) not in (np.float32, np.float64):
+            raise Unsupported(op, f"dtypes {sorted(map(str, dts))} (the kernels take one "
+                                  f"float dtype, float32 or float64)")
+        return next(iter(dts))
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.arrays[name].shape
+
+    def line(self, line: Line) -> None:
+        if line.kind == "comment":
+            self.body.append(f"    # {line.comment}")
+            return
+        if line.kind == "del":  # (numba frees by reference count)
+            return
+        if line.item is not None:
+            raise Unsupported(line.name, "a rule giving every input's gradient at once")
+        expr = line.args[0] if line.kind == "copy" else self.call(line)
+        if line.sum_to is not None:
+            expr = self.sum_to(line, expr)
+        if line.cast is not None:
+            expr = f"({expr}).astype(np.{np.dtype(line.cast).name})"
+        added = f"{line.target} + " if line.accumulate else ""
+        self.body.append(f"    {line.target} = {added}{expr}")
+
+    def call(self, line: Line) -> str:
+        op, i = _roles().get(id(line.fn), (None, None))
+        if op is None:
+            raise Unsupported(line.name, "not an op table function")
+        emit = EMITTERS.get(op.name)
+        if emit is None:
+            raise Unsupported(op.name, "no numba kernel")
+        attrs = dict(line.attrs or {})
+        return emit(self, op.name, i, line.args, attrs)
+
+    def sum_to(self, line: Line, expr: str) -> str:
+        """``expr`` (shaped like the op's result, ``args[1]``) summed down to ``sum_to``."""
+        src, dst = self.shape(line.args[1]), line.sum_to
+        t = f"_s_{line.target}"
+        self.body.append(f"    {t} = {expr}")
+        if all(n == 1 for n in dst):  # one element (numba's np.sum would give a scalar)
+            return f"full({dst!r}, total({t}), {t})"
+        lead = len(src) - len(dst)
+        for _ in range(lead):
+            t = f"np.sum({t}, axis=0)"
+        for k in reversed(range(len(dst))):
+            if dst[k] == 1 and src[lead + k] != 1:
+                t = f"np.sum({t}, axis={k})"
+        return f"np.ascontiguousarray({t}).reshape({dst!r})"
+
+    def product(self, a: str, b: str, flops: int) -> str:
+        kernel = "matmul_loops" if flops <= LOOPS_MAX else "matmul_blas"
+        return f"{kernel}({a}, {b})"
+
+    def text(self, returns: tuple[str, list[str], list[bool], list[str] | None],
+             updates: list[tuple[str, str, int]] = (), direct: bool = False) -> str:
+        """The function's source. ``updates``: (gradient, parameter, slot) of each parameter
+        updated at its end, c ← α·g + β·c (``axpby``). ``direct``: c is the parameter's array
+        as passed in, α and β its group's, one pair per slot (``al0, be0, ...``: the same for
+        a whole group, ``Optimizer.fold_group``); otherwise each parameter has its own
+        ``u{slot}, al{slot}, be{slot}`` (``Optimizer.fold``)."""
+        loss, grads, copied, aux = returns
+        slots = sorted({s for *_, s in updates})
+        own = "" if direct else "u{s}, "
+        extra = "".join(f", {own.format(s=s)}al{s}, be{s}" for s in slots)
+        # The update writes the array the caller passed in (w_p0), not the contiguous copy
+        # ascontiguousarray makes of a strided one.
+        keep = [f"    w_{p} = {p}" for _, p, _ in updates] if direct else []
+        tail = [f"    axpby(al{s}, {g}, be{s}, {f'w_{p}' if direct else f'u{s}'})  # update {p}"
+                for g, p, s in updates]
+        head = [f"def step({', '.join(self.inputs)}{extra}):"]
+        gs = [g + ".copy()" if c else g for g, c in zip(grads, copied)]
+        xs = [a + ".copy()" if a[0] in "apc" else a for a in aux or ()]  # (never the caller's
+        # array itself: an update may write over it, and the engine returns new tensors)
+        ret = f"    return {loss}, ({''.join(g + ', ' for g in gs)})"
+        ret += f", ({''.join(x + ', ' for x in xs)})" if aux is not None else ""
+        return "\n".join([*head, *keep, *self.body, *tail, ret]) + "\n"
+
+
+def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
+    def emit(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
+        _no_attrs(op, attrs)
+        g, out, a, b = (None, None, *args) if i < 0 else args
+        src.dtype_of([a, b] if i < 0 else [g, a, b], op)
+        form = fwd if i < 0 else rules[i]
+        expr = form.format(g=g, out=out, a=a, b=b)
+        if form != "{g}" and all(src.shape(n) == () for n in (a, b, g) if n):
+            return f"as_0d({expr}, {a})"  # numba makes a Python float of 0-d ⊕ 0-d
+        return expr
+    return emit
+
+
+def _unary(fwd: str, rule: str) -> Callable[..., str]:
+    def emit(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
+        _no_attrs(op, attrs)
+        src.dtype_of(args, op)
+        return f"{fwd}({args[0]})" if i < 0 else f"{rule}({args[0]}, {args[1]})"
+    return emit
+
+
+def _linear(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
+    _no_attrs(op, attrs)
+    g, out, x, w, b = (None, None, *args) if i < 0 else args
+    if len(src.shape(x)) != 2:
+        raise Unsupported(op, f"an input of shape {src.shape(x)} (the kernels take 2-D)")
+    src.dtype_of([x, w, b], op)
+    (n, k), m = src.shape(x), src.shape(w)[0]
+    if i < 0:
+        return f"add_row({src.product(x, w + '.T', n * m * k)}, {b})"
+    return (src.product(g, w, n * m * k), src.product(f"{g}.T", x, n * m * k),
+            f"column_sums({g})")[i]
+
+
+def _matmul(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
+    _no_attrs(op, attrs)
+    g, out, a, b = (None, None, *args) if i < 0 else args
+    if len(src.shape(a)) != 2 or len(src.shape(b)) != 2:
+        raise Unsupported(op, f"shapes {src.shape(a)} @ {src.shape(b)} (the kernels take "
+                              f"2-D @ 2-D)")
+    src.dtype_of([a, b], op)
+    flops = src.shape(a)[0] * src.shape(a)[1] * src.shape(b)[1]
+    return (src.product(a, b, flops), src.product(g, b + ".T", flops),
+            src.product(a + ".T", g, flops))[i + 1]
+
+
+def _mse(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
+    mean = _reduction(op, attrs)
+    g, out, x, y = (None, None, *args) if i < 0 else args
+    if src.shape(x) != src.shape(y):
+        raise Unsupported(op, f"input {src.shape(x)} and target {src.shape(y)} differ")
+    src.dtype_of([x, y], op)
+    return f"mse({x}, {y}, {mean})" if i < 0 else f"mse_grad({g}, {x}, {y}, {mean}, {1 - 2 * i}.0)"
+
+
+def _cross_entropy(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
+    mean = _reduction(op, attrs)
+    g, out, z, y = (None, None, *args) if i < 0 else args
+    if len(src.shape(z)) != 2 or src.shape(y) != src.shape(z)[:1] \
+            or src.arrays[y].dtype.kind not in "iu":
+        raise Unsupported(op, f"logits {src.shape(z)} with targets {src.shape(y)} "
+                              f"{src.arrays[y].dtype} (the kernel takes (N, C) and N labels)")
+    src.dtype_of([z], op)
+    return f"cross_entropy({z}, {y}, {mean})" if i < 0 else \
+        f"cross_entropy_grad({g}, {z}, {y}, {mean})"
+
+
+def _reduce(divide: bool) -> Callable[..., str]:
+    def emit(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
+        if attrs.get("axis") is not None or attrs.get("keepdims") or set(attrs) - {
+                "axis", "keepdims"}:
+            raise Unsupported(op, f"attributes {attrs} (the kernel sums every element)")
+        x = args[0] if i < 0 else args[2]
+        src.dtype_of([x], op)
+        per = f" / {x}.size" if divide else ""
+        return f"as_0d(total({x}){per}, {x})" if i < 0 else f"filled({args[0]}.item(){per}, {x})"
+    return emit
+
+
+def _no_attrs(op: str, attrs: dict) -> None:
+    if attrs:
+        raise Unsupported(op, f"attributes {attrs}")
+
+
+def _reduction(op: str, attrs: dict) -> bool:
+    """Whether ``reduction`` is "mean" ("sum" is the other one the kernels take)."""
+    r = attrs.pop("reduction", "mean")
+    if r not in ("mean", "sum") or attrs:
+        raise Unsupported(op, f"reduction={r!r} with attributes {attrs}")
+    return r == "mean"
+
+
+# op name -> emitter(source, op name, rule index (-1: forward), argument names, attributes)
+EMITTERS: dict[str, Callable[..., str]] = {
+    "add": _binary("({a} + {b})", ("{g}", "{g}")),
+    "sub": _binary("({a} - {b})", ("{g}", "(-{g})")),
+    "mul": _binary("({a} * {b})", ("({g} * {b})", "({g} * {a})")),
+    "div": _binary("({a} / {b})", ("({g} / {b})", "(-{g} * {out} / {b})")),
+    "tanh": _unary("tanh", "tanh_grad"),
+    "relu": _unary("relu", "relu_grad"),
+    "sigmoid": _unary("sigmoid", "sigmoid_grad"),
+    "exp": _unary("exp", "times"),
+    "linear": _linear,
+    "matmul": _matmul,
+    "mse_loss": _mse,
+    "cross_entropy": _cross_entropy,
+    "sum": _reduce(False),
+    "mean": _reduce(True),
+}
+
+_ROLES: dict[int, tuple[ops.Op, int]] = {}
+
+
+def _roles() -> dict[int, tuple[ops.Op, int]]:
+    """id(function) -> (op, -1 for the forward or the rule's input index), for the op
+    table's functions (built once)."""
+    if not _ROLES:
+        for op in ops.OPS.values():
+            _ROLES[id(op.forward)] = (op, -1)
+            for i, rule in enumerate(op.rules or ()):
+                if rule is not None:
+                    _ROLES[id(rule)] = (op, i)
+    return _ROLES
+
+
+# =========================================================================== compiling
+
+
+# =========================================================================== program
+def accelerate(prog: Program, low: Lowered) -> Program:
+    """``prog`` replayed by numba, or ``prog`` itself (with a ``JitFallbackWarning``) when a
+    line has no kernel or the kernel does not compile or check."""
+    opt = prog.optimizer
+    held_ids = held_params(opt) if callable(getattr(opt, "fold", None)) else set()
+    folded = [p for p in prog.leaves if id(p) in held_ids]
+    try:
+        src = Source(low)
+        for line in low.lines:
+            src.line(line)
+    except Unsupported as e:
+        warn(f"op '{e.args[0]}' is not supported by the numba back end ({e.args[1]})")
+        return prog
+    r = low.returns
+    kept = [k for k, p in enumerate(prog.leaves) if id(p) not in held_ids]
+    kept += range(len(prog.leaves), len(r.grads))
+    returns = (r.loss, [r.grads[k] for k in kept], [r.copied[k] for k in kept], r.aux)
+    names = [low.names[id(p)] for p in folded]
+    slots = [next(k for k, g in enumerate(opt.param_groups) if any(q is p for q in g["params"]))
+             for p in folded]
+    sources = {"plain": src.text((r.loss, r.grads, r.copied, r.aux)), "fused": "", "direct": ""}
+    if folded:
+        grads = [low.grads[id(p)] for p in folded]
+        sources["fused"] = src.text(returns, [(g, n, k) for k, (g, n) in
+                                              enumerate(zip(grads, names))])
+        if set(names) <= {low.names[id(p)] for p in low.rec.params}:  # (each passed in once)
+            sources["direct"] = src.text(returns, list(zip(grads, names, slots)), direct=True)
+    jp = NumbaProgram.__new__(NumbaProgram)
+    jp.__dict__.update(prog.__dict__)  # the same recording, guards and delivery
+    jp.setup(low, sources, folded, slots, [prog.leaves[k] for k in kept if k < len(prog.leaves)],
+             held_ids)
+    return jp if jp.first_kernel(low.rec.targs) is not None else prog

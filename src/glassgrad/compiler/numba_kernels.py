@@ -1,0 +1,262 @@
+"""The numba back end's kernels: the op table's forwards and rules as explicit loops, which
+``numba_backend.py`` calls from one generated ``@numba.njit`` step. Each computes what the op
+table's function computes, to float rounding (sums run in order, not NumPy's pairwise sums;
+a small matrix product is three loops, not BLAS). ``tests/test_compile_numba.py`` checks
+them through whole steps against the NumPy replay.
+
+Elementwise kernels take C-contiguous arrays of one float dtype (the back end only emits
+them for such lines) and return a fresh array: a replay never writes over its inputs. A
+matrix product has two kernels: ``*_loops`` for small shapes (a call into BLAS costs more
+than the arithmetic there), ``*_blas`` (numba's ``np.dot``, SciPy's BLAS) for large ones; the
+back end picks one per line from the recorded shapes (``numba_backend.LOOPS_MAX``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # the module stays importable (doctest collection); the back end refuses
+    numba = None
+
+
+def njit(fn: Any) -> Any:
+    """``fn`` compiled by numba, its machine code cached on disk (``__pycache__``, or numba's
+    user cache directory where that is read-only): a new process loads the kernels instead of
+    compiling them again, and compiles only the generated step."""
+    return fn if numba is None else numba.njit(cache=True)(fn)
+
+
+# ------------------------------------------------------------------ elementwise, one input
+@njit
+def tanh(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    o, xf = out.reshape(-1), x.reshape(-1)
+    for i in range(o.size):
+        o[i] = np.tanh(xf[i])
+    return out
+
+
+@njit
+def tanh_grad(grad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    r = np.empty_like(out)
+    rf, g, o = r.reshape(-1), grad.reshape(-1), out.reshape(-1)
+    for i in range(rf.size):
+        rf[i] = g[i] * (1 - o[i] * o[i])
+    return r
+
+
+@njit
+def relu(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    o, xf = out.reshape(-1), x.reshape(-1)
+    for i in range(o.size):
+        v = xf[i]
+        o[i] = 0 if v < 0 else v  # (a NaN stays NaN, as np.maximum keeps it)
+    return out
+
+
+@njit
+def relu_grad(grad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    r = np.empty_like(out)
+    rf, g, o = r.reshape(-1), grad.reshape(-1), out.reshape(-1)
+    for i in range(rf.size):
+        rf[i] = g[i] if o[i] > 0 else g[i] * 0  # (g·0: a NaN gradient stays NaN)
+    return r
+
+
+@njit
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    o, xf = out.reshape(-1), x.reshape(-1)
+    for i in range(o.size):
+        o[i] = 0.5 * (1 + np.tanh(0.5 * xf[i]))  # the op table's formula: never overflows
+    return out
+
+
+@njit
+def sigmoid_grad(grad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    r = np.empty_like(out)
+    rf, g, o = r.reshape(-1), grad.reshape(-1), out.reshape(-1)
+    for i in range(rf.size):
+        rf[i] = g[i] * o[i] * (1 - o[i])
+    return r
+
+
+@njit
+def exp(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    o, xf = out.reshape(-1), x.reshape(-1)
+    for i in range(o.size):
+        o[i] = np.exp(xf[i])
+    return out
+
+
+@njit
+def times(grad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """grad·out: exp's rule."""
+    r = np.empty_like(out)
+    rf, g, o = r.reshape(-1), grad.reshape(-1), out.reshape(-1)
+    for i in range(rf.size):
+        rf[i] = g[i] * o[i]
+    return r
+
+
+# ------------------------------------------------------------------ products
+@njit
+def matmul_loops(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for 2-D a (n, k) and b (k, m), of any strides (a transpose is a view)."""
+    n, k = a.shape
+    m = b.shape[1]
+    out = np.empty((n, m), a.dtype)
+    for i in range(n):
+        for j in range(m):
+            s = a[i, 0] * b[0, j]
+            for t in range(1, k):
+                s += a[i, t] * b[t, j]
+            out[i, j] = s
+    return out
+
+
+@njit
+def matmul_blas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # numba's np.dot takes C- or F-ordered operands; a transpose of either is one of them.
+    return np.dot(a, b)
+
+
+@njit
+def add_row(out: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """out += bias on every row, in place (``out`` is the kernel's own, fresh)."""
+    n, m = out.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] += bias[j]
+    return out
+
+
+@njit
+def column_sums(g: np.ndarray) -> np.ndarray:
+    n, m = g.shape
+    out = np.zeros(m, g.dtype)
+    for i in range(n):
+        for j in range(m):
+            out[j] += g[i, j]
+    return out
+
+
+# ------------------------------------------------------------------ reductions and losses
+@njit
+def as_0d(value: float, like: np.ndarray) -> np.ndarray:
+    """``value`` as a 0-d array of ``like``'s dtype (the engine's scalars are 0-d arrays)."""
+    out = np.empty((), like.dtype)
+    out[()] = value
+    return out
+
+
+@njit
+def total(x: np.ndarray) -> float:
+    s = 0.0  # in float64, then rounded once: at least as exact as NumPy's pairwise float32 sum
+    for v in x.reshape(-1):
+        s += v
+    return s
+
+
+@njit
+def filled(value: float, like: np.ndarray) -> np.ndarray:
+    """An array shaped like ``like`` holding ``value`` everywhere (the rule of sum/mean)."""
+    out = np.empty_like(like)
+    out[...] = value
+    return out
+
+
+@njit
+def mse(input: np.ndarray, target: np.ndarray, mean: bool) -> np.ndarray:  # noqa: A002
+    d_in, d_t = input.reshape(-1), target.reshape(-1)
+    s = 0.0
+    for i in range(d_in.size):
+        d = d_in[i] - d_t[i]
+        s += d * d
+    return as_0d(s / d_in.size if mean else s, input)
+
+
+@njit
+def mse_grad(grad: np.ndarray, input: np.ndarray, target: np.ndarray, mean: bool, sign: float
+             ) -> np.ndarray:  # noqa: A002
+    """∂L/∂input (sign 1) or ∂L/∂target (sign −1): sign·(2/n)·grad·(input − target)."""
+    scale = sign * grad.item() * (2.0 / input.size if mean else 2.0)
+    r = np.empty_like(input)
+    rf, d_in, d_t = r.reshape(-1), input.reshape(-1), target.reshape(-1)
+    for i in range(rf.size):
+        rf[i] = scale * (d_in[i] - d_t[i])
+    return r
+
+
+@njit
+def _check_classes(target: np.ndarray, classes: int) -> None:
+    for y in target:
+        if y < 0 or y >= classes:
+            raise IndexError("cross_entropy: a target class is outside 0..C-1, where C is the "
+                             "number of logits per row. Fix: labels must be 0..C-1.")
+
+
+@njit
+def _row_logsumexp(z: np.ndarray, i: int) -> float:
+    m = z[i, 0]
+    for j in range(1, z.shape[1]):
+        m = max(m, z[i, j])
+    s = 0.0
+    for j in range(z.shape[1]):
+        s += np.exp(z[i, j] - m)
+    return m + np.log(s)
+
+
+@njit
+def cross_entropy(logits: np.ndarray, target: np.ndarray, mean: bool) -> np.ndarray:
+    """−Σᵢ log softmax(zᵢ)[yᵢ] (/N), for logits (N, C) and class indices (N,)."""
+    _check_classes(target, logits.shape[1])
+    s = 0.0
+    for i in range(logits.shape[0]):
+        s += _row_logsumexp(logits, i) - logits[i, target[i]]
+    return as_0d(s / logits.shape[0] if mean else s, logits)
+
+
+@njit
+def cross_entropy_grad(grad: np.ndarray, logits: np.ndarray, target: np.ndarray, mean: bool
+                       ) -> np.ndarray:
+    """(softmax(zᵢ) − onehot(yᵢ))·grad (/N)."""
+    _check_classes(target, logits.shape[1])
+    n, c = logits.shape
+    scale = grad.item() / n if mean else grad.item()
+    r = np.empty_like(logits)
+    for i in range(n):
+        lse = _row_logsumexp(logits, i)
+        for j in range(c):
+            r[i, j] = np.exp(logits[i, j] - lse) * scale
+        r[i, target[i]] -= scale
+    return r
+
+
+# ------------------------------------------------------------------ the optimizer's update
+@njit
+def axpby(alpha: float, g: np.ndarray, beta: float, c: np.ndarray) -> None:
+    """c ← α·g + β·c, in place: the folded update (``Optimizer.fold``), in c's dtype. ``c`` is
+    the caller's (a parameter, a momentum buffer), so it may have any strides."""
+    if c.flags.c_contiguous:
+        cf, gf = c.reshape(-1), g.reshape(-1)
+        for i in range(cf.size):
+            cf[i] = alpha * gf[i] + beta * cf[i]
+    else:
+        for idx in np.ndindex(c.shape):
+            c[idx] = alpha * g[idx] + beta * c[idx]
+
+
+@njit
+def full(shape: tuple, value: float, like: np.ndarray) -> np.ndarray:
+    """An array of ``shape`` and ``like``'s dtype holding ``value``: a gradient summed down to
+    one element (``sum_to`` a shape of ones)."""
+    out = np.empty(shape, like.dtype)
+    out[...] = value
+    return out
