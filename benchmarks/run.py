@@ -106,9 +106,9 @@ def make_step(model: Any, opt: Any, loss_fn: Any, X: Any, y: Any,
     (``gg.compile(loss, optimizer=opt)``), its update folded into the gradient products;
     "numba" compiles that whole step as one numba function (``backend="numba"``)."""
     if mode in ("folded", "numba"):
-        backend = "numba" if mode == "numba" else "numpy"
-        train_step = gg.compile(lambda X, y: loss_fn(model(X), y), optimizer=opt,
-                                backend=backend)
+        # (backend= only when asked: an older checkout timed by --against has no such keyword)
+        extra = {"backend": "numba"} if mode == "numba" else {}
+        train_step = gg.compile(lambda X, y: loss_fn(model(X), y), optimizer=opt, **extra)
         return lambda: train_step(X, y)
     if mode == "compiled":
         loss_and_grads = gg.compile(lambda X, y: loss_fn(model(X), y))
