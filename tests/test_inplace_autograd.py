@@ -334,6 +334,7 @@ def test_a_plain_view_cannot_take_a_value_that_requires_grad():
     with pytest.raises(RuntimeError, match=r"x\[:2\] = w") as e:
         x[1:].copy_(w)
     assert "view" in str(e.value)
+    del e  # (its traceback still holds the view x[1:], which would hold x's memory too)
     np.testing.assert_array_equal(x.numpy(), np.zeros(4))
     x[1:] = w  # through the tensor itself: recorded
     x.sum().backward()
@@ -424,3 +425,29 @@ def test_grad_fn_and_parents_show_an_input_as_it_was_used_before_an_inplace_op(t
     x.add_(1)
     assert y.parents[0] is not x and y.parents[0].op == "mul" and x.op == "add"
     assert [n.op for n in gg.autograd.topological_order((y,))][:2] == ["mul", "mul"]
+
+
+@pytest.mark.parametrize("hold", [
+    lambda x: x[:2],
+    lambda x: x.view(3),
+    lambda x: x.numpy(),
+    lambda x: x.detach(),
+], ids=["slice view", "view()", ".numpy()", "detach()"])
+@pytest.mark.parametrize("write", [
+    lambda x, w: x.copy_(w),
+    lambda x, w: x.__setitem__(0, w[0]),
+    lambda x, w: x.add_(w),
+], ids=["copy_", "setitem", "add_"])
+def test_a_plain_tensor_whose_memory_is_held_elsewhere_does_not_join_the_graph(hold, write):
+    # A view made before the write would see the new values and send no gradient.
+    w = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x = gg.zeros(3)
+    held = hold(x)
+    with pytest.raises(RuntimeError, match=r"held elsewhere.*x = x.clone\(\)"):
+        write(x, w)
+    assert not x.requires_grad and x.grad_fn is None  # nothing changed
+    np.testing.assert_array_equal(x.numpy(), np.zeros(3, np.float32))
+    del held
+    write(x, w)  # nothing else holds it now: recorded
+    (x * gg.tensor([1.0, 2.0, 4.0])).sum().backward()
+    assert w.grad is not None and np.abs(w.grad.numpy()).sum() > 0

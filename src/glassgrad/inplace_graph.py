@@ -26,11 +26,14 @@ other views). PyTorch rewrites the base's graph (``CopySlices``); glassgrad reco
 the written tensor only, so any other tensor over that memory keeps a graph for its old
 values. ``route`` refuses a backward pass through such a tensor if an op used it after the
 write (its values then were not what its graph computes). The case the engine cannot see,
-a view of a tensor that does not require grad, is refused when written (``check_view``).
+a view of a tensor that does not require grad, is refused when written (``check_view``), and
+a tensor that does not require grad is refused a value that does while anything else holds
+its memory (``_check_alone``: a view made earlier would miss the gradient).
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +62,8 @@ def rebase(t: Tensor, compute: Callable[[Tensor], Tensor], what: str,
     ``values``: the values to write when they are not ``compute``'s (``t[i] = v`` with a
     repeated index: the last write wins, as NumPy and PyTorch assign). Checked before
     anything is written or any state moves; returns ``t``."""
+    if not t._requires_grad:  # a plain tensor joins the graph: nothing may see it unrecorded
+        _check_alone(t, what)
     old = _superseding(t)
     result = _new_value(old, compute)
     if _reads_input(result, old):  # the op needs the old values: start from a copy of them
@@ -83,6 +88,33 @@ def rebase(t: Tensor, compute: Callable[[Tensor], Tensor], what: str,
         if f is not None:
             f(t, what)
     return t
+
+
+def _array_refs(t: Tensor) -> int:
+    return sys.getrefcount(t._data)  # (the same expression for t and for the calibration)
+
+
+# The count of an array that only its tensor holds (its slot, and getrefcount's argument),
+# measured on this interpreter rather than assumed.
+_ALONE = _array_refs(Tensor._wrap(np.empty(1)))
+
+
+def _check_alone(t: Tensor, what: str) -> None:
+    """Refuse to make a plain tensor a graph node while anything else holds its memory: a
+    view made before the write (``v = x[:2]``) would see the new values and send no
+    gradient (PyTorch tracks views; glassgrad's node is the tensor). Every view holds the
+    array it views, so any view, ``.numpy()`` array, alias or source array shows up as one
+    reference more (a holder that is not a view is refused too: an error, never a lost
+    gradient)."""
+    if _array_refs(t) > _ALONE:
+        raise RuntimeError(
+            f"{what}: writing a value that requires grad into a tensor that does not (shape "
+            f"{t.shape}) makes it part of the graph, but its memory is also held elsewhere: a "
+            f"view of it (x[:2], x.view(...)), a .numpy() array, a .data or detach() alias, "
+            f"or the NumPy array it was made from (from_numpy, as_tensor). A view made before "
+            f"this write would see the new values but send no gradient (PyTorch tracks views; "
+            f"glassgrad does not). Fix: write into a fresh tensor (x = x.clone() before the "
+            f"write, or x = torch.zeros(...)), or drop the other references first.")
 
 
 def _remember(table: dict[int, list], t: Tensor, old: Tensor) -> None:
