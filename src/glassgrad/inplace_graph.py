@@ -249,9 +249,8 @@ def route(node: Tensor, walked: list[Tensor]) -> tuple[Tensor, ...]:
     than ``node``'s) is followed back to its state then; the routed tuple is kept. Raises if
     a parent is another tensor's alias that an op used after a recorded write through it.
     Called by ``run_backward`` for nodes made before the last in-place write only."""
-    stamp = node._stamp
     parents = node._parents
-    routed = tuple(_as_seen(p, stamp) for p in parents)
+    routed = as_used(node)
     if any(a is not b for a, b in zip(routed, parents)):
         node._parents = parents = routed
     _check_not_stale(node, walked)
