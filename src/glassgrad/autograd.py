@@ -672,18 +672,7 @@ def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
         if not shared_copied:
             handed_out.add(id(g))
         if node._grad is None:  # (the slot: the .grad setter's checks are for users)
-            # Tensor._wrap(g), written out as in record (a call less per leaf)
-            t = _new(Tensor)
-            t._data = g
-            t._g = None
-            t._grad = None
-            t._requires_grad = False
-            t._op = None
-            t._parents = ()
-            t._attrs = None
-            t._retain = False
-            t.name = None
-            node._grad = t
+            node._grad = Tensor._wrap(g)
         else:
             node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
 
