@@ -4,8 +4,8 @@
   to the next, and no array a caller receives is ever one of them;
 - max-pool windows that tile the input (kernel == stride, no padding or dilation): the same
   values and gradients as the general path, bit for bit, and PyTorch's, ties included;
-- passes split over the batch across threads (glassgrad/parallel.py): the same numbers, bit
-  for bit, as on one thread; the thread count follows BLAS's.
+- convolutions run over the batch in chunks (glassgrad/conv_kernels.py): the same numbers,
+  bit for bit, whatever the chunk size; steps on several threads at once stay correct.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import glassgrad as gg
-from glassgrad import ops_nn, parallel, scratch
+from glassgrad import conv_kernels, ops_nn, scratch
 
 F = gg.nn.functional
 
@@ -186,14 +186,7 @@ def _normalized(kw: dict) -> dict:
                 ceil_mode=kw.get("ceil_mode", False))
 
 
-# --------------------------------------------------------------------------- threads
-@pytest.fixture
-def split_threads(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """set(k): every pass, however small, split over k threads."""
-    monkeypatch.setattr(parallel, "MIN_BYTES", 0)
-    return lambda k: monkeypatch.setattr(parallel, "_blas_threads", lambda: k)
-
-
+# --------------------------------------------------------------------------- chunks
 def _lenet_like_step(seed: int) -> list[np.ndarray]:
     """conv (padded) → max-pool → conv → max-pool on an odd batch: output and gradients."""
     rng = np.random.default_rng(seed)
@@ -206,86 +199,42 @@ def _lenet_like_step(seed: int) -> list[np.ndarray]:
     return [out.numpy(), x.grad.numpy(), w1.grad.numpy(), w2.grad.numpy()]
 
 
-@pytest.mark.parametrize("k", [2, 3, 7])  # (7 > the batch of 5: at most one slice each)
-def test_split_over_threads_gives_the_one_thread_numbers(split_threads: Any, k: int) -> None:
-    split_threads(1)
-    one = _lenet_like_step(0)
-    split_threads(k)
-    seen: set[int] = set()
-    slices: list[tuple[int, int]] = []  # (slices made, slices wanted) per pass
-    real = parallel.split
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 9000])  # 1 sample, 2 samples, 4 (of 5)
+def test_chunks_of_the_batch_give_the_whole_batch_numbers(monkeypatch: pytest.MonkeyPatch,
+                                                          chunk_bytes: int) -> None:
+    whole = _lenet_like_step(0)
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
+    starts: list[int] = []
+    real = conv_kernels.over_chunks
 
-    def spy(fn: Any, n: int, nbytes: int) -> None:
-        calls: list[int] = []
-        real(lambda lo, hi: (seen.add(threading.get_ident()), calls.append(lo), fn(lo, hi)),
-             n, nbytes)
-        slices.append((len(calls), min(k, n)))
+    def spy(fn: Any, n: int, per: int) -> None:
+        real(lambda s, e: (starts.append(s), fn(s, e)), n, per)
 
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(parallel, "split", spy)
-        many = _lenet_like_step(0)
-    assert len(slices) >= 8 and all(made == want for made, want in slices)  # every pass split
-    assert len(seen) > 1  # ... and run on more than one thread
-    for a, b in zip(one, many):
-        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(conv_kernels, "over_chunks", spy)
+    chunked = _lenet_like_step(0)
+    assert len(starts) > 4  # (4 convolution passes: at least one made several chunks)
+    out, x_grad, *w_grads = whole
+    np.testing.assert_array_equal(chunked[0], out)  # each sample's product is the same
+    np.testing.assert_array_equal(chunked[1], x_grad)
+    # a weight's gradient sums one partial sum per chunk: the same up to float rounding
+    for got, want in zip(chunked[2:], w_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_split_covers_the_range_once_and_waits_for_every_slice(split_threads: Any) -> None:
-    split_threads(3)
-    hits = np.zeros(10, dtype=int)
-
-    def part(lo: int, hi: int) -> None:
-        hits[lo:hi] += 1
-
-    parallel.split(part, 10, 10**9)
-    np.testing.assert_array_equal(hits, 1)
-
-
-def test_an_error_in_a_slice_is_raised_after_every_slice_has_stopped(split_threads: Any
-                                                                    ) -> None:
-    split_threads(2)
-    done = []
-
-    def part(lo: int, hi: int) -> None:
-        if lo > 0:
-            raise ValueError(f"slice {lo}:{hi} failed")
-        done.append((lo, hi))
-
-    with pytest.raises(ValueError, match="slice 2:4 failed"):
-        parallel.split(part, 4, 10**9)
-    assert done == [(0, 2)]
+@pytest.mark.parametrize(("n", "sample_bytes", "per"), [
+    (64, 100, 64),  # all fits in one chunk
+    (64, 2**21 // 64 + 1, 16),  # just over one chunk: 4 chunks (a multiple of 4)
+    (64, 2**21 // 8, 8),  # 8 chunks' worth: 8 chunks
+    (3, 2**22, 1),  # never more chunks than samples
+    (0, 2**20, 1),
+])
+def test_the_chunk_size_follows_the_bytes(n: int, sample_bytes: int, per: int) -> None:
+    assert conv_kernels.chunk_size(n, sample_bytes) == per
 
 
-def test_a_split_inside_a_pool_thread_runs_there(split_threads: Any) -> None:
-    split_threads(2)
-    inner: list[tuple[int, int]] = []
-    parallel.split(lambda lo, hi: parallel.split(lambda a, b: inner.append((a, b)), 4, 10**9)
-                   if lo else None, 2, 10**9)
-    assert inner == [(0, 4)]  # (one slice: no thread of the pool waits on the pool)
-
-
-@pytest.mark.parametrize(("nbytes", "slices"), [(5, 1), (19, 1), (20, 2), (39, 3), (10**6, 4)])
-def test_each_slice_moves_at_least_min_bytes(monkeypatch: pytest.MonkeyPatch, nbytes: int,
-                                             slices: int) -> None:
-    monkeypatch.setattr(parallel, "_blas_threads", lambda: 4)
-    monkeypatch.setattr(parallel, "MIN_BYTES", 10)
-    calls: list[int] = []
-    parallel.split(lambda lo, hi: calls.append(lo), 8, nbytes)
-    assert len(calls) == slices
-
-
-def test_the_thread_count_is_blas_s() -> None:
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    parallel._blas_threads = None  # (found again, as on first use)
-    with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        assert parallel.threads() == 1
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        assert parallel.threads() == 2
-
-
-def test_steps_on_several_threads_at_once_share_the_pool_and_scratch_safely(
-        split_threads: Any, kept_scratch: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    split_threads(2)
+def test_steps_on_several_threads_at_once_share_scratch_safely(
+        kept_scratch: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 1)
     monkeypatch.setattr(scratch, "MIN_BYTES", 0)  # (every temporary through scratch)
     want = {seed: _lenet_like_step(seed) for seed in range(3)}
     wrong: list[int] = []

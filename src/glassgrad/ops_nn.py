@@ -20,14 +20,12 @@ Attributes are normalized by ``nn/functional_conv.py``: ``stride``, ``padding``,
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import parallel, scratch
-from .autograd import STATE
+from . import conv_kernels
 from .ops import case, defop, index_add
 
 Pair = tuple[int, int]
@@ -82,21 +80,13 @@ def _conv_out_hw(x_hw: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pai
             out_size(x_hw[1], kernel[1], stride[1], padding[1], dilation[1]))
 
 
-# Layout: the columns are (C, kh, kw, N, OH, OW), i.e. (groups, C/groups·kh·kw, N·OH·OW), and
-# outputs (N, O, OH, OW) are views of (O, N, OH, OW) memory. Every copy then runs along OW,
-# contiguous on both sides (measured on LeNet's conv2: the (N·OH·OW, C·kh·kw) layout copies
-# runs of kw = 5 elements and was 5× slower), and a gradient arriving in the layout of the
-# output reshapes to rows without a copy.
-def _im2col(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
-            groups: int) -> tuple[np.ndarray, Pair]:
-    """The windows of x as columns (groups, C/groups·kh·kw, N·OH·OW), and (OH, OW)."""
-    n, c = x.shape[:2]
+# The array code (im2col, the products, col2im) is in ``conv_kernels.py``, run over the batch
+# in chunks; outputs are (N, O, OH, OW) and columns (N, C, kh, kw, OH, OW).
+def _conv_windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
+                  ) -> np.ndarray:
+    """The windows (N, C, OH, OW, kh, kw) of x padded with zeros, a view."""
     out_hw = _conv_out_hw(x.shape[2:], kernel, stride, padding, dilation)
-    win = _windows(_padded(x, padding, 0), kernel, stride, dilation, out_hw)
-    cols = scratch.take((c, *kernel, n, *out_hw), x.dtype)  # (handed back after its product)
-    # the one copy of the input a conv makes, split over the batch
-    parallel.copyto(cols, win.transpose(1, 4, 5, 0, 2, 3), axis=3)
-    return cols.reshape(groups, -1, n * out_hw[0] * out_hw[1]), out_hw
+    return _windows(_padded(x, padding, 0), kernel, stride, dilation, out_hw)
 
 
 def _to_rows(g: np.ndarray, groups: int) -> np.ndarray:
@@ -105,59 +95,11 @@ def _to_rows(g: np.ndarray, groups: int) -> np.ndarray:
     return g.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * oh * ow)
 
 
-def _from_rows(rows: np.ndarray, n: int, out_hw: Pair) -> np.ndarray:
-    """(groups, O/groups, N·OH·OW) as an (N, O, OH, OW) view."""
-    return rows.reshape(-1, n, *out_hw).transpose(1, 0, 2, 3)
-
-
-# The weight's gradient reads the input's windows, which the forward has just made: while
-# grad mode is on, the forward keeps its columns under its own result array (by identity,
-# dropped with that array), and the weight's rule, which receives that array as ``out``,
-# takes them once instead of copying the windows again (about a tenth of a LeNet step).
-# Keyed by the result, not the input: an input array may be changed between two calls (as
-# finite differences do), a result belongs to one forward call. The columns are kh·kw times
-# the input's size, so at most COLUMNS_LIMIT bytes are kept (oldest dropped first): outputs
-# held without a backward (predictions collected with grad mode on) cost no more than that.
-_COLUMNS: dict[int, tuple[Any, np.ndarray]] = {}
-COLUMNS_LIMIT = 64 * 2**20
-
-
-def _keep_columns(out: np.ndarray, cols: np.ndarray) -> bool:
-    """Keep ``cols`` for the weight's gradient of ``out``; False if they are too large."""
-    if cols.nbytes > COLUMNS_LIMIT:
-        return False
-    kept = sum(entry[1].nbytes for entry in _COLUMNS.values())
-    while _COLUMNS and kept + cols.nbytes > COLUMNS_LIMIT:
-        kept -= _COLUMNS.pop(next(iter(_COLUMNS)))[1].nbytes
-    i = id(out)
-    _COLUMNS[i] = (weakref.ref(out, lambda _, i=i: _COLUMNS.pop(i, None)), cols)
-    return True
-
-
-def _kept_columns(key: int) -> np.ndarray | None:
-    """The columns kept for the result whose ``id`` is ``key`` (the caller holds that result,
-    so no other live array has its id; a dead entry's weak reference answers None)."""
-    entry = _COLUMNS.pop(key, None)
-    return entry[1] if entry is not None and entry[0]() is not None else None
-
-
 # =========================================================================== conv2d
 def _conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: Pair = _ONE,
             padding: Pair = _ZERO, dilation: Pair = _ONE, groups: int = 1) -> np.ndarray:
-    o = weight.shape[0]
-    cols, out_hw = _im2col(x, weight.shape[2:], stride, padding, dilation, groups)
-    rows = weight.reshape(groups, o // groups, -1) @ cols  # one product (per group)
-    b = bias.reshape(groups, o // groups, 1)
-
-    def add_bias(lo: int, hi: int) -> None:  # rows is fresh: add in place
-        part = rows[..., lo:hi]
-        np.add(part, b, out=part)
-
-    parallel.split(add_bias, rows.shape[-1], rows.nbytes)
-    out = _from_rows(rows, x.shape[0], out_hw)
-    if not (STATE.grad_enabled and _keep_columns(out, cols)):
-        scratch.give(cols)
-    return out
+    win = _conv_windows(x, weight.shape[2:], stride, padding, dilation)
+    return conv_kernels.forward(win, weight, bias, groups)
 
 
 def _conv2d_input(grad: np.ndarray, weight: np.ndarray, size: Pair = _ZERO,
@@ -165,7 +107,7 @@ def _conv2d_input(grad: np.ndarray, weight: np.ndarray, size: Pair = _ZERO,
                   groups: int = 1) -> np.ndarray:
     """The transposed convolution: every output's gradient spread back over its window."""
     if tuple(stride) == _ONE:
-        return _conv2d_input_runs(grad, weight, size, padding, dilation, groups)
+        return conv_kernels.input_runs(grad, weight, size, padding, dilation, groups)
     n, (o, cg, kh, kw), out_hw = grad.shape[0], weight.shape, grad.shape[2:]
     w = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
     dcols = (w @ _to_rows(grad, groups)).reshape(groups * cg, kh, kw, n, *out_hw)  # 1 product
@@ -177,78 +119,12 @@ def _conv2d_input(grad: np.ndarray, weight: np.ndarray, size: Pair = _ZERO,
     return dxp.transpose(1, 0, 2, 3)[..., ph:ph + h, pw:pw + w]
 
 
-def _conv2d_input_runs(grad: np.ndarray, weight: np.ndarray, size: Pair, padding: Pair,
-                       dilation: Pair, groups: int) -> np.ndarray:
-    """``_conv2d_input`` for stride 1, with each kernel position's add one contiguous run per
-    (channel, sample) plane instead of OH rows of OW (measured on LeNet's conv2: 3.6 ms ->
-    about 1 ms). The gradient is widened with zero columns to the padded width Wp, so tap
-    (i, j) covers flat positions base .. base + OH·Wp of each padded plane; the zero columns
-    add nothing, also where a run reaches past its plane (into the slack after each plane).
-    The adds are split over the batch across threads (parallel.py)."""
-    n, (o, cg, kh, kw), (oh, ow) = grad.shape[0], weight.shape, grad.shape[2:]
-    (ph, pw), (h, w), (dh, dw) = padding, size, dilation
-    hp, wp, c = h + 2 * ph, w + 2 * pw, groups * cg
-    # the widened gradient in (O, N, OH, Wp) order: its rows are the product's operand as is
-    wide = scratch.take((o, n, oh, wp), grad.dtype)
-    wide[..., ow:] = 0
-    parallel.copyto(wide[..., :ow], grad.transpose(1, 0, 2, 3), axis=1)
-    wt = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
-    dcols = scratch.take((groups, cg * kh * kw, n * oh * wp), np.result_type(wt, wide))
-    np.matmul(wt, wide.reshape(groups, o // groups, -1), out=dcols)  # 1 product
-    scratch.give(wide)
-    dcols = dcols.reshape(c, kh * kw, n, oh * wp)
-    plane, run = hp * wp, oh * wp
-    # each plane is followed by (kw - 1)·dw slack elements, where its runs end: slices of the
-    # batch on different threads then never write the same memory
-    ps = plane + (kw - 1) * dw
-    flat = np.zeros(c * n * ps, dtype=dcols.dtype)
-    item = flat.itemsize
-
-    def add(lo: int, hi: int) -> None:
-        for i in range(kh):
-            for j in range(kw):
-                base = lo * ps + i * dh * wp + j * dw
-                as_strided(flat[base:], (c, hi - lo, run), (n * ps * item, ps * item, item)
-                           )[...] += dcols[:, i * kw + j, lo:hi]
-
-    parallel.split(add, n, dcols.nbytes)
-    scratch.give(dcols)
-    dxp = flat.reshape(c, n, ps)[..., :plane].reshape(c, n, hp, wp)  # (a view)
-    return dxp.transpose(1, 0, 2, 3)[..., ph:ph + h, pw:pw + w]
-
-
 def _conv2d_weight(x: np.ndarray, grad: np.ndarray, size: Pair = _ONE, stride: Pair = _ONE,
                    padding: Pair = _ZERO, dilation: Pair = _ONE, groups: int = 1
                    ) -> np.ndarray:
     """Σ over every output position of its gradient times its input window."""
-    cols, _ = _im2col(x, size, stride, padding, dilation, groups)
-    dw = _weight_product(grad, cols, x.shape[1] // groups, size, groups)
-    scratch.give(cols)
-    return dw
-
-
-def _weight_product(grad: np.ndarray, cols: np.ndarray, per_group: int, size: Pair,
-                    groups: int) -> np.ndarray:
-    # one product, computed transposed: (G, C/G·kh·kw, O/G). OpenBLAS is faster with the long
-    # N·OH·OW axis contiguous in the first operand (measured on LeNet's two convolutions:
-    # 0.73× and 0.54× the time of rows @ colsᵀ), and the small result's transpose is cheap.
-    rows, copied = _rows_split(grad, groups)
-    dwt = cols @ rows.transpose(0, 2, 1)
-    if copied:
-        scratch.give(rows)
-    return dwt.transpose(0, 2, 1).reshape(grad.shape[1], per_group, *size)
-
-
-def _rows_split(g: np.ndarray, groups: int) -> tuple[np.ndarray, bool]:
-    """``_to_rows(g)``, and whether it is a copy: a view where g is laid out as
-    (O, N, OH, OW), else a copy into a scratch buffer, split over the batch (parallel.py)."""
-    t = g.transpose(1, 0, 2, 3)
-    copied = not t.flags.c_contiguous
-    if copied:
-        buf = scratch.take(t.shape, g.dtype)
-        parallel.copyto(buf, t, axis=1)
-        t = buf
-    return t.reshape(groups, g.shape[1] // groups, -1), copied
+    win = _conv_windows(x, size, stride, padding, dilation)
+    return conv_kernels.weight_product(win, grad, groups)
 
 
 def _no_bias(w: Any) -> np.ndarray:
@@ -264,11 +140,6 @@ def _conv_grad_x(grad: Any, out: Any, x: Any, weight: Any, bias: Any, stride: Pa
 
 def _conv_grad_w(grad: Any, out: Any, x: Any, weight: Any, bias: Any, stride: Pair = _ONE,
                  padding: Pair = _ZERO, dilation: Pair = _ONE, groups: int = 1) -> Any:
-    cols = _kept_columns(id(out)) if type(grad) is np.ndarray else None
-    if cols is not None:  # the forward's own windows: conv2d_weight without its im2col
-        dw = _weight_product(grad, cols, weight.shape[1], tuple(weight.shape[2:]), groups)
-        scratch.give(cols)  # (only _COLUMNS held them, and it has let go)
-        return dw
     return conv2d_weight(x, grad, size=tuple(weight.shape[2:]), stride=stride,
                          padding=padding, dilation=dilation, groups=groups)
 
@@ -295,8 +166,7 @@ conv2d = defop(
     latex=(r"\partial/\partial x = \mathrm{conv2d\_input}(G, w)",
            r"\partial/\partial w = \mathrm{conv2d\_weight}(x, G)",
            r"\partial/\partial b = \sum_{n,h,w} G"),
-    # (the weight's rule looks the forward's columns up by ``id(out)``, which no in-place
-    # write changes: ``conv → ReLU(inplace=True)`` goes backward, as in PyTorch)
+    # (no rule reads ``out``: ``conv → ReLU(inplace=True)`` goes backward, as in PyTorch)
     reads=(("weight",), ("x",), ()),
     kind="custom",
     cases=_CONV_CASES,
@@ -426,10 +296,9 @@ def _tile_tap(a: np.ndarray, i: int, j: int, kernel_size: Pair, out_hw: Pair) ->
 
 
 def _max_tiles(x: np.ndarray, kernel_size: Pair, out_hw: Pair) -> np.ndarray:
-    """Each window's maximum, the batch split across threads (parallel.py)."""
+    """Each window's maximum."""
     out = np.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
-    parallel.split(lambda lo, hi: _max_tiles_into(out[lo:hi], x[lo:hi], kernel_size),
-                   x.shape[0], x.nbytes)
+    _max_tiles_into(out, x, kernel_size)
     return out
 
 
@@ -449,15 +318,9 @@ def _max_tiles_into(out: np.ndarray, x: np.ndarray, kernel_size: Pair) -> None:
 def _max_tiles_grad(grad: np.ndarray, out: np.ndarray, x: np.ndarray, kernel_size: Pair,
                     out_hw: Pair) -> np.ndarray:
     """The rule for tiling windows: each element of a window is written once (no scatter, no
-    add), its gradient where it is the window's first maximum, else 0. The batch is split
-    across threads (parallel.py)."""
+    add), its gradient where it is the window's first maximum, else 0."""
     dx = np.empty(x.shape, dtype=grad.dtype)
-
-    def part(lo: int, hi: int) -> None:
-        _max_tiles_grad_into(dx[lo:hi], grad[lo:hi], out[lo:hi], x[lo:hi], kernel_size,
-                             out_hw)
-
-    parallel.split(part, x.shape[0], x.nbytes)
+    _max_tiles_grad_into(dx, grad, out, x, kernel_size, out_hw)
     return dx
 
 
