@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..blas import axpby, gemm
-from ..ops import Op, _column_sums, _matmul_grad_a, _matmul_grad_b, _rows, _zeros_row
+from ..ops import Op, _column_sums, _matmul_grad_a, _matmul_grad_b, _rows, _zero
 
 
 def _matmul_fold_a(c: Any, alpha: float, beta: float, grad: Any, out: Any, a: Any, b: Any
@@ -43,7 +43,7 @@ def _fold_column_sums(c: Any, alpha: float, beta: float, g: Any) -> None:
 
 FORWARD_INTO: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "tanh": lambda x: np.tanh(x, out=x),
-    "relu": lambda x: np.maximum(x, _zeros_row(x), out=x),
+    "relu": lambda x: np.maximum(x, _zero(x), out=x),
 }
 
 GRADS_INTO: dict[str, tuple[Callable[..., Any] | None, ...]] = {
