@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import allocator as _allocator
 from . import cuda, return_types
 from . import dtypes as _dtypes
 from . import functional as _functional
@@ -124,6 +125,9 @@ def __getattr__(name: str) -> object:
         return value
     raise AttributeError(f"module 'glassgrad' has no attribute {name!r}")
 
+
+# freed arrays' memory kept for the next step (glibc's malloc; allocator.py says why)
+_allocator.tune()
 
 try:
     __version__ = version("glassgrad")
