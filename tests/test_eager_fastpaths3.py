@@ -278,3 +278,101 @@ def test_linear_layer_forward_error_is_applys() -> None:
         layer(x)
     assert str(fast.value) == str(general.value)
     assert "linear: cannot apply to inputs of shapes (5, 3), (2, 3), (4,)" in str(fast.value)
+
+
+# --------------------------------------------------------------------------- backward's start
+class _Order:
+    """Records the nodes in the order backward reaches them."""
+
+    def __init__(self) -> None:
+        self.nodes: list[gg.Tensor] = []
+
+    def on_backward(self, node, grad, sent):
+        self.nodes.append(node)
+
+
+def _diamond() -> tuple[gg.Tensor, list[gg.Tensor]]:
+    a = gg.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    b = gg.tensor([1.5, 0.25, -0.75], requires_grad=True)
+    h = a * b
+    u, v = h.tanh(), h * a  # h and a each have two users
+    return (u + v).sum(), [a, b]
+
+
+def _diamond_grads() -> list[np.ndarray]:
+    a = np.array([0.5, -1.0, 2.0], np.float32)
+    b = np.array([1.5, 0.25, -0.75], np.float32)
+    h = a * b
+    dh = (1 - np.tanh(h) ** 2) + a
+    return [dh * b + h, dh * a]
+
+
+@pytest.mark.parametrize("how", ["method", "function", "twice, halves", "under an observer"])
+def test_one_root_backward_matches_the_general_start(how) -> None:
+    root, leaves = _diamond()
+    order = _Order()
+    if how == "method":
+        root.backward()
+    elif how == "function":
+        autograd.backward(root)
+    elif how == "twice, halves":  # two roots (the same node): the general start, summed seeds
+        half = np.full((), 0.5, np.float32)
+        autograd.backward([root, root], [half, half])
+    else:
+        expected = [t for t in autograd.topological_order([root]) if t.op is not None]
+        with autograd.hook(order):
+            root.backward()
+        assert [id(n) for n in order.nodes] == [id(n) for n in expected]
+    for t, want in zip(leaves, _diamond_grads()):
+        np.testing.assert_allclose(t.grad.numpy(), want, rtol=1e-6)
+        assert t.grad.dtype == np.float32
+
+
+def test_one_root_backward_in_no_grad_and_with_retain_graph() -> None:
+    root, leaves = _diamond()
+    with gg.no_grad():
+        root.backward(retain_graph=True)
+    first = [t.grad.numpy().copy() for t in leaves]
+    root.backward()  # the graph was kept: accumulates
+    for t, g in zip(leaves, first):
+        np.testing.assert_allclose(t.grad.numpy(), 2 * g, rtol=1e-6)
+    with pytest.raises(autograd.GraphError, match="a second time"):
+        root.backward()
+
+
+def test_a_leaf_root_gets_a_copy_of_its_seed() -> None:
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    seed = np.array([3.0, 4.0], np.float32)
+    x.backward(seed)
+    np.testing.assert_array_equal(x.grad.numpy(), seed)
+    assert not np.shares_memory(x.grad.numpy(), seed)
+
+
+@pytest.mark.parametrize("roots", [1, 2])
+def test_seeds_handed_through_are_copied(roots) -> None:
+    a = gg.tensor([1.0, 2.0], requires_grad=True)
+    b = gg.tensor([3.0, 5.0], requires_grad=True)
+    y = a + b  # add hands the seed itself to both inputs
+    seeds = [np.array([1.0, -1.0], np.float32) for _ in range(roots)]
+    autograd.backward([y] * roots, seeds)
+    for t in (a, b):
+        np.testing.assert_array_equal(t.grad.numpy(), sum(seeds))
+        assert not any(np.shares_memory(t.grad.numpy(), s) for s in seeds)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+
+
+# --------------------------------------------------------------------------- x.sum()
+@pytest.mark.parametrize("name", ["sum", "mean"])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_sum_of_a_non_contiguous_tensor_matches_the_general_path(name, keepdim) -> None:
+    from glassgrad import reductions
+
+    x = gg.tensor(_arrays((4, 6), np.float32, 1)[0], requires_grad=True)
+    view = x.T[::2]
+    fast = getattr(view, name)(keepdim=keepdim)
+    _same_node(fast, getattr(reductions, name)(view, keepdim=keepdim))
+    assert fast._attrs == {"axis": None, "keepdims": keepdim}
+    with gg.no_grad():
+        off = getattr(view, name)(keepdim=keepdim)
+    assert off.op is None and not off.requires_grad
+    np.testing.assert_array_equal(off.numpy(), fast.numpy())
