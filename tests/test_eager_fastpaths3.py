@@ -376,3 +376,93 @@ def test_sum_of_a_non_contiguous_tensor_matches_the_general_path(name, keepdim) 
         off = getattr(view, name)(keepdim=keepdim)
     assert off.op is None and not off.requires_grad
     np.testing.assert_array_equal(off.numpy(), fast.numpy())
+
+
+# --------------------------------------------------------------------------- SGD's step
+def _sgd_params(dtypes: tuple[Any, ...]) -> list[nn.Parameter]:
+    params = []
+    for i, dt in enumerate(dtypes):
+        w, g = _arrays((3, 2), dt, 2 + i)[-2:]
+        p = nn.Parameter(w)
+        p.grad = gg.tensor(g)
+        params.append(p)
+    return params
+
+
+@pytest.mark.parametrize("dtypes", [(np.float32,), (np.float32, np.float64, np.float32),
+                                    (np.float16, np.float32)])
+def test_sgd_keeps_lr_as_an_array_only_while_lr_is_the_same(dtypes) -> None:
+    params = _sgd_params(dtypes)
+    opt = gg.optim.SGD(params, lr=0.1)
+    group = opt.param_groups[0]
+    for lr in (0.1, 0.1, 0.05, 0.05, 0.3, np.float32(0.2), 0.1):
+        group["lr"] = lr  # as a schedule sets it
+        before = [(p.numpy().copy(), p.grad.numpy()) for p in params]
+        opt.step()
+        for p, (w, g) in zip(params, before):
+            np.testing.assert_array_equal(p.numpy(), w - float(lr) * g)  # to the bit
+            assert p.dtype == w.dtype
+
+
+def test_sgd_after_load_state_dict_uses_the_loaded_lr() -> None:
+    params = _sgd_params((np.float32,))
+    opt = gg.optim.SGD(params, lr=0.1)
+    opt.step()
+    state = opt.state_dict()
+    state["param_groups"][0]["lr"] = 0.25
+    opt.load_state_dict(state)
+    w, g = params[0].numpy().copy(), params[0].grad.numpy()
+    opt.step()
+    np.testing.assert_array_equal(params[0].numpy(), w - 0.25 * g)
+
+
+# --------------------------------------------------------------------------- hold / release
+@pytest.fixture
+def default_sigint():
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield signal
+    signal.signal(signal.SIGINT, old)
+
+
+def test_hold_delivers_one_sigint_at_the_outermost_release(default_sigint) -> None:
+    from glassgrad.interrupt import DeferredInterrupt, hold, release
+
+    signal = default_sigint
+    reached = []
+    outer = hold()
+    try:
+        with DeferredInterrupt():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            reached.append("inner end")
+        reached.append("after inner")  # the inner block leaves it to the outer one
+    except KeyboardInterrupt:
+        reached.append("raised early")
+    with pytest.raises(KeyboardInterrupt):
+        release(outer)
+    assert reached == ["inner end", "after inner"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    release(hold())  # nothing held: nothing delivered, nothing left behind
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("handler", ["ignored", "thread"])
+def test_hold_holds_nothing_where_it_cannot(default_sigint, handler) -> None:
+    import threading
+
+    from glassgrad.interrupt import hold, release
+
+    signal = default_sigint
+    got = []
+    if handler == "ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        got.append(hold())
+    else:
+        t = threading.Thread(target=lambda: got.append(hold()))
+        t.start()
+        t.join()
+    assert got == [None]
+    release(None)
+    assert signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.default_int_handler)
