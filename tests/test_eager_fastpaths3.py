@@ -466,3 +466,19 @@ def test_hold_holds_nothing_where_it_cannot(default_sigint, handler) -> None:
     assert got == [None]
     release(None)
     assert signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.default_int_handler)
+
+
+@pytest.mark.parametrize("x", [
+    gg.ones(4, 2), gg.ones(4, 2, requires_grad=True), gg.ones(4, 2, dtype=gg.float64),
+    gg.tensor(1.0), gg.ones(5), gg.ones(2, 3, 4), [[1.0, 2.0]], np.ones((3, 2)), 3.0,
+], ids=["data", "requires grad", "float64 data (cast first)", "0-d", "1-D", "3-D", "list",
+        "array", "number"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_layer_names_a_wrong_width_before_anything_else(x, bias) -> None:
+    layer = nn.Linear(3, 2, bias=bias, seed=0)
+    shape = np.shape(x.numpy() if isinstance(x, gg.Tensor) else x)
+    with pytest.raises(ValueError) as got:
+        layer(x)
+    assert str(got.value).startswith(
+        f"Linear(in_features=3, out_features=2, bias={bias}): expected input whose last "
+        f"dimension is in_features = 3, got shape {shape}.")

@@ -678,7 +678,7 @@ def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
         if not shared_copied:
             handed_out.add(id(g))
         if node._grad is None:  # (the slot: the .grad setter's checks are for users)
-            node._grad = Tensor._wrap(g)
+            node._grad = _wrap(g)
         else:
             node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
 
