@@ -482,3 +482,31 @@ def test_linear_layer_names_a_wrong_width_before_anything_else(x, bias) -> None:
     assert str(got.value).startswith(
         f"Linear(in_features=3, out_features=2, bias={bias}): expected input whose last "
         f"dimension is in_features = 3, got shape {shape}.")
+
+
+@pytest.mark.parametrize("shared_copied", [False, True])
+def test_store_grads_copies_views_and_arrays_handed_out_twice(shared_copied) -> None:
+    leaves = [gg.tensor(np.zeros(4, np.float32), requires_grad=True) for _ in range(4)]
+    base = np.arange(8, dtype=np.float32)
+    view, plain, seed = base[::2], np.ones(4, np.float32), np.full(4, 2.0, np.float32)
+    done = [(leaves[0], view), (leaves[1], view), (leaves[2], plain), (leaves[3], plain)]
+    autograd.store_grads(done, [seed, plain] if shared_copied else [seed],
+                         shared_copied=shared_copied)
+    grads = [t.grad.numpy() for t in leaves]
+    for g, want in zip(grads, (view, view, plain, plain)):
+        np.testing.assert_array_equal(g, want)
+    assert not any(np.shares_memory(g, base) for g in grads)  # views: always copied
+    shared = np.shares_memory(grads[2], grads[3])
+    assert shared == shared_copied  # (compile's caller copied them already)
+    assert not np.shares_memory(grads[0], grads[1])
+
+
+def test_a_reshaped_seed_sent_to_two_leaves_is_copied_for_each() -> None:
+    a = gg.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    b = gg.tensor([5.0, 6.0, 7.0, 8.0], requires_grad=True)
+    seed = np.arange(4, dtype=np.float32).reshape(2, 2)
+    (a + b).reshape(2, 2).backward(seed)  # reshape's rule gives a view of the seed to add
+    for t in (a, b):
+        np.testing.assert_array_equal(t.grad.numpy(), seed.ravel())
+        assert not np.shares_memory(t.grad.numpy(), seed)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())

@@ -670,13 +670,18 @@ def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
     """
     # (one seed, every backward() call: a set display costs half of set(map(id, seeds)))
     handed_out = {id(seeds[0])} if len(seeds) == 1 else set(map(id, seeds))
+    check_shared = not shared_copied
     for node, g in done:
         if type(g) is not _ndarray:  # a rule on 0-d arrays returns a NumPy scalar
             g = np.asarray(g)
-        elif g.base is not None or (not shared_copied and id(g) in handed_out):
+        elif g.base is not None:
             g = g.copy()
-        if not shared_copied:
-            handed_out.add(id(g))
+        elif check_shared:
+            key = id(g)
+            if key in handed_out:
+                g = g.copy()
+                key = id(g)
+            handed_out.add(key)
         if node._grad is None:  # (the slot: the .grad setter's checks are for users)
             node._grad = _wrap(g)
         else:
