@@ -160,10 +160,11 @@ def _mse_same_kind(x: Tensor, y: Tensor, reduction: str) -> Tensor | None:
     as apply records it, without the argument checks and conversions nothing needs here
     (they cost a quarter of the loss on a small batch); None for any other call."""
     a, b = x._data, y._data
-    if a.dtype.kind != "f" or b.dtype is not a.dtype or b.shape != a.shape:
+    dt = a.dtype
+    if dt.kind != "f" or b.dtype is not dt or b.shape != a.shape:
         return None
     out = ops.mse_loss.forward(a, b, reduction=reduction)
-    if out.dtype is not a.dtype:  # (never for float inputs of one dtype: apply decides)
+    if out.dtype is not dt:  # (never for float inputs of one dtype: apply decides)
         return None
     return record(ops.mse_loss, (x, y), out, {"reduction": reduction})
 

@@ -98,7 +98,8 @@ class Linear(Module):
         except Exception:
             self._check_features(xd.shape)
             return apply(ops.linear, x, w, b)
-        if out.dtype is not xd.dtype or out.dtype is not bd.dtype:
+        dt = out.dtype
+        if dt is not xd.dtype or dt is not bd.dtype:
             return apply(ops.linear, x, w, b)
         return record(ops.linear, (x, w, b), out, None)
 
