@@ -30,6 +30,7 @@ from .tensor import Tensor
 
 _wrap = Tensor._wrap  # a plain function: the global lookup is all record pays to reach it
 _new = object.__new__  # (Tensor defines no __new__: object's is what Tensor.__new__ finds)
+_ndarray = np.ndarray  # a global: np.ndarray is a module attribute read on top (~200 instructions)
 
 if TYPE_CHECKING:
     from .ops import Op
@@ -189,7 +190,7 @@ class GraphError(RuntimeError):
 # --------------------------------------------------------------------------- forward
 def record(op: Op, inputs: tuple[Tensor, ...], out: np.ndarray, attrs: dict | None) -> Tensor:
     """Wrap a forward result in a Tensor and, if any input needs a gradient, link it in."""
-    if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
+    if type(out) is not _ndarray:  # NumPy returns scalars for 0-d results
         out = np.asarray(out)
     # Tensor._wrap's slot setup, written out: a call costs about 500 instructions, a tenth
     # of a small op (tests/test_eager_fastpaths.py checks both set the same slots).
@@ -492,20 +493,24 @@ def run_backward(
         seeds = [_unshared(s) for s in seeds]
     heap: list[tuple[int, Tensor]] = []
     leaves: list[Tensor] = []  # leaves reached, in order; their gradients are complete at the end
-    for r, s in zip(roots, seeds):
-        if r._g is not None:
-            r._g = r._g + s
-            continue
-        r._g = s
-        if r._op is None:
-            leaves.append(r)
-        else:
-            heap.append((-r._stamp, r))
     nxt: Tensor | None = None
-    if len(heap) > 1:
-        heapify(heap)
-    elif heap:
-        nxt = heap.pop()[1]
+    if len(roots) == 1 and roots[0]._op is not None and roots[0]._g is None:
+        nxt = roots[0]  # the usual call, one computed root: it waits alone (no heap, no loop)
+        nxt._g = seeds[0]
+    else:
+        for r, s in zip(roots, seeds):
+            if r._g is not None:
+                r._g = r._g + s
+                continue
+            r._g = s
+            if r._op is None:
+                leaves.append(r)
+            else:
+                heap.append((-r._stamp, r))
+        if len(heap) > 1:
+            heapify(heap)
+        elif heap:
+            nxt = heap.pop()[1]
     walked: list[Tensor] = []  # nodes whose rules ran: freed at the end
     last_write = _writes
     captured = {id(t): i for i, t in enumerate(capture)} if capture is not None else None
@@ -663,16 +668,22 @@ def store_grads(done: Iterable[tuple[Tensor, Any]], seeds: Sequence[Any] = (),
     no user array) ever share memory. ``shared_copied``: the caller already copied arrays
     handed out twice (``compile`` knows which from its recording); views are still copied.
     """
-    handed_out = set(map(id, seeds))
+    # (one seed, every backward() call: a set display costs half of set(map(id, seeds)))
+    handed_out = {id(seeds[0])} if len(seeds) == 1 else set(map(id, seeds))
+    check_shared = not shared_copied
     for node, g in done:
-        if type(g) is not np.ndarray:  # a rule on 0-d arrays returns a NumPy scalar
+        if type(g) is not _ndarray:  # a rule on 0-d arrays returns a NumPy scalar
             g = np.asarray(g)
-        elif g.base is not None or (not shared_copied and id(g) in handed_out):
+        elif g.base is not None:
             g = g.copy()
-        if not shared_copied:
-            handed_out.add(id(g))
+        elif check_shared:
+            key = id(g)
+            if key in handed_out:
+                g = g.copy()
+                key = id(g)
+            handed_out.add(key)
         if node._grad is None:  # (the slot: the .grad setter's checks are for users)
-            node._grad = Tensor._wrap(g)
+            node._grad = _wrap(g)
         else:
             node.grad._data = np.asarray(node.grad._data + g)  # (0-d + 0-d: a scalar)
 

@@ -72,13 +72,12 @@ def _reduce_all(op: Op, general: Any) -> Any:
                axis: Any = None, keepdims: bool | None = None) -> Tensor:
         if dim is None and dtype is None and axis is None and keepdims is None:
             x = self._data
-            attrs = {"axis": None, "keepdims": keepdim}  # (apply records the same attributes)
-            try:
-                out = forward(x, **attrs)
+            try:  # (positional: the forward's keywords from a dict cost a tenth of the call)
+                out = forward(x, None, keepdim)
             except Exception:
                 out = None  # the general path raises its own message
-            if out is not None and out.dtype is x.dtype:
-                return record(op, (self,), out, attrs)
+            if out is not None and out.dtype is x.dtype:  # (apply records the same attributes)
+                return record(op, (self,), out, {"axis": None, "keepdims": keepdim})
         return general(self, dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
 
     method.__name__ = method.__qualname__ = op.name

@@ -74,6 +74,9 @@ def _walk(name: str, value: Any) -> Iterator[tuple[str, Any]]:
             yield from _walk(f"{name}.{k}", v)
 
 
+_NO_INPUT: Any = object()  # Module.__call__ without a positional input
+
+
 class Module:
     """Base class of layers and models: subclass it, set attributes in ``__init__``, define
     ``forward``. Calling ``super().__init__()`` is allowed but not needed.
@@ -102,13 +105,27 @@ class Module:
             f"`def forward(self, x): ...` in the class."
         )
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        out = self.forward(*args, **kwargs)
+    def __call__(self, x: Any = _NO_INPUT, /, *args: Any, **kwargs: Any) -> Any:
+        """``forward(...)``, then the forward hooks (if any were registered)."""
+        # The usual call, one positional input, is passed on as such: a star call and its
+        # argument tuple cost about a third of this method (x is positional-only, so a
+        # keyword named x still reaches forward as a keyword).
+        if args or kwargs or x is _NO_INPUT:
+            if x is not _NO_INPUT:
+                args = (x, *args)
+            out = self.forward(*args, **kwargs)
+        else:
+            out = self.forward(x)
+            args = None
         if self._forward_hooks:
-            for h in list(self._forward_hooks):
-                res = h(self, args, out)
-                if res is not None:
-                    out = res
+            return self._run_hooks((x,) if args is None else args, out)
+        return out
+
+    def _run_hooks(self, args: tuple, out: Any) -> Any:
+        for h in list(self._forward_hooks):
+            res = h(self, args, out)
+            if res is not None:
+                out = res
         return out
 
     def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> RemovableHandle:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import enable_grad, mark_modified_memo, zero_grad
-from ..interrupt import DeferredInterrupt
+from ..interrupt import hold, release
 from ..tensor import Tensor
 
 # (c, α, β, then): the step computes c ← α·∂L/∂p + β·c in one product, then calls then()
@@ -111,11 +111,14 @@ class Optimizer(ABC):
             with enable_grad():
                 loss = closure()
         updated = self._check_grads()
-        with DeferredInterrupt():  # the commit phase: all writes to parameters and state
+        held = hold()  # the commit phase, Ctrl-C deferred: all writes to parameters and state
+        try:
             for group in self.param_groups:
                 self._update(group)
             # a graph made before must not go backward through them (mark_modified's work)
             mark_modified_memo(updated, self._marks)
+        finally:
+            release(held)  # (DeferredInterrupt as two calls: a with block costs twice this)
         return loss
 
     def _check_grads(self) -> list[Tensor]:

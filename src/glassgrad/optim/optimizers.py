@@ -55,6 +55,8 @@ class SGD(Optimizer):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov)
         super().__init__(params, defaults)
+        self._lr_of: Any = None  # _plain_descent's last lr and that lr as a 0-d array
+        self._lr_as: np.ndarray | None = None
 
     def _validate(self, group: dict[str, Any]) -> None:
         super()._validate(group)
@@ -142,7 +144,10 @@ class SGD(Optimizer):
         instructions, more than the product of a small array), and the product has the same
         bits (a Python float meeting a float32 array is rounded to float32 first)."""
         apply = self._apply
-        lr_as = None
+        # The 0-d lr of the last step, kept while lr is the same float object (a schedule or
+        # load_state_dict sets a new one; a float cannot change in place): making it again
+        # costs as much as a small parameter's product.
+        lr_as = self._lr_as if self._lr_of is lr and type(lr) is float else None
         for p in params:
             grad = p._grad
             if grad is None:
@@ -154,6 +159,8 @@ class SGD(Optimizer):
             dt = g.dtype
             if lr_as is None or lr_as.dtype is not dt:
                 lr_as = np.array(lr, dt)
+                lr_as.flags.writeable = False  # (shared by later steps)
+                self._lr_of, self._lr_as = lr, lr_as
             apply(p, g * lr_as)
 
     def _descend(self, p: Any, g: np.ndarray, lr: float) -> None:
