@@ -225,3 +225,19 @@ def test_cross_entropy_with_every_sample_ignored_is_nan_like_torch(torch, TF):
     assert np.isnan(out.item())
     assert np.isnan(TF.cross_entropy(torch.tensor(X), torch.from_numpy(y)).item())
     assert F.cross_entropy(X, y, reduction="sum").item() == 0.0
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_loss_of_0d_tensors_goes_backward_as_in_pytorch(reduction: str) -> None:
+    # (0-d arithmetic gives NumPy scalars, not arrays: the rule's element count must take them)
+    torch = pytest.importorskip("torch")
+    x = gg.tensor(1.5, requires_grad=True)
+    F.mse_loss(x, gg.tensor(0.25), reduction=reduction).backward()
+    xt = torch.tensor(1.5, requires_grad=True)
+    torch.nn.functional.mse_loss(xt, torch.tensor(0.25), reduction=reduction).backward()
+    assert float(x.grad.numpy()) == pytest.approx(float(xt.grad))
+    (g,) = gg.autograd.grad(F.mse_loss(x, gg.tensor(0.25), reduction=reduction), x,
+                            create_graph=True)
+    x.grad = None
+    g.backward()  # the second derivative, through the rule's Tensor path
+    assert float(x.grad.numpy()) == pytest.approx(2.0)  # d²/dx² (x − y)², one element

@@ -909,7 +909,9 @@ concatenate = defop(
 def _mse_forward(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
     d = input - target
     total = np.add.reduce(d * d, axis=None)
-    return np.true_divide(total, d.size, dtype=total.dtype) if reduction == "mean" else total
+    # (the count as a scalar of total's dtype: the same division, without true_divide's
+    # dtype= handling, measured at 0.3 µs against 0.7 on the XOR step's 4 elements)
+    return total / total.dtype.type(d.size) if reduction == "mean" else total
 
 
 def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "mean") -> Any:
@@ -919,8 +921,9 @@ def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "me
 
 
 def _size(a: Any) -> int:
-    """The number of elements of an array or (in a create_graph rule) a Tensor."""
-    return a.size if type(a) is np.ndarray else a.numel()
+    """The number of elements of an array, a NumPy scalar (what arithmetic on 0-d arrays
+    gives) or (in a create_graph rule) a Tensor."""
+    return a.numel() if isinstance(a, Tensor) else np.size(a)
 
 
 mse_loss = defop(
