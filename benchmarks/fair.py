@@ -157,7 +157,7 @@ def make_step(workload: str, contender: str) -> Callable[[], None]:
     if contender.startswith("PyTorch"):
         import torch  # noqa: PLC0415
     if workload == "add":
-        return run.tiny_add_torch(torch) if torch else _add_sum_gg(run)
+        return _add_sum_torch(torch) if torch else _add_sum_gg(run)
     if workload == "xor":
         return {"glassgrad": lambda: run.gg_xor_step(),
                 "glassgrad, compiled": lambda: run.gg_xor_step("folded"),
@@ -181,6 +181,19 @@ def _add_sum_gg(run: Any) -> Callable[[], None]:
     gg = run.gg
     a = gg.tensor(np.ones(4, np.float32), requires_grad=True)
     b = gg.tensor(np.ones(4, np.float32), requires_grad=True)
+
+    def step() -> None:
+        a.grad = b.grad = None
+        (a + b).sum().backward()
+
+    return step
+
+
+def _add_sum_torch(torch: Any) -> Callable[[], None]:
+    """The same work in PyTorch: ``(a + b).sum().backward()`` (benchmarks/run.py's
+    ``tiny_add_torch`` is ``(a + b).backward(g)``, with no sum)."""
+    a = torch.ones(4, requires_grad=True)
+    b = torch.ones(4, requires_grad=True)
 
     def step() -> None:
         a.grad = b.grad = None
