@@ -12,20 +12,22 @@ code they call:
 
 Why chunks of the batch. A whole batch's columns are megabytes (LeNet's first convolution:
 5 MB), written out and read back; a chunk's columns (about ``CHUNK_BYTES``, a core's L2
-cache) are read back while still in the cache. Measured on a LeNet step, in one process
-alternating the two: 0.95× the step's time with chunks of 2 MB, 1.01× with the whole batch.
+cache) are read back while still in the cache. Measured on a LeNet step against the
+earlier whole-batch kernels, in one process alternating the two: 0.95× their time with
+chunks of 2 MB, 1.01× with a single chunk holding the whole batch.
 
 Everything here runs on the calling thread; only the products use BLAS's threads. Splitting
 the passes over the batch across a pool of Python threads was measured and removed: handing
 work to another thread and waiting for it took 110 µs on the 2-core virtual machines this
-library is tested on (the idle core has to be woken), more than most passes take, and a
-LeNet step ran 8.5% slower with the pool than without.
+library is tested on, more than most passes take, and a LeNet step ran 8.5% slower with the
+pool than without.
 
 Layouts: columns are ``(N, C, kh, kw, OH, OW)``, so each sample's are ``(C·kh·kw, OH·OW)``
 and every copy runs along OW, contiguous on both sides; outputs are ``(N, O, OH, OW)``,
-C-contiguous. Results do not depend on the thread count: the chunks are chosen from the
-sizes alone, each sample's product has the same shapes whatever its chunk, and the weight
-gradient adds one partial sum per chunk, in chunk order.
+C-contiguous. The chunks are chosen from the sizes alone, so results are the same from run
+to run; the output and the input's gradient are also the same whatever the chunk size (each
+sample's product has the same shapes), the weight's gradient to float rounding (it adds one
+partial sum per chunk, in chunk order).
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ CHUNK_BYTES = 2**21  # a chunk's columns, about the size of a core's L2 cache
 
 
 def chunk_size(n: int, sample_bytes: int) -> int:
-    """Samples per chunk: about CHUNK_BYTES of columns. Several chunks come in multiples of
-    four, so that one, two or four threads share them evenly; the chunking never depends on
-    the thread count, so neither does any result."""
+    """Samples per chunk: about CHUNK_BYTES of columns, from the sizes alone. Several chunks
+    come in multiples of four, so that they are of even sizes for the usual batch sizes
+    (LeNet's 64 makes 4 chunks of 16 at its first convolution, the setting measured)."""
     chunks = -(-n * sample_bytes // CHUNK_BYTES)
     if chunks > 1:
         chunks = -(-chunks // 4) * 4

@@ -2,9 +2,9 @@
 backward), max_pool2d and embedding.
 
 Each is a ``defop`` entry exactly like those of ``ops.py``: forward, one rule per input right
-below it, the formula, test cases. They are primitives for speed: a convolution is one BLAS
-product on the input's sliding windows (im2col), where a composite of getitem/matmul would
-make one node per kernel position.
+below it, the formula, test cases. They are primitives for speed: a convolution is BLAS
+products on the input's sliding windows (im2col; the array code is in ``conv_kernels.py``),
+where a composite of getitem/matmul would make one node per kernel position.
 
 The backward of conv2d is two linear maps, which are ops of their own so that a gradient of
 a gradient works (``create_graph=True``) with no extra code, as in PyTorch:
@@ -211,7 +211,7 @@ conv2d = defop(
     reads=(("weight",), ("x",), ()),
     kind="custom",
     cases=_CONV_CASES,
-    why="speed: one BLAS product over the input's windows (im2col) instead of a node per "
+    why="speed: BLAS products over the input's windows (im2col) instead of a node per "
         "kernel position",
 )
 
