@@ -923,6 +923,8 @@ def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "me
 def _size(a: Any) -> int:
     """The number of elements of an array, a NumPy scalar (what arithmetic on 0-d arrays
     gives) or (in a create_graph rule) a Tensor."""
+    if type(a) is np.ndarray:
+        return a.size
     return a.numel() if isinstance(a, Tensor) else np.size(a)
 
 
