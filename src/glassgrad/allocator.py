@@ -44,13 +44,13 @@ def _left_as_is() -> str | None:
     """Why malloc is left as it is, or None to tune it."""
     if os.environ.get("GLASSGRAD_MALLOC", "") == "default":
         return "left as is (GLASSGRAD_MALLOC=default)"
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return "left as is (not glibc)"
     tuned = [k for k in _GLIBC_VARIABLES if k in os.environ]
     if any(t in os.environ.get("GLIBC_TUNABLES", "") for t in _GLIBC_TUNABLES):
         tuned.append("GLIBC_TUNABLES")
     if tuned:
         return f"left as is (the environment sets {', '.join(sorted(tuned))})"
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "left as is (not glibc)"
     return None
 
 
