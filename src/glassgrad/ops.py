@@ -372,10 +372,26 @@ cos = defop(
     lambda grad, out, x: -grad * np.sin(x),
     latex=r"\partial \cos x/\partial x = -\sin x", reads=("x",), **_API,
 )
+_ONES: dict[np.dtype, np.ndarray] = {}
+
+
+def _one(a: Any) -> Any:
+    """1 for arithmetic with ``a``: for an array, a read-only 0-d array of its dtype. The same
+    bits as the Python 1 (exact in every float dtype), but NumPy converts a Python number
+    on every call (about 2,800 instructions, more than a small array's arithmetic)."""
+    if type(a) is not np.ndarray:
+        return 1  # a Tensor (create_graph): its own operators take the number
+    one = _ONES.get(a.dtype)
+    if one is None:
+        one = _ONES[a.dtype] = np.ones((), a.dtype)
+        one.flags.writeable = False
+    return one
+
+
 tanh = defop(
     "tanh", "∂tanh x/∂x = 1 − tanh²x",
     np.tanh,
-    lambda grad, out, x: grad * (1 - out * out),
+    lambda grad, out, x: grad * (_one(out) - out * out),
     domain=(-3.0, 3.0),
     why="speed: one node instead of the four of (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ), and no overflow",
     latex=r"\partial \tanh x/\partial x = 1 - \tanh^{2} x", reads=("out",),
@@ -917,6 +933,11 @@ def _mse_forward(input: np.ndarray, target: np.ndarray, reduction: str = "mean")
 def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "mean") -> Any:
     d = input - target
     scale = 2 / _size(d) if reduction == "mean" else 2
+    if type(grad) is np.ndarray:
+        # grad (0-d) as a NumPy scalar: scalar arithmetic rounds the Python number to grad's
+        # dtype as the ufunc does and gives the same product, without the ufunc machinery
+        # (about 5,000 instructions of this rule's 17,000 in the XOR step).
+        return (grad[()] * scale) * d
     return (grad * scale) * d
 
 
