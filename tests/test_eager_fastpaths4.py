@@ -156,3 +156,49 @@ def test_mse_loss_gradient_through_the_engine(dtype: Any) -> None:
     gg.nn.functional.mse_loss(x, y).backward()
     one = np.ones((), dtype)
     _same_bits(x.grad.numpy(), (one * 0.5) * (x.numpy() - y.numpy()))
+
+
+# --------------------------------------------------------------------------- mse's forward
+def _mse_forward_general(x: np.ndarray, y: np.ndarray, reduction: str) -> Any:
+    """The forward as it was: the count made a NumPy scalar of the total's dtype first."""
+    d = x - y
+    total = np.add.reduce(d * d, axis=None)
+    return total / total.dtype.type(d.size) if reduction == "mean" else total
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (1,), (3,), (7,), (4, 1), (3, 5), (2, 3, 4)])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("strided", [False, True])
+def test_mse_forward_same_bits(dtype: Any, shape: tuple[int, ...], reduction: str,
+                               strided: bool) -> None:
+    for seed in range(5):
+        x, y = _values(shape, dtype, 20 + seed), _values(shape, dtype, 40 + seed)
+        if strided:
+            x, y = _strided(x), _strided(y)
+        with np.errstate(all="ignore"):  # (float16 squares of 6e4 overflow in both)
+            _same_bits(ops._mse_forward(x, y, reduction), _mse_forward_general(x, y, reduction))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [3, 7, 2049, 2051, 65519, 65520, 70001])
+def test_mse_forward_count_rounds_as_before(dtype: Any, n: int) -> None:
+    """Counts that float16 cannot hold exactly (beyond 2048) or at all (beyond 65519: inf,
+    so the mean is 0) are rounded as before."""
+    x = np.linspace(-1, 1, n).astype(dtype)
+    y = np.zeros(n, dtype)
+    with np.errstate(all="ignore"):
+        _same_bits(ops._mse_forward(x, y), _mse_forward_general(x, y, "mean"))
+
+
+@pytest.mark.parametrize("dtype, n", [(np.float32, 2**24 + 1), (np.float32, 2**25 + 3),
+                                      (np.float64, 2**53 + 1), (np.float16, 10**6)])
+def test_scalar_divided_by_python_count_rounds_the_count_to_its_dtype(dtype: Any,
+                                                                      n: int) -> None:
+    """What _mse_forward relies on for counts too large to test with real arrays: a NumPy
+    scalar divided by a Python int gives the bits of dividing by the count made a scalar of
+    the same dtype (the count rounded once)."""
+    for v in (0.5, 3.0, 1e4, 6e4):
+        total = dtype(v)
+        with np.errstate(all="ignore"):
+            _same_bits(total / n, total / dtype(n))

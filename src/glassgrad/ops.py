@@ -924,10 +924,11 @@ concatenate = defop(
 # or four) and, for cross_entropy, stability. nn.functional builds the others from primitives.
 def _mse_forward(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
     d = input - target
-    total = np.add.reduce(d * d, axis=None)
-    # (the count as a scalar of total's dtype: the same division, without true_divide's
-    # dtype= handling, measured at 0.3 µs against 0.7 on the XOR step's 4 elements)
-    return total / total.dtype.type(d.size) if reduction == "mean" else total
+    total = np.add.reduce(d * d, None)
+    # total is a NumPy scalar: scalar arithmetic rounds the count to its dtype and divides,
+    # the bits (and overflow warnings) of true_divide, without the ufunc machinery or making
+    # the count a NumPy scalar first (about 900 instructions against 3,700 or more)
+    return total / d.size if reduction == "mean" else total
 
 
 def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "mean") -> Any:
