@@ -4,7 +4,10 @@ and non-contiguous inputs.
 
 Shortcuts checked: tanh's rule subtracting from a cached 0-d one of the dtype (against the
 Python 1); mse_loss's rule multiplying the 0-d incoming gradient by the scale as a NumPy
-scalar (against the 0-d array times the Python number).
+scalar (against the 0-d array times the Python number) and its forward dividing the scalar
+total by the Python count (against the count as a NumPy scalar); linear's weight and bias
+rules skipping ``_rows`` for a 2-D gradient and sum's rule skipping ``_expand_like`` for a
+whole sum (against the rules as they were).
 """
 
 from __future__ import annotations
@@ -202,3 +205,45 @@ def test_scalar_divided_by_python_count_rounds_the_count_to_its_dtype(dtype: Any
         total = dtype(v)
         with np.errstate(all="ignore"):
             _same_bits(total / n, total / dtype(n))
+
+
+# --------------------------------------------------------------------------- linear, sum
+LINEAR_SHAPES = [((3,), (2, 3)), ((4, 3), (5, 3)), ((2, 4, 3), (5, 3)), ((70, 3), (5, 3)),
+                 ((2, 40, 3), (5, 3)), ((1, 7), (1, 7)), ((5, 1), (4, 1))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, w_shape", LINEAR_SHAPES)
+@pytest.mark.parametrize("strided", [False, True])
+def test_linear_weight_and_bias_rules_same_bits(dtype: Any, x_shape: tuple[int, ...],
+                                                w_shape: tuple[int, ...], strided: bool) -> None:
+    x, w = _values(x_shape, dtype, 50), _values(w_shape, dtype, 51)
+    b = _values(w_shape[:1], dtype, 52)
+    with np.errstate(all="ignore"):
+        out = ops._linear_forward(x, w, b)
+        grad = _values(out.shape, dtype, 53)
+        if strided:
+            x, grad = _strided(x), _strided(grad)
+        _, rule_w, rule_b = ops.linear.rules
+        rows_g, rows_x = ops._rows(grad), ops._rows(x)
+        _same_bits(rule_w(grad, out, x, w, b), rows_g.T @ rows_x)
+        general_b = (np.ones(rows_g.shape[0], dtype) @ rows_g if rows_g.shape[0] >= 64
+                     else np.add.reduce(rows_g, axis=0))
+        _same_bits(rule_b(grad, out, x, w, b), general_b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis, keepdims", [
+    ((), None, False), ((4,), None, False), ((4,), None, True), ((3, 4), None, False),
+    ((3, 4), 0, False), ((3, 4), 1, True), ((2, 3, 4), (0, 2), False), ((2, 3, 4), -1, True),
+])
+def test_sum_rule_same_bits(dtype: Any, shape: tuple[int, ...], axis: Any,
+                            keepdims: bool) -> None:
+    x = _values(shape, dtype, 60)
+    with np.errstate(all="ignore"):  # (inf − inf in the sum: the rule reads only shapes)
+        out = np.add.reduce(x, axis=axis, keepdims=keepdims)
+    grad = _values(np.shape(out), dtype, 61)
+    fast = ops.sum.rules[0](grad, out, x, axis=axis, keepdims=keepdims)
+    general = np.broadcast_to(ops._expand_like(grad, shape, axis, keepdims), shape)
+    _same_bits(fast, general)
+    assert fast.flags.writeable and not np.shares_memory(fast, grad)
