@@ -372,6 +372,8 @@ cos = defop(
     lambda grad, out, x: -grad * np.sin(x),
     latex=r"\partial \cos x/\partial x = -\sin x", reads=("x",), **_API,
 )
+
+
 _ONES: dict[np.dtype, np.ndarray] = {}
 
 
