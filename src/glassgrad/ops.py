@@ -372,10 +372,28 @@ cos = defop(
     lambda grad, out, x: -grad * np.sin(x),
     latex=r"\partial \cos x/\partial x = -\sin x", reads=("x",), **_API,
 )
+
+
+_ONES: dict[np.dtype, np.ndarray] = {}
+
+
+def _one(a: Any) -> Any:
+    """1 for arithmetic with ``a``: for an array, a read-only 0-d array of its dtype. The same
+    bits as the Python 1 (exact in every float dtype), but NumPy converts a Python number
+    on every call (about 2,800 instructions, more than a small array's arithmetic)."""
+    if type(a) is not np.ndarray:
+        return 1  # a Tensor (create_graph): its own operators take the number
+    one = _ONES.get(a.dtype)
+    if one is None:
+        one = _ONES[a.dtype] = np.ones((), a.dtype)
+        one.flags.writeable = False
+    return one
+
+
 tanh = defop(
     "tanh", "∂tanh x/∂x = 1 − tanh²x",
     np.tanh,
-    lambda grad, out, x: grad * (1 - out * out),
+    lambda grad, out, x: grad * (_one(out) - out * out),
     domain=(-3.0, 3.0),
     why="speed: one node instead of the four of (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ), and no overflow",
     latex=r"\partial \tanh x/\partial x = 1 - \tanh^{2} x", reads=("out",),
@@ -558,11 +576,16 @@ def _rows(a: Any) -> Any:
 
 
 def _column_sums(g: Any) -> Any:
-    """Σ_rows g. For a tall float matrix as ones @ g, a matrix-vector product that BLAS runs on
+    """Σ_rows g, of g (..., n) as rows (``_rows``, inline: a call costs more than a small
+    reshape). For a tall float matrix as ones @ g, a matrix-vector product that BLAS runs on
     every core (measured: 30 µs vs 77 µs for add.reduce on 1024×512)."""
-    if type(g) is np.ndarray and g.shape[0] >= 64 and g.dtype.kind == "f":
+    if g.ndim != 2:
+        g = g.reshape(-1, g.shape[-1])
+    if type(g) is not np.ndarray:  # a Tensor (create_graph): its reduce takes axis by name
+        return np.add.reduce(g, axis=0)
+    if g.shape[0] >= 64 and g.dtype.kind == "f":
         return np.ones(g.shape[0], g.dtype) @ g
-    return np.add.reduce(g, axis=0)
+    return np.add.reduce(g, 0)  # (axis positional: NumPy parses no keyword)
 
 
 def _linear_hint(x: tuple[int, ...], w: tuple[int, ...], b: tuple[int, ...]) -> str:
@@ -579,8 +602,10 @@ linear = defop(
     _linear_forward,
     (
         lambda grad, out, x, weight, bias: grad @ weight,
-        lambda grad, out, x, weight, bias: _rows(grad).T @ _rows(x),
-        lambda grad, out, x, weight, bias: _column_sums(_rows(grad)),
+        # (a 2-D grad means a 2-D x: the two _rows calls are skipped for the usual batch)
+        lambda grad, out, x, weight, bias: (
+            grad.T @ x if grad.ndim == 2 else _rows(grad).T @ _rows(x)),
+        lambda grad, out, x, weight, bias: _column_sums(grad),
     ),
     kind="custom",
     cases=(case((4, 3), (5, 3), (5,)), case((3,), (2, 3), (2,)), case((2, 4, 3), (5, 3), (5,)),
@@ -622,7 +647,7 @@ def _expand_to(grad: Any, shape: tuple[int, ...]) -> Any:
     """``grad`` broadcast up to ``shape``, as a fresh array (np.broadcast_to is a slow
     Python wrapper, and its read-only view would have to be copied later anyway)."""
     if type(grad) is np.ndarray:
-        out = np.empty(shape, dtype=grad.dtype)
+        out = np.empty(shape, grad.dtype)  # (dtype positional: NumPy parses no keyword)
         out[...] = grad
         return out
     return np.broadcast_to(grad, shape)  # a Tensor (create_graph): the differentiable op
@@ -631,8 +656,10 @@ def _expand_to(grad: Any, shape: tuple[int, ...]) -> Any:
 sum = defop(  # noqa: A001
     "sum", "∂(Σᵢ xᵢ)/∂xⱼ = 1",
     lambda x, axis=None, keepdims=False: np.add.reduce(x, axis=axis, keepdims=keepdims),
-    lambda grad, out, x, axis=None, keepdims=False: (
-        _expand_to(_expand_like(grad, x.shape, axis, keepdims), x.shape)
+    # (_expand_like's first test repeated: the whole sum, its usual use, skips the call)
+    lambda grad, out, x, axis=None, keepdims=False: _expand_to(
+        grad if axis is None or keepdims else _expand_like(grad, x.shape, axis, keepdims),
+        x.shape,
     ),
     kind="reduction",
     latex=r"\partial (\sum_i x_i)/\partial x_j = 1", reads=(), **_API,
@@ -908,15 +935,21 @@ concatenate = defop(
 # or four) and, for cross_entropy, stability. nn.functional builds the others from primitives.
 def _mse_forward(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
     d = input - target
-    total = np.add.reduce(d * d, axis=None)
-    # (the count as a scalar of total's dtype: the same division, without true_divide's
-    # dtype= handling, measured at 0.3 µs against 0.7 on the XOR step's 4 elements)
-    return total / total.dtype.type(d.size) if reduction == "mean" else total
+    total = np.add.reduce(d * d, None)
+    # total is a NumPy scalar: scalar arithmetic rounds the count to its dtype and divides,
+    # the bits (and overflow warnings) of true_divide, without the ufunc machinery or making
+    # the count a NumPy scalar first (about 900 instructions against 3,700 or more)
+    return total / d.size if reduction == "mean" else total
 
 
 def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "mean") -> Any:
     d = input - target
     scale = 2 / _size(d) if reduction == "mean" else 2
+    if type(grad) is np.ndarray:
+        # grad (0-d) as a NumPy scalar: scalar arithmetic rounds the Python number to grad's
+        # dtype as the ufunc does and gives the same product, without the ufunc machinery
+        # (about 5,000 instructions of this rule's 17,000 in the XOR step).
+        return (grad[()] * scale) * d
     return (grad * scale) * d
 
 
