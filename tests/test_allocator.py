@@ -15,43 +15,54 @@ import glassgrad as gg
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
-# A step's pattern: several arrays of 1.5 MB allocated, then all freed (6 MB free at the top
-# of the heap). Counted over the last 10 of 20 steps, in a fresh process.
-_STEPS = """
+# In a fresh process: warm up, then count the page faults of ``steps`` more steps. The step is
+# "pattern" (four arrays of 1.5 MB allocated, then all freed: 6 MB free at the top of the
+# heap; glassgrad imported or not) or "lenet" (the benchmark's LeNet-5 training step).
+_FAULTS = """
 import json, resource, sys
 import numpy as np
-if sys.argv[1] == "glassgrad":
+workload, steps, bench = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if workload == "pattern+glassgrad":
     import glassgrad
-def step():
-    arrays = [np.ones(375_000, np.float32) for _ in range(4)]
-    del arrays
-for _ in range(10):
+if workload == "lenet":
+    sys.path.insert(0, bench)
+    import lenet
+    step = lenet.glassgrad_step()
+else:
+    def step():
+        arrays = [np.ones(375_000, np.float32) for _ in range(4)]
+        del arrays
+for _ in range(steps):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+for _ in range(steps):
     step()
 after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-state = glassgrad.allocator.STATE if sys.argv[1] == "glassgrad" else None
-print(json.dumps({"faults_per_step": (after - before) / 10, "state": state}))
+state = sys.modules["glassgrad"].allocator.STATE if "glassgrad" in sys.modules else None
+print(json.dumps({"faults_per_step": (after - before) / steps, "state": state}))
 """
+_BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
 
-def _run(importing: str, **env: str) -> dict:
+def _run(workload: str, steps: int = 10, **env: str) -> dict:
+    """The page faults per step of ``workload`` (and glassgrad's allocator state), in a
+    fresh process whose environment has no malloc settings but ``env``."""
     full = {k: v for k, v in os.environ.items()
             if not k.startswith(("MALLOC_", "GLIBC_TUNABLES", "GLASSGRAD_MALLOC"))}
-    r = subprocess.run([sys.executable, "-c", _STEPS, importing], capture_output=True,
-                       text=True, timeout=120, check=True, env={**full, **env})
+    r = subprocess.run([sys.executable, "-c", _FAULTS, workload, str(steps), _BENCH],
+                       capture_output=True, text=True, timeout=300, check=True,
+                       env={**full, **env})
     return json.loads(r.stdout)
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only (Linux)")
 def test_importing_glassgrad_keeps_freed_memory_for_the_next_step() -> None:
-    tuned = _run("glassgrad")
+    tuned = _run("pattern+glassgrad")
     assert tuned["state"].startswith("glibc malloc: mmap threshold 32 MiB")
     assert tuned["faults_per_step"] < 50  # the pages stay with the process
     # without it, glibc gives the 6 MB back each step and faults ~1,500 pages in again
-    assert _run("numpy")["faults_per_step"] > 1000
-    assert _run("glassgrad", GLASSGRAD_MALLOC="default")["faults_per_step"] > 1000
+    assert _run("pattern")["faults_per_step"] > 1000
+    assert _run("pattern+glassgrad", GLASSGRAD_MALLOC="default")["faults_per_step"] > 1000
 
 
 @pytest.mark.parametrize(("env", "why"), [
@@ -61,7 +72,7 @@ def test_importing_glassgrad_keeps_freed_memory_for_the_next_step() -> None:
     ({"GLIBC_TUNABLES": "glibc.malloc.top_pad=0"}, "GLIBC_TUNABLES"),
 ])
 def test_the_users_own_setting_wins(env: dict[str, str], why: str) -> None:
-    state = _run("glassgrad", **env)["state"]
+    state = _run("pattern+glassgrad", **env)["state"]
     assert state.startswith("left as is") and why in state
 
 
@@ -74,34 +85,10 @@ def test_the_state_says_what_was_done() -> None:
         assert gg.allocator.STATE.startswith("left as is")
 
 
-_LENET = """
-import json, resource, sys
-sys.path.insert(0, sys.argv[1])
-import lenet
-step = lenet.glassgrad_step()
-for _ in range(5):
-    step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    step()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-print(json.dumps({"faults_per_step": (after - before) / 5}))
-"""
-
-
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only (Linux)")
 def test_a_warm_lenet_step_faults_no_pages_in() -> None:
     # The benchmark's LeNet-5 step (batch 64): its temporaries come from scratch.py, its
     # results from a heap that keeps freed memory (allocator.py). Before both, it faulted in
     # 1,540 pages a step, a third of its time.
-    bench = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MALLOC_", "GLIBC_TUNABLES", "GLASSGRAD_MALLOC"))}
-
-    def faults(**extra: str) -> float:
-        r = subprocess.run([sys.executable, "-c", _LENET, bench], capture_output=True,
-                           text=True, timeout=300, check=True, env={**env, **extra})
-        return json.loads(r.stdout)["faults_per_step"]
-
-    assert faults() < 100
-    assert faults(GLASSGRAD_MALLOC="default") > 500  # (what the test guards against)
+    assert _run("lenet", steps=5)["faults_per_step"] < 100
+    assert _run("lenet", steps=5, GLASSGRAD_MALLOC="default")["faults_per_step"] > 500
