@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import STATE, record
+from .autograd import _one as _cached_ones
 from .rule_reads import declare
 from .tensor import Tensor, as_constant
 
@@ -374,20 +375,14 @@ cos = defop(
 )
 
 
-_ONES: dict[np.dtype, np.ndarray] = {}
-
-
 def _one(a: Any) -> Any:
-    """1 for arithmetic with ``a``: for an array, a read-only 0-d array of its dtype. The same
-    bits as the Python 1 (exact in every float dtype), but NumPy converts a Python number
-    on every call (about 2,800 instructions, more than a small array's arithmetic)."""
+    """1 for arithmetic with ``a``: for an array, a read-only 0-d array of its dtype (the
+    engine's cached seed of ones, ``autograd._one``). The same bits as the Python 1 (exact in
+    every float dtype), but NumPy converts a Python number on every call (about 2,800
+    instructions, more than a small array's arithmetic)."""
     if type(a) is not np.ndarray:
         return 1  # a Tensor (create_graph): its own operators take the number
-    one = _ONES.get(a.dtype)
-    if one is None:
-        one = _ONES[a.dtype] = np.ones((), a.dtype)
-        one.flags.writeable = False
-    return one
+    return _cached_ones(a.dtype, ())
 
 
 tanh = defop(
