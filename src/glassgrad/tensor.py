@@ -134,10 +134,11 @@ class Tensor:
     def _wrap(arr: np.ndarray, requires_grad: bool = False) -> Tensor:
         """A leaf around ``arr`` without copying or checking (internal fast path).
 
-        The one place a Tensor's slots are set up without ``__init__``: ``autograd.record``
-        calls it for every op's result. A static method, not a class method: the engine calls
-        it as a plain function, without binding a class per call (``record`` is the hottest
-        function). ``_ver`` and ``_stamp`` are set only when needed (see autograd)."""
+        The one definition of a Tensor's slots set up without ``__init__``. ``autograd.record``,
+        the hottest function, writes the same assignments out inline rather than calling it
+        (tests/test_eager_fastpaths.py checks the two set the same slots). A static method,
+        not a class method: callers use it as a plain function, without binding a class per
+        call. ``_ver`` and ``_stamp`` are set only when needed (see autograd)."""
         t = Tensor.__new__(Tensor)
         t._data = arr
         t._g = None
