@@ -304,6 +304,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "starlette": ("starlette", "playground"),
     "httpx": ("httpx", "test"),
     "numba": ("numba", "jit"),
+    "scipy": ("scipy", "jit"),
 }
 
 

@@ -48,6 +48,7 @@ class _Blas:
         self.axpys: dict[np.dtype, Callable[..., None]] = {}
         self.where = ""
         self.why_not = ""
+        self.integer: type | None = None  # the C integer type of its dimensions
 
     def load_axpy(self, lib: ctypes.CDLL, pattern: str, integer: type) -> None:
         """The ``axpy`` of the library whose ``gemm`` was chosen (same naming scheme)."""
@@ -88,6 +89,7 @@ class _Blas:
                     fns[dtype] = fn
                 if len(fns) == 2:
                     self.fns = fns
+                    self.integer = integer
                     self.where = f"{pattern.format('s')} in {os.path.basename(path)}"
                     if _self_test(fns):
                         self.load_axpy(lib, pattern, integer)
@@ -95,6 +97,7 @@ class _Blas:
                             self.axpys = {}
                         return
                     self.fns = {}
+                    self.integer = None
                     self.why_not = f"{self.where} did not give NumPy's product in a test"
                     self.where = ""
                     return
@@ -129,6 +132,17 @@ def describe() -> str:
     if b.fns:
         return f"NumPy's own BLAS ({b.where})"
     return f"NumPy fallback (product, then scale and add): {b.why_not}"
+
+
+def gemm_address(dtype: np.dtype) -> int | None:
+    """The address of the located ``cblas_?gemm`` for ``dtype`` (float32 or float64), when it
+    takes 64-bit integers (NumPy's wheels), else None: the numba back end's kernels call it
+    by address, so a compiled step's products run on NumPy's own BLAS and its threads."""
+    b = _blas()
+    fn = b.fns.get(np.dtype(dtype))
+    if fn is None or b.integer is not ctypes.c_int64:
+        return None
+    return ctypes.cast(fn, ctypes.c_void_p).value
 
 
 def _layout(a: np.ndarray) -> tuple[int, int] | None:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .. import ops
+from .. import blas, ops
 from .ir import Line
 from .lower import Lowered
 from .numba_program import JitFallbackWarning, NumbaProgram, held_params, warn
@@ -129,8 +129,12 @@ class Source:
         return f"np.ascontiguousarray({t}).reshape({dst!r})"
 
     def product(self, a: str, b: str, flops: int) -> str:
-        kernel = "matmul_loops" if flops <= LOOPS_MAX else "matmul_blas"
-        return f"{kernel}({a}, {b})"
+        return f"{self.large_product() if flops > LOOPS_MAX else 'matmul_loops'}({a}, {b})"
+
+    @staticmethod
+    def large_product() -> str:
+        """The kernel of a large product: NumPy's BLAS where it is registered, else np.dot."""
+        return "matmul_blas" if _numpy_blas() else "matmul_dot"
 
     def text(self, returns: tuple[str, list[str], list[bool], list[str] | None],
              updates: list[tuple[str, str, int]] = (), direct: bool = False) -> str:
@@ -280,6 +284,14 @@ def _roles() -> dict[int, tuple[ops.Op, int]]:
                 if rule is not None:
                     _ROLES[id(rule)] = (op, i)
     return _ROLES
+
+
+def _numpy_blas() -> bool:
+    """Whether kernels can call NumPy's own BLAS (and ``GLASSGRAD_BLAS=numpy`` is not set:
+    ``blas.describe`` says what runs)."""
+    from . import numba_kernels  # noqa: PLC0415  (imports numba)
+
+    return numba_kernels.NUMPY_BLAS and bool(blas._blas().fns)
 
 
 # =========================================================================== compiling

@@ -6,9 +6,14 @@ them through whole steps against the NumPy replay.
 
 Elementwise kernels take C-contiguous arrays of one float dtype (the back end only emits
 them for such lines) and return a fresh array: a replay never writes over its inputs. A
-matrix product has two kernels: ``*_loops`` for small shapes (a call into BLAS costs more
-than the arithmetic there), ``*_blas`` (numba's ``np.dot``, SciPy's BLAS) for large ones; the
-back end picks one per line from the recorded shapes (``numba_backend.LOOPS_MAX``).
+matrix product has three kernels: ``matmul_loops`` for small shapes (a call into BLAS costs
+more than the arithmetic there) and, for large ones, ``matmul_blas``: NumPy's own OpenBLAS,
+called by address (``blas.gemm_address``, registered with LLVM under a fixed name, so the
+machine code numba caches stays valid in every process), the same library and threads as
+every ``@`` in the program. Where that library is not found, ``matmul_dot`` (numba's
+``np.dot``, which calls SciPy's BLAS: a second pool of threads, which fights NumPy's when a
+program mixes the two). The back end picks one per line from the recorded shapes
+(``numba_backend.LOOPS_MAX``) and ``NUMPY_BLAS``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ try:
     import numba
 except ImportError:  # the module stays importable (doctest collection); the back end refuses
     numba = None
+
+from .. import blas
 
 
 def njit(fn: Any) -> Any:
@@ -121,8 +128,85 @@ def matmul_loops(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def _register_numpy_blas() -> bool:
+    """Make NumPy's OpenBLAS gemm callable from kernels as ``glassgrad_[sd]gemm64``: whether
+    it could (numba installed, NumPy's BLAS located with 64-bit integers)."""
+    if numba is None:
+        return False
+    addresses = [blas.gemm_address(np.dtype(t)) for t in (np.float32, np.float64)]
+    if None in addresses:
+        return False
+    import llvmlite.binding as llvm  # noqa: PLC0415  (numba's own dependency)
+
+    for letter, address in zip("sd", addresses):
+        llvm.add_symbol(f"glassgrad_{letter}gemm64", address)
+    return True
+
+
+NUMPY_BLAS = _register_numpy_blas()
+
+if numba is not None:
+    _I = numba.types.int64  # cblas_?gemm(order, transA, transB, m, n, k, alpha, A, lda, B, ldb,
+    _P = numba.types.intp  # beta, C, ldc): enums are C ints; the arrays' addresses pass as intp
+    _C = numba.types.intc
+    _sgemm = numba.types.ExternalFunction("glassgrad_sgemm64", numba.types.void(
+        _C, _C, _C, _I, _I, _I, numba.types.float32, _P, _I, _P, _I, numba.types.float32, _P, _I))
+    _dgemm = numba.types.ExternalFunction("glassgrad_dgemm64", numba.types.void(
+        _C, _C, _C, _I, _I, _I, numba.types.float64, _P, _I, _P, _I, numba.types.float64, _P, _I))
+
+
+@njit
+def _layout(a: np.ndarray) -> tuple[int, int]:
+    """(transpose flag, leading dimension) of a 2-D array BLAS reads in place, row-major, as
+    ``blas._layout``; (0, 0) when it cannot."""
+    rows, cols = a.shape
+    s0, s1 = a.strides
+    size = a.itemsize
+    if s1 == size or cols == 1:
+        ld = s0 // size if rows > 1 else cols
+        if s0 % size == 0 and ld >= cols:
+            return 111, max(ld, 1)
+    if s0 == size or rows == 1:
+        ld = s1 // size if cols > 1 else rows
+        if s1 % size == 0 and ld >= rows:
+            return 112, max(ld, 1)
+    return 0, 0
+
+
+@njit
+def gemm_into(alpha: float, a: np.ndarray, b: np.ndarray, beta: float, c: np.ndarray) -> None:
+    """c ← α·a@b + β·c on NumPy's BLAS (``NUMPY_BLAS`` must be True), for a C-contiguous ``c``
+    of the kernel's own and 2-D ``a``, ``b`` of any strides (copied if BLAS cannot read them);
+    no dimension is 0 (``LOOPS_MAX`` sends those to the loops)."""
+    m, n = c.shape
+    k = a.shape[1]
+    ta, lda = _layout(a)
+    if ta == 0:
+        a = np.ascontiguousarray(a)
+        ta, lda = 111, k
+    tb, ldb = _layout(b)
+    if tb == 0:
+        b = np.ascontiguousarray(b)
+        tb, ldb = 111, n
+    if c.itemsize == 4:
+        _sgemm(101, ta, tb, m, n, k, alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
+               c.ctypes.data, n)
+    else:
+        _dgemm(101, ta, tb, m, n, k, alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
+               c.ctypes.data, n)
+
+
 @njit
 def matmul_blas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b on NumPy's BLAS (``NUMPY_BLAS``)."""
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    gemm_into(1.0, a, b, 0.0, out)
+    return out
+
+
+@njit
+def matmul_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b by numba's np.dot (SciPy's BLAS): where NumPy's own is not found."""
     # numba's np.dot takes C- or F-ordered operands; a transpose of either is one of them.
     return np.dot(a, b)
 
