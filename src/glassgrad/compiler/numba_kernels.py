@@ -315,10 +315,18 @@ def cross_entropy_grad(grad: np.ndarray, logits: np.ndarray, target: np.ndarray,
     n, c = logits.shape
     scale = grad.item() / n if mean else grad.item()
     r = np.empty_like(logits)
-    for i in range(n):
-        lse = _row_logsumexp(logits, i)
+    for i in range(n):  # one exp per logit: e = exp(z − max) kept, softmax = e / Σe
+        m = logits[i, 0]
+        for j in range(1, c):
+            m = max(m, logits[i, j])
+        s = 0.0
         for j in range(c):
-            r[i, j] = np.exp(logits[i, j] - lse) * scale
+            e = np.exp(logits[i, j] - m)
+            r[i, j] = e
+            s += e
+        k = scale / s
+        for j in range(c):
+            r[i, j] *= k
         r[i, target[i]] -= scale
     return r
 
