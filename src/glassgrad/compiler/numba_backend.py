@@ -32,7 +32,7 @@ from .. import blas, ops
 from .ir import Line
 from .lower import Lowered
 from .numba_program import JitFallbackWarning, NumbaProgram, held_params, warn
-from .passes import held
+from .passes import held, in_place
 from .program import Program
 
 __all__ = ["JitFallbackWarning", "NumbaProgram", "accelerate", "require_numba"]
@@ -87,7 +87,8 @@ class Source:
     def shape(self, name: str) -> tuple[int, ...]:
         return self.arrays[name].shape
 
-    def line(self, line: Line) -> None:
+    def line(self, line: Line, fused: tuple[str, ...] | None = None) -> None:
+        """Write ``line`` (``fused``: what ``fusions`` planned for it, if anything)."""
         if line.kind == "comment":
             self.body.append(f"    # {line.comment}")
             return
@@ -95,13 +96,39 @@ class Source:
             return
         if line.item is not None:
             raise Unsupported(line.name, "a rule giving every input's gradient at once")
-        expr = line.args[0] if line.kind == "copy" else self.call(line)
+        if fused is not None:
+            expr = self.fused(line, fused)
+            if not expr:  # (written whole: two targets)
+                return
+        else:
+            expr = line.args[0] if line.kind == "copy" else self.call(line)
         if line.sum_to is not None:
             expr = self.sum_to(line, expr)
         if line.cast is not None:
             expr = f"({expr}).astype(np.{np.dtype(line.cast).name})"
         added = f"{line.target} + " if line.accumulate else ""
         self.body.append(f"    {line.target} = {added}{expr}")
+
+    def fused(self, line: Line, plan: tuple[str, ...]) -> str:
+        """The expression of a line that ``fusions`` changed (its checks were made there)."""
+        self.call(line)  # (the line's own checks: shapes, dtypes, attributes)
+        kind, *names = plan
+        a = line.args
+        if kind == "no_bias":  # linear's product alone: the relu after it adds the bias
+            x, w = a[0], a[1]
+            (n, k), m = self.shape(x), self.shape(w)[0]
+            return self.product(x, w + ".T", n * m * k)
+        if kind == "bias_relu":
+            return f"bias_relu_({a[0]}, {names[0]})"
+        if kind == "relu_":
+            return f"relu_({a[0]})"
+        if kind == "relu_grad_":
+            return f"relu_grad_({a[0]}, {a[1]})"
+        if kind == "relu_grad_sums":  # written over the gradient when it is dead afterwards
+            kernel = "relu_grad_sums_" if names[1] == "in_place" else "relu_grad_sums"
+            self.body.append(f"    {line.target}, {names[0]} = {kernel}({a[0]}, {a[1]})")
+            return ""
+        return names[0]  # "sums": the column sums computed with relu's rule
 
     def call(self, line: Line) -> str:
         op, i = _roles().get(id(line.fn), (None, None))
@@ -286,6 +313,62 @@ def _roles() -> dict[int, tuple[ops.Op, int]]:
     return _ROLES
 
 
+def fusions(low: Lowered) -> dict[int, tuple[str, ...]]:
+    """Line index -> how the numba source fuses or writes it over an input, for relu layers:
+
+    - a relu whose input array is dead afterwards (``passes.in_place``'s proof, the NumPy
+      replay's) writes over it (``relu_``); if that input is a linear layer's result, read
+      by nothing between the two, the layer's product goes without its bias and the relu
+      adds it in the same pass (``no_bias`` / ``bias_relu``);
+    - relu's rule writes over the incoming gradient when that is dead afterwards
+      (``relu_grad_``); if the linear layer below takes the column sums of its result as
+      its bias gradient, the rule computes them in its pass (``relu_grad_sums`` / ``sums``).
+
+    Each changes how many passes run, never what a value is: the first call checks the
+    kernels against the NumPy replay as for any step."""
+    lines = low.lines
+    arrays = held(lines)
+    converted = in_place(lines, arrays, low.external(), low.returns.names())
+    own = {i for i, (a, b) in enumerate(zip(lines, converted)) if b.fn is not a.fn}
+    roles = _roles()
+    plan: dict[int, tuple[str, ...]] = {}
+
+    def role(line: Line) -> tuple[str | None, int | None]:
+        op, i = roles.get(id(line.fn), (None, None))
+        return (op.name if op is not None else None), i
+
+    def plain(line: Line) -> bool:
+        return (line.kind == "call" and line.item is None and line.sum_to is None
+                and line.cast is None and not line.accumulate)
+
+    for i, line in enumerate(lines):
+        name, k = role(line)
+        if name != "relu" or not plain(line):
+            continue
+        if k == -1 and i in own:
+            x = line.args[0]
+            j = max((j for j in range(i) if lines[j].target == x), default=None)
+            if (j is not None and role(lines[j]) == ("linear", -1) and plain(lines[j])
+                    and len(arrays[x][0].shape) == 2
+                    and not any(x in lines[t].names() for t in range(j + 1, i))):
+                plan[j], plan[i] = ("no_bias",), ("bias_relu", lines[j].args[2])
+            else:
+                plan[i] = ("relu_",)
+        elif k == 0:
+            t = line.target
+            later = [u for u in range(i + 1, len(lines)) if t in lines[u].names()]
+            uses = [u for u in later if role(lines[u]) == ("linear", 2)
+                    and lines[u].args[0] == t and lines[u].kind == "call"]
+            if (len(uses) == 1 and len(arrays[t][0].shape) == 2
+                    and not any(lines[u].target == t for u in later)):
+                sums = f"sums_{t}"
+                plan[i] = ("relu_grad_sums", sums, "in_place" if i in own else "fresh")
+                plan[uses[0]] = ("sums", sums)
+            elif i in own:
+                plan[i] = ("relu_grad_",)
+    return plan
+
+
 def _numpy_blas() -> bool:
     """Whether kernels can call NumPy's own BLAS (and ``GLASSGRAD_BLAS=numpy`` is not set:
     ``blas.describe`` says what runs)."""
@@ -306,8 +389,9 @@ def accelerate(prog: Program, low: Lowered) -> Program:
     folded = [p for p in prog.leaves if id(p) in held_ids]
     try:
         src = Source(low)
-        for line in low.lines:
-            src.line(line)
+        plan = fusions(low)
+        for i, line in enumerate(low.lines):
+            src.line(line, plan.get(i))
     except Unsupported as e:
         warn(f"op '{e.args[0]}' is not supported by the numba back end ({e.args[1]})")
         return prog

@@ -76,6 +76,70 @@ def relu_grad(grad: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 @njit
+def relu_(x: np.ndarray) -> np.ndarray:
+    """relu written over ``x`` (the step's own array, dead afterwards: ``passes.in_place``)."""
+    xf = x.reshape(-1)
+    for i in range(xf.size):
+        v = xf[i]
+        xf[i] = 0 if v < 0 else v
+    return x
+
+
+@njit
+def bias_relu_(x: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """relu(x + bias) written over ``x``, a linear layer's product without its bias: the
+    bias add and the relu in one pass (the layer's result is read by the relu alone)."""
+    n, m = x.shape
+    for i in range(n):
+        for j in range(m):
+            v = x[i, j] + bias[j]
+            x[i, j] = 0 if v < 0 else v
+    return x
+
+
+@njit
+def relu_grad_sums(grad: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """relu's rule, and the column sums of its result, which the linear layer below takes
+    as its bias gradient: one pass instead of two."""
+    n, m = grad.shape
+    r = np.empty_like(grad)
+    sums = np.zeros(m, grad.dtype)
+    for i in range(n):
+        for j in range(m):
+            g = grad[i, j]
+            v = g if out[i, j] > 0 else g * 0
+            r[i, j] = v
+            sums[j] += v
+    return r, sums
+
+
+@njit
+def relu_grad_sums_(grad: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``relu_grad_sums`` written over ``grad`` (dead afterwards: ``passes.in_place``). (Not
+    one kernel with an output argument: LLVM could not tell that it may alias ``grad``, and
+    the loop ran four times slower.)"""
+    n, m = grad.shape
+    sums = np.zeros(m, grad.dtype)
+    for i in range(n):
+        for j in range(m):
+            g = grad[i, j]
+            v = g if out[i, j] > 0 else g * 0
+            grad[i, j] = v
+            sums[j] += v
+    return grad, sums
+
+
+@njit
+def relu_grad_(grad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """relu's rule written over ``grad`` (dead afterwards: ``passes.in_place``)."""
+    g, o = grad.reshape(-1), out.reshape(-1)
+    for i in range(g.size):
+        if not o[i] > 0:
+            g[i] = g[i] * 0
+    return grad
+
+
+@njit
 def sigmoid(x: np.ndarray) -> np.ndarray:
     out = np.empty_like(x)
     o, xf = out.reshape(-1), x.reshape(-1)

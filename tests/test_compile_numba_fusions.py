@@ -1,0 +1,97 @@
+"""The numba back end's relu fusions (``numba_backend.fusions``): a linear layer's bias added
+in its relu's pass, relu's rule written over a dead gradient and giving the layer below its
+bias gradient in the same pass. Each applies only where the NumPy replay's in-place proof
+holds and nothing reads the unfused value; every case must equal the NumPy replay."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import glassgrad as gg
+from glassgrad.nn import functional as F
+
+
+@pytest.fixture
+def nb(optional):
+    optional("numba")
+    from glassgrad.compiler import numba_backend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", numba_backend.JitFallbackWarning)
+        yield numba_backend
+
+
+def _params(seed: int, sizes: list[int]) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        out += [rng.standard_normal((b, a)).astype(np.float32) * 0.3,
+                rng.standard_normal(b).astype(np.float32) * 0.3]
+    return out
+
+
+def _both(loss_fn, sizes, steps=3, lr=0.05):
+    """The same training steps compiled for NumPy and for numba: (sources, losses, params)."""
+    X = gg.tensor(np.random.default_rng(7).standard_normal((9, sizes[0])).astype(np.float32))
+    y = np.random.default_rng(8).integers(0, sizes[-1], 9)
+    out = {}
+    for backend in ("numpy", "numba"):
+        ps = [gg.tensor(a, requires_grad=True) for a in _params(0, sizes)]
+        opt = gg.optim.SGD(ps, lr=lr)
+        step = gg.compile(lambda X, y, ps=ps: loss_fn(ps, X, y), optimizer=opt, backend=backend)
+        losses = [step(X, y).item() for _ in range(steps)]
+        out[backend] = (step.source, losses, [p.numpy().copy() for p in ps])
+    np.testing.assert_allclose(out["numba"][1], out["numpy"][1], rtol=1e-5)
+    for a, b in zip(out["numba"][2], out["numpy"][2], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    return out["numba"][0]
+
+
+def _mlp(ps, X, y):
+    h = F.relu(F.linear(X, ps[0], ps[1]))
+    h = F.relu(F.linear(h, ps[2], ps[3]))
+    return F.cross_entropy(F.linear(h, ps[4], ps[5]), y)
+
+
+def test_relu_layers_fuse_and_equal_the_numpy_replay(nb) -> None:
+    src = _both(_mlp, [6, 8, 7, 3])
+    assert src.count("bias_relu_(") == 2
+    # both incoming gradients are products read by nothing else: written over, and each
+    # relu's rule gives the bias gradient of the layer below it
+    assert src.count("relu_grad_sums_(") == 2
+    assert src.count("column_sums(") == 1  # only the top layer's bias gradient is a pass
+
+
+def test_a_linear_result_read_again_keeps_its_bias_and_its_own_array(nb) -> None:
+    def loss(ps, X, y):
+        z = F.linear(X, ps[0], ps[1])
+        h = F.relu(z) * z  # z is read after the relu: relu must not write over it
+        return F.cross_entropy(F.linear(h, ps[2], ps[3]), y)
+
+    src = _both(loss, [6, 8, 3])
+    assert "bias_relu_(" not in src and "relu_(" not in src
+
+
+def test_a_linear_result_read_before_its_relu_keeps_its_bias(nb) -> None:
+    def loss(ps, X, y):
+        z = F.linear(X, ps[0], ps[1])
+        s = (z * 0.5).sum()  # reads z (with its bias) before the relu does
+        h = F.relu(z)
+        return F.cross_entropy(F.linear(h, ps[2], ps[3]), y) + s * 0.01
+
+    src = _both(loss, [6, 8, 3])
+    assert "bias_relu_(" not in src
+
+
+def test_an_accumulating_gradient_gets_no_fused_bias_sums(nb) -> None:
+    def loss(ps, X, y):
+        z = F.linear(X, ps[0], ps[1])
+        h = F.relu(z)
+        t = gg.tanh(z)  # z has two consumers: its gradient accumulates after relu's rule
+        return F.cross_entropy(F.linear(h + t, ps[2], ps[3]), y)
+
+    src = _both(loss, [6, 8, 3])
+    assert "relu_grad_sums" not in src and "sums_" not in src
