@@ -1,7 +1,8 @@
-"""The numba back end's relu fusions (``numba_backend.fusions``): a linear layer's bias added
-in its relu's pass, relu's rule written over a dead gradient and giving the layer below its
-bias gradient in the same pass. Each applies only where the NumPy replay's in-place proof
-holds and nothing reads the unfused value; every case must equal the NumPy replay."""
+"""The numba back end's fused passes: a linear layer's bias added in its relu's pass, relu's
+rule written over a dead gradient and giving the layer below its bias gradient in the same
+pass (``numba_backend.fusions``), and an optimizer's update inside its gradient's BLAS
+product (``Source.fold``, ``gemm_update``). Each applies only where the NumPy replay's proofs
+hold and nothing reads the unfused value; every case must equal the NumPy replay."""
 
 from __future__ import annotations
 
@@ -33,14 +34,15 @@ def _params(seed: int, sizes: list[int]) -> list[np.ndarray]:
     return out
 
 
-def _both(loss_fn, sizes, steps=3, lr=0.05):
-    """The same training steps compiled for NumPy and for numba: (sources, losses, params)."""
-    X = gg.tensor(np.random.default_rng(7).standard_normal((9, sizes[0])).astype(np.float32))
-    y = np.random.default_rng(8).integers(0, sizes[-1], 9)
+def _both(loss_fn, sizes, steps=3, lr=0.05, n=9, **opt_kw):
+    """The same training steps compiled for NumPy and for numba, checked equal; the numba
+    step's source."""
+    X = gg.tensor(np.random.default_rng(7).standard_normal((n, sizes[0])).astype(np.float32))
+    y = np.random.default_rng(8).integers(0, sizes[-1], n)
     out = {}
     for backend in ("numpy", "numba"):
         ps = [gg.tensor(a, requires_grad=True) for a in _params(0, sizes)]
-        opt = gg.optim.SGD(ps, lr=lr)
+        opt = gg.optim.SGD(ps, lr=lr, **opt_kw)
         step = gg.compile(lambda X, y, ps=ps: loss_fn(ps, X, y), optimizer=opt, backend=backend)
         losses = [step(X, y).item() for _ in range(steps)]
         out[backend] = (step.source, losses, [p.numpy().copy() for p in ps])
@@ -95,3 +97,38 @@ def test_an_accumulating_gradient_gets_no_fused_bias_sums(nb) -> None:
 
     src = _both(loss, [6, 8, 3])
     assert "relu_grad_sums" not in src and "sums_" not in src
+
+
+# --------------------------------------------------------------------------- folded updates
+# (products above LOOPS_MAX multiply-adds run on BLAS, where an update can be folded in)
+BIG = [40, 48, 36, 24]  # with a batch of 64: every product is above LOOPS_MAX
+
+
+def test_weight_updates_run_inside_their_gradient_products(nb) -> None:
+    src = _both(_mlp, BIG, n=64)
+    assert src.count("gemm_update(") == 3  # every weight: its gradient is one product
+    assert src.count("axpby(") == 3  # the biases: column sums, updated at the end
+    src = _both(_mlp, BIG, n=64, momentum=0.9)  # the fused variant: c is the momentum buffer
+    assert src.count("gemm_update(") == 3
+
+
+def test_a_gradient_that_accumulates_is_not_folded(nb) -> None:
+    def loss(ps, X, y):  # one weight for two layers; the data needs no gradient, so nothing
+        h = F.relu(F.linear(X, ps[0], ps[1]))  # reads W after its first product: only the
+        h = F.relu(F.linear(h, ps[0], ps[1]))  # second term of its gradient tells
+        return F.cross_entropy(F.linear(h, ps[2], ps[3]), y)
+
+    src = _both(loss, [36, 36, 24], n=64)
+    assert "g_p0 = g_p0 + " in src and "axpby(al0, g_p0," in src
+    assert "gemm_update(al0, g_v" in src  # p2: folded
+
+
+def test_a_parameter_read_after_its_gradient_is_not_folded(nb) -> None:
+    def loss(ps, X, y):  # W's values (detached) are read in backward after W's gradient
+        h = F.relu(F.linear(X, ps[0], ps[1]))
+        z = F.linear(h @ ps[2].detach(), ps[2], ps[3])
+        return F.cross_entropy(F.linear(F.relu(z), ps[4], ps[5]), y)
+
+    src = _both(loss, [40, 36, 36, 24], n=64)
+    assert "g_p2 = g_p2 + " not in src and "axpby(al0, g_p2," in src
+    assert "gemm_update(al0, g_v" in src  # p0, p4: folded

@@ -24,6 +24,7 @@ compiling it. ``numba_program.py`` runs the replays.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -32,7 +33,7 @@ from .. import blas, ops
 from .ir import Line
 from .lower import Lowered
 from .numba_program import JitFallbackWarning, NumbaProgram, held_params, warn
-from .passes import held, in_place
+from .passes import held, in_place, unread_after
 from .program import Program
 
 __all__ = ["JitFallbackWarning", "NumbaProgram", "accelerate", "require_numba"]
@@ -75,6 +76,10 @@ class Source:
         # one is left alone (numba's ascontiguousarray makes it 1-d; guards fix its shape).
         self.body = [f"    {n} = np.ascontiguousarray({n})" for n in self.inputs
                      if self.arrays[n].ndim]
+        self.last_product: tuple[str, str, str] = ("", "", "")
+        # gradient name -> (body index, operand a, operand b, index in low.lines): the lines
+        # that are one BLAS product alone, where an update may be folded in (``folds``)
+        self.products: dict[str, tuple[int, str, str, int]] = {}
 
     def dtype_of(self, names: list[str], op: str) -> np.dtype:
         """The one float dtype (float32 or float64) of ``names``'s arrays."""
@@ -87,8 +92,10 @@ class Source:
     def shape(self, name: str) -> tuple[int, ...]:
         return self.arrays[name].shape
 
-    def line(self, line: Line, fused: tuple[str, ...] | None = None) -> None:
-        """Write ``line`` (``fused``: what ``fusions`` planned for it, if anything)."""
+    def line(self, line: Line, fused: tuple[str, ...] | None = None, index: int = -1
+             ) -> None:
+        """Write ``line``, ``low.lines[index]`` (``fused``: what ``fusions`` planned for it,
+        if anything)."""
         if line.kind == "comment":
             self.body.append(f"    # {line.comment}")
             return
@@ -107,6 +114,9 @@ class Source:
         if line.cast is not None:
             expr = f"({expr}).astype(np.{np.dtype(line.cast).name})"
         added = f"{line.target} + " if line.accumulate else ""
+        if (expr == self.last_product[0] and expr.startswith("matmul_blas(")
+                and not line.accumulate):
+            self.products[line.target] = (len(self.body), *self.last_product[1:], index)
         self.body.append(f"    {line.target} = {added}{expr}")
 
     def fused(self, line: Line, plan: tuple[str, ...]) -> str:
@@ -156,7 +166,9 @@ class Source:
         return f"np.ascontiguousarray({t}).reshape({dst!r})"
 
     def product(self, a: str, b: str, flops: int) -> str:
-        return f"{self.large_product() if flops > LOOPS_MAX else 'matmul_loops'}({a}, {b})"
+        kernel = self.large_product() if flops > LOOPS_MAX else "matmul_loops"
+        self.last_product = (f"{kernel}({a}, {b})", a, b)
+        return f"{kernel}({a}, {b})"
 
     @staticmethod
     def large_product() -> str:
@@ -177,15 +189,43 @@ class Source:
         # The update writes the array the caller passed in (w_p0), not the contiguous copy
         # ascontiguousarray makes of a strided one.
         keep = [f"    w_{p} = {p}" for _, p, _ in updates] if direct else []
-        tail = [f"    axpby(al{s}, {g}, be{s}, {f'w_{p}' if direct else f'u{s}'})  # update {p}"
-                for g, p, s in updates]
+        body, tail = list(self.body), []
+        for g, p, s in updates:
+            c = f"w_{p}" if direct else f"u{s}"
+            fold = self.fold(g, p, direct)
+            if fold is None:
+                tail.append(f"    axpby(al{s}, {g}, be{s}, {c})  # update {p}")
+            else:
+                k, a, b = fold
+                body[k] = (f"    gemm_update(al{s}, {a}, {b}, be{s}, {c})  # update {p} in "
+                           f"∂L/∂{p}'s product")
         head = [f"def step({', '.join(self.inputs)}{extra}):"]
         gs = [g + ".copy()" if c else g for g, c in zip(grads, copied)]
         xs = [a + ".copy()" if a[0] in "apc" else a for a in aux or ()]  # (never the caller's
         # array itself: an update may write over it, and the engine returns new tensors)
         ret = f"    return {loss}, ({''.join(g + ', ' for g in gs)})"
         ret += f", ({''.join(x + ', ' for x in xs)})" if aux is not None else ""
-        return "\n".join([*head, *keep, *self.body, *tail, ret]) + "\n"
+        return "\n".join([*head, *keep, *body, *tail, ret]) + "\n"
+
+    def fold(self, g: str, p: str, direct: bool) -> tuple[int, str, str] | None:
+        """Where parameter ``p``'s update may run inside its gradient's product (c ← α·a@b +
+        β·c, ``gemm_update``): (body index, a, b), or None. The gradient ``g`` must be one
+        BLAS product read by no other line; in the direct variant, where c is ``p`` itself,
+        nothing after that line may read ``p`` (``passes.unread_after``, the NumPy fold's
+        proof) and ``p`` is no operand of the product."""
+        if g not in self.products:
+            return None
+        k, a, b, i = self.products[g]
+        lines = self.low.lines
+        if any(g in line.names() for j, line in enumerate(lines)
+               if j != i and line.kind != "del"):
+            return None
+        if direct:
+            operands = set(re.findall(r"\w+", f"{a} {b}"))
+            if p in operands or not unread_after(lines[i + 1:], p, self.arrays[p],
+                                                 held(lines), self.low.returns.names()):
+                return None
+        return k, a, b
 
 
 def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
@@ -391,7 +431,7 @@ def accelerate(prog: Program, low: Lowered) -> Program:
         src = Source(low)
         plan = fusions(low)
         for i, line in enumerate(low.lines):
-            src.line(line, plan.get(i))
+            src.line(line, plan.get(i), i)
     except Unsupported as e:
         warn(f"op '{e.args[0]}' is not supported by the numba back end ({e.args[1]})")
         return prog

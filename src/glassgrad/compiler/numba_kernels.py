@@ -269,6 +269,40 @@ def matmul_blas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @njit
+def _span(a: np.ndarray) -> tuple[int, int]:
+    """The bytes ``a`` may touch: [first, last)."""
+    lo = hi = a.ctypes.data
+    for n, st in zip(a.shape, a.strides):
+        if n == 0:
+            return lo, lo
+        if st < 0:
+            lo += (n - 1) * st
+        else:
+            hi += (n - 1) * st
+    return lo, hi + a.itemsize
+
+
+@njit
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@njit
+def gemm_update(alpha: float, a: np.ndarray, b: np.ndarray, beta: float, c: np.ndarray
+                ) -> None:
+    """c ← α·a@b + β·c: an optimizer's update inside its gradient's product (one BLAS call,
+    no gradient array, no pass of its own over c). ``c`` is the caller's (a parameter, a
+    momentum buffer): where it is not C-contiguous or may share memory with an operand, the
+    product is made first and ``axpby`` adds it."""
+    if c.flags.c_contiguous and not _overlap(c, a) and not _overlap(c, b):
+        gemm_into(alpha, a, b, beta, c)
+    else:
+        axpby(alpha, matmul_blas(a, b), beta, c)
+
+
+@njit
 def matmul_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b by numba's np.dot (SciPy's BLAS): where NumPy's own is not found."""
     # numba's np.dot takes C- or F-ordered operands; a transpose of either is one of them.
