@@ -6,8 +6,10 @@ the in-place and fold passes, which are NumPy's ways to save memory) and writes 
 numba source per line: each op-table call becomes a call of its kernel in
 ``numba_kernels.py`` (explicit loops; a large matrix product calls BLAS), each edge's
 ``sum_to``, ``cast`` and accumulation are written out, and, with an optimizer whose update
-folds (``Optimizer.fold``), every parameter's update c ← α·∂L/∂p + β·c runs at the end of the
-same function, once every gradient is computed. A small step then costs one call instead of
+folds (``Optimizer.fold``), every parameter's update c ← α·∂L/∂p + β·c runs in the same
+function: inside its gradient's BLAS product where nothing reads the parameter afterwards
+(``Source.fold``), else at the end, once every gradient is computed. Around relu layers,
+passes are fused (``fusions``). A small step then costs one call instead of
 a few dozen NumPy calls. The guards, the engine check of the first call and the result
 delivery are the NumPy program's (``program.Program``), so a replay is taken exactly when
 the NumPy one would be.
