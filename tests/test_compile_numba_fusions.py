@@ -132,3 +132,30 @@ def test_a_parameter_read_after_its_gradient_is_not_folded(nb) -> None:
     src = _both(loss, [40, 36, 36, 24], n=64)
     assert "g_p2 = g_p2 + " not in src and "axpby(al0, g_p2," in src
     assert "gemm_update(al0, g_v" in src  # p0, p4: folded
+
+
+def test_a_plain_group_beside_a_momentum_group_is_not_folded_where_read_after(nb) -> None:
+    # With one group on momentum the step takes the per-parameter variant, where c is the
+    # momentum buffer for that group but the parameter itself for the plain group: W (in the
+    # plain group) is read after its gradient, so its update must wait for the end.
+    def loss(ps, X, y):
+        h = F.relu(F.linear(X, ps[0], ps[1]))
+        z = F.linear(h @ ps[2].detach(), ps[2], ps[3])
+        return F.cross_entropy(F.linear(F.relu(z), ps[4], ps[5]), y)
+
+    sizes = [40, 36, 36, 24]
+    X = gg.tensor(np.random.default_rng(7).standard_normal((64, 40)).astype(np.float32))
+    y = np.random.default_rng(8).integers(0, 24, 64)
+    out = {}
+    for backend in ("numpy", "numba"):
+        ps = [gg.tensor(a, requires_grad=True) for a in _params(0, sizes)]
+        opt = gg.optim.SGD([{"params": [ps[2]]},
+                            {"params": [p for k, p in enumerate(ps) if k != 2],
+                             "momentum": 0.9}], lr=0.05)
+        step = gg.compile(lambda X, y, ps=ps: loss(ps, X, y), optimizer=opt, backend=backend)
+        losses = [step(X, y).item() for _ in range(3)]
+        out[backend] = (step.source, losses, [p.numpy().copy() for p in ps])
+    assert "axpby(al2, g_p2, be2, u2)" in out["numba"][0]
+    np.testing.assert_allclose(out["numba"][1], out["numpy"][1], rtol=1e-5)
+    for a, b in zip(out["numba"][2], out["numpy"][2], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -194,7 +194,7 @@ class Source:
         body, tail = list(self.body), []
         for g, p, s in updates:
             c = f"w_{p}" if direct else f"u{s}"
-            fold = self.fold(g, p, direct)
+            fold = self.fold(g, p)
             if fold is None:
                 tail.append(f"    axpby(al{s}, {g}, be{s}, {c})  # update {p}")
             else:
@@ -209,12 +209,13 @@ class Source:
         ret += f", ({''.join(x + ', ' for x in xs)})" if aux is not None else ""
         return "\n".join([*head, *keep, *body, *tail, ret]) + "\n"
 
-    def fold(self, g: str, p: str, direct: bool) -> tuple[int, str, str] | None:
+    def fold(self, g: str, p: str) -> tuple[int, str, str] | None:
         """Where parameter ``p``'s update may run inside its gradient's product (c ← α·a@b +
         β·c, ``gemm_update``): (body index, a, b), or None. The gradient ``g`` must be one
-        BLAS product read by no other line; in the direct variant, where c is ``p`` itself,
-        nothing after that line may read ``p`` (``passes.unread_after``, the NumPy fold's
-        proof) and ``p`` is no operand of the product."""
+        BLAS product read by no other line, nothing after that line may read ``p``
+        (``passes.unread_after``, the NumPy fold's proof), and ``p`` is no operand of the
+        product. (c is ``p`` itself in the direct variant, and in the other one too for a
+        parameter whose group has no momentum: ``Optimizer.fold`` gives its array.)"""
         if g not in self.products:
             return None
         k, a, b, i = self.products[g]
@@ -222,11 +223,10 @@ class Source:
         if any(g in line.names() for j, line in enumerate(lines)
                if j != i and line.kind != "del"):
             return None
-        if direct:
-            operands = set(re.findall(r"\w+", f"{a} {b}"))
-            if p in operands or not unread_after(lines[i + 1:], p, self.arrays[p],
-                                                 held(lines), self.low.returns.names()):
-                return None
+        operands = set(re.findall(r"\w+", f"{a} {b}"))
+        if p in operands or not unread_after(lines[i + 1:], p, self.arrays[p], held(lines),
+                                             self.low.returns.names()):
+            return None
         return k, a, b
 
 
