@@ -25,23 +25,23 @@ def nb(optional):
         yield numba_backend
 
 
-def _params(seed: int, sizes: list[int]) -> list[np.ndarray]:
+def _params(seed: int, sizes: list[int], dtype=np.float32) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     out = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        out += [rng.standard_normal((b, a)).astype(np.float32) * 0.3,
-                rng.standard_normal(b).astype(np.float32) * 0.3]
+        out += [(rng.standard_normal((b, a)) * 0.3).astype(dtype),
+                (rng.standard_normal(b) * 0.3).astype(dtype)]
     return out
 
 
-def _both(loss_fn, sizes, steps=3, lr=0.05, n=9, **opt_kw):
+def _both(loss_fn, sizes, steps=3, lr=0.05, n=9, dtype=np.float32, **opt_kw):
     """The same training steps compiled for NumPy and for numba, checked equal; the numba
     step's source."""
-    X = gg.tensor(np.random.default_rng(7).standard_normal((n, sizes[0])).astype(np.float32))
+    X = gg.tensor(np.random.default_rng(7).standard_normal((n, sizes[0])).astype(dtype))
     y = np.random.default_rng(8).integers(0, sizes[-1], n)
     out = {}
     for backend in ("numpy", "numba"):
-        ps = [gg.tensor(a, requires_grad=True) for a in _params(0, sizes)]
+        ps = [gg.tensor(a, requires_grad=True) for a in _params(0, sizes, dtype)]
         opt = gg.optim.SGD(ps, lr=lr, **opt_kw)
         step = gg.compile(lambda X, y, ps=ps: loss_fn(ps, X, y), optimizer=opt, backend=backend)
         losses = [step(X, y).item() for _ in range(steps)]
@@ -104,11 +104,12 @@ def test_an_accumulating_gradient_gets_no_fused_bias_sums(nb) -> None:
 BIG = [40, 48, 36, 24]  # with a batch of 64: every product is above LOOPS_MAX
 
 
-def test_weight_updates_run_inside_their_gradient_products(nb) -> None:
-    src = _both(_mlp, BIG, n=64)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_updates_run_inside_their_gradient_products(nb, dtype) -> None:
+    src = _both(_mlp, BIG, n=64, dtype=dtype)
     assert src.count("gemm_update(") == 3  # every weight: its gradient is one product
     assert src.count("axpby(") == 3  # the biases: column sums, updated at the end
-    src = _both(_mlp, BIG, n=64, momentum=0.9)  # the fused variant: c is the momentum buffer
+    src = _both(_mlp, BIG, n=64, dtype=dtype, momentum=0.9)  # c: the momentum buffer
     assert src.count("gemm_update(") == 3
 
 
