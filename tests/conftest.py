@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import re
 import types
+import warnings
 from typing import Any
 
 import numpy as np
@@ -332,6 +333,18 @@ def optional():
     """``optional("safetensors")``: for a test that needs a package only past its first
     asserts; it imports the package or skips the test from there on."""
     return import_optional
+
+
+@pytest.fixture
+def nb(optional):
+    """``gg.compile``'s numba back end module (skips the test without numba), with its
+    fallback warnings made errors: a test that means a numba replay gets one."""
+    optional("numba")
+    from glassgrad.compiler import numba_backend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", numba_backend.JitFallbackWarning)
+        yield numba_backend
 
 
 @pytest.fixture(scope="session")

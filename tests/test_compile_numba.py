@@ -6,7 +6,6 @@ warning naming it, and without numba the back end says how to install it."""
 from __future__ import annotations
 
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -19,17 +18,6 @@ RTOL = 2e-6  # float32 rounding of a few dozen terms summed in another order
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
-
-
-@pytest.fixture
-def nb(optional):
-    """The back end's module (skips the test without numba); fallback warnings are errors."""
-    optional("numba")
-    from glassgrad.compiler import numba_backend
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", numba_backend.JitFallbackWarning)
-        yield numba_backend
 
 
 def _pair(make_model, loss, optimizer=None, **opt_kw):

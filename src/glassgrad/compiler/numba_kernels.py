@@ -100,24 +100,16 @@ def bias_relu_(x: np.ndarray, bias: np.ndarray) -> np.ndarray:
 @njit
 def relu_grad_sums(grad: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """relu's rule, and the column sums of its result, which the linear layer below takes
-    as its bias gradient: one pass instead of two."""
-    n, m = grad.shape
-    r = np.empty_like(grad)
-    sums = np.zeros(m, grad.dtype)
-    for i in range(n):
-        for j in range(m):
-            g = grad[i, j]
-            v = g if out[i, j] > 0 else g * 0
-            r[i, j] = v
-            sums[j] += v
-    return r, sums
+    as its bias gradient, for a ``grad`` read again later: ``relu_grad_sums_`` on a copy."""
+    return relu_grad_sums_(grad.copy(), out)
 
 
 @njit
 def relu_grad_sums_(grad: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``relu_grad_sums`` written over ``grad`` (dead afterwards: ``passes.in_place``). (Not
-    one kernel with an output argument: LLVM could not tell that it may alias ``grad``, and
-    the loop ran four times slower.)"""
+    """relu's rule written over ``grad`` (dead afterwards: ``passes.in_place``), and the
+    column sums of the result, which the linear layer below takes as its bias gradient: one
+    pass instead of two. (Not a kernel with an output argument that may be ``grad``: LLVM
+    could not tell whether the two alias, and the loop ran four times slower.)"""
     n, m = grad.shape
     sums = np.zeros(m, grad.dtype)
     for i in range(n):
