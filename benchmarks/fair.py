@@ -56,7 +56,11 @@ def _bench_module() -> Any:
     other = os.environ.get("FAIR_GLASSGRAD_SRC")
     if other:  # --against: this worker times another checkout's glassgrad (imported first,
         sys.path.insert(0, other)  # so run.py's own ../src path does not win)
-        import glassgrad  # noqa: F401, PLC0415
+        import glassgrad  # noqa: PLC0415
+
+        where = os.path.dirname(os.path.dirname(os.path.abspath(glassgrad.__file__)))
+        if where != os.path.abspath(other):  # (never time this checkout under the other name)
+            raise RuntimeError(f"--against: imported glassgrad from {where}, not {other}")
     sys.path.insert(0, HERE)
     import run  # noqa: PLC0415  (the step definitions; it puts ../src on the path)
 
@@ -389,6 +393,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.describe:
         print(json.dumps({"text": describe(a.describe)}))
         return
+    if a.against and not os.path.isfile(os.path.join(a.against, "src", "glassgrad",
+                                                     "__init__.py")):
+        p.error(f"--against {a.against}: no glassgrad checkout there (src/glassgrad is "
+                f"missing). Give the checkout's root, e.g. a worktree made by git worktree add.")
     info = machine()
     print("Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()))
     print(f"Each contender in its own process, {a.rounds} rounds in alternating order, "
