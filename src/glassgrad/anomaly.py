@@ -115,7 +115,12 @@ class _AnomalyHook:
                 continue
             xs = [p._data for p in node._parents]
             line = self.where.get(id(node), "<created outside detect_anomaly()>")
-            ranges = "\n".join(f"  input {k}: {_range(x)}" for k, x in enumerate(xs))
+            # (an input that shares the result's array was written over by it: Sequential's
+            # Linear → ReLU, layers._relu_over; its own values are not kept)
+            ranges = "\n".join(
+                f"  input {k}: " + ("written over by this op's result, not kept"
+                                    if x is node._data else _range(x))
+                for k, x in enumerate(xs))
             origin = ("the gradient arriving from above was already non-finite"
                       if not _finite(g) else _reason(node._op, xs, g))
             raise AnomalyError(

@@ -15,9 +15,10 @@ from .. import functional as F
 from .. import ops
 from ..autograd import record
 from ..creation import rng as random_generator
-from ..ops import apply
+from ..ops import _zero, apply
 from ..tensor import Tensor
 from . import init
+from .activations import ReLU
 from .module import Module, Parameter
 
 _module_call = Module.__call__
@@ -120,6 +121,19 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
+def _relu_over(z: Tensor) -> Tensor:
+    """relu(z) written over z's array: Sequential's Linear → ReLU, when nothing else can read
+    the layer's result (neither layer has hooks, no thread has an observer or no_grad).
+
+    The same values and graph as ``F.relu(z)``: a relu node whose input is z. relu's rule
+    reads its own result, and linear's rules never read theirs, so backward needs z's
+    pre-activation values nowhere; what is saved is a pass writing a fresh array the size
+    of the layer (measured: the 784-512-512-10 step at batch 1024, 14.8 → 14.2 ms)."""
+    d = z._data
+    np.maximum(d, _zero(d), out=d)
+    return record(ops.relu, (z,), d, None)
+
+
 class Sequential(Module):
     """Modules applied one after another; indexable and iterable, children named "0", "1", ...
 
@@ -143,14 +157,21 @@ class Sequential(Module):
         return iter(self._items.items())
 
     def forward(self, x: Any) -> Any:
+        private = False  # whether x is a Linear's result that nothing but this loop has seen
         for name, m in self._items.items():
             try:
                 # m(x) is m.forward(x) when m has no hooks and the base class's __call__:
                 # called directly, a layer pays one frame less (a third of a small one).
                 if m._forward_hooks or type(m).__call__ is not _module_call:
                     x = m(x)
+                    private = False
+                elif private and type(m) is ReLU and not m.inplace \
+                        and not _autograd._threads_changed:
+                    x = _relu_over(x)
+                    private = False
                 else:
                     x = m.forward(x)
+                    private = type(m) is Linear
             except (ValueError, TypeError) as e:
                 if type(e) not in (ValueError, TypeError):  # subclasses may need other args
                     raise
