@@ -1,7 +1,8 @@
-"""Sequential's Linear → ReLU: the relu writes over the layer's result when nothing else can
-read it (``layers._relu_over``). The values, gradients and graph are those of the unfused
-layers, bit for bit; a hook on either layer, ``inplace=True``, an observer (trace, anomaly
-mode, compile's recording) or no_grad in any thread leaves the layers as they are."""
+"""Sequential's Linear → ReLU (or Tanh): the activation writes over the layer's result when
+nothing else can read it (``layers._written_over``). The values, gradients and graph are
+those of the unfused layers, bit for bit; a hook on either layer, ``inplace=True``, an
+observer (trace, anomaly mode, compile's recording) or no_grad in any thread leaves the
+layers as they are."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import glassgrad as gg
 from glassgrad.nn import functional as F
 
 
-def _net(seed: int = 0, dtype=np.float32) -> gg.nn.Sequential:
-    return gg.nn.Sequential(gg.nn.Linear(5, 7, seed=seed, dtype=dtype), gg.nn.ReLU(),
-                            gg.nn.Linear(7, 7, seed=seed + 1, dtype=dtype), gg.nn.ReLU(),
+def _net(seed: int = 0, dtype=np.float32, act=gg.nn.ReLU) -> gg.nn.Sequential:
+    return gg.nn.Sequential(gg.nn.Linear(5, 7, seed=seed, dtype=dtype), act(),
+                            gg.nn.Linear(7, 7, seed=seed + 1, dtype=dtype), act(),
                             gg.nn.Linear(7, 3, seed=seed + 2, dtype=dtype))
 
 
@@ -29,29 +30,35 @@ def _unfused(net, X):
     """The same layers called one by one, never fused."""
     h = X
     for m in net:
-        h = F.relu(h) if isinstance(m, gg.nn.ReLU) else m(h)
+        if isinstance(m, gg.nn.ReLU):
+            h = F.relu(h)
+        elif isinstance(m, gg.nn.Tanh):
+            h = gg.tanh(h)
+        else:
+            h = m(h)
     return h
 
 
-def _relu_outputs(out):
-    """The relu nodes of the graph behind ``out``."""
+def _relu_outputs(out, op="relu"):
+    """The relu (or ``op``) nodes of the graph behind ``out``."""
     found, stack, seen = [], [out], set()
     while stack:
         t = stack.pop()
         if id(t) in seen or t._op is None:
             continue
         seen.add(id(t))
-        if t._op.name == "relu":
+        if t._op.name == op:
             found.append(t)
         stack.extend(t._parents)
     return found
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_layers_give_the_unfused_values_gradients_and_graph(dtype) -> None:
-    net, (X, y) = _net(dtype=dtype), _data(dtype)
+@pytest.mark.parametrize(("act", "op"), [(gg.nn.ReLU, "relu"), (gg.nn.Tanh, "tanh")])
+def test_fused_layers_give_the_unfused_values_gradients_and_graph(dtype, act, op) -> None:
+    net, (X, y) = _net(dtype=dtype, act=act), _data(dtype)
     out = net(X)
-    relus = _relu_outputs(out)
+    relus = _relu_outputs(out, op)
     assert len(relus) == 2
     assert all(r._data is r._parents[0]._data for r in relus)  # written over the layer's
     assert [r._parents[0]._op.name for r in relus] == ["linear", "linear"]
@@ -59,7 +66,7 @@ def test_fused_layers_give_the_unfused_values_gradients_and_graph(dtype) -> None
     grads = [p.grad.numpy().copy() for p in net.parameters()]
     net.zero_grad()
     ref = _unfused(net, X)
-    assert all(r._data is not r._parents[0]._data for r in _relu_outputs(ref))
+    assert all(r._data is not r._parents[0]._data for r in _relu_outputs(ref, op))
     np.testing.assert_array_equal(out.numpy(), ref.numpy())
     F.cross_entropy(ref, y).backward()
     for g, p in zip(grads, net.parameters(), strict=True):

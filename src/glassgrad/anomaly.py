@@ -116,7 +116,7 @@ class _AnomalyHook:
             xs = [p._data for p in node._parents]
             line = self.where.get(id(node), "<created outside detect_anomaly()>")
             # (an input that shares the result's array was written over by it: Sequential's
-            # Linear → ReLU, layers._relu_over; its own values are not kept)
+            # Linear → ReLU, layers._written_over; its own values are not kept)
             ranges = "\n".join(
                 f"  input {k}: " + ("written over by this op's result, not kept"
                                     if x is node._data else _range(x))
