@@ -6,8 +6,8 @@
 Wall-clock medians on a shared 2-core machine swing by tens of percent; the number of
 instructions a step executes does not (to about 0.1%), so it shows whether a change to the
 engine helps even when the clock cannot. Each workload runs twice under ``valgrind
---tool=callgrind`` (address randomization off, one BLAS thread): warm-up only, then warm-up
-and ``--steps`` more steps; the difference divided by ``--steps`` is the count per step
+--tool=callgrind`` (address randomization off, hash seed 0, one BLAS thread): warm-up only,
+then warm-up and ``--steps`` more steps; the difference divided by ``--steps`` is the count per step
 (start-up, imports and the first calls cancel). The steps are ``fair.py``'s. Instructions
 are not time (a cache miss costs no instruction), so a change worth keeping is also timed.
 """
@@ -25,8 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def count(workload: str, contender: str, steps: int) -> int:
     """Total instructions of a process that builds the step, warms it up and runs ``steps``."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
+    # (a fixed hash seed: with Python's random one, the count moved by 1-2% between runs of
+    # the same code, through dict and set layouts; with it, by 0.04%: measured)
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = ["setarch", "-R", "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
            sys.executable, os.path.abspath(__file__), "--worker", workload, contender,
            str(steps)]
