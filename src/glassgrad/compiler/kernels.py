@@ -1,5 +1,6 @@
-"""The compiled step's own variants of a few op-table rules, which only ``gg.compile`` uses
-(the engine never does), keyed by op name. Each computes the same values as the op's forward
+"""The compiled step's own variants of a few op-table rules, which ``gg.compile`` uses (the
+engine never does; ``nn.Sequential`` writes an activation over a Linear's result with
+``FORWARD_INTO``), keyed by op name. Each computes the same values as the op's forward
 or rule, bit for bit; ``tests/test_compile_inplace.py`` and ``tests/test_compile_fold.py``
 check every entry against the plain one.
 

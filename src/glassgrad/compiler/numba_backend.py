@@ -67,7 +67,8 @@ class Source:
     def __init__(self, low: Lowered) -> None:
         rec = low.rec
         self.low = low
-        self.arrays: dict[str, np.ndarray] = {n: a[0] for n, a in held(low.lines).items() if a}
+        self.held = held(low.lines)  # each temporary's recorded arrays (``passes.held``)
+        self.arrays: dict[str, np.ndarray] = {n: a[0] for n, a in self.held.items() if a}
         self.inputs = [*(f"a{i}" for i in range(len(rec.targs))),
                        *(low.names[id(p)] for p in rec.params),
                        *(low.names[id(c)] for c in low.consts), "seed"]
@@ -224,7 +225,7 @@ class Source:
                if j != i and line.kind != "del"):
             return None
         operands = set(re.findall(r"\w+", f"{a} {b}"))
-        if p in operands or not unread_after(lines[i + 1:], p, self.arrays[p], held(lines),
+        if p in operands or not unread_after(lines[i + 1:], p, self.arrays[p], self.held,
                                              self.low.returns.names()):
             return None
         return k, a, b

@@ -14,8 +14,9 @@ from .. import autograd as _autograd
 from .. import functional as F
 from .. import ops
 from ..autograd import record
+from ..compiler.kernels import FORWARD_INTO
 from ..creation import rng as random_generator
-from ..ops import _zero, apply
+from ..ops import apply
 from ..tensor import Tensor
 from . import init
 from .activations import ReLU, Tanh
@@ -122,11 +123,12 @@ class Linear(Module):
 
 
 # Activations Sequential writes over a Linear's result (``_written_over``): the op, and its
-# forward into its input, the same bits as the op table's forward. Each op's rule reads its
-# result, never its input (``reads=("out",)``), and linear's rules never read their result.
+# forward into its input (the compiler's in-place variant, the same bits as the op table's
+# forward). Each op's rule reads its result, never its input (``reads=("out",)``), and
+# linear's rules never read their result.
 _OVER: dict[type, tuple[ops.Op, Any]] = {
-    ReLU: (ops.relu, lambda d: np.maximum(d, _zero(d), out=d)),
-    Tanh: (ops.tanh, lambda d: np.tanh(d, out=d)),
+    ReLU: (ops.relu, FORWARD_INTO["relu"]),
+    Tanh: (ops.tanh, FORWARD_INTO["tanh"]),
 }
 
 
