@@ -85,13 +85,13 @@ def _worker(contender: str, batch: int, repeat: int) -> float:
     for a, b, out in work:  # the same products, to rounding
         assert np.allclose(out, a @ b, rtol=1e-4, atol=1e-3), "MKL call gave a wrong product"
     times = []
-    for _ in range(repeat + 3):
+    for _ in range(repeat + 10):  # (the first ten: warm-up, MKL starting its threads)
         if contender == "MKL beside OpenBLAS":
             numpy_step()
         t = time.perf_counter()
         (numpy_step if contender == "OpenBLAS" else mkl_step)()
         times.append(time.perf_counter() - t)
-    return statistics.median(times[3:])
+    return statistics.median(times[10:])
 
 
 def main() -> None:
@@ -117,10 +117,12 @@ def main() -> None:
         got: dict[str, list[float]] = {c: [] for c in CONTENDERS}
         for r in range(args.rounds):
             for c in (CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]):
-                out = subprocess.run([sys.executable, __file__, "--worker", c, str(batch),
-                                      "--repeat", str(args.repeat)],
-                                     capture_output=True, text=True, check=True).stdout
-                got[c].append(float(out))
+                done = subprocess.run([sys.executable, __file__, "--worker", c, str(batch),
+                                       "--repeat", str(args.repeat)],
+                                      capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"blas_choice.py: the {c!r} worker failed:\n{done.stderr}")
+                got[c].append(float(done.stdout))
         print(f"batch {batch}: the step's 8 float32 products, median of {args.rounds} rounds")
         print("| contender | time | vs OpenBLAS (median of rounds) |\n|---|---|---|")
         for c in CONTENDERS:
