@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
+import os
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -489,6 +490,13 @@ def run_backward(
     # latest-made waiting node, the one the heap would give next, so the order (and every
     # bit) is the heap's, and a chain (one consumer per node, most small steps) pays no heap
     # push or pop. Invariant: ``nxt`` is None or the heap is empty.
+    if (_native_walk is not None and capture is None and not create_graph and len(roots) == 1
+            and not _threads_changed and roots[0]._op is not None and roots[0]._g is None):
+        # The usual call (one computed root, no observer, no create_graph, no capture): the
+        # same walk, line for line, in C (_backward.c), which calls back here for the rare
+        # paths. Everything below is its definition and runs every other case.
+        _native_walk(roots[0], seeds[0], retain_graph, seeds)
+        return None
     if create_graph:  # the gradients are Tensors that become .grad as they are: none shared
         seeds = [_unshared(s) for s in seeds]
     heap: list[tuple[int, Tensor]] = []
@@ -874,6 +882,24 @@ def _roots_and_seeds(tensors: Any, grad_tensors: Any) -> tuple[list[Tensor], lis
     for r in roots:
         check_root(r)
     return roots, [seed_for(r, g) for r, g in zip(roots, given)]
+
+
+def _load_native_walk() -> Any:
+    """``_backward.walk``, the C copy of ``run_backward``'s usual case, where the extension
+    was built (``pip install`` compiles it; see setup.py) and ``GLASSGRAD_NATIVE=0`` is not
+    set; else None, and every backward pass runs ``run_backward`` in Python."""
+    if os.environ.get("GLASSGRAD_NATIVE", "").strip() == "0":
+        return None
+    try:
+        from . import _backward  # noqa: PLC0415
+    except ImportError:
+        return None
+    _backward.setup(Tensor, globals())
+    return _backward.walk
+
+
+_native_walk = _load_native_walk()
+NATIVE_WALK = _native_walk is not None  # whether the usual backward pass runs in C
 
 
 def __getattr__(name: str) -> Any:

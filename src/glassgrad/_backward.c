@@ -1,0 +1,409 @@
+/* The backward walk's hot loop, in C: a line-for-line copy of autograd.run_backward's usual
+ * case, to take the Python interpreter's bookkeeping out of every backward() call.
+ *
+ * autograd.py stays the definition. This file is its usual case only: one root (a graph
+ * node whose gradient slot is empty), no observer attached in any thread, no create_graph,
+ * no capture (grad()'s inputs=). run_backward calls walk() only then, and does everything
+ * else itself. Inside the walk, the rare paths call back into autograd.py by name (looked up
+ * in its module dict at each use, so a monkeypatched helper is honoured):
+ *   - _rebased and _check_unmodified, for a node made before the last in-place write;
+ *   - to_input, for an edge whose gradient differs from its input in shape or dtype
+ *     (broadcasting, or a dtype cast);
+ *   - _freed_error, for a node whose graph an earlier backward pass freed;
+ *   - store_grads, which puts the finished gradients into .grad.
+ * The order of the walk (latest-made node first, one waiting node held apart from the heap),
+ * the rules called and their arguments, and the accumulation are autograd.py's, so every
+ * gradient has the same bits (tests/test_native_backward.py checks this against the Python
+ * walk). On an error the gradients collected so far are dropped, .grad and the graph are
+ * untouched, as in autograd.py.
+ *
+ * Tensor's slots are read at their fixed offsets (Tensor has __slots__; setup() looks the
+ * offsets up once), the way CPython's own member descriptors read them.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+/* Offsets of Tensor's slots, and autograd's module dict: set by setup(). */
+static Py_ssize_t OFF_G, OFF_PARENTS, OFF_STAMP, OFF_OP, OFF_ATTRS, OFF_DATA, OFF_REQUIRES_GRAD,
+    OFF_RETAIN;
+static PyObject *autograd_dict;
+static PyObject *heappush, *heappop;
+static PyObject *s_rules, *s_backward, *s_writes, *s_rebased, *s_check_unmodified, *s_to_input,
+    *s_freed_error, *s_store_grads;
+
+#define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+/* A slot's value (borrowed), or NULL with AttributeError when it was never set. */
+static inline PyObject *get(PyObject *o, Py_ssize_t off) {
+    PyObject *v = SLOT(o, off);
+    if (v == NULL)
+        PyErr_SetString(PyExc_AttributeError, "glassgrad: a Tensor slot the walk reads is unset");
+    return v;
+}
+
+/* Set a slot to v, taking over the reference the caller owns. */
+static inline void set(PyObject *o, Py_ssize_t off, PyObject *v) {
+    PyObject *old = SLOT(o, off);
+    SLOT(o, off) = v;
+    Py_XDECREF(old);
+}
+
+/* autograd.<name> (borrowed), looked up now. */
+static PyObject *helper(PyObject *name) {
+    PyObject *v = PyDict_GetItemWithError(autograd_dict, name);
+    if (v == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_AttributeError, "glassgrad.autograd has no %U", name);
+    return v;
+}
+
+/* heappush(heap, (-node._stamp, node)) */
+static int push(PyObject *heap, PyObject *node) {
+    PyObject *stamp = get(node, OFF_STAMP);
+    if (stamp == NULL) return -1;
+    PyObject *key = PyNumber_Negative(stamp);
+    if (key == NULL) return -1;
+    PyObject *item = PyTuple_Pack(2, key, node);
+    Py_DECREF(key);
+    if (item == NULL) return -1;
+    PyObject *r = PyObject_CallFunctionObjArgs(heappush, heap, item, NULL);
+    Py_DECREF(item);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Whether gradient pg can go to an input whose array is pdata as it is: autograd.py's
+ * "pg.shape != pdata.shape or pg.dtype is not pdata.dtype" test, for two exact ndarrays
+ * (-1: not two exact ndarrays, let autograd.py decide). */
+static int same_shape_and_dtype(PyObject *pg, PyObject *pdata) {
+    if (!PyArray_CheckExact(pg) || !PyArray_CheckExact(pdata)) return -1;
+    PyArrayObject *a = (PyArrayObject *)pg, *b = (PyArrayObject *)pdata;
+    if (PyArray_DESCR(a) != PyArray_DESCR(b) || PyArray_NDIM(a) != PyArray_NDIM(b)) return 0;
+    for (int k = 0; k < PyArray_NDIM(a); k++)
+        if (PyArray_DIM(a, k) != PyArray_DIM(b, k)) return 0;
+    return 1;
+}
+
+/* The gradient an input receives: pg itself, or to_input(pg, pdata) (new reference; steals
+ * pg). */
+static PyObject *as_input(PyObject *pg, PyObject *pdata) {
+    int same = same_shape_and_dtype(pg, pdata);
+    if (same == 1) return pg;
+    if (same == -1) {  /* not two arrays (a NumPy scalar from a 0-d rule): Python's test */
+        PyObject *shape_a = PyObject_GetAttrString(pg, "shape");
+        PyObject *shape_b = shape_a ? PyObject_GetAttrString(pdata, "shape") : NULL;
+        PyObject *dt_a = shape_b ? PyObject_GetAttrString(pg, "dtype") : NULL;
+        PyObject *dt_b = dt_a ? PyObject_GetAttrString(pdata, "dtype") : NULL;
+        int differ = dt_b ? PyObject_RichCompareBool(shape_a, shape_b, Py_NE) : -1;
+        if (differ == 0) differ = dt_a != dt_b;
+        Py_XDECREF(shape_a); Py_XDECREF(shape_b); Py_XDECREF(dt_a); Py_XDECREF(dt_b);
+        if (differ < 0) { Py_DECREF(pg); return NULL; }
+        if (!differ) return pg;
+    }
+    PyObject *to_input = helper(s_to_input);
+    PyObject *r = to_input ? PyObject_CallFunctionObjArgs(to_input, pg, pdata, NULL) : NULL;
+    Py_DECREF(pg);
+    return r;
+}
+
+/* Raise autograd._freed_error(node). */
+static void raise_freed(PyObject *node) {
+    PyObject *make = helper(s_freed_error);
+    PyObject *e = make ? PyObject_CallOneArg(make, node) : NULL;
+    if (e != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(e), e);
+        Py_DECREF(e);
+    }
+}
+
+/* One node's rules: send each input that needs a gradient its share, accumulating into its
+ * _g slot, and queue the inputs reached for the first time (autograd.py's inner loop).
+ * *nxt is the one waiting node held apart from the heap (an owned reference, or NULL). */
+static int run_rules(PyObject *node, PyObject *g, PyObject *parents, PyObject *heap,
+                     PyObject *leaves, PyObject **nxt) {
+    PyObject *op = get(node, OFF_OP), *attrs = get(node, OFF_ATTRS), *out = get(node, OFF_DATA);
+    if (op == NULL || attrs == NULL || out == NULL) return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(parents);
+    /* The rules' arguments (grad, out, *inputs), owned here so no rule can free them. */
+    PyObject *small[8], **args = small;
+    if (n + 2 > 8) {
+        args = PyMem_Malloc((size_t)(n + 2) * sizeof(PyObject *));
+        if (args == NULL) { PyErr_NoMemory(); return -1; }
+    }
+    Py_ssize_t held = 0;
+    int status = -1;
+    PyObject *rules = NULL, *all_grads = NULL;
+    args[held++] = Py_NewRef(g);
+    args[held++] = Py_NewRef(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *data = get(PyTuple_GET_ITEM(parents, i), OFF_DATA);
+        if (data == NULL) goto done;
+        args[held++] = Py_NewRef(data);
+    }
+    PyObject *kw = (attrs != Py_None && PyDict_Check(attrs) && PyDict_GET_SIZE(attrs)) ? attrs
+                                                                                         : NULL;
+    rules = PyObject_GetAttr(op, s_rules);
+    if (rules == NULL) goto done;
+    if (rules != Py_None && (!PyTuple_CheckExact(rules) || PyTuple_GET_SIZE(rules) < n)) {
+        /* (never for the op table's ops: a tuple with one rule per input) as Python would:
+         * a tuple of it, or the IndexError of rules[i] */
+        Py_SETREF(rules, PySequence_Tuple(rules));
+        if (rules == NULL) goto done;
+        if (PyTuple_GET_SIZE(rules) < n) {
+            PyErr_Format(PyExc_IndexError, "op '%S' has %zd rules for %zd inputs", op,
+                         PyTuple_GET_SIZE(rules), n);
+            goto done;
+        }
+    }
+    if (rules == Py_None) {  /* a variadic op (concatenate): one rule gives all gradients */
+        PyObject *backward = PyObject_GetAttr(op, s_backward);
+        if (backward == NULL) goto done;
+        all_grads = PyObject_VectorcallDict(backward, args, n + 2, kw);
+        Py_DECREF(backward);
+        if (all_grads == NULL) goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyTuple_GET_ITEM(parents, i);
+        PyObject *requires_grad = get(p, OFF_REQUIRES_GRAD);
+        if (requires_grad == NULL) goto done;
+        int needs = PyObject_IsTrue(requires_grad);
+        if (needs < 0) goto done;
+        if (!needs) continue;
+        PyObject *pg;
+        if (rules == Py_None) {
+            pg = PySequence_GetItem(all_grads, i);
+        } else {
+            PyObject *rule = PyTuple_GET_ITEM(rules, i);
+            if (rule == Py_None) continue;
+            pg = PyObject_VectorcallDict(rule, args, n + 2, kw);
+        }
+        if (pg == NULL) goto done;
+        if (pg == Py_None) { Py_DECREF(pg); continue; }
+        PyObject *pdata = get(p, OFF_DATA);
+        if (pdata == NULL) { Py_DECREF(pg); goto done; }
+        pg = as_input(pg, pdata);
+        if (pg == NULL) goto done;
+        PyObject *prev = SLOT(p, OFF_G);
+        if (prev != NULL && prev != Py_None) {  /* a second path into p: accumulate */
+            PyObject *sum = PyNumber_Add(prev, pg);
+            Py_DECREF(pg);
+            if (sum == NULL) goto done;
+            set(p, OFF_G, sum);
+            continue;
+        }
+        set(p, OFF_G, pg);
+        PyObject *p_op = get(p, OFF_OP);
+        if (p_op == NULL) goto done;
+        if (p_op == Py_None) {
+            if (PyList_Append(leaves, p) < 0) goto done;
+        } else if (*nxt == NULL && PyList_GET_SIZE(heap) == 0) {
+            *nxt = Py_NewRef(p);
+        } else {  /* a second node waits: both go to the heap, which orders them */
+            if (*nxt != NULL) {
+                if (push(heap, *nxt) < 0) goto done;
+                Py_CLEAR(*nxt);
+            }
+            if (push(heap, p) < 0) goto done;
+        }
+    }
+    status = 0;
+done:
+    Py_XDECREF(rules);
+    Py_XDECREF(all_grads);
+    for (Py_ssize_t i = 0; i < held; i++) Py_DECREF(args[i]);
+    if (args != small) PyMem_Free(args);
+    return status;
+}
+
+/* walk(root, seed, retain_graph, seeds): run_backward((root,), seeds) for its usual case. */
+static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 4) {
+        PyErr_SetString(PyExc_TypeError, "walk(root, seed, retain_graph, seeds)");
+        return NULL;
+    }
+    PyObject *root = argv[0], *seed = argv[1], *seeds = argv[3];
+    int retain = PyObject_IsTrue(argv[2]);
+    if (retain < 0) return NULL;
+    PyObject *last_write = helper(s_writes);
+    if (last_write == NULL) return NULL;
+    Py_INCREF(last_write);
+    PyObject *heap = PyList_New(0), *leaves = PyList_New(0), *walked = PyList_New(0),
+             *done = PyList_New(0);
+    PyObject *nxt = NULL, *result = NULL;
+    if (heap == NULL || leaves == NULL || walked == NULL || done == NULL) goto out;
+    set(root, OFF_G, Py_NewRef(seed));
+    nxt = Py_NewRef(root);  /* the usual call: the root waits alone (no heap) */
+    for (;;) {
+        PyObject *node;
+        if (nxt != NULL) {
+            node = nxt;
+            nxt = NULL;
+        } else if (PyList_GET_SIZE(heap)) {
+            PyObject *item = PyObject_CallOneArg(heappop, heap);
+            if (item == NULL) goto fail;
+            node = Py_NewRef(PyTuple_GET_ITEM(item, 1));
+            Py_DECREF(item);
+        } else {
+            break;
+        }
+        /* node: owned. Take its gradient out of the slot. */
+        PyObject *g = SLOT(node, OFF_G);
+        SLOT(node, OFF_G) = Py_NewRef(Py_None);
+        if (g == NULL) g = Py_NewRef(Py_None);
+        PyObject *parents = get(node, OFF_PARENTS);
+        int ok = parents != NULL;
+        if (ok && parents == Py_None) {
+            raise_freed(node);
+            ok = 0;
+        }
+        if (ok) {
+            Py_INCREF(parents);
+            if (!PyTuple_CheckExact(parents)) {  /* (record always stores a tuple) */
+                Py_SETREF(parents, PySequence_Tuple(parents));
+                if (parents == NULL) { Py_DECREF(g); Py_DECREF(node); goto fail; }
+            }
+            ok = PyList_Append(walked, node) == 0;
+            PyObject *retain_flag = ok ? get(node, OFF_RETAIN) : NULL;
+            ok = retain_flag != NULL;
+            if (ok && PyObject_IsTrue(retain_flag) == 1) {  /* retain_grad(): keep its grad */
+                PyObject *pair = PyTuple_Pack(2, node, g);
+                ok = pair != NULL && PyList_Append(done, pair) == 0;
+                Py_XDECREF(pair);
+            }
+            PyObject *stamp = ok ? get(node, OFF_STAMP) : NULL;
+            int older = stamp ? PyObject_RichCompareBool(stamp, last_write, Py_LT) : -1;
+            ok = older >= 0;
+            if (ok && older) {  /* written in place since node was made: autograd.py checks */
+                PyObject *rebased = helper(s_rebased);
+                ok = rebased != NULL;
+                if (ok && rebased != Py_None) {
+                    PyObject *as_used = PyObject_CallFunctionObjArgs(rebased, node, walked, NULL);
+                    ok = as_used != NULL;
+                    if (ok) Py_SETREF(parents, as_used);
+                    if (ok && !PyTuple_CheckExact(parents)) {
+                        Py_SETREF(parents, PySequence_Tuple(parents));
+                        ok = parents != NULL;
+                    }
+                }
+                PyObject *check = ok ? helper(s_check_unmodified) : NULL;
+                PyObject *r = check ? PyObject_CallFunctionObjArgs(check, node, parents, NULL)
+                                    : NULL;
+                ok = r != NULL;
+                Py_XDECREF(r);
+            }
+            if (ok) ok = run_rules(node, g, parents, heap, leaves, &nxt) == 0;
+            Py_XDECREF(parents);
+        }
+        Py_DECREF(g);
+        Py_DECREF(node);
+        if (!ok) goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(leaves); i++) {
+        PyObject *leaf = PyList_GET_ITEM(leaves, i);
+        PyObject *lg = SLOT(leaf, OFF_G);
+        PyObject *pair = PyTuple_Pack(2, leaf, lg != NULL ? lg : Py_None);
+        if (pair == NULL || PyList_Append(done, pair) < 0) {
+            Py_XDECREF(pair);
+            goto fail;
+        }
+        Py_DECREF(pair);
+        set(leaf, OFF_G, Py_NewRef(Py_None));
+    }
+    PyObject *store = helper(s_store_grads);
+    PyObject *r = store ? PyObject_CallFunctionObjArgs(store, done, seeds, NULL) : NULL;
+    if (r == NULL) goto out;
+    Py_DECREF(r);
+    if (!retain) {  /* free the graph: a second backward through it raises */
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(walked); i++) {
+            PyObject *w = PyList_GET_ITEM(walked, i);
+            set(w, OFF_PARENTS, Py_NewRef(Py_None));
+            set(w, OFF_ATTRS, Py_NewRef(Py_None));
+        }
+    }
+    result = Py_NewRef(Py_None);
+    goto out;
+fail: {  /* nodes still waiting hold a partial gradient: drop them, keep the error */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(heap); i++)
+            set(PyTuple_GET_ITEM(PyList_GET_ITEM(heap, i), 1), OFF_G, Py_NewRef(Py_None));
+        if (nxt != NULL) set(nxt, OFF_G, Py_NewRef(Py_None));
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(leaves); i++)
+            set(PyList_GET_ITEM(leaves, i), OFF_G, Py_NewRef(Py_None));
+        PyErr_Restore(type, value, tb);
+    }
+out:
+    Py_XDECREF(nxt);
+    Py_DECREF(last_write);
+    Py_XDECREF(heap);
+    Py_XDECREF(leaves);
+    Py_XDECREF(walked);
+    Py_XDECREF(done);
+    return result;
+}
+
+static Py_ssize_t slot_offset(PyObject *type, const char *name) {
+    PyObject *d = PyObject_GetAttrString(type, name);
+    if (d == NULL) return -1;
+    if (Py_TYPE(d) != &PyMemberDescr_Type) {
+        Py_DECREF(d);
+        PyErr_Format(PyExc_TypeError, "Tensor.%s is not a slot", name);
+        return -1;
+    }
+    Py_ssize_t off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    return off;
+}
+
+/* setup(Tensor, autograd.__dict__): read the slot offsets, keep the module dict. */
+static PyObject *setup(PyObject *self, PyObject *args) {
+    PyObject *tensor, *module_dict;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &tensor, &PyDict_Type, &module_dict))
+        return NULL;
+    struct { Py_ssize_t *off; const char *name; } slots[] = {
+        {&OFF_G, "_g"}, {&OFF_PARENTS, "_parents"}, {&OFF_STAMP, "_stamp"}, {&OFF_OP, "_op"},
+        {&OFF_ATTRS, "_attrs"}, {&OFF_DATA, "_data"}, {&OFF_REQUIRES_GRAD, "_requires_grad"},
+        {&OFF_RETAIN, "_retain"}};
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+        *slots[i].off = slot_offset(tensor, slots[i].name);
+        if (*slots[i].off < 0) return NULL;
+    }
+    Py_XSETREF(autograd_dict, Py_NewRef(module_dict));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL,
+     "walk(root, seed, retain_graph, seeds): autograd.run_backward's usual case."},
+    {"setup", setup, METH_VARARGS, "setup(Tensor, autograd.__dict__)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "glassgrad._backward",
+    .m_doc = "The backward walk's hot loop in C (see _backward.c).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__backward(void) {
+    import_array();
+    PyObject *heapq = PyImport_ImportModule("heapq");
+    if (heapq == NULL) return NULL;
+    heappush = PyObject_GetAttrString(heapq, "heappush");
+    heappop = PyObject_GetAttrString(heapq, "heappop");
+    Py_DECREF(heapq);
+    if (heappush == NULL || heappop == NULL) return NULL;
+    const char *names[] = {"rules", "backward", "_writes", "_rebased", "_check_unmodified",
+                           "to_input", "_freed_error", "store_grads"};
+    PyObject **slots[] = {&s_rules, &s_backward, &s_writes, &s_rebased, &s_check_unmodified,
+                          &s_to_input, &s_freed_error, &s_store_grads};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        *slots[i] = PyUnicode_InternFromString(names[i]);
+        if (*slots[i] == NULL) return NULL;
+    }
+    return PyModule_Create(&module);
+}

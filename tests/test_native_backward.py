@@ -1,0 +1,316 @@
+"""The backward walk in C (``_backward.c``) against its definition, ``run_backward`` in Python.
+
+Every test builds the same graph twice from the same values and walks it once in C and once
+in Python (``autograd._native_walk`` set to None), then compares: gradients bit for bit,
+errors type and message, and what is left behind (``.grad``, the graph, references). The C
+walk is loaded here even when ``GLASSGRAD_NATIVE=0`` switched it off for the library (CI
+runs the whole suite once that way, so the Python walk stays tested as the default too).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import glassgrad as gg
+from glassgrad import autograd
+from glassgrad.tensor import Tensor
+
+try:
+    from glassgrad import _backward
+except ImportError:  # not built here (no C compiler at install time)
+    _backward = None
+
+needs_native = pytest.mark.skipif(
+    _backward is None and not os.environ.get("GLASSGRAD_REQUIRE_NATIVE"),
+    reason="glassgrad._backward was not built (pip install compiles it; needs a C compiler)")
+
+
+def test_native_walk_is_built_where_required() -> None:
+    """CI sets GLASSGRAD_REQUIRE_NATIVE=1: there the extension must have been built, and the
+    library must use it unless GLASSGRAD_NATIVE=0 asks otherwise."""
+    if not os.environ.get("GLASSGRAD_REQUIRE_NATIVE"):
+        pytest.skip("GLASSGRAD_REQUIRE_NATIVE is not set (only CI requires the C walk)")
+    assert _backward is not None, "pip install did not build glassgrad._backward"
+    off = os.environ.get("GLASSGRAD_NATIVE", "").strip() == "0"
+    assert autograd.NATIVE_WALK is not off
+
+
+@pytest.fixture
+def native() -> Callable[..., Any]:
+    """``run(build)``: build() makes a graph and returns (loss, tensors); walk it in Python and
+    in C, each on a fresh build; return both runs' results per tensor."""
+    if _backward is None:
+        pytest.fail("glassgrad._backward is not built") if os.environ.get(
+            "GLASSGRAD_REQUIRE_NATIVE") else pytest.skip("glassgrad._backward is not built")
+    _backward.setup(Tensor, autograd.__dict__)
+    saved = autograd._native_walk
+
+    def run(build: Callable[[], tuple[Tensor, list[Tensor]]], **backward: Any) -> list[Any]:
+        results = []
+        for walk in (None, _backward.walk):
+            autograd._native_walk = walk
+            try:
+                loss, tensors = build()
+                loss.backward(**backward)
+                results.append([None if t.grad is None else t.grad.numpy().copy()
+                                for t in tensors])
+            finally:
+                autograd._native_walk = saved
+        return results
+
+    yield run
+    autograd._native_walk = saved
+
+
+def _same_bits(python: list[Any], c: list[Any]) -> None:
+    assert len(python) == len(c)
+    for i, (p, q) in enumerate(zip(python, c)):
+        if p is None or q is None:
+            assert p is None and q is None, f"tensor {i}: a gradient in one walk only"
+            continue
+        assert p.dtype == q.dtype and p.shape == q.shape, f"tensor {i}"
+        assert p.tobytes() == q.tobytes(), f"tensor {i}: {p} vs {q}"
+
+
+@needs_native
+def test_every_op_of_the_table(native: Any, cases: Any) -> None:
+    """Every op's rules, over the table's own sweep of shapes (broadcast edges, reductions,
+    variadic ops, class inputs), give the same gradients in both walks."""
+    for name, shapes, attrs in cases.OP_CASES:
+        op = gg.OPS[name]
+
+        def build(op: Any = op, shapes: tuple = shapes, attrs: dict = attrs) -> Any:
+            inputs = cases.sample(op, shapes, np.random.default_rng(7))
+            out = op(*inputs, **attrs)
+            weights = np.random.default_rng(3).standard_normal(out.shape)
+            return (out * gg.tensor(weights)).sum(), [x for x in inputs
+                                                     if isinstance(x, Tensor)]
+
+        python, c = native(build)
+        assert any(g is not None for g in c), name
+        _same_bits(python, c)
+
+
+def _mlp() -> tuple[Tensor, list[Tensor]]:
+    """A two-layer net with cross-entropy: a chain, a bias broadcast, a float32 graph."""
+    gg.manual_seed(0)
+    model = gg.nn.Sequential(gg.nn.Linear(5, 7), gg.nn.Tanh(), gg.nn.Linear(7, 3))
+    x = gg.tensor(np.random.default_rng(1).standard_normal((6, 5)).astype(np.float32))
+    y = np.array([0, 1, 2, 1, 0, 2])
+    return gg.nn.functional.cross_entropy(model(x), y), list(model.parameters())
+
+
+def _diamond() -> tuple[Tensor, list[Tensor]]:
+    """x reaches the loss by four paths of different lengths: the heap orders the walk, and
+    x's gradient accumulates four times (in the walk's order, so the bits depend on it)."""
+    x = gg.tensor(np.linspace(-1, 1, 5), requires_grad=True)
+    a = x.tanh()
+    b = (x * 3).exp()
+    c = a * b + x.sin()
+    d = (c + a).sum() + (b * x).mean()
+    return d, [x]
+
+
+def _reused_and_mixed() -> tuple[Tensor, list[Tensor]]:
+    """``a + a`` (one array sent to both inputs), a float32 leaf meeting a float64 one (the
+    edges cast), a 0-d leaf broadcast against a matrix (the edge sums it), a leaf that needs
+    no gradient beside ones that do."""
+    a = gg.tensor(np.arange(6.0).reshape(2, 3).astype(np.float32), requires_grad=True)
+    s = gg.tensor(np.float64(0.5), requires_grad=True)
+    k = gg.tensor(np.ones((2, 3)))
+    out = ((a + a) * s + k).pow(2).sum()
+    return out, [a, s, k]
+
+
+@needs_native
+@pytest.mark.parametrize("build", [_mlp, _diamond, _reused_and_mixed])
+def test_graphs(native: Any, build: Callable[[], Any]) -> None:
+    _same_bits(*native(build))
+
+
+@needs_native
+def test_retain_graph_and_retain_grad(native: Any) -> None:
+    """Two passes through a kept graph accumulate; an intermediate with retain_grad() gets
+    its .grad; the graph is freed after the second pass in both walks."""
+    def build() -> Any:
+        x = gg.tensor([0.5, -1.0, 2.0], requires_grad=True)
+        h = x.exp()
+        h.retain_grad()
+        loss = (h * x).sum()
+        loss.backward(retain_graph=True)
+        return loss, [x, h]
+
+    python, c = native(build)
+    _same_bits(python, c)
+    assert python[1] is not None
+
+
+@needs_native
+def test_errors_are_the_same_and_leave_nothing_behind(native: Any) -> None:
+    _backward.setup(Tensor, autograd.__dict__)
+    messages = []
+    saved = autograd._native_walk
+    for walk in (None, _backward.walk):
+        autograd._native_walk = walk
+        try:
+            # a second backward through a freed graph
+            x = gg.tensor([1.0, 2.0], requires_grad=True)
+            loss = (x * x).sum()
+            loss.backward()
+            with pytest.raises(autograd.GraphError) as freed:
+                loss.backward()
+            # a value the rules need, written in place after the forward pass
+            w = gg.tensor([1.0, 2.0], requires_grad=True)
+            loss = (w * w).sum()
+            with gg.no_grad():
+                w -= 1
+            with pytest.raises(autograd.GraphError) as modified:
+                loss.backward()
+            assert w.grad is None and loss._parents is not None  # nothing stored or freed
+
+            # a rule that raises half-way: no .grad, no partial gradient left in any slot
+            class Boom(gg.autograd.Function):
+                @staticmethod
+                def forward(ctx: Any, t: Any) -> Any:
+                    return t * 2
+
+                @staticmethod
+                def backward(ctx: Any, g: Any) -> Any:
+                    raise ValueError("boom")
+
+            a = gg.tensor([1.0, 2.0], requires_grad=True)
+            mid = a * 3
+            loss = (Boom.apply(mid) + mid).sum()
+            with pytest.raises(ValueError, match="boom"):
+                loss.backward()
+            assert a.grad is None and a._g is None and mid._g is None
+            assert loss._parents is not None
+            messages.append((str(freed.value), str(modified.value)))
+        finally:
+            autograd._native_walk = saved
+    assert messages[0] == messages[1]
+
+
+@needs_native
+def test_in_place_op_recorded_in_the_graph(native: Any) -> None:
+    """An in-place op inside the graph: the walk takes the route to the old values
+    (``_rebased``) through autograd.py, from C as from Python."""
+    def build() -> Any:
+        x = gg.tensor([0.5, 1.5, -2.0], requires_grad=True)
+        y = x * 2
+        y.mul_(3)
+        z = y.sin()  # (sin's rule reads its input, not its result: z may be written)
+        z.add_(x)
+        return (z * y).sum(), [x]
+
+    _same_bits(*native(build))
+
+
+@needs_native
+def test_a_long_chain(native: Any) -> None:
+    """200,000 nodes: no recursion, and the same result."""
+    def build() -> Any:
+        x = gg.tensor([1.0], requires_grad=True)
+        y = x
+        for _ in range(200_000):
+            y = y * 1.0000001
+        return y.sum(), [x]
+
+    _same_bits(*native(build))
+
+
+@needs_native
+def test_no_reference_is_leaked_or_lost(native: Any) -> None:
+    """After many walks in C, the parameters, the seed and the graph hold exactly the
+    references they held before (a C refcount error would show as a count that drifts, or
+    as a graph that never dies)."""
+    autograd._native_walk = _backward.walk  # (the fixture puts the library's own back)
+    w = gg.tensor(np.ones((3, 3)), requires_grad=True)
+    x = gg.tensor(np.ones((4, 3)))
+
+    def one_step() -> weakref.ref:
+        h = (x @ w).tanh()
+        loss = (h * h).sum() + h.mean()
+        loss.backward()
+        return weakref.ref(h)
+
+    one_step()
+    gc.collect()
+    before = (sys.getrefcount(w), sys.getrefcount(w._data), sys.getrefcount(x._data))
+    seed = autograd._SEEDS[(w._data.dtype, ())]
+    seed_refs = sys.getrefcount(seed)
+    dead = [one_step() for _ in range(200)]
+    gc.collect()
+    assert all(r() is None for r in dead)  # each step's graph was freed
+    assert (sys.getrefcount(w), sys.getrefcount(w._data), sys.getrefcount(x._data)) == before
+    assert sys.getrefcount(seed) == seed_refs
+    assert w.grad is not None and np.all(np.isfinite(w.grad.numpy()))
+
+
+@needs_native
+def test_which_calls_take_the_c_walk() -> None:
+    """The C walk runs the usual call only: observers, create_graph, grad() and a thread in
+    no_grad elsewhere take autograd.py's walk (which they need: hooks, Tensors, capture)."""
+    _backward.setup(Tensor, autograd.__dict__)
+    calls = []
+
+    def counting(*args: Any) -> Any:
+        calls.append(1)
+        return _backward.walk(*args)
+
+    saved = autograd._native_walk
+    autograd._native_walk = counting
+    try:
+        def loss() -> tuple[Tensor, Tensor]:
+            x = gg.tensor([1.0, 2.0], requires_grad=True)
+            return (x.exp() * x).sum(), x
+
+        y, x = loss()
+        y.backward()
+        assert len(calls) == 1
+        y, x = loss()
+        gg.grad(y, x)
+        y, x = loss()
+        y.backward(create_graph=True)
+        y, x = loss()
+        with gg.explain.trace():
+            y.backward()
+        stop, ready = threading.Event(), threading.Event()
+
+        def elsewhere() -> None:
+            with gg.no_grad():
+                ready.set()
+                stop.wait(10)
+
+        t = threading.Thread(target=elsewhere)
+        t.start()
+        ready.wait(10)
+        try:
+            y, x = loss()
+            y.backward()
+        finally:
+            stop.set()
+            t.join()
+        assert len(calls) == 1
+        y, x = loss()
+        y.backward()
+        assert len(calls) == 2
+    finally:
+        autograd._native_walk = saved
+
+
+def test_glassgrad_native_0_switches_it_off() -> None:
+    code = "from glassgrad import autograd; print(autograd.NATIVE_WALK)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "GLASSGRAD_NATIVE": "0"}, check=True)
+    assert out.stdout.strip() == "False"
