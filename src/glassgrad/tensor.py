@@ -414,6 +414,12 @@ class Tensor:
             seed = _autograd._SEEDS.get((data.dtype, data.shape))
         if seed is None:
             seed = _autograd.seed_for(self, gradient)
+        walk = _autograd._native_walk
+        if (walk is not None and not create_graph and not _autograd._threads_changed
+                and self._op is not None and self._g is None):
+            # run_backward's own first test, passed: its C copy, without run_backward's frame
+            walk(self, seed, bool(retain_graph), (seed,))
+            return
         if create_graph:
             seed = Tensor._wrap(seed)
         _autograd.run_backward((self,), (seed,), create_graph=create_graph,
