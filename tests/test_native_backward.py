@@ -239,21 +239,24 @@ def test_no_reference_is_leaked_or_lost(native: Any) -> None:
     x = gg.tensor(np.ones((4, 3)))
 
     def one_step() -> weakref.ref:
-        h = (x @ w).tanh()
+        h = (x @ w).tanh()  # (recorded by the C record too, where it is built)
         loss = (h * h).sum() + h.mean()
         loss.backward()
         return weakref.ref(h)
 
     one_step()
     gc.collect()
-    before = (sys.getrefcount(w), sys.getrefcount(w._data), sys.getrefcount(x._data))
     seed = autograd._SEEDS[(w._data.dtype, ())]
-    seed_refs = sys.getrefcount(seed)
+    ops = [gg.OPS[n] for n in ("matmul", "tanh", "mul", "sum", "mean", "add")]
+
+    def counts() -> list[int]:
+        return [sys.getrefcount(o) for o in (w, w._data, x._data, seed, Tensor, *ops)]
+
+    before = counts()
     dead = [one_step() for _ in range(200)]
     gc.collect()
     assert all(r() is None for r in dead)  # each step's graph was freed
-    assert (sys.getrefcount(w), sys.getrefcount(w._data), sys.getrefcount(x._data)) == before
-    assert sys.getrefcount(seed) == seed_refs
+    assert counts() == before
     assert w.grad is not None and np.all(np.isfinite(w.grad.numpy()))
 
 
@@ -314,3 +317,79 @@ def test_glassgrad_native_0_switches_it_off() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "GLASSGRAD_NATIVE": "0"}, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- record
+_UNSET = object()
+
+
+def _slots(t: Tensor) -> dict[str, Any]:
+    """Every slot that is set; arrays as (dtype, shape, bytes), the op and inputs by identity."""
+    found = {}
+    for s in Tensor.__slots__:
+        v = getattr(t, s, _UNSET)
+        if s == "__weakref__" or v is _UNSET:
+            continue
+        if isinstance(v, np.ndarray):
+            v = (type(v), v.dtype, v.shape, v.tobytes())
+        elif s == "_stamp":
+            v = "a stamp"  # (each record takes the next tick: equal only in kind)
+        found[s] = v
+    return found
+
+
+@needs_native
+def test_record_sets_what_the_python_record_sets() -> None:
+    """The C record against autograd.record_python: the same slots with the same values, for
+    results that need a gradient and results that do not, an array and a NumPy scalar (which
+    becomes a 0-d array), attributes, and a non-tuple input sequence."""
+    _backward.setup(Tensor, autograd.__dict__)
+    op = gg.OPS["add"]
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    k = gg.tensor([3.0, 4.0])
+    for inputs, out, attrs in [((x, k), np.array([4.0, 6.0]), None),
+                               ((k, k), np.array([6.0, 8.0]), None),
+                               ((x,), np.float32(2.5), {"axis": None, "keepdims": False}),
+                               ((k,), np.float64(7.0), {}),
+                               ([x, k], np.array([4.0, 6.0]), None)]:
+        python = autograd.record_python(op, inputs, out, attrs)
+        c = _backward.record(op, inputs, out, attrs)
+        assert type(c) is Tensor
+        assert _slots(c) == _slots(python)
+        assert c._parents is python._parents and c._attrs is python._attrs
+        if isinstance(out, np.ndarray):
+            assert c._data is out  # not copied
+        if python._requires_grad:
+            assert c._stamp > python._stamp  # the next tick: made later
+
+
+@needs_native
+def test_record_under_switched_threads_and_observers() -> None:
+    """With a thread in no_grad elsewhere, or an observer here, the C record hands over to
+    _record_switched: this thread still records, an observer sees every op."""
+    _backward.setup(Tensor, autograd.__dict__)
+    op = gg.OPS["mul"]
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+
+    class Observer:
+        def on_forward(self, op: Any, inputs: Any, out: Any) -> None:
+            seen.append((op.name, out))
+
+    with autograd.hook(Observer()):
+        out = _backward.record(op, (x, x), np.array([1.0, 4.0]), None)
+    assert seen == [("mul", out)] and out._requires_grad and out._op is op
+    with gg.no_grad():
+        off = _backward.record(op, (x, x), np.array([1.0, 4.0]), None)
+    assert not off._requires_grad and off._op is None and off._parents == ()
+
+
+def test_the_library_records_with_the_c_record_where_built() -> None:
+    from glassgrad import methods, ops
+    from glassgrad.nn import layers
+
+    if autograd.NATIVE_WALK:
+        assert autograd.record is _backward.record
+    else:
+        assert autograd.record is autograd.record_python
+    assert ops.record is methods.record is layers.record is autograd.record

@@ -19,6 +19,9 @@
  *
  * Tensor's slots are read at their fixed offsets (Tensor has __slots__; setup() looks the
  * offsets up once), the way CPython's own member descriptors read them.
+ *
+ * record() is the same kind of copy, of autograd.record: it wraps a forward result in a new
+ * Tensor and links it into the graph (every op of every forward pass calls it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,11 +31,13 @@
 
 /* Offsets of Tensor's slots, and autograd's module dict: set by setup(). */
 static Py_ssize_t OFF_G, OFF_PARENTS, OFF_STAMP, OFF_OP, OFF_ATTRS, OFF_DATA, OFF_REQUIRES_GRAD,
-    OFF_RETAIN;
+    OFF_RETAIN, OFF_GRAD, OFF_NAME;
+static PyTypeObject *tensor_type;
 static PyObject *autograd_dict;
 static PyObject *heappush, *heappop;
 static PyObject *s_rules, *s_backward, *s_writes, *s_rebased, *s_check_unmodified, *s_to_input,
-    *s_freed_error, *s_store_grads;
+    *s_freed_error, *s_store_grads, *s_threads_changed, *s_record_switched, *s_tick,
+    *s_requires_grad, *s_record_python;
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
@@ -345,6 +350,74 @@ out:
     return result;
 }
 
+/* record(op, inputs, out, attrs): autograd.record, line for line. */
+static PyObject *record(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 4) {
+        PyErr_SetString(PyExc_TypeError, "record(op, inputs, out, attrs)");
+        return NULL;
+    }
+    PyObject *op = argv[0], *inputs = argv[1], *out = argv[2], *attrs = argv[3];
+    if (!PyTuple_Check(inputs)) {  /* (callers pass a tuple) the Python definition's way */
+        PyObject *python = helper(s_record_python);
+        return python ? PyObject_Vectorcall(python, argv, argc, NULL) : NULL;
+    }
+    PyObject *data;  /* NumPy returns scalars for 0-d results: np.asarray(out) */
+    if (PyArray_CheckExact(out)) data = Py_NewRef(out);
+    else if ((data = PyArray_FromAny(out, NULL, 0, 0, NPY_ARRAY_ENSUREARRAY, NULL)) == NULL)
+        return NULL;
+    PyObject *result = tensor_type->tp_alloc(tensor_type, 0);  /* object.__new__(Tensor) */
+    if (result == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    SLOT(result, OFF_DATA) = data;
+    SLOT(result, OFF_G) = Py_NewRef(Py_None);
+    SLOT(result, OFF_GRAD) = Py_NewRef(Py_None);
+    SLOT(result, OFF_REQUIRES_GRAD) = Py_NewRef(Py_False);
+    SLOT(result, OFF_OP) = Py_NewRef(Py_None);
+    SLOT(result, OFF_PARENTS) = PyTuple_New(0);  /* the empty tuple: a shared singleton */
+    SLOT(result, OFF_ATTRS) = Py_NewRef(attrs);  /* kept on every result, for observers */
+    SLOT(result, OFF_RETAIN) = Py_NewRef(Py_False);
+    SLOT(result, OFF_NAME) = Py_NewRef(Py_None);
+    PyObject *changed = helper(s_threads_changed);
+    if (changed == NULL) goto fail;
+    int switched = PyObject_IsTrue(changed);
+    if (switched < 0) goto fail;
+    if (switched) {  /* some thread is in no_grad or watched: this thread's own switches */
+        PyObject *rest = helper(s_record_switched);
+        PyObject *r = rest ? PyObject_CallFunctionObjArgs(rest, op, inputs, result, NULL) : NULL;
+        Py_DECREF(result);
+        return r;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(inputs); i++) {
+        PyObject *t = PyTuple_GET_ITEM(inputs, i), *rg;
+        int needs;
+        if (PyObject_TypeCheck(t, tensor_type)) {
+            rg = get(t, OFF_REQUIRES_GRAD);
+            needs = rg ? PyObject_IsTrue(rg) : -1;
+        } else {  /* (not a Tensor: what Python's t._requires_grad would do) */
+            rg = PyObject_GetAttr(t, s_requires_grad);
+            needs = rg ? PyObject_IsTrue(rg) : -1;
+            Py_XDECREF(rg);
+        }
+        if (needs < 0) goto fail;
+        if (needs) {
+            PyObject *tick = helper(s_tick);
+            PyObject *stamp = tick ? PyObject_CallNoArgs(tick) : NULL;
+            if (stamp == NULL) goto fail;
+            set(result, OFF_REQUIRES_GRAD, Py_NewRef(Py_True));
+            set(result, OFF_OP, Py_NewRef(op));
+            set(result, OFF_PARENTS, Py_NewRef(inputs));
+            set(result, OFF_STAMP, stamp);  /* its place in the walk */
+            break;
+        }
+    }
+    return result;
+fail:
+    Py_DECREF(result);
+    return NULL;
+}
+
 static Py_ssize_t slot_offset(PyObject *type, const char *name) {
     PyObject *d = PyObject_GetAttrString(type, name);
     if (d == NULL) return -1;
@@ -366,18 +439,21 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     struct { Py_ssize_t *off; const char *name; } slots[] = {
         {&OFF_G, "_g"}, {&OFF_PARENTS, "_parents"}, {&OFF_STAMP, "_stamp"}, {&OFF_OP, "_op"},
         {&OFF_ATTRS, "_attrs"}, {&OFF_DATA, "_data"}, {&OFF_REQUIRES_GRAD, "_requires_grad"},
-        {&OFF_RETAIN, "_retain"}};
+        {&OFF_RETAIN, "_retain"}, {&OFF_GRAD, "_grad"}, {&OFF_NAME, "name"}};
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
         *slots[i].off = slot_offset(tensor, slots[i].name);
         if (*slots[i].off < 0) return NULL;
     }
     Py_XSETREF(autograd_dict, Py_NewRef(module_dict));
+    Py_XSETREF(tensor_type, (PyTypeObject *)Py_NewRef(tensor));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL,
      "walk(root, seed, retain_graph, seeds): autograd.run_backward's usual case."},
+    {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
+     "record(op, inputs, out, attrs): autograd.record."},
     {"setup", setup, METH_VARARGS, "setup(Tensor, autograd.__dict__)"},
     {NULL, NULL, 0, NULL}};
 
@@ -398,9 +474,11 @@ PyMODINIT_FUNC PyInit__backward(void) {
     Py_DECREF(heapq);
     if (heappush == NULL || heappop == NULL) return NULL;
     const char *names[] = {"rules", "backward", "_writes", "_rebased", "_check_unmodified",
-                           "to_input", "_freed_error", "store_grads"};
+                           "to_input", "_freed_error", "store_grads", "_threads_changed",
+                           "_record_switched", "_tick", "_requires_grad", "record_python"};
     PyObject **slots[] = {&s_rules, &s_backward, &s_writes, &s_rebased, &s_check_unmodified,
-                          &s_to_input, &s_freed_error, &s_store_grads};
+                          &s_to_input, &s_freed_error, &s_store_grads, &s_threads_changed,
+                          &s_record_switched, &s_tick, &s_requires_grad, &s_record_python};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         *slots[i] = PyUnicode_InternFromString(names[i]);
         if (*slots[i] == NULL) return NULL;

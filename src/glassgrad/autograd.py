@@ -884,10 +884,10 @@ def _roots_and_seeds(tensors: Any, grad_tensors: Any) -> tuple[list[Tensor], lis
     return roots, [seed_for(r, g) for r, g in zip(roots, given)]
 
 
-def _load_native_walk() -> Any:
-    """``_backward.walk``, the C copy of ``run_backward``'s usual case, where the extension
-    was built (``pip install`` compiles it; see setup.py) and ``GLASSGRAD_NATIVE=0`` is not
-    set; else None, and every backward pass runs ``run_backward`` in Python."""
+def _load_native() -> Any:
+    """The module ``_backward`` (C copies of ``record`` and of ``run_backward``'s usual case)
+    where the extension was built (``pip install`` compiles it; see setup.py) and
+    ``GLASSGRAD_NATIVE=0`` is not set; else None, and the Python definitions above run."""
     if os.environ.get("GLASSGRAD_NATIVE", "").strip() == "0":
         return None
     try:
@@ -895,11 +895,15 @@ def _load_native_walk() -> Any:
     except ImportError:
         return None
     _backward.setup(Tensor, globals())
-    return _backward.walk
+    return _backward
 
 
-_native_walk = _load_native_walk()
-NATIVE_WALK = _native_walk is not None  # whether the usual backward pass runs in C
+_native = _load_native()
+_native_walk = None if _native is None else _native.walk
+NATIVE_WALK = _native is not None  # whether record and the usual backward pass run in C
+record_python = record  # the definition, whichever runs (tests compare the two)
+if _native is not None:
+    record = _native.record  # noqa: F811  (the same function, in C; modules import this one)
 
 
 def __getattr__(name: str) -> Any:
