@@ -10,6 +10,12 @@ A node is simply a Tensor with ``_op`` set: its parents are ``_parents`` and the
 keyword attributes are ``_attrs``. After a backward pass without ``retain_graph`` the
 node's ``_parents`` become ``None`` (the intermediate values can be freed), which is how
 a second backward pass knows to raise.
+
+This file is the definition. For speed, ``record`` and the usual case of ``run_backward``
+also exist in C (``_backward.c``, compiled by ``pip install`` where a C compiler is found),
+as line-for-line copies that call back here for everything rare; ``NATIVE_WALK`` says
+whether they run, ``GLASSGRAD_NATIVE=0`` turns them off, and
+``tests/test_native_backward.py`` holds the two to the same results.
 """
 
 from __future__ import annotations
