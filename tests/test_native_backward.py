@@ -393,3 +393,22 @@ def test_the_library_records_with_the_c_record_where_built() -> None:
     else:
         assert autograd.record is autograd.record_python
     assert ops.record is methods.record is layers.record is autograd.record
+
+
+@needs_native
+def test_a_graph_with_a_foreign_object_raises_instead_of_reading_it(native: Any) -> None:
+    """The C walk reads Tensor slots at fixed offsets: an input that is not a Tensor (only
+    misuse of record() can put one there) is refused with a TypeError, never read."""
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    y._parents = (x, object())  # (misuse, on purpose)
+    saved = autograd._native_walk
+    autograd._native_walk = _backward.walk
+    try:
+        with pytest.raises(TypeError, match="found a object in the graph where a Tensor belongs"):
+            y.sum().backward()
+    finally:
+        autograd._native_walk = saved
+    assert x.grad is None
+    with pytest.raises(TypeError, match="where a Tensor belongs"):
+        _backward.walk(object(), None, False, (None,))

@@ -56,6 +56,20 @@ static inline void set(PyObject *o, Py_ssize_t off, PyObject *v) {
     Py_XDECREF(old);
 }
 
+/* Whether o is a Tensor (its slots are where the offsets say); else a TypeError. */
+static int is_tensor(PyObject *o) {
+    if (tensor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+        return 0;
+    }
+    if (PyObject_TypeCheck(o, tensor_type)) return 1;
+    PyErr_Format(PyExc_TypeError,
+                 "backward(): found a %.100s in the graph where a Tensor belongs (the root "
+                 "and every recorded input must be Tensors: record() takes a tuple of them)",
+                 Py_TYPE(o)->tp_name);
+    return 0;
+}
+
 /* autograd.<name> (borrowed), looked up now. */
 static PyObject *helper(PyObject *name) {
     PyObject *v = PyDict_GetItemWithError(autograd_dict, name);
@@ -144,7 +158,9 @@ static int run_rules(PyObject *node, PyObject *g, PyObject *parents, PyObject *h
     args[held++] = Py_NewRef(g);
     args[held++] = Py_NewRef(out);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *data = get(PyTuple_GET_ITEM(parents, i), OFF_DATA);
+        PyObject *p = PyTuple_GET_ITEM(parents, i);
+        if (!is_tensor(p)) goto done;  /* (slots are read below: never from another type) */
+        PyObject *data = get(p, OFF_DATA);
         if (data == NULL) goto done;
         args[held++] = Py_NewRef(data);
     }
@@ -231,7 +247,7 @@ static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     }
     PyObject *root = argv[0], *seed = argv[1], *seeds = argv[3];
     int retain = PyObject_IsTrue(argv[2]);
-    if (retain < 0) return NULL;
+    if (retain < 0 || !is_tensor(root)) return NULL;
     PyObject *last_write = helper(s_writes);
     if (last_write == NULL) return NULL;
     Py_INCREF(last_write);
@@ -357,6 +373,10 @@ static PyObject *record(PyObject *self, PyObject *const *argv, Py_ssize_t argc) 
         return NULL;
     }
     PyObject *op = argv[0], *inputs = argv[1], *out = argv[2], *attrs = argv[3];
+    if (tensor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+        return NULL;
+    }
     if (!PyTuple_Check(inputs)) {  /* (callers pass a tuple) the Python definition's way */
         PyObject *python = helper(s_record_python);
         return python ? PyObject_Vectorcall(python, argv, argc, NULL) : NULL;
