@@ -114,11 +114,16 @@ static PyObject *as_input(PyObject *pg, PyObject *pdata) {
     if (same == -1) {  /* not two arrays (a NumPy scalar from a 0-d rule): Python's test */
         PyObject *shape_a = PyObject_GetAttrString(pg, "shape");
         PyObject *shape_b = shape_a ? PyObject_GetAttrString(pdata, "shape") : NULL;
-        PyObject *dt_a = shape_b ? PyObject_GetAttrString(pg, "dtype") : NULL;
-        PyObject *dt_b = dt_a ? PyObject_GetAttrString(pdata, "dtype") : NULL;
-        int differ = dt_b ? PyObject_RichCompareBool(shape_a, shape_b, Py_NE) : -1;
-        if (differ == 0) differ = dt_a != dt_b;
-        Py_XDECREF(shape_a); Py_XDECREF(shape_b); Py_XDECREF(dt_a); Py_XDECREF(dt_b);
+        int differ = shape_b ? PyObject_RichCompareBool(shape_a, shape_b, Py_NE) : -1;
+        Py_XDECREF(shape_a);
+        Py_XDECREF(shape_b);
+        if (differ == 0) {  /* (or: Python's test stops at the shapes) */
+            PyObject *dt_a = PyObject_GetAttrString(pg, "dtype");
+            PyObject *dt_b = dt_a ? PyObject_GetAttrString(pdata, "dtype") : NULL;
+            differ = dt_b ? dt_a != dt_b : -1;
+            Py_XDECREF(dt_a);
+            Py_XDECREF(dt_b);
+        }
         if (differ < 0) { Py_DECREF(pg); return NULL; }
         if (!differ) return pg;
     }
