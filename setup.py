@@ -1,15 +1,21 @@
-"""The one compiled part: the backward walk's hot loop (src/glassgrad/_backward.c).
+"""The one compiled part: C copies of the engine's two hottest functions, ``record`` and the
+backward walk's usual case (src/glassgrad/_backward.c; autograd.py is their definition).
 
 Everything else is in pyproject.toml. The extension is optional: where it cannot be built
-(no C compiler, no Python headers), the install goes on without it and glassgrad runs the
-same walk in Python (``glassgrad.autograd.NATIVE_WALK`` is then False).
+(no C compiler, no Python headers, no NumPy at build time with --no-build-isolation), the
+install goes on without it and glassgrad runs the same code in Python
+(``glassgrad.autograd.NATIVE_WALK`` is then False).
 """
 
-import numpy
 from setuptools import Extension, setup
 
+try:
+    import numpy
+except ImportError:  # (pip's isolated build installs it: see [build-system] requires)
+    numpy = None
+
 setup(
-    ext_modules=[
+    ext_modules=[] if numpy is None else [
         Extension(
             "glassgrad._backward",
             ["src/glassgrad/_backward.c"],
