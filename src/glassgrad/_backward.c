@@ -70,11 +70,13 @@ static int is_tensor(PyObject *o) {
     return 0;
 }
 
-/* autograd.<name> (borrowed), looked up now. */
+/* autograd.<name>, looked up now (a new reference: held while it runs, even if another
+ * thread rebinds the name meanwhile). */
 static PyObject *helper(PyObject *name) {
     PyObject *v = PyDict_GetItemWithError(autograd_dict, name);
     if (v == NULL && !PyErr_Occurred())
         PyErr_Format(PyExc_AttributeError, "glassgrad.autograd has no %U", name);
+    Py_XINCREF(v);
     return v;
 }
 
@@ -129,6 +131,7 @@ static PyObject *as_input(PyObject *pg, PyObject *pdata) {
     }
     PyObject *to_input = helper(s_to_input);
     PyObject *r = to_input ? PyObject_CallFunctionObjArgs(to_input, pg, pdata, NULL) : NULL;
+    Py_XDECREF(to_input);
     Py_DECREF(pg);
     return r;
 }
@@ -137,6 +140,7 @@ static PyObject *as_input(PyObject *pg, PyObject *pdata) {
 static void raise_freed(PyObject *node) {
     PyObject *make = helper(s_freed_error);
     PyObject *e = make ? PyObject_CallOneArg(make, node) : NULL;
+    Py_XDECREF(make);
     if (e != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(e), e);
         Py_DECREF(e);
@@ -255,7 +259,6 @@ static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (retain < 0 || !is_tensor(root)) return NULL;
     PyObject *last_write = helper(s_writes);
     if (last_write == NULL) return NULL;
-    Py_INCREF(last_write);
     PyObject *heap = PyList_New(0), *leaves = PyList_New(0), *walked = PyList_New(0),
              *done = PyList_New(0);
     PyObject *nxt = NULL, *result = NULL;
@@ -314,11 +317,13 @@ static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
                         ok = parents != NULL;
                     }
                 }
+                Py_XDECREF(rebased);
                 PyObject *check = ok ? helper(s_check_unmodified) : NULL;
                 PyObject *r = check ? PyObject_CallFunctionObjArgs(check, node, parents, NULL)
                                     : NULL;
                 ok = r != NULL;
                 Py_XDECREF(r);
+                Py_XDECREF(check);
             }
             if (ok) ok = run_rules(node, g, parents, heap, leaves, &nxt) == 0;
             Py_XDECREF(parents);
@@ -340,6 +345,7 @@ static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     }
     PyObject *store = helper(s_store_grads);
     PyObject *r = store ? PyObject_CallFunctionObjArgs(store, done, seeds, NULL) : NULL;
+    Py_XDECREF(store);
     if (r == NULL) goto out;
     Py_DECREF(r);
     if (!retain) {  /* free the graph: a second backward through it raises */
@@ -384,7 +390,9 @@ static PyObject *record(PyObject *self, PyObject *const *argv, Py_ssize_t argc) 
     }
     if (!PyTuple_Check(inputs)) {  /* (callers pass a tuple) the Python definition's way */
         PyObject *python = helper(s_record_python);
-        return python ? PyObject_Vectorcall(python, argv, argc, NULL) : NULL;
+        PyObject *r = python ? PyObject_Vectorcall(python, argv, argc, NULL) : NULL;
+        Py_XDECREF(python);
+        return r;
     }
     PyObject *data;  /* NumPy returns scalars for 0-d results: np.asarray(out) */
     if (PyArray_CheckExact(out)) data = Py_NewRef(out);
@@ -407,10 +415,12 @@ static PyObject *record(PyObject *self, PyObject *const *argv, Py_ssize_t argc) 
     PyObject *changed = helper(s_threads_changed);
     if (changed == NULL) goto fail;
     int switched = PyObject_IsTrue(changed);
+    Py_DECREF(changed);
     if (switched < 0) goto fail;
     if (switched) {  /* some thread is in no_grad or watched: this thread's own switches */
         PyObject *rest = helper(s_record_switched);
         PyObject *r = rest ? PyObject_CallFunctionObjArgs(rest, op, inputs, result, NULL) : NULL;
+        Py_XDECREF(rest);
         Py_DECREF(result);
         return r;
     }
@@ -429,6 +439,7 @@ static PyObject *record(PyObject *self, PyObject *const *argv, Py_ssize_t argc) 
         if (needs) {
             PyObject *tick = helper(s_tick);
             PyObject *stamp = tick ? PyObject_CallNoArgs(tick) : NULL;
+            Py_XDECREF(tick);
             if (stamp == NULL) goto fail;
             set(result, OFF_REQUIRES_GRAD, Py_NewRef(Py_True));
             set(result, OFF_OP, Py_NewRef(op));
