@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import glassgrad as gg
 from glassgrad import autograd
@@ -412,3 +414,46 @@ def test_a_graph_with_a_foreign_object_raises_instead_of_reading_it(native: Any)
     assert x.grad is None
     with pytest.raises(TypeError, match="where a Tensor belongs"):
         _backward.walk(object(), None, False, (None,))
+
+
+@needs_native
+@settings(max_examples=60, deadline=None,  # (native restores what it changes, every call)
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_graphs(native: Any, data: st.DataObject) -> None:
+    """Random DAGs (each new node uses one or two earlier ones, so nodes get several users,
+    and the heap decides the order), with broadcasting operands, 0-d leaves and reductions:
+    the walks agree bit for bit."""
+    n_leaves = data.draw(st.integers(1, 4))
+    shapes = [data.draw(st.sampled_from([(), (3,), (2, 3), (1, 3), (2, 1)]))
+              for _ in range(n_leaves)]
+    steps = data.draw(st.lists(st.tuples(st.sampled_from(["add", "mul", "sub", "tanh", "exp",
+                                                            "sum0", "mean"]),
+                                         st.integers(0, 10**6), st.integers(0, 10**6)),
+                               min_size=1, max_size=12))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+
+    def build() -> Any:
+        rng = np.random.default_rng(seed)
+        leaves = [gg.tensor(rng.uniform(-1, 1, s), requires_grad=True) for s in shapes]
+        nodes: list[Tensor] = list(leaves)
+        for kind, i, j in steps:
+            a, b = nodes[i % len(nodes)], nodes[j % len(nodes)]
+            if kind in ("add", "mul", "sub"):
+                try:
+                    new = {"add": a + b, "mul": a * b, "sub": a - b}[kind]
+                except ValueError:  # shapes that do not broadcast: use a alone
+                    new = a * 0.5
+            elif kind == "tanh":
+                new = a.tanh()
+            elif kind == "exp":
+                new = (a * 0.1).exp()
+            elif kind == "sum0":
+                new = a.sum(0) if a.ndim else a * 2
+            else:
+                new = a.mean()
+            nodes.append(new)
+        loss = sum((t.sum() for t in nodes[n_leaves:]), start=nodes[0].sum() * 0)
+        return loss, leaves
+
+    _same_bits(*native(build))
