@@ -31,6 +31,8 @@ try:
     from glassgrad import _backward
 except ImportError:  # not built here (no C compiler at install time)
     _backward = None
+else:  # (autograd did this at import, unless GLASSGRAD_NATIVE=0 kept it from loading it)
+    _backward.setup(Tensor, autograd.__dict__)
 
 needs_native = pytest.mark.skipif(
     _backward is None and not os.environ.get("GLASSGRAD_REQUIRE_NATIVE"),
@@ -52,9 +54,9 @@ def native() -> Callable[..., Any]:
     """``run(build)``: build() makes a graph and returns (loss, tensors); walk it in Python and
     in C, each on a fresh build; return both runs' results per tensor."""
     if _backward is None:
-        pytest.fail("glassgrad._backward is not built") if os.environ.get(
-            "GLASSGRAD_REQUIRE_NATIVE") else pytest.skip("glassgrad._backward is not built")
-    _backward.setup(Tensor, autograd.__dict__)
+        if os.environ.get("GLASSGRAD_REQUIRE_NATIVE"):
+            pytest.fail("glassgrad._backward is not built")
+        pytest.skip("glassgrad._backward is not built")
     saved = autograd._native_walk
 
     def run(build: Callable[[], tuple[Tensor, list[Tensor]]], **backward: Any) -> list[Any]:
@@ -159,7 +161,6 @@ def test_retain_graph_and_retain_grad(native: Any) -> None:
 
 @needs_native
 def test_errors_are_the_same_and_leave_nothing_behind(native: Any) -> None:
-    _backward.setup(Tensor, autograd.__dict__)
     messages = []
     saved = autograd._native_walk
     for walk in (None, _backward.walk):
@@ -266,7 +267,6 @@ def test_no_reference_is_leaked_or_lost(native: Any) -> None:
 def test_which_calls_take_the_c_walk() -> None:
     """The C walk runs the usual call only: observers, create_graph, grad() and a thread in
     no_grad elsewhere take autograd.py's walk (which they need: hooks, Tensors, capture)."""
-    _backward.setup(Tensor, autograd.__dict__)
     calls = []
 
     def counting(*args: Any) -> Any:
@@ -345,7 +345,6 @@ def test_record_sets_what_the_python_record_sets() -> None:
     """The C record against autograd.record_python: the same slots with the same values, for
     results that need a gradient and results that do not, an array and a NumPy scalar (which
     becomes a 0-d array), attributes, and a non-tuple input sequence."""
-    _backward.setup(Tensor, autograd.__dict__)
     op = gg.OPS["add"]
     x = gg.tensor([1.0, 2.0], requires_grad=True)
     k = gg.tensor([3.0, 4.0])
@@ -369,7 +368,6 @@ def test_record_sets_what_the_python_record_sets() -> None:
 def test_record_under_switched_threads_and_observers() -> None:
     """With a thread in no_grad elsewhere, or an observer here, the C record hands over to
     _record_switched: this thread still records, an observer sees every op."""
-    _backward.setup(Tensor, autograd.__dict__)
     op = gg.OPS["mul"]
     x = gg.tensor([1.0, 2.0], requires_grad=True)
     seen = []

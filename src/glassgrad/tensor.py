@@ -135,8 +135,9 @@ class Tensor:
         """A leaf around ``arr`` without copying or checking (internal fast path).
 
         The one definition of a Tensor's slots set up without ``__init__``. ``autograd.record``,
-        the hottest function, writes the same assignments out inline rather than calling it
-        (tests/test_eager_fastpaths.py checks the two set the same slots). A static method,
+        the hottest function, writes the same assignments out inline rather than calling it,
+        and so does its C copy (tests/test_eager_fastpaths.py and tests/test_native_backward.py
+        check they set the same slots). A static method,
         not a class method: callers use it as a plain function, without binding a class per
         call. ``_ver`` and ``_stamp`` are set only when needed (see autograd)."""
         t = Tensor.__new__(Tensor)
