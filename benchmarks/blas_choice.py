@@ -36,9 +36,9 @@ CONTENDERS = ("OpenBLAS", "MKL", "MKL beside OpenBLAS")
 
 
 def _mkl_sgemm() -> Any:
-    files = [f for f in metadata.distribution("mkl").files or ()
-             if os.path.basename(str(f)).startswith("libmkl_rt.")]
-    fn = ctypes.CDLL(str(metadata.distribution("mkl").locate_file(files[0]))).cblas_sgemm_64
+    dist = metadata.distribution("mkl")
+    files = [f for f in dist.files or () if os.path.basename(str(f)).startswith("libmkl_rt.")]
+    fn = ctypes.CDLL(str(dist.locate_file(files[0]))).cblas_sgemm_64
     i64, f32, ptr, enum = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int
     fn.restype = None
     fn.argtypes = [enum, enum, enum, i64, i64, i64, f32, ptr, i64, ptr, i64, f32, ptr, i64]
