@@ -1,5 +1,6 @@
-"""The one compiled part: C copies of the engine's two hottest functions, ``record`` and the
-backward walk's usual case (src/glassgrad/_backward.c; autograd.py is their definition).
+"""The one compiled part: C copies of the engine's hottest functions, ``record``, the
+backward walk's usual case and plain SGD's step on small parameters
+(src/glassgrad/_backward.c; autograd.py and optim/optimizers.py are their definitions).
 
 Everything else is in pyproject.toml. The extension is optional: where it cannot be built
 (no C compiler, no Python headers, no NumPy at build time with --no-build-isolation), the
@@ -20,6 +21,9 @@ setup(
             "glassgrad._backward",
             ["src/glassgrad/_backward.c"],
             include_dirs=[numpy.get_include()],
+            # (a*b - c stays two roundings, as in NumPy: no fused multiply-add, whatever the
+            # CFLAGS; sgd_step's results are NumPy's bit for bit)
+            extra_compile_args=["-ffp-contract=off"],
             optional=True,
         )
     ]

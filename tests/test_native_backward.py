@@ -60,20 +60,34 @@ def native() -> Callable[..., Any]:
     saved = autograd._native_walk
 
     def run(build: Callable[[], tuple[Tensor, list[Tensor]]], **backward: Any) -> list[Any]:
-        results = []
+        results, slots = [], []
         for walk in (None, _backward.walk):
             autograd._native_walk = walk
             try:
                 loss, tensors = build()
                 loss.backward(**backward)
+                grads = [t.grad for t in tensors if t.grad is not None]
+                _no_memory_shared(grads, backward.get("gradient"))
                 results.append([None if t.grad is None else t.grad.numpy().copy()
                                 for t in tensors])
+                slots.append([_slots(g) for g in grads])  # (.grad as Tensor._wrap makes it)
             finally:
                 autograd._native_walk = saved
+        assert slots[0] == slots[1]
         return results
 
     yield run
     autograd._native_walk = saved
+
+
+def _no_memory_shared(grads: list[Tensor], seed: Any) -> None:
+    """No two .grad share memory, and none shares the caller's seed (store_grads' rule)."""
+    arrays = [g._data for g in grads]
+    for i, a in enumerate(arrays):
+        if seed is not None:
+            assert not np.shares_memory(a, np.asarray(getattr(seed, "_data", seed)))
+        for b in arrays[:i]:
+            assert not np.shares_memory(a, b)
 
 
 def _same_bits(python: list[Any], c: list[Any]) -> None:
@@ -455,3 +469,54 @@ def test_random_graphs(native: Any, data: st.DataObject) -> None:
         return loss, leaves
 
     _same_bits(*native(build))
+
+
+@needs_native
+def test_store_grads_runs_in_c_only_in_its_usual_case(monkeypatch: Any) -> None:
+    """The C walk stores fresh gradients of leaves without a .grad itself; a leaf that has a
+    .grad already, a gradient handed to two leaves (or that is the caller's seed) and a
+    view go to autograd.store_grads, and so does everything when store_grads was replaced."""
+    monkeypatch.setattr(autograd, "_native_walk", _backward.walk)
+    code = autograd.store_grads.__code__
+    calls: list[int] = []
+
+    def python_store_calls(run: Callable[[], Any]) -> int:
+        calls.clear()
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" and frame.f_code is code:
+                calls.append(1)
+
+        sys.setprofile(profile)
+        try:
+            run()
+        finally:
+            sys.setprofile(None)
+        return len(calls)
+
+    w = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    b = gg.tensor(np.ones(3, np.float32), requires_grad=True)
+    x = gg.tensor(np.ones((4, 2), np.float32))
+    assert python_store_calls(lambda: gg.nn.functional.linear(x, w, b).sum().backward()) == 0
+    assert w.grad is not None and b.grad is not None
+    assert python_store_calls(lambda: gg.nn.functional.linear(x, w, b).sum().backward()) == 1
+    np.testing.assert_array_equal(b.grad.numpy(), np.full(3, 8.0, np.float32))  # accumulated
+    u, v = (gg.tensor(np.ones(3, np.float32), requires_grad=True) for _ in range(2))
+    seed = np.ones(3, np.float32)
+    assert python_store_calls(lambda: (u + v).backward(seed)) == 1  # the seed, to both
+    assert not np.shares_memory(u.grad.numpy(), seed)
+    assert not np.shares_memory(u.grad.numpy(), v.grad.numpy())
+    u.grad = None
+    assert python_store_calls(lambda: (u + 2.0).backward(seed)) == 1  # the seed, to one leaf
+    assert not np.shares_memory(u.grad.numpy(), seed)
+    m = gg.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    assert python_store_calls(lambda: (m.T * 2.0).sum().backward()) == 1  # a view's gradient
+
+    stored: list[Any] = []
+    real = autograd.store_grads
+    monkeypatch.setattr(autograd, "store_grads",
+                        lambda done, seeds=(), shared_copied=False: stored.append(
+                            real(done, seeds, shared_copied)))
+    w.grad = b.grad = None
+    gg.nn.functional.linear(x, w, b).sum().backward()
+    assert stored == [None] and w.grad is not None

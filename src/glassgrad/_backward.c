@@ -10,7 +10,8 @@
  *   - to_input, for an edge whose gradient differs from its input in shape or dtype
  *     (broadcasting, or a dtype cast);
  *   - _freed_error, for a node whose graph an earlier backward pass freed;
- *   - store_grads, which puts the finished gradients into .grad.
+ *   - store_grads, which puts the finished gradients into .grad, unless its usual case holds
+ *     (store_usual: fresh arrays, each into a .grad that is None), which is stored here.
  * The order of the walk (latest-made node first, one waiting node held apart from the heap),
  * the rules called and their arguments, and the accumulation are autograd.py's, so every
  * gradient has the same bits (tests/test_native_backward.py checks this against the Python
@@ -22,6 +23,11 @@
  *
  * record() is the same kind of copy, of autograd.record: it wraps a forward result in a new
  * Tensor and links it into the graph (every op of every forward pass calls it).
+ *
+ * sgd_step() is a copy of plain SGD's step (optim/optimizers.py: Optimizer.step around
+ * SGD._plain_descent) for small parameters, the step of every small network: it declines
+ * (changes nothing, returns None) whatever is not the usual case, and Python's step runs
+ * (tests/test_native_sgd.py checks the two against each other).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -34,10 +40,11 @@ static Py_ssize_t OFF_G, OFF_PARENTS, OFF_STAMP, OFF_OP, OFF_ATTRS, OFF_DATA, OF
     OFF_RETAIN, OFF_GRAD, OFF_NAME;
 static PyTypeObject *tensor_type;
 static PyObject *autograd_dict;
+static PyObject *store_grads_python;  /* autograd.store_grads as setup() found it */
 static PyObject *heappush, *heappop;
 static PyObject *s_rules, *s_backward, *s_writes, *s_rebased, *s_check_unmodified, *s_to_input,
     *s_freed_error, *s_store_grads, *s_threads_changed, *s_record_switched, *s_tick,
-    *s_requires_grad, *s_record_python;
+    *s_requires_grad, *s_record_python, *s_mark_modified_memo;
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
@@ -129,6 +136,71 @@ static void raise_freed(PyObject *node) {
         PyErr_SetObject((PyObject *)Py_TYPE(e), e);
         Py_DECREF(e);
     }
+}
+
+/* A new Tensor around array `data` (steals the reference), with Tensor._wrap's slots and
+ * _attrs = attrs: the one C definition of a fresh Tensor (record's result, a stored .grad). */
+static PyObject *new_tensor(PyObject *data, PyObject *attrs) {
+    PyObject *t = tensor_type->tp_alloc(tensor_type, 0);  /* object.__new__(Tensor) */
+    if (t == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    SLOT(t, OFF_DATA) = data;
+    SLOT(t, OFF_G) = Py_NewRef(Py_None);
+    SLOT(t, OFF_GRAD) = Py_NewRef(Py_None);
+    SLOT(t, OFF_REQUIRES_GRAD) = Py_NewRef(Py_False);
+    SLOT(t, OFF_OP) = Py_NewRef(Py_None);
+    SLOT(t, OFF_PARENTS) = PyTuple_New(0);  /* the empty tuple: a shared singleton */
+    SLOT(t, OFF_ATTRS) = Py_NewRef(attrs);
+    SLOT(t, OFF_RETAIN) = Py_NewRef(Py_False);
+    SLOT(t, OFF_NAME) = Py_NewRef(Py_None);
+    return t;
+}
+
+/* autograd.store_grads(done, seeds), its usual case in C: every gradient a fresh array
+ * (an exact ndarray that is not a view), none of them a seed or handed out twice, and every
+ * tensor without a .grad yet. Then each becomes its tensor's .grad as it is (store_grads'
+ * own result for such pairs) and 1 is returned. Else (or when store_grads was replaced)
+ * 0 is returned having changed nothing, and the caller calls store_grads itself. */
+static int store_usual(PyObject *done, PyObject *seeds) {
+    PyObject *current = PyDict_GetItemWithError(autograd_dict, s_store_grads);
+    if (current == NULL || current != store_grads_python
+        || !(PyList_CheckExact(seeds) || PyTuple_CheckExact(seeds)))
+        return 0;
+    Py_ssize_t n = PyList_GET_SIZE(done);
+    if (n > 64) return 0;  /* (the shared-array test below is pairwise) */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(done, i);
+        PyObject *node = PyTuple_GET_ITEM(pair, 0), *g = PyTuple_GET_ITEM(pair, 1);
+        PyObject *grad = SLOT(node, OFF_GRAD);
+        if (!PyArray_CheckExact(g) || PyArray_BASE((PyArrayObject *)g) != NULL
+            || grad == NULL || grad != Py_None)
+            return 0;
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seeds); k++)
+            if (PySequence_Fast_GET_ITEM(seeds, k) == g) return 0;
+        for (Py_ssize_t k = 0; k < i; k++) {  /* (a tensor twice would accumulate) */
+            PyObject *earlier = PyList_GET_ITEM(done, k);
+            if (PyTuple_GET_ITEM(earlier, 1) == g || PyTuple_GET_ITEM(earlier, 0) == node)
+                return 0;
+        }
+    }
+    PyObject *made = PyList_New(n);  /* every .grad made first, then all set: no half-way */
+    if (made == NULL) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *g = PyTuple_GET_ITEM(PyList_GET_ITEM(done, i), 1);
+        PyObject *t = new_tensor(Py_NewRef(g), Py_None);
+        if (t == NULL) {
+            Py_DECREF(made);
+            return -1;
+        }
+        PyList_SET_ITEM(made, i, t);
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        set(PyTuple_GET_ITEM(PyList_GET_ITEM(done, i), 0), OFF_GRAD,
+            Py_NewRef(PyList_GET_ITEM(made, i)));
+    Py_DECREF(made);
+    return 1;
 }
 
 /* One node's rules: send each input that needs a gradient its share, accumulating into its
@@ -327,11 +399,15 @@ static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
         Py_DECREF(pair);
         set(leaf, OFF_G, Py_NewRef(Py_None));
     }
-    PyObject *store = helper(s_store_grads);
-    PyObject *r = store ? PyObject_CallFunctionObjArgs(store, done, seeds, NULL) : NULL;
-    Py_XDECREF(store);
-    if (r == NULL) goto out;
-    Py_DECREF(r);
+    int stored = store_usual(done, seeds);
+    if (stored < 0) goto out;
+    if (!stored) {
+        PyObject *store = helper(s_store_grads);
+        PyObject *r = store ? PyObject_CallFunctionObjArgs(store, done, seeds, NULL) : NULL;
+        Py_XDECREF(store);
+        if (r == NULL) goto out;
+        Py_DECREF(r);
+    }
     if (!retain) {  /* free the graph: a second backward through it raises */
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(walked); i++) {
             PyObject *w = PyList_GET_ITEM(walked, i);
@@ -382,20 +458,8 @@ static PyObject *record(PyObject *self, PyObject *const *argv, Py_ssize_t argc) 
     if (PyArray_CheckExact(out)) data = Py_NewRef(out);
     else if ((data = PyArray_FromAny(out, NULL, 0, 0, NPY_ARRAY_ENSUREARRAY, NULL)) == NULL)
         return NULL;
-    PyObject *result = tensor_type->tp_alloc(tensor_type, 0);  /* object.__new__(Tensor) */
-    if (result == NULL) {
-        Py_DECREF(data);
-        return NULL;
-    }
-    SLOT(result, OFF_DATA) = data;
-    SLOT(result, OFF_G) = Py_NewRef(Py_None);
-    SLOT(result, OFF_GRAD) = Py_NewRef(Py_None);
-    SLOT(result, OFF_REQUIRES_GRAD) = Py_NewRef(Py_False);
-    SLOT(result, OFF_OP) = Py_NewRef(Py_None);
-    SLOT(result, OFF_PARENTS) = PyTuple_New(0);  /* the empty tuple: a shared singleton */
-    SLOT(result, OFF_ATTRS) = Py_NewRef(attrs);  /* kept on every result, for observers */
-    SLOT(result, OFF_RETAIN) = Py_NewRef(Py_False);
-    SLOT(result, OFF_NAME) = Py_NewRef(Py_None);
+    PyObject *result = new_tensor(data, attrs);  /* attrs: kept on every result, for observers */
+    if (result == NULL) return NULL;
     PyObject *changed = helper(s_threads_changed);
     if (changed == NULL) goto fail;
     int switched = PyObject_IsTrue(changed);
@@ -438,6 +502,103 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ plain SGD's step */
+
+/* Whether w -= lr*g can run here for parameter array w and gradient array g: exact ndarrays,
+ * one native float32 or float64 dtype, one shape, both C-contiguous and aligned, w writeable,
+ * fewer than `limit` elements (above, SGD's own _descend runs BLAS), and memory that is
+ * either the same or apart (a partly overlapping view would read elements already written). */
+static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
+    if (!PyArray_CheckExact(w) || !PyArray_CheckExact(g)) return 0;
+    PyArrayObject *a = (PyArrayObject *)w, *b = (PyArrayObject *)g;
+    int type = PyArray_TYPE(a);
+    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || PyArray_DESCR(b) != PyArray_DESCR(a)
+        || !PyArray_ISNBO(PyArray_DESCR(a)->byteorder))
+        return 0;
+    if (PyArray_NDIM(a) != PyArray_NDIM(b)) return 0;
+    for (int k = 0; k < PyArray_NDIM(a); k++)
+        if (PyArray_DIM(a, k) != PyArray_DIM(b, k)) return 0;
+    int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
+    if (!PyArray_CHKFLAGS(a, flags | NPY_ARRAY_WRITEABLE) || !PyArray_CHKFLAGS(b, flags))
+        return 0;
+    if (PyArray_SIZE(a) >= limit) return 0;
+    char *wa = PyArray_BYTES(a), *ga = PyArray_BYTES(b);
+    Py_ssize_t n = PyArray_NBYTES(a);
+    return wa == ga || wa + n <= ga || ga + n <= wa;
+}
+
+/* sgd_step(params, lr, limit, memo): plain SGD's step (no momentum, no weight decay), as
+ * SGD._plain_descent with Optimizer.step around it: w ← w − (lr·g) for every parameter in
+ * `params` whose .grad is set, lr rounded to the gradient's dtype first and the product
+ * rounded before the subtraction, as NumPy's w -= g * lr_as does (bit for bit; the build
+ * turns off FMA contraction). First every parameter is checked; if one is not the usual case
+ * (see plain_pair; a .grad that is not a Tensor; an lr that is not a float), nothing changes
+ * and None is returned: optim.SGD then runs its Python step, which raises for a bad gradient.
+ * Else autograd.mark_modified_memo(updated, memo) records the writes (before them: a Ctrl-C
+ * there leaves the parameters as they were, their graphs conservatively marked), then the
+ * arrays checked are updated, and the list of updated parameters is returned. */
+static PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 4 || !PyList_CheckExact(argv[0]) || !PyFloat_CheckExact(argv[1])
+        || !PyLong_CheckExact(argv[2])) {
+        PyErr_SetString(PyExc_TypeError, "sgd_step(params: list, lr: float, limit: int, memo)");
+        return NULL;
+    }
+    if (tensor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+        return NULL;
+    }
+    PyObject *params = argv[0], *memo = argv[3];
+    double lr = PyFloat_AS_DOUBLE(argv[1]);
+    Py_ssize_t limit = PyLong_AsSsize_t(argv[2]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(params);
+    PyObject *updated = PyList_New(0), *arrays = PyList_New(0), *result = NULL;
+    if (updated == NULL || arrays == NULL) goto out;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* check, and hold the arrays checked */
+        PyObject *p = PyList_GET_ITEM(params, i);
+        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
+        PyObject *grad = SLOT(p, OFF_GRAD);
+        if (grad == NULL || grad == Py_None) continue;
+        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
+        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA);
+        if (w == NULL || g == NULL || !plain_pair(w, g, limit)) goto python;
+        if (PyList_Append(updated, p) < 0 || PyList_Append(arrays, w) < 0
+            || PyList_Append(arrays, g) < 0)
+            goto out;
+    }
+    PyObject *mark = helper(s_mark_modified_memo);
+    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
+    Py_XDECREF(mark);
+    if (r == NULL) goto out;
+    Py_DECREF(r);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(arrays); i += 2) {
+        PyArrayObject *w = (PyArrayObject *)PyList_GET_ITEM(arrays, i);
+        PyArrayObject *g = (PyArrayObject *)PyList_GET_ITEM(arrays, i + 1);
+        npy_intp size = PyArray_SIZE(w);
+        if (PyArray_TYPE(w) == NPY_FLOAT32) {
+            float *wd = PyArray_DATA(w), *gd = PyArray_DATA(g), rate = (float)lr;
+            for (npy_intp k = 0; k < size; k++) {
+                float step = gd[k] * rate;
+                wd[k] = wd[k] - step;
+            }
+        } else {
+            double *wd = PyArray_DATA(w), *gd = PyArray_DATA(g);
+            for (npy_intp k = 0; k < size; k++) {
+                double step = gd[k] * lr;
+                wd[k] = wd[k] - step;
+            }
+        }
+    }
+    result = Py_NewRef(updated);
+    goto out;
+python:
+    result = Py_NewRef(Py_None);
+out:
+    Py_XDECREF(updated);
+    Py_XDECREF(arrays);
+    return result;
+}
+
 static Py_ssize_t slot_offset(PyObject *type, const char *name) {
     PyObject *d = PyObject_GetAttrString(type, name);
     if (d == NULL) return -1;
@@ -464,6 +625,12 @@ static PyObject *setup(PyObject *self, PyObject *args) {
         *slots[i].off = slot_offset(tensor, slots[i].name);
         if (*slots[i].off < 0) return NULL;
     }
+    PyObject *store = PyDict_GetItemWithError(module_dict, s_store_grads);
+    if (store == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_AttributeError, "no store_grads");
+        return NULL;
+    }
+    Py_XSETREF(store_grads_python, Py_NewRef(store));
     Py_XSETREF(autograd_dict, Py_NewRef(module_dict));
     Py_XSETREF(tensor_type, (PyTypeObject *)Py_NewRef(tensor));
     Py_RETURN_NONE;
@@ -474,6 +641,8 @@ static PyMethodDef methods[] = {
      "walk(root, seed, retain_graph, seeds): autograd.run_backward's usual case."},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(op, inputs, out, attrs): autograd.record."},
+    {"sgd_step", (PyCFunction)(void (*)(void))sgd_step, METH_FASTCALL,
+     "sgd_step(params, lr, limit, memo): plain SGD's step on small parameters, or None."},
     {"setup", setup, METH_VARARGS, "setup(Tensor, autograd.__dict__)"},
     {NULL, NULL, 0, NULL}};
 
@@ -495,10 +664,12 @@ PyMODINIT_FUNC PyInit__backward(void) {
     if (heappush == NULL || heappop == NULL) return NULL;
     const char *names[] = {"rules", "backward", "_writes", "_rebased", "_check_unmodified",
                            "to_input", "_freed_error", "store_grads", "_threads_changed",
-                           "_record_switched", "_tick", "_requires_grad", "record_python"};
+                           "_record_switched", "_tick", "_requires_grad", "record_python",
+                           "mark_modified_memo"};
     PyObject **slots[] = {&s_rules, &s_backward, &s_writes, &s_rebased, &s_check_unmodified,
                           &s_to_input, &s_freed_error, &s_store_grads, &s_threads_changed,
-                          &s_record_switched, &s_tick, &s_requires_grad, &s_record_python};
+                          &s_record_switched, &s_tick, &s_requires_grad, &s_record_python,
+                          &s_mark_modified_memo};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         *slots[i] = PyUnicode_InternFromString(names[i]);
         if (*slots[i] == NULL) return NULL;

@@ -1,0 +1,265 @@
+"""Plain SGD's step in C (``sgd_step`` in ``_backward.c``) against its definition, the Python
+``Optimizer.step`` with ``SGD._plain_descent``.
+
+Each test runs the same steps twice, once with the C step and once with it switched off
+(``optimizers._native_sgd_step`` set to None), and compares the parameters bit for bit, the
+writes recorded, and what is left when the C step declines (it must change nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import glassgrad as gg
+from glassgrad import autograd
+from glassgrad.optim import optimizers
+from glassgrad.tensor import Tensor
+
+try:
+    from glassgrad import _backward
+except ImportError:  # not built here (no C compiler at install time)
+    _backward = None
+else:  # (autograd did this at import, unless GLASSGRAD_NATIVE=0 kept it from loading it)
+    _backward.setup(Tensor, autograd.__dict__)
+
+
+@pytest.fixture
+def c_step():
+    """The C step (built, or the test fails on CI and is skipped elsewhere)."""
+    if _backward is None:
+        if os.environ.get("GLASSGRAD_REQUIRE_NATIVE"):
+            pytest.fail("glassgrad._backward is not built")
+        pytest.skip("glassgrad._backward is not built")
+    return _backward.sgd_step
+
+
+def _params(dtype, shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [gg.tensor(rng.standard_normal(s).astype(dtype), requires_grad=True) for s in shapes]
+
+
+def _set_grads(params, seed, skip=()):
+    rng = np.random.default_rng(seed)
+    for i, p in enumerate(params):
+        g = rng.standard_normal(p.shape).astype(p.numpy().dtype)
+        p.grad = None if i in skip else gg.tensor(g)
+
+
+def _run(native, dtype, shapes, lr, steps=3, skip=()):
+    saved = optimizers._native_sgd_step
+    optimizers._native_sgd_step = native
+    try:
+        params = _params(dtype, shapes)
+        opt = gg.optim.SGD(params, lr=lr)
+        for k in range(steps):
+            _set_grads(params, k, skip)
+            opt.step()
+        return [p.numpy().copy() for p in params], [autograd.version(p) > 0 for p in params]
+    finally:
+        optimizers._native_sgd_step = saved
+
+
+SHAPES = [(3, 2), (3,), (1, 3), (1,), (), (0, 4), (7, 5, 2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lr", [0.1, 1e-3, 0.0, 3.0, 1e30])
+def test_c_step_has_the_python_steps_bits(c_step, dtype, lr) -> None:
+    c, c_marked = _run(c_step, dtype, SHAPES, lr, skip=(1,))
+    py, py_marked = _run(None, dtype, SHAPES, lr, skip=(1,))
+    for a, b in zip(c, py):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()  # bits, not approximately (inf and nan alike)
+    assert c_marked == py_marked == [i != 1 for i in range(len(SHAPES))]
+
+
+def test_c_step_runs_for_the_usual_call_and_records_the_writes(c_step) -> None:
+    params = _params(np.float32, [(3, 2), (3,)])
+    opt = gg.optim.SGD(params, lr=0.5)
+    _set_grads(params, 0)
+    w0 = params[0].numpy().copy()
+    y = (params[0] * params[0]).sum()  # a graph made before the step reads the weight
+    assert c_step(opt.param_groups[0]["params"], 0.5, 1 << 15, opt._marks) == params
+    np.testing.assert_array_equal(params[0].numpy(), w0 - np.float32(0.5) * params[0].grad.numpy())
+    with pytest.raises(autograd.GraphError, match="modified in place"):
+        y.backward()
+
+
+def test_usual_call_does_not_run_python_update(c_step, monkeypatch) -> None:
+    """optim.SGD.step takes the C step: the Python update is not called."""
+    params = _params(np.float32, [(3, 2), (3,)])
+    opt = gg.optim.SGD(params, lr=0.1)
+    _set_grads(params, 0)
+
+    def fail(*args):
+        raise AssertionError("the Python update ran")
+
+    monkeypatch.setattr(gg.optim.SGD, "_update", fail)
+    monkeypatch.setattr(optimizers, "_native_sgd_step", c_step)
+    opt.step()
+
+
+def _declined(opt):
+    """Run opt.step() with the Python update counting its calls; return that count."""
+    calls = []
+    update = opt._update
+
+    def counting(group):
+        calls.append(group)
+        update(group)
+
+    opt._update = counting
+    opt.step()
+    return len(calls)
+
+
+def _big():
+    return np.ones(1 << 15, np.float32)
+
+
+# Arrays the C step declines: (what is unusual, how to set it up on the two parameters)
+UNUSUAL_ARRAYS = {
+    "float64 grad of a float32 weight": lambda ps: setattr(
+        ps[0], "_grad", gg.tensor(ps[0].numpy().astype(np.float64))),  # (past the setter)
+    "transposed weight": lambda ps: setattr(ps[0], "data", ps[0].numpy().T.copy().T),
+    "big weight": lambda ps: (setattr(ps[1], "data", _big()),
+                              setattr(ps[1], "grad", gg.tensor(_big()))),
+    "read-only weight": lambda ps: ps[0].numpy().setflags(write=False),
+    "byte-swapped weight": lambda ps: setattr(ps[1], "_data", ps[1].numpy().astype(">f4")),
+    "a .grad that is not a Tensor": lambda ps: setattr(ps[1], "_grad", ps[1].numpy()),
+}
+
+
+@pytest.mark.parametrize("case", list(UNUSUAL_ARRAYS))
+def test_unusual_arrays_change_nothing_in_c_and_run_in_python(c_step, case,
+                                                              monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_sgd_step", c_step)
+    params = _params(np.float32, [(2, 3), (3,)])
+    _set_grads(params, 0)
+    UNUSUAL_ARRAYS[case](params)
+    before = [p.numpy().copy() for p in params]
+    clock = autograd._writes
+    assert c_step(params, 0.1, 1 << 15, []) is None  # declined: nothing written or marked
+    for p, b in zip(params, before):
+        assert p.numpy().tobytes() == b.tobytes()
+    assert autograd._writes == clock
+    opt = gg.optim.SGD(params, lr=0.1)
+    if case == "read-only weight":  # the Python step then fails as before, naming NumPy's error
+        with pytest.raises(ValueError, match="read-only"):
+            opt.step()
+    elif case == "a .grad that is not a Tensor":  # and Python's check names the parameter
+        with pytest.raises(TypeError, match="parameter 1"):
+            opt.step()
+    else:
+        assert _declined(opt) == 1
+
+
+# Steps that optim.SGD gives to Python without asking C: (what, SGD's keyword arguments)
+UNUSUAL_GROUPS = {
+    "momentum": dict(lr=0.1, momentum=0.9),
+    "weight_decay": dict(lr=0.1, weight_decay=0.1),
+    "a NumPy lr": dict(lr=np.float32(0.1)),
+    "an integer lr": dict(lr=1),
+}
+
+
+@pytest.mark.parametrize("case", list(UNUSUAL_GROUPS))
+def test_other_hyperparameters_run_in_python(c_step, case, monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_sgd_step", c_step)
+    params = _params(np.float32, [(2, 3), (3,)])
+    _set_grads(params, 0)
+    assert _declined(gg.optim.SGD(params, **UNUSUAL_GROUPS[case])) == 1
+
+
+def test_partly_overlapping_memory_is_declined(c_step) -> None:
+    base = np.arange(8, dtype=np.float32)
+    p = gg.tensor(np.zeros(4, np.float32), requires_grad=True)
+    p.grad = gg.tensor(np.zeros(4, np.float32))
+    p._data, p.grad._data = base[:4], base[2:6]  # (the gradient overlaps two elements)
+    assert c_step([p], 0.1, 1 << 15, []) is None
+    p.grad._data = p._data  # the same memory: w ← w − lr·w, element by element, as NumPy
+    assert c_step([p], 0.5, 1 << 15, []) == [p]
+    np.testing.assert_array_equal(p.numpy(), np.float32([0, 0.5, 1, 1.5]))
+
+
+def test_other_calls_take_python(c_step, monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_sgd_step", c_step)
+    params = _params(np.float32, [(2, 3), (3,)])
+
+    class MySGD(gg.optim.SGD):
+        pass
+
+    _set_grads(params, 0)
+    assert _declined(MySGD(params, lr=0.1)) == 1  # a subclass may change any part
+    two = gg.optim.SGD([{"params": [params[0]]}, {"params": [params[1]], "lr": 0.2}], lr=0.1)
+    assert _declined(two) == 2  # two groups
+    opt = gg.optim.SGD(params, lr=0.1)
+    calls = []
+    opt.step(lambda: calls.append(1))  # a closure: Python's step calls it
+    assert calls == [1]
+    opt._apply = lambda p, delta, scale=1.0: calls.append(2)  # a patched write is honoured
+    opt.step()
+    assert calls == [1, 2, 2]
+
+
+def test_a_bad_gradient_still_gets_pythons_error(c_step, monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_sgd_step", c_step)
+    params = _params(np.float32, [(2, 3), (3,)])
+    _set_grads(params, 0)
+    params[1]._grad = gg.tensor(np.ones(4, np.float32))  # (past the setter's own check)
+    before = [p.numpy().copy() for p in params]
+    with pytest.raises(ValueError, match="shape"):
+        gg.optim.SGD(params, lr=0.1).step()
+    for p, b in zip(params, before):  # nothing changed: the first parameter neither
+        np.testing.assert_array_equal(p.numpy(), b)
+
+
+def test_an_interrupt_while_marking_leaves_the_weights(c_step, monkeypatch) -> None:
+    """A Ctrl-C (or any error) in mark_modified_memo, looked up by name at each call: the
+    weights are not written, and the error reaches the caller."""
+    monkeypatch.setattr(optimizers, "_native_sgd_step", c_step)
+    params = _params(np.float32, [(2, 3), (3,)])
+    _set_grads(params, 0)
+    before = [p.numpy().copy() for p in params]
+
+    def interrupted(tensors, memo):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(autograd, "mark_modified_memo", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gg.optim.SGD(params, lr=0.1).step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.numpy(), b)
+
+
+def test_reference_counts_are_kept(c_step) -> None:
+    params = _params(np.float32, [(2, 3), (3,)])
+    _set_grads(params, 0)
+    opt = gg.optim.SGD(params, lr=0.1)
+    arrays = [p._data for p in params] + [p._grad._data for p in params]
+    grads = [p._grad for p in params]
+    c_step(params, 0.1, 1 << 15, opt._marks)  # (fills the memo, which holds the parameters)
+    counts = [sys.getrefcount(x) for x in params + arrays + grads]
+    for _ in range(200):
+        assert c_step(params, 0.1, 1 << 15, opt._marks) is not None
+    assert [sys.getrefcount(x) for x in params + arrays + grads] == counts
+
+
+def test_bad_arguments_raise(c_step) -> None:
+    with pytest.raises(TypeError, match="sgd_step"):
+        c_step((), 0.1, 10, [])
+    with pytest.raises(TypeError, match="sgd_step"):
+        c_step([], 1, 10, [])
+    assert c_step([object()], 0.1, 10, []) is None  # not a Tensor: Python's step decides
+
+
+def test_native_off_leaves_python() -> None:
+    """GLASSGRAD_NATIVE=0 (the whole suite runs that way once on CI) means no C step."""
+    if os.environ.get("GLASSGRAD_NATIVE", "").strip() == "0":
+        assert optimizers._native_sgd_step is None
+    elif _backward is not None:
+        assert optimizers._native_sgd_step is _backward.sgd_step
