@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import STATE, record
+from .autograd import STATE, _native, record
 from .autograd import _one as _cached_ones
 from .rule_reads import declare
 from .tensor import Tensor, as_constant
@@ -375,6 +375,14 @@ cos = defop(
 )
 
 
+# The activations' backward rules in one C pass (``_backward.activation_grad``: relu, tanh,
+# sigmoid), or None (not built, or GLASSGRAD_NATIVE=0). Each rule below tries it first and
+# computes its NumPy expression when it returns NotImplemented (a Tensor under create_graph,
+# mixed dtypes, a non-contiguous array...). Same bits: tests/test_native_kernels.py.
+_one_pass = None if _native is None else _native.activation_grad
+_RELU, _TANH, _SIGMOID = 0, 1, 2
+
+
 def _one(a: Any) -> Any:
     """1 for arithmetic with ``a``: for an array, a read-only 0-d array of its dtype (the
     engine's cached seed of ones, ``autograd._one``). The same bits as the Python 1 (exact in
@@ -385,10 +393,19 @@ def _one(a: Any) -> Any:
     return _cached_ones(a.dtype, ())
 
 
+def _tanh_grad(grad: Any, out: Any) -> Any:
+    """grad·(1 − out²): NumPy's three passes, or one in C."""
+    if _one_pass is not None:
+        r = _one_pass(_TANH, grad, out)
+        if r is not NotImplemented:
+            return r
+    return grad * (_one(out) - out * out)
+
+
 tanh = defop(
     "tanh", "∂tanh x/∂x = 1 − tanh²x",
     np.tanh,
-    lambda grad, out, x: grad * (_one(out) - out * out),
+    lambda grad, out, x: _tanh_grad(grad, out),
     domain=(-3.0, 3.0),
     why="speed: one node instead of the four of (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ), and no overflow",
     latex=r"\partial \tanh x/\partial x = 1 - \tanh^{2} x", reads=("out",),
@@ -421,10 +438,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return half * (one + np.tanh(half * x))
 
 
+def _sigmoid_grad(grad: Any, out: Any) -> Any:
+    """grad·out·(1 − out): NumPy's three passes, or one in C."""
+    if _one_pass is not None:
+        r = _one_pass(_SIGMOID, grad, out)
+        if r is not NotImplemented:
+            return r
+    return grad * out * (1 - out)
+
+
 sigmoid = defop(
     "sigmoid", "∂σ(x)/∂x = σ(x)·(1 − σ(x))",
     _sigmoid,
-    lambda grad, out, x: grad * out * (1 - out),
+    lambda grad, out, x: _sigmoid_grad(grad, out),
     domain=(-4.0, 4.0),
     why="stability: 1/(1 + e⁻ˣ) overflows for x < −88 in float32; speed: one node",
     latex=r"\partial \sigma(x)/\partial x = \sigma(x)\cdot (1 - \sigma(x))", reads=("out",),
@@ -441,10 +467,20 @@ def _zero(x: np.ndarray) -> Any:
     return x.dtype.type(0)
 
 
+def _relu_grad(grad: Any, out: Any) -> Any:
+    """grad·(out > 0): out > 0 exactly where x > 0, so x is not needed. NumPy's two passes
+    (and a boolean array), or one in C."""
+    if _one_pass is not None:
+        r = _one_pass(_RELU, grad, out)
+        if r is not NotImplemented:
+            return r
+    return grad * (out > 0)
+
+
 relu = defop(
     "relu", "∂relu(x)/∂x = 1 if x > 0 else 0",
     lambda x: np.maximum(x, _zero(x)),
-    lambda grad, out, x: grad * (out > 0),  # out > 0 exactly where x > 0; x is not needed
+    lambda grad, out, x: _relu_grad(grad, out),
     why="speed: the most used activation, one node instead of where(x > 0, x, 0)",
     latex=r"\partial \operatorname{relu}(x)/\partial x = 1 \text{ if } x > 0 \text{ else } 0",
     reads=("out",), kinks=lambda x: x, activation_range=(0.0, np.inf),

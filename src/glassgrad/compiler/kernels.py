@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 
 from ..blas import axpby, gemm
-from ..ops import Op, _column_sums, _matmul_grad_a, _matmul_grad_b, _rows, _zero
+from ..ops import (
+    _RELU,
+    _TANH,
+    Op,
+    _column_sums,
+    _matmul_grad_a,
+    _matmul_grad_b,
+    _one_pass,
+    _rows,
+    _zero,
+)
 
 
 def _matmul_fold_a(c: Any, alpha: float, beta: float, grad: Any, out: Any, a: Any, b: Any
@@ -47,9 +57,21 @@ FORWARD_INTO: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda x: np.maximum(x, _zero(x), out=x),
 }
 
+def _tanh_grad_into(grad: Any, out: Any, x: Any) -> Any:
+    if _one_pass is not None and _one_pass(_TANH, grad, out, grad) is not NotImplemented:
+        return grad  # (one C pass, as the op's rule)
+    return np.multiply(grad, 1 - out * out, out=grad)
+
+
+def _relu_grad_into(grad: Any, out: Any, x: Any) -> Any:
+    if _one_pass is not None and _one_pass(_RELU, grad, out, grad) is not NotImplemented:
+        return grad
+    return np.multiply(grad, out > 0, out=grad)
+
+
 GRADS_INTO: dict[str, tuple[Callable[..., Any] | None, ...]] = {
-    "tanh": (lambda grad, out, x: np.multiply(grad, 1 - out * out, out=grad),),
-    "relu": (lambda grad, out, x: np.multiply(grad, out > 0, out=grad),),
+    "tanh": (_tanh_grad_into,),
+    "relu": (_relu_grad_into,),
 }
 
 GRADS_FOLD: dict[str, tuple[Callable[..., None] | None, ...]] = {
