@@ -105,6 +105,15 @@ def test_anything_else_is_not_implemented_and_changes_nothing(one_pass, case) ->
         assert np.array_equal(np.asarray(g), before)
 
 
+def test_an_unpickled_dtype_is_the_same_dtype(one_pass) -> None:
+    import pickle
+
+    g = np.ones(3, np.float32)
+    o = np.ones(3, np.float32).view(pickle.loads(pickle.dumps(np.dtype(np.float32))))
+    assert o.dtype is not g.dtype
+    assert one_pass(0, g, o).tobytes() == g.tobytes()
+
+
 def test_bad_arguments_raise(one_pass) -> None:
     f = np.ones(3, np.float32)
     with pytest.raises(ValueError, match="kind"):

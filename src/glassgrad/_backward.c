@@ -25,9 +25,10 @@
  * Tensor and links it into the graph (every op of every forward pass calls it).
  *
  * sgd_step() is a copy of plain SGD's step (optim/optimizers.py: Optimizer.step around
- * SGD._plain_descent) for small parameters, the step of every small network: it declines
+ * SGD._plain_descent) for small parameters, the step of every small network, and
+ * adam_step() one of Adam's and AdamW's (Adam._update) without amsgrad: each declines
  * (changes nothing, returns None) whatever is not the usual case, and Python's step runs
- * (tests/test_native_sgd.py checks the two against each other).
+ * (tests/test_native_optim.py checks the two against each other).
  *
  * activation_grad() is the backward rule of relu, tanh or sigmoid (ops.py) as one loop over
  * the arrays, where NumPy's expression makes two or three passes and temporaries; each rule
@@ -35,6 +36,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <structmember.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
@@ -515,8 +517,9 @@ static int elementwise_pair(PyObject *grad, PyObject *out, PyObject *into) {
     if (!PyArray_CheckExact(grad) || !PyArray_CheckExact(out)) return 0;
     PyArrayObject *g = (PyArrayObject *)grad, *o = (PyArrayObject *)out;
     int type = PyArray_TYPE(g);
-    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || PyArray_DESCR(o) != PyArray_DESCR(g)
-        || !PyArray_ISNBO(PyArray_DESCR(g)->byteorder) || PyArray_NDIM(g) != PyArray_NDIM(o))
+    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || !PyArray_ISNBO(PyArray_DESCR(g)->byteorder)
+        || !PyArray_EquivTypes(PyArray_DESCR(g), PyArray_DESCR(o))
+        || PyArray_NDIM(g) != PyArray_NDIM(o))
         return 0;
     for (int k = 0; k < PyArray_NDIM(g); k++)
         if (PyArray_DIM(g, k) != PyArray_DIM(o, k)) return 0;
@@ -599,8 +602,9 @@ static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
     if (!PyArray_CheckExact(w) || !PyArray_CheckExact(g)) return 0;
     PyArrayObject *a = (PyArrayObject *)w, *b = (PyArrayObject *)g;
     int type = PyArray_TYPE(a);
-    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || PyArray_DESCR(b) != PyArray_DESCR(a)
-        || !PyArray_ISNBO(PyArray_DESCR(a)->byteorder))
+    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || !PyArray_ISNBO(PyArray_DESCR(a)->byteorder)
+        || !PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(b)))  /* (an unpickled dtype is
+        a copy of the singleton: equal, not the same object) */
         return 0;
     if (PyArray_NDIM(a) != PyArray_NDIM(b)) return 0;
     for (int k = 0; k < PyArray_NDIM(a); k++)
@@ -686,6 +690,151 @@ out:
     return result;
 }
 
+/* ------------------------------------------------------------- Adam's and AdamW's step */
+
+/* Whether a state buffer b (exp_avg, exp_avg_sq) can be updated here beside weight array w:
+ * an exact, writeable, C-contiguous, aligned ndarray of w's dtype and shape, apart from w
+ * and from the gradient g. */
+static int plain_buffer(PyObject *b, PyObject *w, PyObject *g) {
+    if (b == NULL || !PyArray_CheckExact(b)) return 0;
+    PyArrayObject *a = (PyArrayObject *)b, *wa = (PyArrayObject *)w;
+    if (!PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(wa)) || PyArray_NDIM(a) != PyArray_NDIM(wa))
+        return 0;
+    for (int k = 0; k < PyArray_NDIM(a); k++)
+        if (PyArray_DIM(a, k) != PyArray_DIM(wa, k)) return 0;
+    if (!PyArray_CHKFLAGS(a, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE))
+        return 0;
+    char *p = PyArray_BYTES(a);
+    Py_ssize_t n = PyArray_NBYTES(a);
+    char *others[2] = {PyArray_BYTES(wa), PyArray_BYTES((PyArrayObject *)g)};
+    for (int k = 0; k < 2; k++)
+        if (!(p + n <= others[k] || others[k] + n <= p)) return 0;
+    return 1;
+}
+
+/* One parameter's Adam update, in optimizers.Adam._update's order of NumPy operations, each
+ * rounded to T (constants rounded to T first, as NumPy does with a Python float). */
+#define ADAM_LOOP(T, SQRT)                                                                 \
+    {                                                                                      \
+        T *w = PyArray_DATA(wa), *m = PyArray_DATA(ma), *v = PyArray_DATA(va);             \
+        const T *g = PyArray_DATA(ga);                                                     \
+        const T wd_t = (T)wd, c1 = (T)(1 - b1), b2_t = (T)b2, c2 = (T)(1 - b2);            \
+        const T bc2_t = (T)bc2, eps_t = (T)eps, size_t_ = (T)step_size, decay_t = (T)decay;\
+        for (npy_intp i = 0; i < n; i++) {                                                 \
+            T gi = g[i];                                                                   \
+            if (l2) { T wl = w[i] * wd_t; gi = wl + gi; }    /* t = w·λ; t += g */         \
+            T d = gi - m[i]; d = d * c1; m[i] = m[i] + d;    /* m += (g − m)(1 − β₁) */    \
+            T sq = gi * gi; sq = sq * c2;                                                  \
+            T vi = v[i] * b2_t; vi = vi + sq; v[i] = vi;     /* v = β₂v + (1 − β₂)g² */    \
+            T den = SQRT(vi); den = den / bc2_t; den = den + eps_t;                        \
+            T u = m[i] / den; u = u * size_t_;                                             \
+            T wi = w[i];                                                                   \
+            if (scale) wi = wi * decay_t;                    /* AdamW: w·(1 − lr·λ) */      \
+            w[i] = wi - u;                                                                 \
+        }                                                                                  \
+    }
+
+/* adam_step(params, state, lr, beta1, beta2, eps, weight_decay, decoupled, memo): the step
+ * of Adam (decoupled False) or AdamW (True) without amsgrad, as optimizers.Adam._update with
+ * Optimizer.step around it, for every parameter in `params` that has a .grad: its state
+ * (exp_avg, exp_avg_sq, "step" an int) must exist already (Python's first step makes it), its
+ * arrays as plain_pair and plain_buffer say. Anything else: None, nothing changed, and
+ * Python's step runs. Else every check first, then mark_modified_memo(updated, memo), then
+ * "step" counted and every array updated in one pass per parameter; returns `updated`. */
+static PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyDict_CheckExact(argv[1])) {
+        PyErr_SetString(PyExc_TypeError, "adam_step(params: list, state: dict, lr, beta1, "
+                                         "beta2, eps, weight_decay, decoupled, memo)");
+        return NULL;
+    }
+    for (int k = 2; k < 7; k++)
+        if (!PyFloat_CheckExact(argv[k])) Py_RETURN_NONE;  /* (Python's step decides) */
+    if (tensor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+        return NULL;
+    }
+    PyObject *params = argv[0], *state = argv[1], *memo = argv[8];
+    double lr = PyFloat_AS_DOUBLE(argv[2]), b1 = PyFloat_AS_DOUBLE(argv[3]),
+           b2 = PyFloat_AS_DOUBLE(argv[4]), eps = PyFloat_AS_DOUBLE(argv[5]),
+           wd = PyFloat_AS_DOUBLE(argv[6]);
+    int decoupled = PyObject_IsTrue(argv[7]);
+    if (decoupled < 0) return NULL;
+    PyObject *updated = PyList_New(0), *held = PyList_New(0), *result = NULL;
+    PyObject *k_step = PyUnicode_InternFromString("step"),
+             *k_m = PyUnicode_InternFromString("exp_avg"),
+             *k_v = PyUnicode_InternFromString("exp_avg_sq");
+    if (updated == NULL || held == NULL || k_step == NULL || k_m == NULL || k_v == NULL) goto out;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
+        PyObject *p = PyList_GET_ITEM(params, i);
+        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
+        PyObject *grad = SLOT(p, OFF_GRAD);
+        if (grad == NULL || grad == Py_None) continue;
+        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
+        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA);
+        if (w == NULL || g == NULL || !plain_pair(w, g, PY_SSIZE_T_MAX)) goto python;
+        PyObject *s = PyDict_GetItemWithError(state, p);
+        if (s == NULL && PyErr_Occurred()) goto out;
+        if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (first step: Python makes it) */
+        PyObject *step = PyDict_GetItemWithError(s, k_step);
+        PyObject *m = step ? PyDict_GetItemWithError(s, k_m) : NULL;
+        PyObject *v = m ? PyDict_GetItemWithError(s, k_v) : NULL;
+        if (PyErr_Occurred()) goto out;
+        if (step == NULL || !PyLong_CheckExact(step) || !plain_buffer(m, w, g)
+            || !plain_buffer(v, w, g) || m == v)
+            goto python;
+        long long count = PyLong_AsLongLong(step);
+        if (count == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto python;
+        }
+        if (count < 0 || count >= (1LL << 53)) goto python;
+        PyObject *next = PyLong_FromLongLong(count + 1);
+        if (next == NULL) goto out;
+        PyObject *entry = PyTuple_Pack(5, s, next, w, g, m);
+        Py_DECREF(next);
+        if (entry == NULL || PyList_Append(held, entry) < 0 || PyList_Append(held, v) < 0
+            || PyList_Append(updated, p) < 0) {
+            Py_XDECREF(entry);
+            goto out;
+        }
+        Py_DECREF(entry);
+    }
+    PyObject *mark = helper(s_mark_modified_memo);
+    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
+    Py_XDECREF(mark);
+    if (r == NULL) goto out;
+    Py_DECREF(r);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i += 2) {
+        PyObject *entry = PyList_GET_ITEM(held, i);
+        PyObject *next = PyTuple_GET_ITEM(entry, 1);
+        /* (replacing the value of a key the dict has cannot fail: no resize) */
+        PyDict_SetItem(PyTuple_GET_ITEM(entry, 0), k_step, next);
+        double t = (double)PyLong_AsLongLong(next);
+        double step_size = lr / (1 - pow(b1, t));         /* lr / (1 − β₁ᵗ), as Python */
+        double bc2 = sqrt(1 - pow(b2, t));                 /* math.sqrt(1 − β₂ᵗ) */
+        double decay = decoupled && wd != 0 ? 1 - lr * wd : 1.0;
+        int l2 = wd != 0 && !decoupled, scale = decay != 1.0;
+        PyArrayObject *wa = (PyArrayObject *)PyTuple_GET_ITEM(entry, 2),
+                      *ga = (PyArrayObject *)PyTuple_GET_ITEM(entry, 3),
+                      *ma = (PyArrayObject *)PyTuple_GET_ITEM(entry, 4),
+                      *va = (PyArrayObject *)PyList_GET_ITEM(held, i + 1);
+        npy_intp n = PyArray_SIZE(wa);
+        if (PyArray_TYPE(wa) == NPY_FLOAT32) ADAM_LOOP(float, sqrtf)
+        else ADAM_LOOP(double, sqrt)
+    }
+    result = Py_NewRef(updated);
+    goto out;
+python:
+    result = Py_NewRef(Py_None);
+out:
+    Py_XDECREF(updated);
+    Py_XDECREF(held);
+    Py_XDECREF(k_step);
+    Py_XDECREF(k_m);
+    Py_XDECREF(k_v);
+    return result;
+}
+
 static Py_ssize_t slot_offset(PyObject *type, const char *name) {
     PyObject *d = PyObject_GetAttrString(type, name);
     if (d == NULL) return -1;
@@ -733,6 +882,9 @@ static PyMethodDef methods[] = {
     {"activation_grad", (PyCFunction)(void (*)(void))activation_grad, METH_FASTCALL,
      "activation_grad(kind, grad, out, into=None): relu's (0), tanh's (1) or sigmoid's (2) "
      "backward rule in one pass, or NotImplemented."},
+    {"adam_step", (PyCFunction)(void (*)(void))adam_step, METH_FASTCALL,
+     "adam_step(params, state, lr, beta1, beta2, eps, weight_decay, decoupled, memo): "
+     "Adam's or AdamW's step without amsgrad, or None."},
     {"setup", setup, METH_VARARGS, "setup(Tensor, autograd.__dict__)"},
     {NULL, NULL, 0, NULL}};
 

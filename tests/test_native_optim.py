@@ -1,9 +1,11 @@
-"""Plain SGD's step in C (``sgd_step`` in ``_backward.c``) against its definition, the Python
-``Optimizer.step`` with ``SGD._plain_descent``.
+"""The optimizers' steps in C (``sgd_step`` and ``adam_step`` in ``_backward.c``) against
+their definitions, the Python ``Optimizer.step`` with ``SGD._plain_descent`` and
+``Adam._update``.
 
 Each test runs the same steps twice, once with the C step and once with it switched off
-(``optimizers._native_sgd_step`` set to None), and compares the parameters bit for bit, the
-writes recorded, and what is left when the C step declines (it must change nothing).
+(``optimizers._native_sgd_step`` / ``_native_adam_step`` set to None), and compares the
+parameters and the optimizer's state bit for bit, the writes recorded, and what is left when
+the C step declines (it must change nothing).
 """
 
 from __future__ import annotations
@@ -175,6 +177,18 @@ def test_other_hyperparameters_run_in_python(c_step, case, monkeypatch) -> None:
     assert _declined(gg.optim.SGD(params, **UNUSUAL_GROUPS[case])) == 1
 
 
+def test_an_unpickled_dtype_is_the_same_dtype(c_step) -> None:
+    """A copy of the float32 dtype object (pickle makes one) is float32 all the same."""
+    import pickle
+
+    p = gg.tensor(np.ones(3, np.float32), requires_grad=True)
+    p.grad = gg.tensor(np.ones(3, np.float32))
+    p.grad._data = p.grad._data.view(pickle.loads(pickle.dumps(np.dtype(np.float32))))
+    assert p.grad._data.dtype is not p._data.dtype
+    assert c_step([p], 0.5, 1 << 15, []) == [p]
+    np.testing.assert_array_equal(p.numpy(), np.float32([0.5, 0.5, 0.5]))
+
+
 def test_partly_overlapping_memory_is_declined(c_step) -> None:
     base = np.arange(8, dtype=np.float32)
     p = gg.tensor(np.zeros(4, np.float32), requires_grad=True)
@@ -263,3 +277,148 @@ def test_native_off_leaves_python() -> None:
         assert optimizers._native_sgd_step is None
     elif _backward is not None:
         assert optimizers._native_sgd_step is _backward.sgd_step
+
+
+# ----------------------------------------------------------------------------- Adam, AdamW
+def _adam_run(native, cls, dtype, kwargs, steps=6):
+    saved = optimizers._native_adam_step
+    optimizers._native_adam_step = native
+    try:
+        params = _params(dtype, SHAPES)
+        opt = cls(params, **kwargs)
+        for k in range(steps):  # parameter 1 has no gradient on odd steps: its count lags
+            _set_grads(params, k, skip=(1,) if k % 2 else ())
+            opt.step()
+        state = {i: {key: (v.tobytes() if isinstance(v, np.ndarray) else v)
+                     for key, v in s.items()}
+                 for i, s in opt.state_dict()["state"].items()}
+        return [p.numpy().tobytes() for p in params], state
+    finally:
+        optimizers._native_adam_step = saved
+
+
+ADAM_CONFIGS = [
+    (gg.optim.Adam, dict(lr=1e-3)),
+    (gg.optim.Adam, dict(lr=0.1, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)),
+    (gg.optim.AdamW, dict(lr=1e-2)),
+    (gg.optim.AdamW, dict(lr=0.3, weight_decay=0.0)),
+    (gg.optim.Adam, dict(lr=1e30)),
+]
+
+
+@pytest.fixture
+def c_adam():
+    if _backward is None:
+        if os.environ.get("GLASSGRAD_REQUIRE_NATIVE"):
+            pytest.fail("glassgrad._backward is not built")
+        pytest.skip("glassgrad._backward is not built")
+    return _backward.adam_step
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls, kwargs", ADAM_CONFIGS)
+def test_c_adam_has_the_python_steps_bits_and_state(c_adam, cls, kwargs, dtype) -> None:
+    with np.errstate(all="ignore"):
+        c = _adam_run(c_adam, cls, dtype, kwargs)
+        py = _adam_run(None, cls, dtype, kwargs)
+    assert c == py
+
+
+def test_c_adam_runs_after_the_first_step(c_adam, monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_adam_step", c_adam)
+    params = _params(np.float32, [(2, 3), (3,)])
+    opt = gg.optim.Adam(params, lr=0.1)
+    _set_grads(params, 0)
+    assert _declined(opt) == 1  # the first step makes the state in Python
+    _set_grads(params, 1)
+    assert _declined(opt) == 0  # the second runs in C
+    assert [s["step"] for s in opt.state.values()] == [2, 2]
+    y = (params[0] * params[0]).sum()
+    _set_grads(params, 2)
+    opt.step()
+    with pytest.raises(autograd.GraphError, match="modified in place"):
+        y.backward()
+
+
+ADAM_UNUSUAL = {
+    "amsgrad": lambda opt, ps: opt.param_groups[0].update(amsgrad=True),
+    "a NumPy lr": lambda opt, ps: opt.param_groups[0].update(lr=np.float32(0.1)),
+    "a step that is not an int": lambda opt, ps: opt.state[ps[0]].update(step=2.0),
+    "a transposed buffer": lambda opt, ps: opt.state[ps[0]].update(
+        exp_avg=np.zeros((3, 2), np.float32).T),
+    "a float64 buffer": lambda opt, ps: opt.state[ps[1]].update(
+        exp_avg_sq=np.zeros(3, np.float64)),
+    "one buffer twice": lambda opt, ps: opt.state[ps[1]].update(
+        exp_avg_sq=opt.state[ps[1]]["exp_avg"]),
+    "a buffer that is the weight": lambda opt, ps: opt.state[ps[1]].update(
+        exp_avg=ps[1]._data),
+    "a parameter without state": lambda opt, ps: opt.state.pop(ps[1]),
+    "two groups": lambda opt, ps: opt.add_param_group(
+        {"params": [gg.tensor(np.ones(2, np.float32), requires_grad=True)]}),
+}
+
+
+@pytest.mark.parametrize("case", list(ADAM_UNUSUAL))
+def test_unusual_adam_steps_run_in_python(c_adam, case, monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_adam_step", c_adam)
+    params = _params(np.float32, [(2, 3), (3,)])
+    opt = gg.optim.Adam(params, lr=0.1)
+    _set_grads(params, 0)
+    opt.step()
+    _set_grads(params, 1)
+    ADAM_UNUSUAL[case](opt, params)
+    before = [p.numpy().copy() for p in params]
+    g = opt.param_groups[0]
+    if case not in ("two groups", "amsgrad"):  # (those the Python side keeps from C)
+        assert c_adam(g["params"], opt.state, g["lr"], *g["betas"], g["eps"],
+                      g["weight_decay"], False, opt._marks) is None
+        for p, b in zip(params, before):
+            assert p.numpy().tobytes() == b.tobytes()
+    if case in ("a step that is not an int", "one buffer twice",
+                "a buffer that is the weight"):
+        return  # (Python's own step then does what it does with such a state)
+    assert _declined(opt) >= 1
+
+
+def test_an_interrupt_while_marking_leaves_adam_as_it_was(c_adam, monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_adam_step", c_adam)
+    params = _params(np.float32, [(2, 3), (3,)])
+    opt = gg.optim.Adam(params, lr=0.1)
+    _set_grads(params, 0)
+    opt.step()
+    _set_grads(params, 1)
+    before = opt.state_dict()["state"]
+    weights = [p.numpy().copy() for p in params]
+
+    def interrupted(tensors, memo):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(autograd, "mark_modified_memo", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        opt.step()
+    after = opt.state_dict()["state"]
+    for i in before:
+        assert before[i]["step"] == after[i]["step"] == 1
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert before[i][k].tobytes() == after[i][k].tobytes()
+    for p, w in zip(params, weights):
+        assert p.numpy().tobytes() == w.tobytes()
+
+
+def test_adam_reference_counts_are_kept(c_adam) -> None:
+    params = _params(np.float32, [(2, 3), (3,)])
+    opt = gg.optim.Adam(params, lr=0.1)
+    _set_grads(params, 0)
+    opt.step()
+    g = opt.param_groups[0]
+    args = (g["params"], opt.state, g["lr"], *g["betas"], g["eps"], g["weight_decay"], False,
+            opt._marks)
+    c_adam(*args)
+    watched = params + [p._data for p in params] + [p._grad._data for p in params] + [
+        a for s in opt.state.values() for a in (s["exp_avg"], s["exp_avg_sq"])] + list(
+        opt.state.values())
+    counts = [sys.getrefcount(x) for x in watched]
+    for _ in range(100):
+        assert c_adam(*args) is not None
+    assert [sys.getrefcount(x) for x in watched] == counts
+    assert [s["step"] for s in opt.state.values()] == [102, 102]
