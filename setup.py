@@ -22,9 +22,11 @@ setup(
             "glassgrad._backward",
             ["src/glassgrad/_backward.c"],
             include_dirs=[numpy.get_include()],
-            # (a*b - c stays two roundings, as in NumPy: no fused multiply-add, whatever the
-            # CFLAGS; sgd_step's results are NumPy's bit for bit)
-            extra_compile_args=["-ffp-contract=off"],
+            # a*b - c stays two roundings, as in NumPy: no fused multiply-add, whatever the
+            # CFLAGS, so the C loops' results are NumPy's bit for bit. Without errno, sqrt
+            # in a loop vectorizes (adam_step: 4.5x faster on 670k parameters); its values
+            # are the same correctly rounded ones.
+            extra_compile_args=["-ffp-contract=off", "-fno-math-errno"],
             optional=True,
         )
     ]

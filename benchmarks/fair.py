@@ -45,6 +45,10 @@ WORKLOADS: dict[str, tuple[str, str, list[str], int]] = {
     "mlp128": ("784-512-512-10 ReLU MLP, SGD step, batch 128", "PyTorch",
                ["glassgrad", "glassgrad, compiled", "glassgrad, compiled, SGD folded", NUMBA,
                 "hand NumPy", "PyTorch", "NumPy products only", "PyTorch products only"], 20),
+    "xor_adam": ("2-3-1 tanh XOR step with Adam (lr 0.01)", "glassgrad",
+                 ["glassgrad", "PyTorch"], 1000),
+    "mlp128_adam": ("784-512-512-10 ReLU MLP, Adam step, batch 128", "PyTorch",
+                    ["glassgrad", "PyTorch"], 20),
     "mlp1024": ("784-512-512-10 ReLU MLP, SGD step, batch 1024", "PyTorch",
                 ["glassgrad", "glassgrad, compiled", "glassgrad, compiled, SGD folded", NUMBA,
                  "hand NumPy", "PyTorch", "NumPy products only", "PyTorch products only"], 4),
@@ -162,6 +166,12 @@ def make_step(workload: str, contender: str) -> Callable[[], None]:
         import torch  # noqa: PLC0415
     if workload == "add":
         return _add_sum_torch(torch) if torch else _add_sum_gg(run)
+    if workload == "xor_adam":  # (PyTorch's default Adam: its foreach implementation)
+        return (run.torch_xor_step(torch, adam=True) if torch
+                else run.gg_xor_step(adam=True))
+    if workload == "mlp128_adam":
+        return (run.torch_mlp_step(torch, 128, adam=True) if torch
+                else run.gg_mlp_step(128, adam=True))
     if workload == "xor":
         return {"glassgrad": lambda: run.gg_xor_step(),
                 "glassgrad, compiled": lambda: run.gg_xor_step("folded"),

@@ -142,23 +142,25 @@ def xor_init(seed: int = 0) -> list[np.ndarray]:
     ]
 
 
-def gg_xor_step(mode: str = "eager") -> Callable[[], None]:
+def gg_xor_step(mode: str = "eager", adam: bool = False) -> Callable[[], None]:
     model = gg.nn.MLP([2, 3, 1], activation="tanh")
     for p, v in zip(model.parameters(), xor_init()):
         p.data = v.copy()
-    opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    opt = (gg.optim.Adam(model.parameters(), lr=0.01) if adam
+           else gg.optim.SGD(model.parameters(), lr=0.1))
     X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
     mse = gg.nn.functional.mse_loss
 
     return make_step(model, opt, mse, X, Y, mode)
 
 
-def torch_xor_step(torch: Any) -> Callable[[], None]:
+def torch_xor_step(torch: Any, adam: bool = False) -> Callable[[], None]:
     model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
     with torch.no_grad():
         for p, v in zip(model.parameters(), xor_init()):
             p.copy_(torch.from_numpy(v))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = (torch.optim.Adam(model.parameters(), lr=0.01) if adam
+           else torch.optim.SGD(model.parameters(), lr=0.1))
     X, Y = torch.from_numpy(XOR_X), torch.from_numpy(XOR_Y)
     mse = torch.nn.functional.mse_loss
 
@@ -333,9 +335,10 @@ def mlp_data(batch: int) -> tuple[np.ndarray, np.ndarray]:
             rng.integers(0, SIZES[-1], batch))
 
 
-def gg_mlp_step(batch: int, mode: str = "eager") -> Callable[[], None]:
+def gg_mlp_step(batch: int, mode: str = "eager", adam: bool = False) -> Callable[[], None]:
     model = gg.nn.MLP(SIZES, activation="relu", init="kaiming", seed=0)
-    opt = gg.optim.SGD(model.parameters(), lr=0.01)
+    opt = (gg.optim.Adam(model.parameters(), lr=1e-3) if adam
+           else gg.optim.SGD(model.parameters(), lr=0.01))
     X, y = mlp_data(batch)
     Xt = gg.tensor(X)
     ce = gg.nn.functional.cross_entropy
@@ -360,12 +363,13 @@ def matmul_only_step(batch: int) -> Callable[[], None]:
     return step
 
 
-def torch_mlp_step(torch: Any, batch: int) -> Callable[[], None]:
+def torch_mlp_step(torch: Any, batch: int, adam: bool = False) -> Callable[[], None]:
     layers: list[Any] = []
     for a, b in zip(SIZES[:-1], SIZES[1:]):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if adam
+           else torch.optim.SGD(model.parameters(), lr=0.01))
     X, y = mlp_data(batch)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     ce = torch.nn.functional.cross_entropy
