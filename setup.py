@@ -1,5 +1,5 @@
 """The one compiled part: C copies of the engine's hottest functions, ``record``, the
-backward walk's usual case, the steps of plain SGD (on small parameters) and Adam, and the
+backward walk's usual case, the steps of SGD (on small parameters) and Adam, and the
 backward rules of relu, tanh and sigmoid (src/glassgrad/_backward.c; autograd.py,
 optim/optimizers.py and ops.py are their definitions).
 

@@ -31,12 +31,15 @@ else:  # (autograd did this at import, unless GLASSGRAD_NATIVE=0 kept it from lo
 
 @pytest.fixture
 def c_step():
-    """The C step (built, or the test fails on CI and is skipped elsewhere)."""
+    """The C step (built, or the test fails on CI and is skipped elsewhere), called as plain
+    SGD calls it: c_step(params, lr, limit, memo)."""
     if _backward is None:
         if os.environ.get("GLASSGRAD_REQUIRE_NATIVE"):
             pytest.fail("glassgrad._backward is not built")
         pytest.skip("glassgrad._backward is not built")
-    return _backward.sgd_step
+    return lambda params, lr, limit, memo, state=None, momentum=0.0, dampening=0.0, \
+        weight_decay=0.0, nesterov=False: _backward.sgd_step(
+            params, lr, limit, memo, state, momentum, dampening, weight_decay, nesterov)
 
 
 def _params(dtype, shapes, seed=0):
@@ -51,32 +54,42 @@ def _set_grads(params, seed, skip=()):
         p.grad = None if i in skip else gg.tensor(g)
 
 
-def _run(native, dtype, shapes, lr, steps=3, skip=()):
+def _run(native, dtype, shapes, lr, steps=4, skip=(), **kwargs):
     saved = optimizers._native_sgd_step
     optimizers._native_sgd_step = native
     try:
         params = _params(dtype, shapes)
-        opt = gg.optim.SGD(params, lr=lr)
-        for k in range(steps):
-            _set_grads(params, k, skip)
+        opt = gg.optim.SGD(params, lr=lr, **kwargs)
+        for k in range(steps):  # (the skipped parameter has no gradient on odd steps)
+            _set_grads(params, k, [i for i in skip if k % 2])
             opt.step()
-        return [p.numpy().copy() for p in params], [autograd.version(p) > 0 for p in params]
+        state = {i: {key: v.tobytes() for key, v in st.items()}
+                 for i, st in opt.state_dict()["state"].items()}
+        return ([p.numpy().copy() for p in params], [autograd.version(p) > 0 for p in params],
+                state)
     finally:
         optimizers._native_sgd_step = saved
 
 
 SHAPES = [(3, 2), (3,), (1, 3), (1,), (), (0, 4), (7, 5, 2)]
+SGD_CONFIGS = [{}, dict(momentum=0.9), dict(momentum=0.5, dampening=0.3),
+               dict(momentum=0.9, nesterov=True), dict(weight_decay=0.01),
+               dict(momentum=0.8, weight_decay=0.1), dict(momentum=1, weight_decay=2)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("lr", [0.1, 1e-3, 0.0, 3.0, 1e30])
-def test_c_step_has_the_python_steps_bits(c_step, dtype, lr) -> None:
-    c, c_marked = _run(c_step, dtype, SHAPES, lr, skip=(1,))
-    py, py_marked = _run(None, dtype, SHAPES, lr, skip=(1,))
+@pytest.mark.parametrize("kwargs", SGD_CONFIGS, ids=str)
+def test_c_step_has_the_python_steps_bits(c_step, dtype, lr, kwargs) -> None:
+    with np.errstate(all="ignore"):
+        c, c_marked, c_state = _run(optimizers._native_sgd_step, dtype, SHAPES, lr,
+                                    skip=(1,), **kwargs)
+        py, py_marked, py_state = _run(None, dtype, SHAPES, lr, skip=(1,), **kwargs)
     for a, b in zip(c, py):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert a.tobytes() == b.tobytes()  # bits, not approximately (inf and nan alike)
-    assert c_marked == py_marked == [i != 1 for i in range(len(SHAPES))]
+    assert c_marked == py_marked == [True] * len(SHAPES)
+    assert c_state == py_state
 
 
 def test_c_step_runs_for_the_usual_call_and_records_the_writes(c_step) -> None:
@@ -162,10 +175,10 @@ def test_unusual_arrays_change_nothing_in_c_and_run_in_python(c_step, case,
 
 # Steps that optim.SGD gives to Python without asking C: (what, SGD's keyword arguments)
 UNUSUAL_GROUPS = {
-    "momentum": dict(lr=0.1, momentum=0.9),
-    "weight_decay": dict(lr=0.1, weight_decay=0.1),
     "a NumPy lr": dict(lr=np.float32(0.1)),
     "an integer lr": dict(lr=1),
+    "a NumPy momentum": dict(lr=0.1, momentum=np.float32(0.9)),
+    "momentum, on the step that makes the buffers": dict(lr=0.1, momentum=0.9),
 }
 
 
@@ -175,6 +188,31 @@ def test_other_hyperparameters_run_in_python(c_step, case, monkeypatch) -> None:
     params = _params(np.float32, [(2, 3), (3,)])
     _set_grads(params, 0)
     assert _declined(gg.optim.SGD(params, **UNUSUAL_GROUPS[case])) == 1
+
+
+def test_momentum_runs_in_c_once_the_buffers_exist(c_step, monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_sgd_step", c_step)
+    params = _params(np.float32, [(2, 3), (3,)])
+    opt = gg.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True)
+    _set_grads(params, 0)
+    assert _declined(opt) == 1  # the first step makes the buffers in Python
+    _set_grads(params, 1)
+    assert _declined(opt) == 0
+    for case in ("transposed", "float64", "the gradient itself"):
+        buffers = [opt.state[p]["momentum_buffer"] for p in params]
+        before = [b.copy() for b in buffers]
+        if case == "transposed":
+            opt.state[params[0]]["momentum_buffer"] = np.zeros((3, 2), np.float32).T
+        elif case == "float64":
+            opt.state[params[1]]["momentum_buffer"] = np.zeros(3, np.float64)
+        else:
+            opt.state[params[1]]["momentum_buffer"] = params[1].grad.numpy()
+        weights = [p.numpy().copy() for p in params]
+        assert c_step(params, 0.1, 1 << 15, [], opt.state, 0.9, 0.0, 0.0, True) is None, case
+        assert [b.tobytes() for b in buffers] == [b.tobytes() for b in before]  # unwritten
+        assert [p.numpy().tobytes() for p in params] == [w.tobytes() for w in weights]
+        for p, b in zip(params, buffers):
+            opt.state[p]["momentum_buffer"] = b
 
 
 def test_an_unpickled_dtype_is_the_same_dtype(c_step) -> None:
@@ -267,7 +305,8 @@ def test_bad_arguments_raise(c_step) -> None:
     with pytest.raises(TypeError, match="sgd_step"):
         c_step((), 0.1, 10, [])
     with pytest.raises(TypeError, match="sgd_step"):
-        c_step([], 1, 10, [])
+        _backward.sgd_step([], 0.1, 10, [])  # (too few arguments)
+    assert c_step([], 1, 10, []) is None  # an int lr: Python's step decides
     assert c_step([object()], 0.1, 10, []) is None  # not a Tensor: Python's step decides
 
 

@@ -24,8 +24,8 @@
  * record() is the same kind of copy, of autograd.record: it wraps a forward result in a new
  * Tensor and links it into the graph (every op of every forward pass calls it).
  *
- * sgd_step() is a copy of plain SGD's step (optim/optimizers.py: Optimizer.step around
- * SGD._plain_descent) for small parameters, the step of every small network, and
+ * sgd_step() is a copy of SGD's step (optim/optimizers.py: Optimizer.step around
+ * SGD._update) for small parameters, the step of every small network, and
  * adam_step() one of Adam's and AdamW's (Adam._update) without amsgrad: each declines
  * (changes nothing, returns None) whatever is not the usual case, and Python's step runs
  * (tests/test_native_optim.py checks the two against each other).
@@ -618,81 +618,7 @@ static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
     return wa == ga || wa + n <= ga || ga + n <= wa;
 }
 
-/* sgd_step(params, lr, limit, memo): plain SGD's step (no momentum, no weight decay), as
- * SGD._plain_descent with Optimizer.step around it: w ← w − (lr·g) for every parameter in
- * `params` whose .grad is set, lr rounded to the gradient's dtype first and the product
- * rounded before the subtraction, as NumPy's w -= g * lr_as does (bit for bit; the build
- * turns off FMA contraction). First every parameter is checked; if one is not the usual case
- * (see plain_pair; a .grad that is not a Tensor; an lr that is not a float), nothing changes
- * and None is returned: optim.SGD then runs its Python step, which raises for a bad gradient.
- * Else autograd.mark_modified_memo(updated, memo) records the writes (before them: a Ctrl-C
- * there leaves the parameters as they were, their graphs conservatively marked), then the
- * arrays checked are updated, and the list of updated parameters is returned. */
-static PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc != 4 || !PyList_CheckExact(argv[0]) || !PyFloat_CheckExact(argv[1])
-        || !PyLong_CheckExact(argv[2])) {
-        PyErr_SetString(PyExc_TypeError, "sgd_step(params: list, lr: float, limit: int, memo)");
-        return NULL;
-    }
-    if (tensor_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
-        return NULL;
-    }
-    PyObject *params = argv[0], *memo = argv[3];
-    double lr = PyFloat_AS_DOUBLE(argv[1]);
-    Py_ssize_t limit = PyLong_AsSsize_t(argv[2]);
-    if (limit == -1 && PyErr_Occurred()) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(params);
-    PyObject *updated = PyList_New(0), *arrays = PyList_New(0), *result = NULL;
-    if (updated == NULL || arrays == NULL) goto out;
-    for (Py_ssize_t i = 0; i < n; i++) {  /* check, and hold the arrays checked */
-        PyObject *p = PyList_GET_ITEM(params, i);
-        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
-        PyObject *grad = SLOT(p, OFF_GRAD);
-        if (grad == NULL || grad == Py_None) continue;
-        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
-        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA);
-        if (w == NULL || g == NULL || !plain_pair(w, g, limit)) goto python;
-        if (PyList_Append(updated, p) < 0 || PyList_Append(arrays, w) < 0
-            || PyList_Append(arrays, g) < 0)
-            goto out;
-    }
-    PyObject *mark = helper(s_mark_modified_memo);
-    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
-    Py_XDECREF(mark);
-    if (r == NULL) goto out;
-    Py_DECREF(r);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(arrays); i += 2) {
-        PyArrayObject *w = (PyArrayObject *)PyList_GET_ITEM(arrays, i);
-        PyArrayObject *g = (PyArrayObject *)PyList_GET_ITEM(arrays, i + 1);
-        npy_intp size = PyArray_SIZE(w);
-        if (PyArray_TYPE(w) == NPY_FLOAT32) {
-            float *wd = PyArray_DATA(w), *gd = PyArray_DATA(g), rate = (float)lr;
-            for (npy_intp k = 0; k < size; k++) {
-                float step = gd[k] * rate;
-                wd[k] = wd[k] - step;
-            }
-        } else {
-            double *wd = PyArray_DATA(w), *gd = PyArray_DATA(g);
-            for (npy_intp k = 0; k < size; k++) {
-                double step = gd[k] * lr;
-                wd[k] = wd[k] - step;
-            }
-        }
-    }
-    result = Py_NewRef(updated);
-    goto out;
-python:
-    result = Py_NewRef(Py_None);
-out:
-    Py_XDECREF(updated);
-    Py_XDECREF(arrays);
-    return result;
-}
-
-/* ------------------------------------------------------------- Adam's and AdamW's step */
-
-/* Whether a state buffer b (exp_avg, exp_avg_sq) can be updated here beside weight array w:
+/* Whether a state buffer b (SGD's momentum_buffer, Adam's exp_avg...) can be updated here beside weight array w:
  * an exact, writeable, C-contiguous, aligned ndarray of w's dtype and shape, apart from w
  * and from the gradient g. */
 static int plain_buffer(PyObject *b, PyObject *w, PyObject *g) {
@@ -711,6 +637,117 @@ static int plain_buffer(PyObject *b, PyObject *w, PyObject *g) {
         if (!(p + n <= others[k] || others[k] + n <= p)) return 0;
     return 1;
 }
+
+/* One parameter's SGD update, in optimizers.SGD._update's order of NumPy operations, each
+ * rounded to T (constants rounded to T first, as NumPy does with a Python float): g += λ·w,
+ * then the momentum buffer, then w -= lr·g. */
+#define SGD_LOOP(T)                                                                        \
+    {                                                                                      \
+        T *w = PyArray_DATA(wa), *b = bufa ? PyArray_DATA(bufa) : NULL;                    \
+        const T *g = PyArray_DATA(ga);                                                     \
+        const T lr_t = (T)lr, wd_t = (T)wd, mom_t = (T)mom, damp_t = (T)(1 - damp);         \
+        for (npy_intp i = 0; i < n; i++) {                                                 \
+            T gi = g[i];                                                                   \
+            if (wd != 0) { T wl = w[i] * wd_t; gi = wl + gi; }    /* t = w·λ; t += g */    \
+            if (b != NULL) {                                                               \
+                T bi = b[i] * mom_t;                              /* b *= μ */             \
+                if (damp != 0) { T gd = gi * damp_t; bi = bi + gd; } else bi = bi + gi;      \
+                b[i] = bi;                                                                 \
+                if (nesterov) { T nb = bi * mom_t; gi = nb + gi; } else gi = bi;            \
+            }                                                                              \
+            T step = gi * lr_t;                                   /* w -= g·lr */          \
+            w[i] = w[i] - step;                                                            \
+        }                                                                                  \
+    }
+
+/* sgd_step(params, lr, limit, memo, state, momentum, dampening, weight_decay, nesterov):
+ * SGD's step (optimizers.SGD._update with Optimizer.step around it) for parameters of fewer
+ * than `limit` elements (above, SGD's _descend runs BLAS), for every parameter in `params`
+ * whose .grad is set: w ← w − lr·g, after g ← g + λ·w (weight decay) and the momentum buffer
+ * b ← μ·b + (1 − dampening)·g (g ← b, or g + μ·b with nesterov), every constant rounded to
+ * the gradient's dtype first and every product rounded before the next operation, as NumPy
+ * does (bit for bit; the build turns off FMA contraction). With momentum the buffer must
+ * exist already (Python's first step makes it). First every parameter is checked; if one is
+ * not the usual case (see plain_pair and plain_buffer; a .grad that is not a Tensor; an lr
+ * that is not a float; no buffer yet), nothing changes and None is returned: optim.SGD then
+ * runs its Python step, which raises for a bad gradient. Else
+ * autograd.mark_modified_memo(updated, memo) records the writes (before them: a Ctrl-C there
+ * leaves the parameters as they were, their graphs conservatively marked), then the arrays
+ * checked are updated, and the list of updated parameters is returned. */
+static PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyLong_CheckExact(argv[2])) {
+        PyErr_SetString(PyExc_TypeError, "sgd_step(params: list, lr, limit: int, memo, state, "
+                                         "momentum, dampening, weight_decay, nesterov)");
+        return NULL;
+    }
+    if (tensor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+        return NULL;
+    }
+    if (!PyFloat_CheckExact(argv[1])) Py_RETURN_NONE;  /* (Python's step decides) */
+    for (int k = 5; k < 8; k++)
+        if (!PyFloat_CheckExact(argv[k]) && !PyLong_CheckExact(argv[k])) Py_RETURN_NONE;
+    PyObject *params = argv[0], *memo = argv[3], *state = argv[4];
+    double lr = PyFloat_AS_DOUBLE(argv[1]), mom = PyFloat_AsDouble(argv[5]),
+           damp = PyFloat_AsDouble(argv[6]), wd = PyFloat_AsDouble(argv[7]);
+    if (PyErr_Occurred()) {  /* (an int too large for a double) */
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int nesterov = PyObject_IsTrue(argv[8]);
+    if (nesterov < 0) return NULL;
+    Py_ssize_t limit = PyLong_AsSsize_t(argv[2]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    if (mom != 0 && !PyDict_CheckExact(state)) Py_RETURN_NONE;
+    PyObject *updated = PyList_New(0), *arrays = PyList_New(0), *result = NULL;
+    PyObject *k_buf = PyUnicode_InternFromString("momentum_buffer");
+    if (updated == NULL || arrays == NULL || k_buf == NULL) goto out;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
+        PyObject *p = PyList_GET_ITEM(params, i);
+        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
+        PyObject *grad = SLOT(p, OFF_GRAD);
+        if (grad == NULL || grad == Py_None) continue;
+        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
+        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA), *buf = Py_None;
+        if (w == NULL || g == NULL || !plain_pair(w, g, limit)) goto python;
+        if (mom != 0) {
+            PyObject *s = PyDict_GetItemWithError(state, p);
+            if (s == NULL && PyErr_Occurred()) goto out;
+            if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (the first step's) */
+            buf = PyDict_GetItemWithError(s, k_buf);
+            if (buf == NULL && PyErr_Occurred()) goto out;
+            if (!plain_buffer(buf, w, g)) goto python;
+        }
+        if (PyList_Append(updated, p) < 0 || PyList_Append(arrays, w) < 0
+            || PyList_Append(arrays, g) < 0 || PyList_Append(arrays, buf) < 0)
+            goto out;
+    }
+    PyObject *mark = helper(s_mark_modified_memo);
+    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
+    Py_XDECREF(mark);
+    if (r == NULL) goto out;
+    Py_DECREF(r);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(arrays); i += 3) {
+        PyArrayObject *wa = (PyArrayObject *)PyList_GET_ITEM(arrays, i);
+        PyArrayObject *ga = (PyArrayObject *)PyList_GET_ITEM(arrays, i + 1);
+        PyObject *b = PyList_GET_ITEM(arrays, i + 2);
+        PyArrayObject *bufa = b == Py_None ? NULL : (PyArrayObject *)b;
+        npy_intp n = PyArray_SIZE(wa);
+        if (PyArray_TYPE(wa) == NPY_FLOAT32) SGD_LOOP(float)
+        else SGD_LOOP(double)
+    }
+    result = Py_NewRef(updated);
+    goto out;
+python:
+    result = Py_NewRef(Py_None);
+out:
+    Py_XDECREF(updated);
+    Py_XDECREF(arrays);
+    Py_XDECREF(k_buf);
+    return result;
+}
+
+/* ------------------------------------------------------------- Adam's and AdamW's step */
 
 /* One parameter's Adam update, in optimizers.Adam._update's order of NumPy operations, each
  * rounded to T (constants rounded to T first, as NumPy does with a Python float). */
@@ -878,7 +915,8 @@ static PyMethodDef methods[] = {
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(op, inputs, out, attrs): autograd.record."},
     {"sgd_step", (PyCFunction)(void (*)(void))sgd_step, METH_FASTCALL,
-     "sgd_step(params, lr, limit, memo): plain SGD's step on small parameters, or None."},
+     "sgd_step(params, lr, limit, memo, state, momentum, dampening, weight_decay, nesterov): "
+     "SGD's step on small parameters, or None."},
     {"activation_grad", (PyCFunction)(void (*)(void))activation_grad, METH_FASTCALL,
      "activation_grad(kind, grad, out, into=None): relu's (0), tanh's (1) or sigmoid's (2) "
      "backward rule in one pass, or NotImplemented."},

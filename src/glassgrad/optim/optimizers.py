@@ -64,23 +64,21 @@ class SGD(Optimizer):
         self._lr_as: np.ndarray | None = None
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """``Optimizer.step``. Its usual call on a small network (plain gradient descent, one
-        group, a float lr, small float parameters with gradients of their own dtype and
-        shape) runs as one C call, ``sgd_step`` in _backward.c: the same checks, the same
-        writes and bits, the same record of the writes, with a tenth of the interpreter's
-        bookkeeping (XOR's step: about 1 µs instead of 6). It returns None, having changed
-        nothing, for anything else, and this method's Python definition runs."""
+        """``Optimizer.step``. Its usual call on a small network (no closure, exactly ``SGD``,
+        one group, a float lr, small float parameters with gradients of their own dtype and
+        shape, momentum buffers made by the first step) runs as one C call, ``sgd_step`` in
+        _backward.c: the same checks, the same writes and bits, the same record of the
+        writes, with a tenth of the interpreter's bookkeeping (XOR's step: about 1 µs instead
+        of 6). It returns None, having changed nothing, for anything else, and this method's
+        Python definition runs."""
         native = _native_sgd_step
         if native is not None and closure is None and type(self) is SGD \
-                and "_apply" not in self.__dict__:
-            groups = self.param_groups
-            if len(groups) == 1:
-                group = groups[0]
-                lr = group["lr"]
-                if type(lr) is float and not (group["momentum"] or group["weight_decay"]) \
-                        and type(group["params"]) is list \
-                        and native(group["params"], lr, _DESCEND_SMALL, self._marks) is not None:
-                    return None
+                and "_apply" not in self.__dict__ and len(self.param_groups) == 1:
+            g = self.param_groups[0]
+            if type(g["params"]) is list and native(
+                    g["params"], g["lr"], _DESCEND_SMALL, self._marks, self.state,
+                    g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"]) is not None:
+                return None
         return super().step(closure)
 
     def _validate(self, group: dict[str, Any]) -> None:
