@@ -5,7 +5,9 @@ no array is allocated per step: temporaries go into scratch buffers shared by al
 of a dtype). ``step()`` runs in two phases: every gradient is checked first (nothing changes
 on a bad one), then every update is applied with Ctrl-C deferred (``DeferredInterrupt``), so a
 step is applied to all parameters and their state, or to none. Every write to a parameter
-goes through ``_apply``.
+goes through ``_apply``, except SGD's BLAS update of a large parameter (``blas.axpy``) and
+the C copies of SGD's and Adam's usual step (``SGD.step``, ``Adam.step``), which skip the
+Python step when ``_apply`` is not replaced on the optimizer.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Each update works in place on the parameter's array with ``out=`` NumPy calls: no graph, no
 per-step allocation, the parameter's dtype (float32) throughout. Parameters whose ``.grad`` is
-None are skipped. The only write to a parameter is ``Optimizer._apply`` (p ← s·p − δ), called
-once per parameter at the end of its update.
+None are skipped. A write to a parameter is ``Optimizer._apply`` (p ← s·p − δ), called once
+per parameter at the end of its update; or, with the same arithmetic, BLAS's axpy (SGD on a
+large parameter) and the C copies of the usual SGD and Adam steps (``SGD.step``, ``Adam.step``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from .optimizer import Fold, Optimizer, _check
 _SCRATCH_MIN = 1 << 15
 # Below both this and BLAS's threshold, SGD's update is one small temporary (see _descend).
 _DESCEND_SMALL = min(_SCRATCH_MIN, blas.BLAS_MIN)
-# The C copy of plain SGD's step on small parameters (_backward.c), or None (not built, or
-# GLASSGRAD_NATIVE=0): see SGD.step.
+# The C copies of SGD's step on small parameters and of Adam's (_backward.c), or None (not
+# built, or GLASSGRAD_NATIVE=0): see SGD.step and Adam.step.
 _native_sgd_step = None if _native is None else _native.sgd_step
-_native_adam_step = None if _native is None else _native.adam_step  # (see Adam.step)
+_native_adam_step = None if _native is None else _native.adam_step
 
 
 def _average_square_(v: np.ndarray, g: np.ndarray, decay: float, t: np.ndarray) -> None:
