@@ -841,11 +841,15 @@ static PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t arg
     Py_XDECREF(mark);
     if (r == NULL) goto out;
     Py_DECREF(r);
+    int failed = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i += 2) {
         PyObject *entry = PyList_GET_ITEM(held, i);
         PyObject *next = PyTuple_GET_ITEM(entry, 1);
-        /* (replacing the value of a key the dict has cannot fail: no resize) */
-        PyDict_SetItem(PyTuple_GET_ITEM(entry, 0), k_step, next);
+        /* (replacing the value of a key the dict has does not allocate; only a key removed
+         * meanwhile by another thread could make it fail: the update still completes, then
+         * the error is raised) */
+        if (!failed && PyDict_SetItem(PyTuple_GET_ITEM(entry, 0), k_step, next) < 0)
+            failed = 1;
         double t = (double)PyLong_AsLongLong(next);
         double step_size = lr / (1 - pow(b1, t));         /* lr / (1 − β₁ᵗ), as Python */
         double bc2 = sqrt(1 - pow(b2, t));                 /* math.sqrt(1 − β₂ᵗ) */
@@ -859,6 +863,7 @@ static PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t arg
         if (PyArray_TYPE(wa) == NPY_FLOAT32) ADAM_LOOP(float, sqrtf)
         else ADAM_LOOP(double, sqrt)
     }
+    if (failed) goto out;
     result = Py_NewRef(updated);
     goto out;
 python:
