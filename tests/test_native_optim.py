@@ -379,6 +379,7 @@ def test_c_adam_runs_after_the_first_step(c_adam, monkeypatch) -> None:
         y.backward()
 
 
+_overlapping = np.zeros(4, np.float32)
 ADAM_UNUSUAL = {
     "amsgrad": lambda opt, ps: opt.param_groups[0].update(amsgrad=True),
     "a NumPy lr": lambda opt, ps: opt.param_groups[0].update(lr=np.float32(0.1)),
@@ -391,6 +392,8 @@ ADAM_UNUSUAL = {
         exp_avg_sq=opt.state[ps[1]]["exp_avg"]),
     "a buffer that is the weight": lambda opt, ps: opt.state[ps[1]].update(
         exp_avg=ps[1]._data),
+    "buffers that overlap": lambda opt, ps: opt.state[ps[1]].update(
+        exp_avg=_overlapping[:3], exp_avg_sq=_overlapping[1:4]),
     "a parameter without state": lambda opt, ps: opt.state.pop(ps[1]),
     "two groups": lambda opt, ps: opt.add_param_group(
         {"params": [gg.tensor(np.ones(2, np.float32), requires_grad=True)]}),
@@ -414,7 +417,7 @@ def test_unusual_adam_steps_run_in_python(c_adam, case, monkeypatch) -> None:
         for p, b in zip(params, before):
             assert p.numpy().tobytes() == b.tobytes()
     if case in ("a step that is not an int", "one buffer twice",
-                "a buffer that is the weight"):
+                "a buffer that is the weight", "buffers that overlap"):
         return  # (Python's own step then does what it does with such a state)
     assert _declined(opt) >= 1
 

@@ -592,7 +592,7 @@ static PyObject *activation_grad(PyObject *self, PyObject *const *argv, Py_ssize
     return result;
 }
 
-/* ------------------------------------------------------------------ plain SGD's step */
+/* ----------------------------------------------------------------------- SGD's step */
 
 /* Whether w -= lr*g can run here for parameter array w and gradient array g: exact ndarrays,
  * one native float32 or float64 dtype, one shape, both C-contiguous and aligned, w writeable,
@@ -618,10 +618,10 @@ static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
     return wa == ga || wa + n <= ga || ga + n <= wa;
 }
 
-/* Whether a state buffer b (SGD's momentum_buffer, Adam's exp_avg...) can be updated here beside weight array w:
- * an exact, writeable, C-contiguous, aligned ndarray of w's dtype and shape, apart from w
- * and from the gradient g. */
-static int plain_buffer(PyObject *b, PyObject *w, PyObject *g) {
+/* Whether a state buffer b (SGD's momentum_buffer, Adam's exp_avg...) can be updated here
+ * beside weight array w: an exact, writeable, C-contiguous, aligned ndarray of w's dtype and
+ * shape, apart from w, from the gradient g and from `other` (another buffer, or NULL). */
+static int plain_buffer(PyObject *b, PyObject *w, PyObject *g, PyObject *other) {
     if (b == NULL || !PyArray_CheckExact(b)) return 0;
     PyArrayObject *a = (PyArrayObject *)b, *wa = (PyArrayObject *)w;
     if (!PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(wa)) || PyArray_NDIM(a) != PyArray_NDIM(wa))
@@ -632,9 +632,10 @@ static int plain_buffer(PyObject *b, PyObject *w, PyObject *g) {
         return 0;
     char *p = PyArray_BYTES(a);
     Py_ssize_t n = PyArray_NBYTES(a);
-    char *others[2] = {PyArray_BYTES(wa), PyArray_BYTES((PyArrayObject *)g)};
-    for (int k = 0; k < 2; k++)
-        if (!(p + n <= others[k] || others[k] + n <= p)) return 0;
+    char *others[3] = {PyArray_BYTES(wa), PyArray_BYTES((PyArrayObject *)g),
+                       other ? PyArray_BYTES((PyArrayObject *)other) : NULL};
+    for (int k = 0; k < 3; k++)  /* (each has n bytes: w's shape and dtype) */
+        if (others[k] != NULL && !(p + n <= others[k] || others[k] + n <= p)) return 0;
     return 1;
 }
 
@@ -716,7 +717,7 @@ static PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc
             if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (the first step's) */
             buf = PyDict_GetItemWithError(s, k_buf);
             if (buf == NULL && PyErr_Occurred()) goto out;
-            if (!plain_buffer(buf, w, g)) goto python;
+            if (!plain_buffer(buf, w, g, NULL)) goto python;
         }
         if (PyList_Append(updated, p) < 0 || PyList_Append(arrays, w) < 0
             || PyList_Append(arrays, g) < 0 || PyList_Append(arrays, buf) < 0)
@@ -816,8 +817,8 @@ static PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t arg
         PyObject *m = step ? PyDict_GetItemWithError(s, k_m) : NULL;
         PyObject *v = m ? PyDict_GetItemWithError(s, k_v) : NULL;
         if (PyErr_Occurred()) goto out;
-        if (step == NULL || !PyLong_CheckExact(step) || !plain_buffer(m, w, g)
-            || !plain_buffer(v, w, g) || m == v)
+        if (step == NULL || !PyLong_CheckExact(step) || !plain_buffer(m, w, g, NULL)
+            || !plain_buffer(v, w, g, m))
             goto python;
         long long count = PyLong_AsLongLong(step);
         if (count == -1 && PyErr_Occurred()) {
