@@ -24,7 +24,7 @@ from .optimizer import Fold, Optimizer, _check
 _SCRATCH_MIN = 1 << 15
 # Below both this and BLAS's threshold, SGD's update is one small temporary (see _descend).
 _DESCEND_SMALL = min(_SCRATCH_MIN, blas.BLAS_MIN)
-# The C copies of SGD's step on small parameters and of Adam's (_backward.c), or None (not
+# The C copies of SGD's step on small parameters and of Adam's (_optim.c), or None (not
 # built, or GLASSGRAD_NATIVE=0): see SGD.step and Adam.step.
 _native_sgd_step = None if _native is None else _native.sgd_step
 _native_adam_step = None if _native is None else _native.adam_step
@@ -68,7 +68,7 @@ class SGD(Optimizer):
         """``Optimizer.step``. Its usual call on a small network (no closure, exactly ``SGD``,
         one group, a float lr, small float parameters with gradients of their own dtype and
         shape, momentum buffers made by the first step) runs as one C call, ``sgd_step`` in
-        _backward.c: the same checks, the same writes and bits, the same record of the
+        _optim.c: the same checks, the same writes and bits, the same record of the
         writes, with a tenth of the interpreter's bookkeeping (XOR's step: about 1 µs instead
         of 6). It returns None, having changed nothing, for anything else, and this method's
         Python definition runs."""
@@ -223,7 +223,7 @@ class Adam(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """``Optimizer.step``. Its usual call (no closure, exactly ``Adam`` or ``AdamW``, one
         group, no amsgrad, float hyperparameters, parameters whose state the first step made)
-        runs as one C call, ``adam_step`` in _backward.c: the same checks and state, the same
+        runs as one C call, ``adam_step`` in _optim.c: the same checks and state, the same
         writes and bits, in one pass over each parameter's four arrays where the NumPy below
         makes about twelve (XOR's step: about 4 µs instead of 30). It returns None, having
         changed nothing, for anything else, and this method's Python definition runs."""

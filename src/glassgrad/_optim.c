@@ -1,0 +1,293 @@
+/* The optimizers' usual steps in C: SGD's on small parameters (sgd_step) and Adam's and
+ * AdamW's (adam_step), copies of optim/optimizers.py with Optimizer.step around them. Each
+ * checks everything first and declines (changes nothing, returns None) whatever is not the
+ * usual case, and Python's step runs; the bits are Python's (tests/test_native_optim.py).
+ * Part of glassgrad._backward. */
+#include "_native.h"
+
+/* ----------------------------------------------------------------------- SGD's step */
+
+/* Whether w -= lr*g can run here for parameter array w and gradient array g: exact ndarrays,
+ * one native float32 or float64 dtype, one shape, both C-contiguous and aligned, w writeable,
+ * fewer than `limit` elements (above, SGD's own _descend runs BLAS), and memory that is
+ * either the same or apart (a partly overlapping view would read elements already written). */
+static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
+    if (!PyArray_CheckExact(w) || !PyArray_CheckExact(g)) return 0;
+    PyArrayObject *a = (PyArrayObject *)w, *b = (PyArrayObject *)g;
+    int type = PyArray_TYPE(a);
+    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || !PyArray_ISNBO(PyArray_DESCR(a)->byteorder)
+        || !PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(b)))  /* (an unpickled dtype is
+        a copy of the singleton: equal, not the same object) */
+        return 0;
+    if (PyArray_NDIM(a) != PyArray_NDIM(b)) return 0;
+    for (int k = 0; k < PyArray_NDIM(a); k++)
+        if (PyArray_DIM(a, k) != PyArray_DIM(b, k)) return 0;
+    int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
+    if (!PyArray_CHKFLAGS(a, flags | NPY_ARRAY_WRITEABLE) || !PyArray_CHKFLAGS(b, flags))
+        return 0;
+    if (PyArray_SIZE(a) >= limit) return 0;
+    char *wa = PyArray_BYTES(a), *ga = PyArray_BYTES(b);
+    Py_ssize_t n = PyArray_NBYTES(a);
+    return wa == ga || wa + n <= ga || ga + n <= wa;
+}
+
+/* Whether a state buffer b (SGD's momentum_buffer, Adam's exp_avg...) can be updated here
+ * beside weight array w: an exact, writeable, C-contiguous, aligned ndarray of w's dtype and
+ * shape, apart from w, from the gradient g and from `other` (another buffer, or NULL). */
+static int plain_buffer(PyObject *b, PyObject *w, PyObject *g, PyObject *other) {
+    if (b == NULL || !PyArray_CheckExact(b)) return 0;
+    PyArrayObject *a = (PyArrayObject *)b, *wa = (PyArrayObject *)w;
+    if (!PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(wa)) || PyArray_NDIM(a) != PyArray_NDIM(wa))
+        return 0;
+    for (int k = 0; k < PyArray_NDIM(a); k++)
+        if (PyArray_DIM(a, k) != PyArray_DIM(wa, k)) return 0;
+    if (!PyArray_CHKFLAGS(a, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE))
+        return 0;
+    char *p = PyArray_BYTES(a);
+    Py_ssize_t n = PyArray_NBYTES(a);
+    char *others[3] = {PyArray_BYTES(wa), PyArray_BYTES((PyArrayObject *)g),
+                       other ? PyArray_BYTES((PyArrayObject *)other) : NULL};
+    for (int k = 0; k < 3; k++)  /* (each has n bytes: w's shape and dtype) */
+        if (others[k] != NULL && !(p + n <= others[k] || others[k] + n <= p)) return 0;
+    return 1;
+}
+
+/* One parameter's SGD update, in optimizers.SGD._update's order of NumPy operations, each
+ * rounded to T (constants rounded to T first, as NumPy does with a Python float): g += λ·w,
+ * then the momentum buffer, then w -= lr·g. */
+#define SGD_LOOP(T)                                                                        \
+    {                                                                                      \
+        T *w = PyArray_DATA(wa), *b = bufa ? PyArray_DATA(bufa) : NULL;                    \
+        const T *g = PyArray_DATA(ga);                                                     \
+        const T lr_t = (T)lr, wd_t = (T)wd, mom_t = (T)mom, damp_t = (T)(1 - damp);         \
+        for (npy_intp i = 0; i < n; i++) {                                                 \
+            T gi = g[i];                                                                   \
+            if (wd != 0) { T wl = w[i] * wd_t; gi = wl + gi; }    /* t = w·λ; t += g */    \
+            if (b != NULL) {                                                               \
+                T bi = b[i] * mom_t;                              /* b *= μ */             \
+                if (damp != 0) { T gd = gi * damp_t; bi = bi + gd; } else bi = bi + gi;      \
+                b[i] = bi;                                                                 \
+                if (nesterov) { T nb = bi * mom_t; gi = nb + gi; } else gi = bi;            \
+            }                                                                              \
+            T step = gi * lr_t;                                   /* w -= g·lr */          \
+            w[i] = w[i] - step;                                                            \
+        }                                                                                  \
+    }
+
+/* sgd_step(params, lr, limit, memo, state, momentum, dampening, weight_decay, nesterov):
+ * SGD's step (optimizers.SGD._update with Optimizer.step around it) for parameters of fewer
+ * than `limit` elements (above, SGD's _descend runs BLAS), for every parameter in `params`
+ * whose .grad is set: w ← w − lr·g, after g ← g + λ·w (weight decay) and the momentum buffer
+ * b ← μ·b + (1 − dampening)·g (g ← b, or g + μ·b with nesterov), every constant rounded to
+ * the gradient's dtype first and every product rounded before the next operation, as NumPy
+ * does (bit for bit; the build turns off FMA contraction). With momentum the buffer must
+ * exist already (Python's first step makes it). First every parameter is checked; if one is
+ * not the usual case (see plain_pair and plain_buffer; a .grad that is not a Tensor; an lr
+ * that is not a float; no buffer yet), nothing changes and None is returned: optim.SGD then
+ * runs its Python step, which raises for a bad gradient. Else
+ * autograd.mark_modified_memo(updated, memo) records the writes (before them: a Ctrl-C there
+ * leaves the parameters as they were, their graphs conservatively marked), then the arrays
+ * checked are updated, and the list of updated parameters is returned. */
+PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyLong_CheckExact(argv[2])) {
+        PyErr_SetString(PyExc_TypeError, "sgd_step(params: list, lr, limit: int, memo, state, "
+                                         "momentum, dampening, weight_decay, nesterov)");
+        return NULL;
+    }
+    if (tensor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+        return NULL;
+    }
+    if (!PyFloat_CheckExact(argv[1])) Py_RETURN_NONE;  /* (Python's step decides) */
+    for (int k = 5; k < 8; k++)
+        if (!PyFloat_CheckExact(argv[k]) && !PyLong_CheckExact(argv[k])) Py_RETURN_NONE;
+    PyObject *params = argv[0], *memo = argv[3], *state = argv[4];
+    double lr = PyFloat_AS_DOUBLE(argv[1]), mom = PyFloat_AsDouble(argv[5]),
+           damp = PyFloat_AsDouble(argv[6]), wd = PyFloat_AsDouble(argv[7]);
+    if (PyErr_Occurred()) {  /* (an int too large for a double) */
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int nesterov = PyObject_IsTrue(argv[8]);
+    if (nesterov < 0) return NULL;
+    Py_ssize_t limit = PyLong_AsSsize_t(argv[2]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    if (mom != 0 && !PyDict_CheckExact(state)) Py_RETURN_NONE;
+    PyObject *updated = PyList_New(0), *arrays = PyList_New(0), *result = NULL;
+    PyObject *k_buf = PyUnicode_InternFromString("momentum_buffer");
+    if (updated == NULL || arrays == NULL || k_buf == NULL) goto out;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
+        PyObject *p = PyList_GET_ITEM(params, i);
+        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
+        PyObject *grad = SLOT(p, OFF_GRAD);
+        if (grad == NULL || grad == Py_None) continue;
+        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
+        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA), *buf = Py_None;
+        if (w == NULL || g == NULL || !plain_pair(w, g, limit)) goto python;
+        if (mom != 0) {
+            PyObject *s = PyDict_GetItemWithError(state, p);
+            if (s == NULL && PyErr_Occurred()) goto out;
+            if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (the first step's) */
+            buf = PyDict_GetItemWithError(s, k_buf);
+            if (buf == NULL && PyErr_Occurred()) goto out;
+            if (!plain_buffer(buf, w, g, NULL)) goto python;
+        }
+        if (PyList_Append(updated, p) < 0 || PyList_Append(arrays, w) < 0
+            || PyList_Append(arrays, g) < 0 || PyList_Append(arrays, buf) < 0)
+            goto out;
+    }
+    PyObject *mark = helper(s_mark_modified_memo);
+    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
+    Py_XDECREF(mark);
+    if (r == NULL) goto out;
+    Py_DECREF(r);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(arrays); i += 3) {
+        PyArrayObject *wa = (PyArrayObject *)PyList_GET_ITEM(arrays, i);
+        PyArrayObject *ga = (PyArrayObject *)PyList_GET_ITEM(arrays, i + 1);
+        PyObject *b = PyList_GET_ITEM(arrays, i + 2);
+        PyArrayObject *bufa = b == Py_None ? NULL : (PyArrayObject *)b;
+        npy_intp n = PyArray_SIZE(wa);
+        if (PyArray_TYPE(wa) == NPY_FLOAT32) SGD_LOOP(float)
+        else SGD_LOOP(double)
+    }
+    result = Py_NewRef(updated);
+    goto out;
+python:
+    result = Py_NewRef(Py_None);
+out:
+    Py_XDECREF(updated);
+    Py_XDECREF(arrays);
+    Py_XDECREF(k_buf);
+    return result;
+}
+
+/* ------------------------------------------------------------- Adam's and AdamW's step */
+
+/* One parameter's Adam update, in optimizers.Adam._update's order of NumPy operations, each
+ * rounded to T (constants rounded to T first, as NumPy does with a Python float). */
+#define ADAM_LOOP(T, SQRT)                                                                 \
+    {                                                                                      \
+        T *w = PyArray_DATA(wa), *m = PyArray_DATA(ma), *v = PyArray_DATA(va);             \
+        const T *g = PyArray_DATA(ga);                                                     \
+        const T wd_t = (T)wd, c1 = (T)(1 - b1), b2_t = (T)b2, c2 = (T)(1 - b2);            \
+        const T bc2_t = (T)bc2, eps_t = (T)eps, size_t_ = (T)step_size, decay_t = (T)decay;\
+        for (npy_intp i = 0; i < n; i++) {                                                 \
+            T gi = g[i];                                                                   \
+            if (l2) { T wl = w[i] * wd_t; gi = wl + gi; }    /* t = w·λ; t += g */         \
+            T d = gi - m[i]; d = d * c1; m[i] = m[i] + d;    /* m += (g − m)(1 − β₁) */    \
+            T sq = gi * gi; sq = sq * c2;                                                  \
+            T vi = v[i] * b2_t; vi = vi + sq; v[i] = vi;     /* v = β₂v + (1 − β₂)g² */    \
+            T den = SQRT(vi); den = den / bc2_t; den = den + eps_t;                        \
+            T u = m[i] / den; u = u * size_t_;                                             \
+            T wi = w[i];                                                                   \
+            if (scale) wi = wi * decay_t;                    /* AdamW: w·(1 − lr·λ) */      \
+            w[i] = wi - u;                                                                 \
+        }                                                                                  \
+    }
+
+/* adam_step(params, state, lr, beta1, beta2, eps, weight_decay, decoupled, memo): the step
+ * of Adam (decoupled False) or AdamW (True) without amsgrad, as optimizers.Adam._update with
+ * Optimizer.step around it, for every parameter in `params` that has a .grad: its state
+ * (exp_avg, exp_avg_sq, "step" an int) must exist already (Python's first step makes it), its
+ * arrays as plain_pair and plain_buffer say. Anything else: None, nothing changed, and
+ * Python's step runs. Else every check first, then mark_modified_memo(updated, memo), then
+ * "step" counted and every array updated in one pass per parameter; returns `updated`. */
+PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyDict_CheckExact(argv[1])) {
+        PyErr_SetString(PyExc_TypeError, "adam_step(params: list, state: dict, lr, beta1, "
+                                         "beta2, eps, weight_decay, decoupled, memo)");
+        return NULL;
+    }
+    for (int k = 2; k < 7; k++)
+        if (!PyFloat_CheckExact(argv[k])) Py_RETURN_NONE;  /* (Python's step decides) */
+    if (tensor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+        return NULL;
+    }
+    PyObject *params = argv[0], *state = argv[1], *memo = argv[8];
+    double lr = PyFloat_AS_DOUBLE(argv[2]), b1 = PyFloat_AS_DOUBLE(argv[3]),
+           b2 = PyFloat_AS_DOUBLE(argv[4]), eps = PyFloat_AS_DOUBLE(argv[5]),
+           wd = PyFloat_AS_DOUBLE(argv[6]);
+    int decoupled = PyObject_IsTrue(argv[7]);
+    if (decoupled < 0) return NULL;
+    PyObject *updated = PyList_New(0), *held = PyList_New(0), *result = NULL;
+    PyObject *k_step = PyUnicode_InternFromString("step"),
+             *k_m = PyUnicode_InternFromString("exp_avg"),
+             *k_v = PyUnicode_InternFromString("exp_avg_sq");
+    if (updated == NULL || held == NULL || k_step == NULL || k_m == NULL || k_v == NULL) goto out;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
+        PyObject *p = PyList_GET_ITEM(params, i);
+        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
+        PyObject *grad = SLOT(p, OFF_GRAD);
+        if (grad == NULL || grad == Py_None) continue;
+        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
+        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA);
+        if (w == NULL || g == NULL || !plain_pair(w, g, PY_SSIZE_T_MAX)) goto python;
+        PyObject *s = PyDict_GetItemWithError(state, p);
+        if (s == NULL && PyErr_Occurred()) goto out;
+        if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (first step: Python makes it) */
+        PyObject *step = PyDict_GetItemWithError(s, k_step);
+        PyObject *m = step ? PyDict_GetItemWithError(s, k_m) : NULL;
+        PyObject *v = m ? PyDict_GetItemWithError(s, k_v) : NULL;
+        if (PyErr_Occurred()) goto out;
+        if (step == NULL || !PyLong_CheckExact(step) || !plain_buffer(m, w, g, NULL)
+            || !plain_buffer(v, w, g, m))
+            goto python;
+        long long count = PyLong_AsLongLong(step);
+        if (count == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto python;
+        }
+        if (count < 0 || count >= (1LL << 53)) goto python;
+        PyObject *next = PyLong_FromLongLong(count + 1);
+        if (next == NULL) goto out;
+        PyObject *entry = PyTuple_Pack(5, s, next, w, g, m);
+        Py_DECREF(next);
+        if (entry == NULL || PyList_Append(held, entry) < 0 || PyList_Append(held, v) < 0
+            || PyList_Append(updated, p) < 0) {
+            Py_XDECREF(entry);
+            goto out;
+        }
+        Py_DECREF(entry);
+    }
+    PyObject *mark = helper(s_mark_modified_memo);
+    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
+    Py_XDECREF(mark);
+    if (r == NULL) goto out;
+    Py_DECREF(r);
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i += 2) {
+        PyObject *entry = PyList_GET_ITEM(held, i);
+        PyObject *next = PyTuple_GET_ITEM(entry, 1);
+        /* (replacing the value of a key the dict has does not allocate; only a key removed
+         * meanwhile by another thread could make it fail: the update still completes, then
+         * the error is raised) */
+        if (!failed && PyDict_SetItem(PyTuple_GET_ITEM(entry, 0), k_step, next) < 0)
+            failed = 1;
+        double t = (double)PyLong_AsLongLong(next);
+        double step_size = lr / (1 - pow(b1, t));         /* lr / (1 − β₁ᵗ), as Python */
+        double bc2 = sqrt(1 - pow(b2, t));                 /* math.sqrt(1 − β₂ᵗ) */
+        double decay = decoupled && wd != 0 ? 1 - lr * wd : 1.0;
+        int l2 = wd != 0 && !decoupled, scale = decay != 1.0;
+        PyArrayObject *wa = (PyArrayObject *)PyTuple_GET_ITEM(entry, 2),
+                      *ga = (PyArrayObject *)PyTuple_GET_ITEM(entry, 3),
+                      *ma = (PyArrayObject *)PyTuple_GET_ITEM(entry, 4),
+                      *va = (PyArrayObject *)PyList_GET_ITEM(held, i + 1);
+        npy_intp n = PyArray_SIZE(wa);
+        if (PyArray_TYPE(wa) == NPY_FLOAT32) ADAM_LOOP(float, sqrtf)
+        else ADAM_LOOP(double, sqrt)
+    }
+    if (failed) goto out;
+    result = Py_NewRef(updated);
+    goto out;
+python:
+    result = Py_NewRef(Py_None);
+out:
+    Py_XDECREF(updated);
+    Py_XDECREF(held);
+    Py_XDECREF(k_step);
+    Py_XDECREF(k_m);
+    Py_XDECREF(k_v);
+    return result;
+}
+
