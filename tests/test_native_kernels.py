@@ -53,7 +53,7 @@ def _arrays(dtype, shape, seed):
 
 @pytest.mark.parametrize("kind", [0, 1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(), (1,), (7,), (4, 3), (2, 33, 17), (0, 5), (1024, 65)])
+@pytest.mark.parametrize("shape", [(1,), (7,), (4, 3), (2, 33, 17), (0, 5), (1024, 65)])
 def test_the_bits_of_numpys_expression(one_pass, kind, dtype, shape) -> None:
     g, o = _arrays(dtype, shape, seed=kind * 100 + len(shape))
     with np.errstate(all="ignore"):
@@ -82,6 +82,8 @@ def _not_handled():
         "a transposed gradient": (np.ones((3, 4), np.float32).T, f, None),
         "a byte-swapped array": (f.astype(">f4"), f.astype(">f4"), None),
         "a NumPy scalar": (np.float32(1), np.float32(1), None),
+        # (NumPy 1.x computes 1 − out for a 0-d out in float64: its own expression decides)
+        "0-d arrays": (np.array(0.5, np.float32), np.array(0.3, np.float32), None),
         "into another array": (f, f, f.copy()),
         "into a read-only gradient": (np.ones((4, 3), np.float32).copy(), f, "read-only"),
         "into a gradient that out overlaps": (None, None, "overlap"),

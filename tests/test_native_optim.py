@@ -60,9 +60,12 @@ def _run(native, dtype, shapes, lr, steps=4, skip=(), **kwargs):
     try:
         params = _params(dtype, shapes)
         opt = gg.optim.SGD(params, lr=lr, **kwargs)
+        python_steps = 0
         for k in range(steps):  # (the skipped parameter has no gradient on odd steps)
             _set_grads(params, k, [i for i in skip if k % 2])
-            opt.step()
+            python_steps += _declined(opt) > 0
+        if native is not None:  # C ran every step but the one that makes momentum buffers
+            assert python_steps == (1 if kwargs.get("momentum") else 0)
         state = {i: {key: v.tobytes() for key, v in st.items()}
                  for i, st in opt.state_dict()["state"].items()}
         return ([p.numpy().copy() for p in params], [autograd.version(p) > 0 for p in params],
@@ -71,7 +74,7 @@ def _run(native, dtype, shapes, lr, steps=4, skip=(), **kwargs):
         optimizers._native_sgd_step = saved
 
 
-SHAPES = [(3, 2), (3,), (1, 3), (1,), (), (0, 4), (7, 5, 2)]
+SHAPES = [(3, 2), (3,), (1, 3), (1,), (0, 4), (7, 5, 2)]  # (0-d: see the test below)
 SGD_CONFIGS = [{}, dict(momentum=0.9), dict(momentum=0.5, dampening=0.3),
                dict(momentum=0.9, nesterov=True), dict(weight_decay=0.01),
                dict(momentum=0.8, weight_decay=0.1), dict(momentum=1, weight_decay=2)]
@@ -128,7 +131,10 @@ def _declined(opt):
         update(group)
 
     opt._update = counting
-    opt.step()
+    try:
+        opt.step()
+    finally:
+        del opt._update  # (the class's own again)
     return len(calls)
 
 
@@ -213,6 +219,18 @@ def test_momentum_runs_in_c_once_the_buffers_exist(c_step, monkeypatch) -> None:
         assert [p.numpy().tobytes() for p in params] == [w.tobytes() for w in weights]
         for p, b in zip(params, buffers):
             opt.state[p]["momentum_buffer"] = b
+
+
+def test_a_0d_parameter_goes_to_python(c_step, c_adam) -> None:
+    """NumPy 1.x computes a 0-d float32 array times a Python float in float64 (NumPy 2 in
+    float32, as C does): a 0-d parameter is left to Python's step, whatever NumPy runs."""
+    params = _params(np.float32, [(3,), ()])
+    _set_grads(params, 0)
+    assert c_step(params, 0.1, 1 << 15, []) is None
+    opt = gg.optim.Adam(params, lr=0.1)
+    opt.step()
+    g = opt.param_groups[0]
+    assert c_adam(params, opt.state, 0.1, *g["betas"], g["eps"], 0.0, False, []) is None
 
 
 def test_an_unpickled_dtype_is_the_same_dtype(c_step) -> None:
@@ -325,9 +343,12 @@ def _adam_run(native, cls, dtype, kwargs, steps=6):
     try:
         params = _params(dtype, SHAPES)
         opt = cls(params, **kwargs)
+        python_steps = 0
         for k in range(steps):  # parameter 1 has no gradient on odd steps: its count lags
             _set_grads(params, k, skip=(1,) if k % 2 else ())
-            opt.step()
+            python_steps += _declined(opt) > 0
+        if native is not None:  # C ran every step but the first, which makes the state
+            assert python_steps == 1
         state = {i: {key: (v.tobytes() if isinstance(v, np.ndarray) else v)
                      for key, v in s.items()}
                  for i, s in opt.state_dict()["state"].items()}

@@ -8,7 +8,7 @@
 /* ----------------------------------------------------------------------- SGD's step */
 
 /* Whether w -= lr*g can run here for parameter array w and gradient array g: exact ndarrays,
- * one native float32 or float64 dtype, one shape, both C-contiguous and aligned, w writeable,
+ * one native float32 or float64 dtype, one shape (not 0-d), both C-contiguous and aligned, w writeable,
  * fewer than `limit` elements (above, SGD's own _descend runs BLAS), and memory that is
  * either the same or apart (a partly overlapping view would read elements already written). */
 static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
@@ -19,7 +19,9 @@ static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
         || !PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(b)))  /* (an unpickled dtype is
         a copy of the singleton: equal, not the same object) */
         return 0;
-    if (PyArray_NDIM(a) != PyArray_NDIM(b)) return 0;
+    /* (0-d: NumPy 1.x computes a 0-d float32 times a Python float in float64, NumPy 2 in
+     * float32 as this file does; Python's step keeps whichever the installed NumPy does) */
+    if (PyArray_NDIM(a) == 0 || PyArray_NDIM(a) != PyArray_NDIM(b)) return 0;
     for (int k = 0; k < PyArray_NDIM(a); k++)
         if (PyArray_DIM(a, k) != PyArray_DIM(b, k)) return 0;
     int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;

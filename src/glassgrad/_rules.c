@@ -5,7 +5,7 @@
 #include "_native.h"
 
 /* Whether grad and out are what activation_grad handles: exact ndarrays of one native float32
- * or float64 dtype and one shape, C-contiguous and aligned; `into` (if not NULL) must be
+ * or float64 dtype and one shape (not 0-d), C-contiguous and aligned; `into` (if not NULL) must be
  * grad itself, writeable, with out's memory the same as grad's or apart. */
 static int elementwise_pair(PyObject *grad, PyObject *out, PyObject *into) {
     if (!PyArray_CheckExact(grad) || !PyArray_CheckExact(out)) return 0;
@@ -13,7 +13,8 @@ static int elementwise_pair(PyObject *grad, PyObject *out, PyObject *into) {
     int type = PyArray_TYPE(g);
     if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || !PyArray_ISNBO(PyArray_DESCR(g)->byteorder)
         || !PyArray_EquivTypes(PyArray_DESCR(g), PyArray_DESCR(o))
-        || PyArray_NDIM(g) != PyArray_NDIM(o))
+        || PyArray_NDIM(g) != PyArray_NDIM(o)
+        || PyArray_NDIM(g) == 0)  /* (0-d: NumPy 1.x promotes 1 − out to float64) */
         return 0;
     for (int k = 0; k < PyArray_NDIM(g); k++)
         if (PyArray_DIM(g, k) != PyArray_DIM(o, k)) return 0;
