@@ -485,3 +485,34 @@ def test_adam_reference_counts_are_kept(c_adam) -> None:
         assert c_adam(*args) is not None
     assert [sys.getrefcount(x) for x in watched] == counts
     assert [s["step"] for s in opt.state.values()] == [102, 102]
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw",
+                                       gg.optim.SGD, "momentum"])
+def test_fit_trains_the_same_bits_with_and_without_c(c_step, c_adam, optimizer,
+                                                     monkeypatch) -> None:
+    """gg.fit on moons, the C paths on (steps, .grad, relu's rule) and then all off: the same
+    weights and history to the last bit."""
+    from glassgrad import ops  # noqa: PLC0415
+
+    X, y = gg.data.moons(120, seed=3)
+    results = []
+    for native in (True, False):
+        for mod, name, c in ((optimizers, "_native_sgd_step", _backward.sgd_step),
+                             (optimizers, "_native_adam_step", c_adam),
+                             (ops, "_one_pass", _backward.activation_grad)):
+            monkeypatch.setattr(mod, name, c if native else None)
+        monkeypatch.setattr(autograd, "_native_walk", _backward.walk if native else None)
+        model = gg.nn.MLP([2, 16, 16, 2], activation="relu", seed=0)
+        if optimizer is gg.optim.SGD:
+            opt = gg.optim.SGD(model.parameters(), lr=0.05, weight_decay=1e-3)
+        elif optimizer == "momentum":
+            opt = gg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+        else:
+            opt = optimizer
+        history = gg.fit(model, X, y, optimizer=opt, epochs=5, batch_size=16, verbose=0,
+                         seed=0)
+        results.append(([p.numpy().tobytes() for p in model.parameters()],
+                        [float(v) for v in history.history["loss"]]))
+    assert results[0] == results[1]
