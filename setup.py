@@ -1,7 +1,7 @@
 """The one compiled part: C copies of the engine's hottest functions, ``record``, the
-backward walk's usual case, the steps of SGD (on small parameters) and Adam, and the
-backward rules of relu, tanh and sigmoid (src/glassgrad/_backward.c, _optim.c, _rules.c;
-autograd.py, optim/optimizers.py and ops.py are their definitions).
+backward walk's usual case, the optimizers' steps (SGD on small parameters, Adam, RMSprop)
+and the backward rules of relu, tanh and sigmoid (src/glassgrad/_backward.c, _optim.c,
+_rules.c; autograd.py, optim/optimizers.py and ops.py are their definitions).
 
 Everything else is in pyproject.toml. The extension is optional: where it cannot be built
 (no C compiler, no Python headers, no NumPy at build time with --no-build-isolation), the

@@ -1,9 +1,9 @@
-"""The optimizers' steps in C (``sgd_step`` and ``adam_step`` in ``_backward.c``) against
-their definitions, the Python ``Optimizer.step`` with ``SGD._plain_descent`` and
-``Adam._update``.
+"""The optimizers' steps in C (``sgd_step``, ``adam_step`` and ``rmsprop_step`` in
+``_optim.c``) against their definitions, the Python ``Optimizer.step`` with ``SGD._update``,
+``Adam._update`` and ``RMSprop._update``.
 
 Each test runs the same steps twice, once with the C step and once with it switched off
-(``optimizers._native_sgd_step`` / ``_native_adam_step`` set to None), and compares the
+(``optimizers._native_sgd_step`` and the others set to None), and compares the
 parameters and the optimizer's state bit for bit, the writes recorded, and what is left when
 the C step declines (it must change nothing).
 """
@@ -337,9 +337,9 @@ def test_native_off_leaves_python() -> None:
 
 
 # ----------------------------------------------------------------------------- Adam, AdamW
-def _adam_run(native, cls, dtype, kwargs, steps=6):
-    saved = optimizers._native_adam_step
-    optimizers._native_adam_step = native
+def _adam_run(native, cls, dtype, kwargs, steps=6, attr="_native_adam_step"):
+    saved = getattr(optimizers, attr)
+    setattr(optimizers, attr, native)
     try:
         params = _params(dtype, SHAPES)
         opt = cls(params, **kwargs)
@@ -354,7 +354,7 @@ def _adam_run(native, cls, dtype, kwargs, steps=6):
                  for i, s in opt.state_dict()["state"].items()}
         return [p.numpy().tobytes() for p in params], state
     finally:
-        optimizers._native_adam_step = saved
+        setattr(optimizers, attr, saved)
 
 
 ADAM_CONFIGS = [
@@ -382,6 +382,43 @@ def test_c_adam_has_the_python_steps_bits_and_state(c_adam, cls, kwargs, dtype) 
         c = _adam_run(c_adam, cls, dtype, kwargs)
         py = _adam_run(None, cls, dtype, kwargs)
     assert c == py
+
+
+RMSPROP_CONFIGS = [dict(lr=1e-2), dict(lr=0.1, alpha=0.9, eps=1e-6, weight_decay=0.05),
+                   dict(lr=1e-2, momentum=0.9), dict(lr=1e-2, centered=True),
+                   dict(lr=3e-3, momentum=0.5, centered=True, weight_decay=0.01)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", RMSPROP_CONFIGS, ids=str)
+def test_c_rmsprop_has_the_python_steps_bits_and_state(c_adam, kwargs, dtype) -> None:
+    c = _backward.rmsprop_step
+    with np.errstate(all="ignore"):
+        ours = _adam_run(c, gg.optim.RMSprop, dtype, kwargs, attr="_native_rmsprop_step")
+        py = _adam_run(None, gg.optim.RMSprop, dtype, kwargs, attr="_native_rmsprop_step")
+    assert ours == py
+
+
+def test_unusual_rmsprop_states_run_in_python(c_adam, monkeypatch) -> None:
+    monkeypatch.setattr(optimizers, "_native_rmsprop_step", _backward.rmsprop_step)
+    params = _params(np.float32, [(2, 3), (3,)])
+    opt = gg.optim.RMSprop(params, lr=0.01, momentum=0.9, centered=True)
+    _set_grads(params, 0)
+    opt.step()
+    g = opt.param_groups[0]
+    args = (opt.state, 0.01, g["alpha"], g["eps"], 0.0, 0.9, True, [])
+    _set_grads(params, 1)
+    s = opt.state[params[1]]
+    for key, bad in (("grad_avg", None), ("momentum_buffer", s["square_avg"]),
+                     ("grad_avg", np.zeros((3, 2), np.float32)[:, 0]),  # (not contiguous)
+                     ("step", 1.0)):
+        kept = s[key]
+        s[key] = bad
+        before = [p.numpy().tobytes() for p in params]
+        assert _backward.rmsprop_step(params, *args) is None, key
+        assert [p.numpy().tobytes() for p in params] == before
+        s[key] = kept
+    assert _declined(opt) == 0  # with the state restored: C
 
 
 def test_c_adam_runs_after_the_first_step(c_adam, monkeypatch) -> None:
@@ -488,7 +525,7 @@ def test_adam_reference_counts_are_kept(c_adam) -> None:
 
 
 # ----------------------------------------------------------------------------- end to end
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw",
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop",
                                        gg.optim.SGD, "momentum"])
 def test_fit_trains_the_same_bits_with_and_without_c(c_step, c_adam, optimizer,
                                                      monkeypatch) -> None:
@@ -501,6 +538,7 @@ def test_fit_trains_the_same_bits_with_and_without_c(c_step, c_adam, optimizer,
     for native in (True, False):
         for mod, name, c in ((optimizers, "_native_sgd_step", _backward.sgd_step),
                              (optimizers, "_native_adam_step", c_adam),
+                             (optimizers, "_native_rmsprop_step", _backward.rmsprop_step),
                              (ops, "_one_pass", _backward.activation_grad)):
             monkeypatch.setattr(mod, name, c if native else None)
         monkeypatch.setattr(autograd, "_native_walk", _backward.walk if native else None)

@@ -25,8 +25,8 @@
  * Tensor and links it into the graph (every op of every forward pass calls it).
  *
  * The module's other functions live in two more files, and _native.h holds what the three
- * share: _optim.c has sgd_step() and adam_step(), copies of SGD's step on small parameters
- * and of Adam's and AdamW's (optim/optimizers.py); _rules.c has activation_grad(), the
+ * share: _optim.c has sgd_step(), adam_step() and rmsprop_step(), copies of SGD's step on
+ * small parameters and of Adam's, AdamW's and RMSprop's (optim/optimizers.py); _rules.c has activation_grad(), the
  * backward rule of relu, tanh or sigmoid (ops.py) in one pass. Each declines (changes
  * nothing) whatever is not its usual case, and the Python runs
  * (tests/test_native_optim.py, tests/test_native_kernels.py).
@@ -552,6 +552,9 @@ static PyMethodDef methods[] = {
     {"adam_step", (PyCFunction)(void (*)(void))adam_step, METH_FASTCALL,
      "adam_step(params, state, lr, beta1, beta2, eps, weight_decay, decoupled, memo): "
      "Adam's or AdamW's step without amsgrad, or None."},
+    {"rmsprop_step", (PyCFunction)(void (*)(void))rmsprop_step, METH_FASTCALL,
+     "rmsprop_step(params, state, lr, alpha, eps, weight_decay, momentum, centered, memo): "
+     "RMSprop's step, or None."},
     {"setup", setup, METH_VARARGS, "setup(Tensor, autograd.__dict__)"},
     {NULL, NULL, 0, NULL}};
 

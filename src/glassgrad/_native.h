@@ -28,6 +28,7 @@ PyObject *helper(PyObject *name);
 /* The module's functions defined in the other files. */
 PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
+PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *activation_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 
 #endif

@@ -1,5 +1,5 @@
-/* The optimizers' usual steps in C: SGD's on small parameters (sgd_step) and Adam's and
- * AdamW's (adam_step), copies of optim/optimizers.py with Optimizer.step around them. Each
+/* The optimizers' usual steps in C: SGD's on small parameters (sgd_step), Adam's and
+ * AdamW's (adam_step) and RMSprop's (rmsprop_step), copies of optim/optimizers.py with Optimizer.step around them. Each
  * checks everything first and declines (changes nothing, returns None) whatever is not the
  * usual case, and Python's step runs; the bits are Python's (tests/test_native_optim.py).
  * Part of glassgrad._backward. */
@@ -293,3 +293,141 @@ out:
     return result;
 }
 
+/* ------------------------------------------------------------------- RMSprop's step */
+
+/* One parameter's RMSprop update, in optimizers.RMSprop._update's order of NumPy operations,
+ * each rounded to T (constants rounded to T first). */
+#define RMSPROP_LOOP(T, SQRT)                                                              \
+    {                                                                                      \
+        T *w = PyArray_DATA(wa), *v = PyArray_DATA(va);                                    \
+        T *ga_ = gaa ? PyArray_DATA(gaa) : NULL, *b = bufa ? PyArray_DATA(bufa) : NULL;    \
+        const T *g = PyArray_DATA(ga);                                                     \
+        const T wd_t = (T)wd, alpha_t = (T)alpha, c = (T)(1 - alpha), eps_t = (T)eps;      \
+        const T lr_t = (T)lr, mom_t = (T)mom;                                              \
+        for (npy_intp i = 0; i < n; i++) {                                                 \
+            T gi = g[i];                                                                   \
+            if (wd != 0) { T wl = w[i] * wd_t; gi = wl + gi; }    /* t = w·λ; t += g */    \
+            T sq = gi * gi; sq = sq * c;                                                   \
+            T vi = v[i] * alpha_t; vi = vi + sq; v[i] = vi;       /* v = αv + (1 − α)g² */ \
+            T den;                                                                         \
+            if (ga_ != NULL) {                                    /* centered */           \
+                T d = gi - ga_[i]; d = d * c; T gm = ga_[i] + d; ga_[i] = gm;              \
+                T gm2 = gm * gm; T var = vi - gm2; den = SQRT(var);                        \
+            } else                                                                         \
+                den = SQRT(vi);                                                            \
+            den = den + eps_t;                                                             \
+            T u;                                                                           \
+            if (b != NULL) {                                      /* momentum */           \
+                T bi = b[i] * mom_t; T q = gi / den; bi = bi + q; b[i] = bi; u = bi * lr_t; \
+            } else {                                                                       \
+                u = gi / den; u = u * lr_t;                                                \
+            }                                                                              \
+            w[i] = w[i] - u;                                                               \
+        }                                                                                  \
+    }
+
+/* rmsprop_step(params, state, lr, alpha, eps, weight_decay, momentum, centered, memo):
+ * RMSprop's step (optimizers.RMSprop._update with Optimizer.step around it) for every
+ * parameter in `params` that has a .grad, once Python's first step has made its state:
+ * square_avg, grad_avg when centered, momentum_buffer when momentum > 0, "step" an int.
+ * Checks, declines, marks and counts as adam_step does. */
+PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyDict_CheckExact(argv[1])) {
+        PyErr_SetString(PyExc_TypeError, "rmsprop_step(params: list, state: dict, lr, alpha, "
+                                         "eps, weight_decay, momentum, centered, memo)");
+        return NULL;
+    }
+    for (int k = 2; k < 7; k++)
+        if (!PyFloat_CheckExact(argv[k])) Py_RETURN_NONE;  /* (Python's step decides) */
+    if (tensor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+        return NULL;
+    }
+    PyObject *params = argv[0], *state = argv[1], *memo = argv[8];
+    double lr = PyFloat_AS_DOUBLE(argv[2]), alpha = PyFloat_AS_DOUBLE(argv[3]),
+           eps = PyFloat_AS_DOUBLE(argv[4]), wd = PyFloat_AS_DOUBLE(argv[5]),
+           mom = PyFloat_AS_DOUBLE(argv[6]);
+    int centered = PyObject_IsTrue(argv[7]);
+    if (centered < 0) return NULL;
+    PyObject *updated = PyList_New(0), *held = PyList_New(0), *result = NULL;
+    PyObject *k_step = PyUnicode_InternFromString("step"),
+             *k_v = PyUnicode_InternFromString("square_avg"),
+             *k_ga = PyUnicode_InternFromString("grad_avg"),
+             *k_buf = PyUnicode_InternFromString("momentum_buffer");
+    if (updated == NULL || held == NULL || k_step == NULL || k_v == NULL || k_ga == NULL
+        || k_buf == NULL)
+        goto out;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
+        PyObject *p = PyList_GET_ITEM(params, i);
+        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
+        PyObject *grad = SLOT(p, OFF_GRAD);
+        if (grad == NULL || grad == Py_None) continue;
+        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
+        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA);
+        if (w == NULL || g == NULL || !plain_pair(w, g, PY_SSIZE_T_MAX)) goto python;
+        PyObject *s = PyDict_GetItemWithError(state, p);
+        if (s == NULL && PyErr_Occurred()) goto out;
+        if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (first step: Python makes it) */
+        PyObject *step = PyDict_GetItemWithError(s, k_step);
+        PyObject *v = step ? PyDict_GetItemWithError(s, k_v) : NULL;
+        PyObject *gavg = Py_None, *buf = Py_None;
+        if (v != NULL && centered) gavg = PyDict_GetItemWithError(s, k_ga);
+        if (v != NULL && gavg != NULL && mom > 0) buf = PyDict_GetItemWithError(s, k_buf);
+        if (PyErr_Occurred()) goto out;
+        if (step == NULL || !PyLong_CheckExact(step) || !plain_buffer(v, w, g, NULL)
+            || (centered && !plain_buffer(gavg, w, g, v))
+            || (mom > 0 && !plain_buffer(buf, w, g, v))
+            || (centered && mom > 0 && !plain_buffer(buf, w, g, gavg)))
+            goto python;
+        long long count = PyLong_AsLongLong(step);
+        if (count == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto python;
+        }
+        if (count < 0 || count >= (1LL << 53)) goto python;
+        PyObject *next = PyLong_FromLongLong(count + 1);
+        if (next == NULL) goto out;
+        PyObject *entry = PyTuple_Pack(7, s, next, w, g, v, gavg, buf);
+        Py_DECREF(next);
+        if (entry == NULL || PyList_Append(held, entry) < 0 || PyList_Append(updated, p) < 0) {
+            Py_XDECREF(entry);
+            goto out;
+        }
+        Py_DECREF(entry);
+    }
+    PyObject *mark = helper(s_mark_modified_memo);
+    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
+    Py_XDECREF(mark);
+    if (r == NULL) goto out;
+    Py_DECREF(r);
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++) {
+        PyObject *entry = PyList_GET_ITEM(held, i);
+        /* (as in adam_step: replacing an existing key's value does not allocate) */
+        if (!failed && PyDict_SetItem(PyTuple_GET_ITEM(entry, 0), k_step,
+                                      PyTuple_GET_ITEM(entry, 1)) < 0)
+            failed = 1;
+        PyArrayObject *wa = (PyArrayObject *)PyTuple_GET_ITEM(entry, 2),
+                      *ga = (PyArrayObject *)PyTuple_GET_ITEM(entry, 3),
+                      *va = (PyArrayObject *)PyTuple_GET_ITEM(entry, 4);
+        PyObject *ga_o = PyTuple_GET_ITEM(entry, 5), *b_o = PyTuple_GET_ITEM(entry, 6);
+        PyArrayObject *gaa = ga_o == Py_None ? NULL : (PyArrayObject *)ga_o,
+                      *bufa = b_o == Py_None ? NULL : (PyArrayObject *)b_o;
+        npy_intp n = PyArray_SIZE(wa);
+        if (PyArray_TYPE(wa) == NPY_FLOAT32) RMSPROP_LOOP(float, sqrtf)
+        else RMSPROP_LOOP(double, sqrt)
+    }
+    if (failed) goto out;
+    result = Py_NewRef(updated);
+    goto out;
+python:
+    result = Py_NewRef(Py_None);
+out:
+    Py_XDECREF(updated);
+    Py_XDECREF(held);
+    Py_XDECREF(k_step);
+    Py_XDECREF(k_v);
+    Py_XDECREF(k_ga);
+    Py_XDECREF(k_buf);
+    return result;
+}

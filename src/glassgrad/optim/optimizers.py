@@ -24,10 +24,11 @@ from .optimizer import Fold, Optimizer, _check
 _SCRATCH_MIN = 1 << 15
 # Below both this and BLAS's threshold, SGD's update is one small temporary (see _descend).
 _DESCEND_SMALL = min(_SCRATCH_MIN, blas.BLAS_MIN)
-# The C copies of SGD's step on small parameters and of Adam's (_optim.c), or None (not
-# built, or GLASSGRAD_NATIVE=0): see SGD.step and Adam.step.
+# The C copies of SGD's step on small parameters and of Adam's and RMSprop's (_optim.c), or
+# None (not built, or GLASSGRAD_NATIVE=0): see SGD.step, Adam.step and RMSprop.step.
 _native_sgd_step = None if _native is None else _native.sgd_step
 _native_adam_step = None if _native is None else _native.adam_step
+_native_rmsprop_step = None if _native is None else _native.rmsprop_step
 
 
 def _average_square_(v: np.ndarray, g: np.ndarray, decay: float, t: np.ndarray) -> None:
@@ -309,6 +310,20 @@ class RMSprop(Optimizer):
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         momentum=momentum, centered=centered)
         super().__init__(params, defaults)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """``Optimizer.step``. Its usual call (no closure, exactly ``RMSprop``, one group,
+        float hyperparameters, parameters whose state the first step made) runs as one C
+        call, ``rmsprop_step`` in _optim.c, as Adam's does (see ``Adam.step``)."""
+        native = _native_rmsprop_step
+        if native is not None and closure is None and type(self) is RMSprop \
+                and "_apply" not in self.__dict__ and len(self.param_groups) == 1:
+            g = self.param_groups[0]
+            if type(g["params"]) is list and native(
+                    g["params"], self.state, g["lr"], g["alpha"], g["eps"], g["weight_decay"],
+                    g["momentum"], g["centered"], self._marks) is not None:
+                return None
+        return super().step(closure)
 
     def _validate(self, group: dict[str, Any]) -> None:
         super()._validate(group)
