@@ -395,3 +395,24 @@ def _skip_doctests_of_missing_packages(items: list[pytest.Item]) -> None:
             if not _installed(module):
                 item.add_marker(pytest.mark.skip(reason=missing_reason(module)))
                 break
+
+
+@pytest.fixture
+def built_extension():
+    """``glassgrad._backward``, the C extension, set up (even where ``GLASSGRAD_NATIVE=0``
+    keeps the library from using it). Where it was not built the test is skipped, and fails
+    where ``GLASSGRAD_REQUIRE_NATIVE`` is set (CI, which builds it)."""
+    import os
+
+    from glassgrad import autograd
+    from glassgrad.tensor import Tensor
+
+    try:
+        from glassgrad import _backward
+    except ImportError:
+        if os.environ.get("GLASSGRAD_REQUIRE_NATIVE"):
+            pytest.fail("glassgrad._backward is not built")
+        pytest.skip("glassgrad._backward is not built (pip install compiles it; needs a C "
+                    "compiler)")
+    _backward.setup(Tensor, autograd.__dict__)
+    return _backward

@@ -30,13 +30,9 @@ else:  # (autograd did this at import, unless GLASSGRAD_NATIVE=0 kept it from lo
 
 
 @pytest.fixture
-def c_step():
-    """The C step (built, or the test fails on CI and is skipped elsewhere), called as plain
-    SGD calls it: c_step(params, lr, limit, memo)."""
-    if _backward is None:
-        if os.environ.get("GLASSGRAD_REQUIRE_NATIVE"):
-            pytest.fail("glassgrad._backward is not built")
-        pytest.skip("glassgrad._backward is not built")
+def c_step(built_extension):
+    """The C step (conftest's ``built_extension``), called as plain SGD calls it:
+    c_step(params, lr, limit, memo)."""
     return lambda params, lr, limit, memo, state=None, momentum=0.0, dampening=0.0, \
         weight_decay=0.0, nesterov=False: _backward.sgd_step(
             params, lr, limit, memo, state, momentum, dampening, weight_decay, nesterov)
@@ -367,12 +363,8 @@ ADAM_CONFIGS = [
 
 
 @pytest.fixture
-def c_adam():
-    if _backward is None:
-        if os.environ.get("GLASSGRAD_REQUIRE_NATIVE"):
-            pytest.fail("glassgrad._backward is not built")
-        pytest.skip("glassgrad._backward is not built")
-    return _backward.adam_step
+def c_adam(built_extension):
+    return built_extension.adam_step
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -458,14 +450,21 @@ ADAM_UNUSUAL = {
 }
 
 
-@pytest.mark.parametrize("case", list(ADAM_UNUSUAL))
-def test_unusual_adam_steps_run_in_python(c_adam, case, monkeypatch) -> None:
+def _adam_after_a_step(c_adam, monkeypatch):
+    """(params, opt): Adam with the C step, after its first step made the state, and new
+    gradients for the next."""
     monkeypatch.setattr(optimizers, "_native_adam_step", c_adam)
     params = _params(np.float32, [(2, 3), (3,)])
     opt = gg.optim.Adam(params, lr=0.1)
     _set_grads(params, 0)
     opt.step()
     _set_grads(params, 1)
+    return params, opt
+
+
+@pytest.mark.parametrize("case", list(ADAM_UNUSUAL))
+def test_unusual_adam_steps_run_in_python(c_adam, case, monkeypatch) -> None:
+    params, opt = _adam_after_a_step(c_adam, monkeypatch)
     ADAM_UNUSUAL[case](opt, params)
     before = [p.numpy().copy() for p in params]
     g = opt.param_groups[0]
@@ -481,12 +480,7 @@ def test_unusual_adam_steps_run_in_python(c_adam, case, monkeypatch) -> None:
 
 
 def test_an_interrupt_while_marking_leaves_adam_as_it_was(c_adam, monkeypatch) -> None:
-    monkeypatch.setattr(optimizers, "_native_adam_step", c_adam)
-    params = _params(np.float32, [(2, 3), (3,)])
-    opt = gg.optim.Adam(params, lr=0.1)
-    _set_grads(params, 0)
-    opt.step()
-    _set_grads(params, 1)
+    params, opt = _adam_after_a_step(c_adam, monkeypatch)
     before = opt.state_dict()["state"]
     weights = [p.numpy().copy() for p in params]
 

@@ -54,6 +54,74 @@ static int plain_buffer(PyObject *b, PyObject *w, PyObject *g, PyObject *other) 
     return 1;
 }
 
+/* What every step does first, then for each parameter, then between its checks and its
+ * writes. */
+
+/* Whether setup() has run (else a RuntimeError). */
+static int ready(void) {
+    if (tensor_type != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
+    return 0;
+}
+
+/* Parameter p's weight and gradient arrays (borrowed) for a step: 1 when p has a gradient
+ * and both arrays are plain_pair's usual case; 0 when p has no gradient (a step skips it);
+ * -1 when p is not the usual case (the step declines). */
+static int param_arrays(PyObject *p, Py_ssize_t limit, PyObject **w, PyObject **g) {
+    if (!PyObject_TypeCheck(p, tensor_type)) return -1;
+    PyObject *grad = SLOT(p, OFF_GRAD);
+    if (grad == NULL || grad == Py_None) return 0;
+    if (!PyObject_TypeCheck(grad, tensor_type)) return -1;
+    *w = SLOT(p, OFF_DATA);
+    *g = SLOT(grad, OFF_DATA);
+    return *w != NULL && *g != NULL && plain_pair(*w, *g, limit) ? 1 : -1;
+}
+
+/* p's state dict (borrowed) and, when k_step is not NULL, its next "step" count (a new
+ * reference): 1; 0 when the state is not the usual case (none yet: Python's first step makes
+ * it; not a dict; a count that is not an int); -1 with an error. */
+static int counted_state(PyObject *state, PyObject *p, PyObject *k_step, PyObject **s,
+                         PyObject **next) {
+    *s = PyDict_GetItemWithError(state, p);
+    if (*s == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (!PyDict_CheckExact(*s)) return 0;
+    if (k_step == NULL) return 1;
+    PyObject *step = PyDict_GetItemWithError(*s, k_step);
+    if (step == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (!PyLong_CheckExact(step)) return 0;
+    long long count = PyLong_AsLongLong(step);
+    if (count == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (count < 0 || count >= (1LL << 53)) return 0;  /* (exact as a double, in pow) */
+    *next = PyLong_FromLongLong(count + 1);
+    return *next == NULL ? -1 : 1;
+}
+
+/* s's buffer named key (borrowed), or NULL: missing (no error set), or an error. */
+static PyObject *buffer(PyObject *s, PyObject *key) {
+    return PyDict_GetItemWithError(s, key);
+}
+
+/* autograd.mark_modified_memo(updated, memo), looked up now: 0, or -1 with its error (a
+ * Ctrl-C raised in it, for one). Every step calls it after its checks, before any write. */
+static int mark_writes(PyObject *updated, PyObject *memo) {
+    PyObject *mark = helper(s_mark_modified_memo);
+    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
+    Py_XDECREF(mark);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* s["step"] = next. Replacing the value of a key the dict has does not allocate; only a key
+ * removed meanwhile by another thread could make it fail: *failed is then set, the update
+ * still completes, and the step raises at the end. */
+static void count_step(PyObject *s, PyObject *k_step, PyObject *next, int *failed) {
+    if (!*failed && PyDict_SetItem(s, k_step, next) < 0) *failed = 1;
+}
+
 /* One parameter's SGD update, in optimizers.SGD._update's order of NumPy operations, each
  * rounded to T (constants rounded to T first, as NumPy does with a Python float): g += λ·w,
  * then the momentum buffer, then w -= lr·g. */
@@ -96,10 +164,7 @@ PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
                                          "momentum, dampening, weight_decay, nesterov)");
         return NULL;
     }
-    if (tensor_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
-        return NULL;
-    }
+    if (!ready()) return NULL;
     if (!PyFloat_CheckExact(argv[1])) Py_RETURN_NONE;  /* (Python's step decides) */
     for (int k = 5; k < 8; k++)
         if (!PyFloat_CheckExact(argv[k]) && !PyLong_CheckExact(argv[k])) Py_RETURN_NONE;
@@ -119,18 +184,14 @@ PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     PyObject *k_buf = PyUnicode_InternFromString("momentum_buffer");
     if (updated == NULL || arrays == NULL || k_buf == NULL) goto out;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
-        PyObject *p = PyList_GET_ITEM(params, i);
-        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
-        PyObject *grad = SLOT(p, OFF_GRAD);
-        if (grad == NULL || grad == Py_None) continue;
-        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
-        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA), *buf = Py_None;
-        if (w == NULL || g == NULL || !plain_pair(w, g, limit)) goto python;
+        PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *buf = Py_None;
+        int use = param_arrays(p, limit, &w, &g);
+        if (use == 0) continue;
+        if (use < 0) goto python;
         if (mom != 0) {
-            PyObject *s = PyDict_GetItemWithError(state, p);
-            if (s == NULL && PyErr_Occurred()) goto out;
-            if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (the first step's) */
-            buf = PyDict_GetItemWithError(s, k_buf);
+            int got = counted_state(state, p, NULL, &s, NULL);
+            if (got <= 0) goto fail_or_python;  /* (no buffer yet: the first step's) */
+            buf = buffer(s, k_buf);
             if (buf == NULL && PyErr_Occurred()) goto out;
             if (!plain_buffer(buf, w, g, NULL)) goto python;
         }
@@ -138,11 +199,7 @@ PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
             || PyList_Append(arrays, g) < 0 || PyList_Append(arrays, buf) < 0)
             goto out;
     }
-    PyObject *mark = helper(s_mark_modified_memo);
-    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
-    Py_XDECREF(mark);
-    if (r == NULL) goto out;
-    Py_DECREF(r);
+    if (mark_writes(updated, memo) < 0) goto out;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(arrays); i += 3) {
         PyArrayObject *wa = (PyArrayObject *)PyList_GET_ITEM(arrays, i);
         PyArrayObject *ga = (PyArrayObject *)PyList_GET_ITEM(arrays, i + 1);
@@ -154,6 +211,8 @@ PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     }
     result = Py_NewRef(updated);
     goto out;
+fail_or_python:
+    if (PyErr_Occurred()) goto out;
 python:
     result = Py_NewRef(Py_None);
 out:
@@ -200,12 +259,9 @@ PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
                                          "beta2, eps, weight_decay, decoupled, memo)");
         return NULL;
     }
+    if (!ready()) return NULL;
     for (int k = 2; k < 7; k++)
         if (!PyFloat_CheckExact(argv[k])) Py_RETURN_NONE;  /* (Python's step decides) */
-    if (tensor_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
-        return NULL;
-    }
     PyObject *params = argv[0], *state = argv[1], *memo = argv[8];
     double lr = PyFloat_AS_DOUBLE(argv[2]), b1 = PyFloat_AS_DOUBLE(argv[3]),
            b2 = PyFloat_AS_DOUBLE(argv[4]), eps = PyFloat_AS_DOUBLE(argv[5]),
@@ -218,33 +274,17 @@ PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
              *k_v = PyUnicode_InternFromString("exp_avg_sq");
     if (updated == NULL || held == NULL || k_step == NULL || k_m == NULL || k_v == NULL) goto out;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
-        PyObject *p = PyList_GET_ITEM(params, i);
-        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
-        PyObject *grad = SLOT(p, OFF_GRAD);
-        if (grad == NULL || grad == Py_None) continue;
-        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
-        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA);
-        if (w == NULL || g == NULL || !plain_pair(w, g, PY_SSIZE_T_MAX)) goto python;
-        PyObject *s = PyDict_GetItemWithError(state, p);
-        if (s == NULL && PyErr_Occurred()) goto out;
-        if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (first step: Python makes it) */
-        PyObject *step = PyDict_GetItemWithError(s, k_step);
-        PyObject *m = step ? PyDict_GetItemWithError(s, k_m) : NULL;
-        PyObject *v = m ? PyDict_GetItemWithError(s, k_v) : NULL;
-        if (PyErr_Occurred()) goto out;
-        if (step == NULL || !PyLong_CheckExact(step) || !plain_buffer(m, w, g, NULL)
-            || !plain_buffer(v, w, g, m))
-            goto python;
-        long long count = PyLong_AsLongLong(step);
-        if (count == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            goto python;
-        }
-        if (count < 0 || count >= (1LL << 53)) goto python;
-        PyObject *next = PyLong_FromLongLong(count + 1);
-        if (next == NULL) goto out;
-        PyObject *entry = PyTuple_Pack(5, s, next, w, g, m);
+        PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *next;
+        int use = param_arrays(p, PY_SSIZE_T_MAX, &w, &g);
+        if (use == 0) continue;
+        if (use < 0) goto python;
+        int got = counted_state(state, p, k_step, &s, &next);
+        if (got <= 0) goto fail_or_python;
+        PyObject *m = buffer(s, k_m), *v = m ? buffer(s, k_v) : NULL;
+        int plain = !PyErr_Occurred() && plain_buffer(m, w, g, NULL) && plain_buffer(v, w, g, m);
+        PyObject *entry = plain ? PyTuple_Pack(5, s, next, w, g, m) : NULL;
         Py_DECREF(next);
+        if (!plain) goto fail_or_python;
         if (entry == NULL || PyList_Append(held, entry) < 0 || PyList_Append(held, v) < 0
             || PyList_Append(updated, p) < 0) {
             Py_XDECREF(entry);
@@ -252,20 +292,12 @@ PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
         }
         Py_DECREF(entry);
     }
-    PyObject *mark = helper(s_mark_modified_memo);
-    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
-    Py_XDECREF(mark);
-    if (r == NULL) goto out;
-    Py_DECREF(r);
+    if (mark_writes(updated, memo) < 0) goto out;
     int failed = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i += 2) {
         PyObject *entry = PyList_GET_ITEM(held, i);
         PyObject *next = PyTuple_GET_ITEM(entry, 1);
-        /* (replacing the value of a key the dict has does not allocate; only a key removed
-         * meanwhile by another thread could make it fail: the update still completes, then
-         * the error is raised) */
-        if (!failed && PyDict_SetItem(PyTuple_GET_ITEM(entry, 0), k_step, next) < 0)
-            failed = 1;
+        count_step(PyTuple_GET_ITEM(entry, 0), k_step, next, &failed);
         double t = (double)PyLong_AsLongLong(next);
         double step_size = lr / (1 - pow(b1, t));         /* lr / (1 − β₁ᵗ), as Python */
         double bc2 = sqrt(1 - pow(b2, t));                 /* math.sqrt(1 − β₂ᵗ) */
@@ -282,6 +314,8 @@ PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (failed) goto out;
     result = Py_NewRef(updated);
     goto out;
+fail_or_python:
+    if (PyErr_Occurred()) goto out;
 python:
     result = Py_NewRef(Py_None);
 out:
@@ -337,12 +371,9 @@ PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
                                          "eps, weight_decay, momentum, centered, memo)");
         return NULL;
     }
+    if (!ready()) return NULL;
     for (int k = 2; k < 7; k++)
         if (!PyFloat_CheckExact(argv[k])) Py_RETURN_NONE;  /* (Python's step decides) */
-    if (tensor_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "glassgrad._backward: setup() was not called");
-        return NULL;
-    }
     PyObject *params = argv[0], *state = argv[1], *memo = argv[8];
     double lr = PyFloat_AS_DOUBLE(argv[2]), alpha = PyFloat_AS_DOUBLE(argv[3]),
            eps = PyFloat_AS_DOUBLE(argv[4]), wd = PyFloat_AS_DOUBLE(argv[5]),
@@ -358,55 +389,33 @@ PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
         || k_buf == NULL)
         goto out;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
-        PyObject *p = PyList_GET_ITEM(params, i);
-        if (!PyObject_TypeCheck(p, tensor_type)) goto python;
-        PyObject *grad = SLOT(p, OFF_GRAD);
-        if (grad == NULL || grad == Py_None) continue;
-        if (!PyObject_TypeCheck(grad, tensor_type)) goto python;
-        PyObject *w = SLOT(p, OFF_DATA), *g = SLOT(grad, OFF_DATA);
-        if (w == NULL || g == NULL || !plain_pair(w, g, PY_SSIZE_T_MAX)) goto python;
-        PyObject *s = PyDict_GetItemWithError(state, p);
-        if (s == NULL && PyErr_Occurred()) goto out;
-        if (s == NULL || !PyDict_CheckExact(s)) goto python;  /* (first step: Python makes it) */
-        PyObject *step = PyDict_GetItemWithError(s, k_step);
-        PyObject *v = step ? PyDict_GetItemWithError(s, k_v) : NULL;
-        PyObject *gavg = Py_None, *buf = Py_None;
-        if (v != NULL && centered) gavg = PyDict_GetItemWithError(s, k_ga);
-        if (v != NULL && gavg != NULL && mom > 0) buf = PyDict_GetItemWithError(s, k_buf);
-        if (PyErr_Occurred()) goto out;
-        if (step == NULL || !PyLong_CheckExact(step) || !plain_buffer(v, w, g, NULL)
-            || (centered && !plain_buffer(gavg, w, g, v))
-            || (mom > 0 && !plain_buffer(buf, w, g, v))
-            || (centered && mom > 0 && !plain_buffer(buf, w, g, gavg)))
-            goto python;
-        long long count = PyLong_AsLongLong(step);
-        if (count == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            goto python;
-        }
-        if (count < 0 || count >= (1LL << 53)) goto python;
-        PyObject *next = PyLong_FromLongLong(count + 1);
-        if (next == NULL) goto out;
-        PyObject *entry = PyTuple_Pack(7, s, next, w, g, v, gavg, buf);
+        PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *next;
+        int use = param_arrays(p, PY_SSIZE_T_MAX, &w, &g);
+        if (use == 0) continue;
+        if (use < 0) goto python;
+        int got = counted_state(state, p, k_step, &s, &next);
+        if (got <= 0) goto fail_or_python;
+        PyObject *v = buffer(s, k_v), *gavg = Py_None, *buf = Py_None;
+        if (v != NULL && centered) gavg = buffer(s, k_ga);
+        if (v != NULL && gavg != NULL && mom > 0) buf = buffer(s, k_buf);
+        int plain = !PyErr_Occurred() && plain_buffer(v, w, g, NULL)
+                    && (!centered || plain_buffer(gavg, w, g, v))
+                    && (mom <= 0 || plain_buffer(buf, w, g, v))
+                    && (!centered || mom <= 0 || plain_buffer(buf, w, g, gavg));
+        PyObject *entry = plain ? PyTuple_Pack(7, s, next, w, g, v, gavg, buf) : NULL;
         Py_DECREF(next);
+        if (!plain) goto fail_or_python;
         if (entry == NULL || PyList_Append(held, entry) < 0 || PyList_Append(updated, p) < 0) {
             Py_XDECREF(entry);
             goto out;
         }
         Py_DECREF(entry);
     }
-    PyObject *mark = helper(s_mark_modified_memo);
-    PyObject *r = mark ? PyObject_CallFunctionObjArgs(mark, updated, memo, NULL) : NULL;
-    Py_XDECREF(mark);
-    if (r == NULL) goto out;
-    Py_DECREF(r);
+    if (mark_writes(updated, memo) < 0) goto out;
     int failed = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++) {
         PyObject *entry = PyList_GET_ITEM(held, i);
-        /* (as in adam_step: replacing an existing key's value does not allocate) */
-        if (!failed && PyDict_SetItem(PyTuple_GET_ITEM(entry, 0), k_step,
-                                      PyTuple_GET_ITEM(entry, 1)) < 0)
-            failed = 1;
+        count_step(PyTuple_GET_ITEM(entry, 0), k_step, PyTuple_GET_ITEM(entry, 1), &failed);
         PyArrayObject *wa = (PyArrayObject *)PyTuple_GET_ITEM(entry, 2),
                       *ga = (PyArrayObject *)PyTuple_GET_ITEM(entry, 3),
                       *va = (PyArrayObject *)PyTuple_GET_ITEM(entry, 4);
@@ -420,6 +429,8 @@ PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (failed) goto out;
     result = Py_NewRef(updated);
     goto out;
+fail_or_python:
+    if (PyErr_Occurred()) goto out;
 python:
     result = Py_NewRef(Py_None);
 out:
