@@ -26,9 +26,9 @@
  *
  * The module's other functions live in two more files, and _native.h holds what the three
  * share: _optim.c has sgd_step(), adam_step() and rmsprop_step(), copies of SGD's step on
- * small parameters and of Adam's, AdamW's and RMSprop's (optim/optimizers.py); _rules.c has activation_grad(), the
- * backward rule of relu, tanh or sigmoid (ops.py) in one pass. Each declines (changes
- * nothing) whatever is not its usual case, and the Python runs
+ * small parameters and of Adam's, AdamW's and RMSprop's (optim/optimizers.py); _rules.c has
+ * activation_grad(), the backward rule of relu, tanh or sigmoid (ops.py) in one pass. Each
+ * declines (changes nothing) whatever is not its usual case, and the Python runs
  * (tests/test_native_optim.py, tests/test_native_kernels.py).
  */
 #define GLASSGRAD_NATIVE_MAIN  /* (this file imports NumPy's C API for the others) */

@@ -1,23 +1,25 @@
 /* The optimizers' usual steps in C: SGD's on small parameters (sgd_step), Adam's and
- * AdamW's (adam_step) and RMSprop's (rmsprop_step), copies of optim/optimizers.py with Optimizer.step around them. Each
- * checks everything first and declines (changes nothing, returns None) whatever is not the
- * usual case, and Python's step runs; the bits are Python's (tests/test_native_optim.py).
- * Part of glassgrad._backward. */
+ * AdamW's (adam_step) and RMSprop's (rmsprop_step), copies of optim/optimizers.py with
+ * Optimizer.step around them. Each checks everything first and declines (changes nothing,
+ * returns None) whatever is not the usual case, and Python's step runs; the bits are
+ * Python's (tests/test_native_optim.py). Part of glassgrad._backward. */
 #include "_native.h"
 
 /* ----------------------------------------------------------------------- SGD's step */
 
 /* Whether w -= lr*g can run here for parameter array w and gradient array g: exact ndarrays,
- * one native float32 or float64 dtype, one shape (not 0-d), both C-contiguous and aligned, w writeable,
- * fewer than `limit` elements (above, SGD's own _descend runs BLAS), and memory that is
- * either the same or apart (a partly overlapping view would read elements already written). */
+ * one native float32 or float64 dtype, one shape (not 0-d), both C-contiguous and aligned,
+ * w writeable, fewer than `limit` elements (above, SGD's own _descend runs BLAS), and
+ * memory that is either the same or apart (a partly overlapping view would read elements
+ * already written). */
 static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
     if (!PyArray_CheckExact(w) || !PyArray_CheckExact(g)) return 0;
     PyArrayObject *a = (PyArrayObject *)w, *b = (PyArrayObject *)g;
     int type = PyArray_TYPE(a);
-    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || !PyArray_ISNBO(PyArray_DESCR(a)->byteorder)
-        || !PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(b)))  /* (an unpickled dtype is
-        a copy of the singleton: equal, not the same object) */
+    /* (dtypes compared by value: an unpickled float32 is a copy of NumPy's own object) */
+    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64)
+        || !PyArray_ISNBO(PyArray_DESCR(a)->byteorder)
+        || !PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(b)))
         return 0;
     /* (0-d: NumPy 1.x computes a 0-d float32 times a Python float in float64, NumPy 2 in
      * float32 as this file does; Python's step keeps whichever the installed NumPy does) */
@@ -39,7 +41,8 @@ static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
 static int plain_buffer(PyObject *b, PyObject *w, PyObject *g, PyObject *other) {
     if (b == NULL || !PyArray_CheckExact(b)) return 0;
     PyArrayObject *a = (PyArrayObject *)b, *wa = (PyArrayObject *)w;
-    if (!PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(wa)) || PyArray_NDIM(a) != PyArray_NDIM(wa))
+    if (!PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(wa))
+        || PyArray_NDIM(a) != PyArray_NDIM(wa))
         return 0;
     for (int k = 0; k < PyArray_NDIM(a); k++)
         if (PyArray_DIM(a, k) != PyArray_DIM(wa, k)) return 0;

@@ -74,14 +74,16 @@ PyObject *activation_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc
                                     : PyArray_NewLikeArray((PyArrayObject *)grad, NPY_CORDER,
                                                            NULL, 0);
     if (result == NULL) return NULL;
-    npy_intp n = PyArray_SIZE((PyArrayObject *)grad);
-    if (PyArray_TYPE((PyArrayObject *)grad) == NPY_FLOAT32) {
-        const float *g = PyArray_DATA((PyArrayObject *)grad), *o = PyArray_DATA((PyArrayObject *)out);
-        float *r = PyArray_DATA((PyArrayObject *)result);
+    PyArrayObject *ga = (PyArrayObject *)grad, *oa = (PyArrayObject *)out,
+                  *ra = (PyArrayObject *)result;
+    npy_intp n = PyArray_SIZE(ga);
+    if (PyArray_TYPE(ga) == NPY_FLOAT32) {
+        const float *g = PyArray_DATA(ga), *o = PyArray_DATA(oa);
+        float *r = PyArray_DATA(ra);
         ACTIVATION_LOOPS(float)
     } else {
-        const double *g = PyArray_DATA((PyArrayObject *)grad), *o = PyArray_DATA((PyArrayObject *)out);
-        double *r = PyArray_DATA((PyArrayObject *)result);
+        const double *g = PyArray_DATA(ga), *o = PyArray_DATA(oa);
+        double *r = PyArray_DATA(ra);
         ACTIVATION_LOOPS(double)
     }
     return result;
