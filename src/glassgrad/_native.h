@@ -22,6 +22,33 @@ extern PyObject *s_mark_modified_memo;  /* the interned name "mark_modified_memo
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
+/* Whether a and b are ndarrays the C loops can run over together, element by element:
+ * exact ndarrays of one native float32 or float64 dtype (compared by value: an unpickled
+ * float32 is a copy of NumPy's own dtype object), one shape that is not 0-d (NumPy 1.x
+ * computes a 0-d float32 with a Python float in float64, NumPy 2 in float32: the Python
+ * keeps whichever the installed NumPy does), both C-contiguous and aligned. */
+static inline int float_twins(PyObject *a, PyObject *b) {
+    if (!PyArray_CheckExact(a) || !PyArray_CheckExact(b)) return 0;
+    PyArrayObject *x = (PyArrayObject *)a, *y = (PyArrayObject *)b;
+    int type = PyArray_TYPE(x);
+    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64)
+        || !PyArray_ISNBO(PyArray_DESCR(x)->byteorder)
+        || !PyArray_EquivTypes(PyArray_DESCR(x), PyArray_DESCR(y))
+        || PyArray_NDIM(x) == 0 || PyArray_NDIM(x) != PyArray_NDIM(y))
+        return 0;
+    for (int k = 0; k < PyArray_NDIM(x); k++)
+        if (PyArray_DIM(x, k) != PyArray_DIM(y, k)) return 0;
+    int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
+    return PyArray_CHKFLAGS(x, flags) && PyArray_CHKFLAGS(y, flags);
+}
+
+/* Whether the n bytes at p and at q do not overlap (apart), or also are the same memory
+ * (same_ok): a loop writing one while it reads the other, element by element, then reads
+ * nothing it has already written. */
+static inline int no_partial_overlap(const char *p, const char *q, Py_ssize_t n, int same_ok) {
+    return (same_ok && p == q) || p + n <= q || q + n <= p;
+}
+
 /* autograd.<name>, looked up now (a new reference), or NULL with an error. */
 PyObject *helper(PyObject *name);
 

@@ -7,54 +7,29 @@
 
 /* ----------------------------------------------------------------------- SGD's step */
 
-/* Whether w -= lr*g can run here for parameter array w and gradient array g: exact ndarrays,
- * one native float32 or float64 dtype, one shape (not 0-d), both C-contiguous and aligned,
- * w writeable, fewer than `limit` elements (above, SGD's own _descend runs BLAS), and
- * memory that is either the same or apart (a partly overlapping view would read elements
- * already written). */
+/* Whether w -= lr*g can run here for parameter array w and gradient array g: float_twins,
+ * w writeable, fewer than `limit` elements (above, SGD's own _descend runs BLAS), and memory
+ * that is either the same or apart (a partly overlapping view would read elements already
+ * written). */
 static int plain_pair(PyObject *w, PyObject *g, Py_ssize_t limit) {
-    if (!PyArray_CheckExact(w) || !PyArray_CheckExact(g)) return 0;
-    PyArrayObject *a = (PyArrayObject *)w, *b = (PyArrayObject *)g;
-    int type = PyArray_TYPE(a);
-    /* (dtypes compared by value: an unpickled float32 is a copy of NumPy's own object) */
-    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64)
-        || !PyArray_ISNBO(PyArray_DESCR(a)->byteorder)
-        || !PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(b)))
-        return 0;
-    /* (0-d: NumPy 1.x computes a 0-d float32 times a Python float in float64, NumPy 2 in
-     * float32 as this file does; Python's step keeps whichever the installed NumPy does) */
-    if (PyArray_NDIM(a) == 0 || PyArray_NDIM(a) != PyArray_NDIM(b)) return 0;
-    for (int k = 0; k < PyArray_NDIM(a); k++)
-        if (PyArray_DIM(a, k) != PyArray_DIM(b, k)) return 0;
-    int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
-    if (!PyArray_CHKFLAGS(a, flags | NPY_ARRAY_WRITEABLE) || !PyArray_CHKFLAGS(b, flags))
-        return 0;
-    if (PyArray_SIZE(a) >= limit) return 0;
-    char *wa = PyArray_BYTES(a), *ga = PyArray_BYTES(b);
-    Py_ssize_t n = PyArray_NBYTES(a);
-    return wa == ga || wa + n <= ga || ga + n <= wa;
+    if (!float_twins(w, g)) return 0;
+    PyArrayObject *a = (PyArrayObject *)w;
+    return PyArray_ISWRITEABLE(a) && PyArray_SIZE(a) < limit
+           && no_partial_overlap(PyArray_BYTES(a), PyArray_BYTES((PyArrayObject *)g),
+                                 PyArray_NBYTES(a), 1);
 }
 
 /* Whether a state buffer b (SGD's momentum_buffer, Adam's exp_avg...) can be updated here
- * beside weight array w: an exact, writeable, C-contiguous, aligned ndarray of w's dtype and
- * shape, apart from w, from the gradient g and from `other` (another buffer, or NULL). */
+ * beside weight array w (which plain_pair accepted): float_twins with w, writeable, and apart
+ * from w, from the gradient g and from `other` (another buffer, or NULL). */
 static int plain_buffer(PyObject *b, PyObject *w, PyObject *g, PyObject *other) {
-    if (b == NULL || !PyArray_CheckExact(b)) return 0;
-    PyArrayObject *a = (PyArrayObject *)b, *wa = (PyArrayObject *)w;
-    if (!PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(wa))
-        || PyArray_NDIM(a) != PyArray_NDIM(wa))
-        return 0;
-    for (int k = 0; k < PyArray_NDIM(a); k++)
-        if (PyArray_DIM(a, k) != PyArray_DIM(wa, k)) return 0;
-    if (!PyArray_CHKFLAGS(a, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE))
-        return 0;
-    char *p = PyArray_BYTES(a);
-    Py_ssize_t n = PyArray_NBYTES(a);
-    char *others[3] = {PyArray_BYTES(wa), PyArray_BYTES((PyArrayObject *)g),
-                       other ? PyArray_BYTES((PyArrayObject *)other) : NULL};
-    for (int k = 0; k < 3; k++)  /* (each has n bytes: w's shape and dtype) */
-        if (others[k] != NULL && !(p + n <= others[k] || others[k] + n <= p)) return 0;
-    return 1;
+    if (b == NULL || !float_twins(w, b) || !PyArray_ISWRITEABLE((PyArrayObject *)b)) return 0;
+    const char *p = PyArray_BYTES((PyArrayObject *)b);
+    Py_ssize_t n = PyArray_NBYTES((PyArrayObject *)b);  /* (each of the others has n bytes) */
+    return no_partial_overlap(p, PyArray_BYTES((PyArrayObject *)w), n, 0)
+           && no_partial_overlap(p, PyArray_BYTES((PyArrayObject *)g), n, 0)
+           && (other == NULL || no_partial_overlap(p, PyArray_BYTES((PyArrayObject *)other),
+                                                   n, 0));
 }
 
 /* What every step does first, then for each parameter, then between its checks and its

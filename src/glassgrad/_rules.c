@@ -4,27 +4,14 @@
  * are the expression's (tests/test_native_kernels.py). Part of glassgrad._backward. */
 #include "_native.h"
 
-/* Whether grad and out are what activation_grad handles: exact ndarrays of one native float32
- * or float64 dtype and one shape (not 0-d), C-contiguous and aligned; `into` (if not NULL) must be
- * grad itself, writeable, with out's memory the same as grad's or apart. */
+/* Whether grad and out are what activation_grad handles (float_twins); `into` (if not NULL)
+ * must be grad itself, writeable, with out's memory the same as grad's or apart. */
 static int elementwise_pair(PyObject *grad, PyObject *out, PyObject *into) {
-    if (!PyArray_CheckExact(grad) || !PyArray_CheckExact(out)) return 0;
-    PyArrayObject *g = (PyArrayObject *)grad, *o = (PyArrayObject *)out;
-    int type = PyArray_TYPE(g);
-    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || !PyArray_ISNBO(PyArray_DESCR(g)->byteorder)
-        || !PyArray_EquivTypes(PyArray_DESCR(g), PyArray_DESCR(o))
-        || PyArray_NDIM(g) != PyArray_NDIM(o)
-        || PyArray_NDIM(g) == 0)  /* (0-d: NumPy 1.x promotes 1 − out to float64) */
-        return 0;
-    for (int k = 0; k < PyArray_NDIM(g); k++)
-        if (PyArray_DIM(g, k) != PyArray_DIM(o, k)) return 0;
-    int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
-    if (!PyArray_CHKFLAGS(g, flags) || !PyArray_CHKFLAGS(o, flags)) return 0;
+    if (!float_twins(grad, out)) return 0;
     if (into == NULL) return 1;
+    PyArrayObject *g = (PyArrayObject *)grad, *o = (PyArrayObject *)out;
     if (into != grad || !PyArray_ISWRITEABLE(g)) return 0;  /* (only grad is written into) */
-    char *ga = PyArray_BYTES(g), *oa = PyArray_BYTES(o);  /* out read after grad written */
-    Py_ssize_t nb = PyArray_NBYTES(g);
-    return ga == oa || ga + nb <= oa || oa + nb <= ga;
+    return no_partial_overlap(PyArray_BYTES(g), PyArray_BYTES(o), PyArray_NBYTES(g), 1);
 }
 
 /* The loops: r = grad·f′ with f′ from out, each in NumPy's order of operations and
