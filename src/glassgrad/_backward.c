@@ -45,7 +45,8 @@ static PyObject *heappush, *heappop;
 static PyObject *s_rules, *s_backward, *s_writes, *s_rebased, *s_check_unmodified, *s_to_input,
     *s_freed_error, *s_store_grads, *s_threads_changed, *s_record_switched, *s_tick,
     *s_requires_grad, *s_record_python;
-PyObject *s_mark_modified_memo;
+PyObject *s_mark_modified_memo, *s_step, *s_momentum_buffer, *s_exp_avg, *s_exp_avg_sq,
+    *s_square_avg, *s_grad_avg;
 
 /* A slot's value (borrowed), or NULL with AttributeError when it was never set. */
 static inline PyObject *get(PyObject *o, Py_ssize_t off) {
@@ -577,11 +578,13 @@ PyMODINIT_FUNC PyInit__backward(void) {
     const char *names[] = {"rules", "backward", "_writes", "_rebased", "_check_unmodified",
                            "to_input", "_freed_error", "store_grads", "_threads_changed",
                            "_record_switched", "_tick", "_requires_grad", "record_python",
-                           "mark_modified_memo"};
+                           "mark_modified_memo", "step", "momentum_buffer", "exp_avg",
+                           "exp_avg_sq", "square_avg", "grad_avg"};
     PyObject **slots[] = {&s_rules, &s_backward, &s_writes, &s_rebased, &s_check_unmodified,
                           &s_to_input, &s_freed_error, &s_store_grads, &s_threads_changed,
                           &s_record_switched, &s_tick, &s_requires_grad, &s_record_python,
-                          &s_mark_modified_memo};
+                          &s_mark_modified_memo, &s_step, &s_momentum_buffer, &s_exp_avg,
+                          &s_exp_avg_sq, &s_square_avg, &s_grad_avg};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         *slots[i] = PyUnicode_InternFromString(names[i]);
         if (*slots[i] == NULL) return NULL;

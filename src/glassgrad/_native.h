@@ -18,7 +18,10 @@
 extern PyTypeObject *tensor_type;
 extern Py_ssize_t OFF_G, OFF_PARENTS, OFF_STAMP, OFF_OP, OFF_ATTRS, OFF_DATA,
     OFF_REQUIRES_GRAD, OFF_RETAIN, OFF_GRAD, OFF_NAME;
-extern PyObject *s_mark_modified_memo;  /* the interned name "mark_modified_memo" */
+/* Interned names (made once, when the module loads): an autograd helper, and the keys of
+ * the optimizers' state dicts. */
+extern PyObject *s_mark_modified_memo, *s_step, *s_momentum_buffer, *s_exp_avg,
+    *s_exp_avg_sq, *s_square_avg, *s_grad_avg;
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 

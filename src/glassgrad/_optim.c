@@ -55,16 +55,16 @@ static int param_arrays(PyObject *p, Py_ssize_t limit, PyObject **w, PyObject **
     return *w != NULL && *g != NULL && plain_pair(*w, *g, limit) ? 1 : -1;
 }
 
-/* p's state dict (borrowed) and, when k_step is not NULL, its next "step" count (a new
- * reference): 1; 0 when the state is not the usual case (none yet: Python's first step makes
- * it; not a dict; a count that is not an int); -1 with an error. */
-static int counted_state(PyObject *state, PyObject *p, PyObject *k_step, PyObject **s,
+/* p's state dict (borrowed) and, when `counted`, its next "step" count (a new reference):
+ * 1; 0 when the state is not the usual case (none yet: Python's first step makes it; not a
+ * dict; a count that is not an int); -1 with an error. */
+static int counted_state(PyObject *state, PyObject *p, int counted, PyObject **s,
                          PyObject **next) {
     *s = PyDict_GetItemWithError(state, p);
     if (*s == NULL) return PyErr_Occurred() ? -1 : 0;
     if (!PyDict_CheckExact(*s)) return 0;
-    if (k_step == NULL) return 1;
-    PyObject *step = PyDict_GetItemWithError(*s, k_step);
+    if (!counted) return 1;
+    PyObject *step = PyDict_GetItemWithError(*s, s_step);
     if (step == NULL) return PyErr_Occurred() ? -1 : 0;
     if (!PyLong_CheckExact(step)) return 0;
     long long count = PyLong_AsLongLong(step);
@@ -96,8 +96,8 @@ static int mark_writes(PyObject *updated, PyObject *memo) {
 /* s["step"] = next. Replacing the value of a key the dict has does not allocate; only a key
  * removed meanwhile by another thread could make it fail: *failed is then set, the update
  * still completes, and the step raises at the end. */
-static void count_step(PyObject *s, PyObject *k_step, PyObject *next, int *failed) {
-    if (!*failed && PyDict_SetItem(s, k_step, next) < 0) *failed = 1;
+static void count_step(PyObject *s, PyObject *next, int *failed) {
+    if (!*failed && PyDict_SetItem(s, s_step, next) < 0) *failed = 1;
 }
 
 /* One parameter's SGD update, in optimizers.SGD._update's order of NumPy operations, each
@@ -159,17 +159,16 @@ PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (limit == -1 && PyErr_Occurred()) return NULL;
     if (mom != 0 && !PyDict_CheckExact(state)) Py_RETURN_NONE;
     PyObject *updated = PyList_New(0), *arrays = PyList_New(0), *result = NULL;
-    PyObject *k_buf = PyUnicode_InternFromString("momentum_buffer");
-    if (updated == NULL || arrays == NULL || k_buf == NULL) goto out;
+    if (updated == NULL || arrays == NULL) goto out;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
         PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *buf = Py_None;
         int use = param_arrays(p, limit, &w, &g);
         if (use == 0) continue;
         if (use < 0) goto python;
         if (mom != 0) {
-            int got = counted_state(state, p, NULL, &s, NULL);
+            int got = counted_state(state, p, 0, &s, NULL);
             if (got <= 0) goto fail_or_python;  /* (no buffer yet: the first step's) */
-            buf = buffer(s, k_buf);
+            buf = buffer(s, s_momentum_buffer);
             if (buf == NULL && PyErr_Occurred()) goto out;
             if (!plain_buffer(buf, w, g, NULL)) goto python;
         }
@@ -196,7 +195,6 @@ python:
 out:
     Py_XDECREF(updated);
     Py_XDECREF(arrays);
-    Py_XDECREF(k_buf);
     return result;
 }
 
@@ -247,18 +245,15 @@ PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     int decoupled = PyObject_IsTrue(argv[7]);
     if (decoupled < 0) return NULL;
     PyObject *updated = PyList_New(0), *held = PyList_New(0), *result = NULL;
-    PyObject *k_step = PyUnicode_InternFromString("step"),
-             *k_m = PyUnicode_InternFromString("exp_avg"),
-             *k_v = PyUnicode_InternFromString("exp_avg_sq");
-    if (updated == NULL || held == NULL || k_step == NULL || k_m == NULL || k_v == NULL) goto out;
+    if (updated == NULL || held == NULL) goto out;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
         PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *next;
         int use = param_arrays(p, PY_SSIZE_T_MAX, &w, &g);
         if (use == 0) continue;
         if (use < 0) goto python;
-        int got = counted_state(state, p, k_step, &s, &next);
+        int got = counted_state(state, p, 1, &s, &next);
         if (got <= 0) goto fail_or_python;
-        PyObject *m = buffer(s, k_m), *v = m ? buffer(s, k_v) : NULL;
+        PyObject *m = buffer(s, s_exp_avg), *v = m ? buffer(s, s_exp_avg_sq) : NULL;
         int plain = !PyErr_Occurred() && plain_buffer(m, w, g, NULL) && plain_buffer(v, w, g, m);
         PyObject *entry = plain ? PyTuple_Pack(5, s, next, w, g, m) : NULL;
         Py_DECREF(next);
@@ -275,7 +270,7 @@ PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i += 2) {
         PyObject *entry = PyList_GET_ITEM(held, i);
         PyObject *next = PyTuple_GET_ITEM(entry, 1);
-        count_step(PyTuple_GET_ITEM(entry, 0), k_step, next, &failed);
+        count_step(PyTuple_GET_ITEM(entry, 0), next, &failed);
         double t = (double)PyLong_AsLongLong(next);
         double step_size = lr / (1 - pow(b1, t));         /* lr / (1 − β₁ᵗ), as Python */
         double bc2 = sqrt(1 - pow(b2, t));                 /* math.sqrt(1 − β₂ᵗ) */
@@ -299,9 +294,6 @@ python:
 out:
     Py_XDECREF(updated);
     Py_XDECREF(held);
-    Py_XDECREF(k_step);
-    Py_XDECREF(k_m);
-    Py_XDECREF(k_v);
     return result;
 }
 
@@ -359,23 +351,17 @@ PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     int centered = PyObject_IsTrue(argv[7]);
     if (centered < 0) return NULL;
     PyObject *updated = PyList_New(0), *held = PyList_New(0), *result = NULL;
-    PyObject *k_step = PyUnicode_InternFromString("step"),
-             *k_v = PyUnicode_InternFromString("square_avg"),
-             *k_ga = PyUnicode_InternFromString("grad_avg"),
-             *k_buf = PyUnicode_InternFromString("momentum_buffer");
-    if (updated == NULL || held == NULL || k_step == NULL || k_v == NULL || k_ga == NULL
-        || k_buf == NULL)
-        goto out;
+    if (updated == NULL || held == NULL) goto out;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
         PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *next;
         int use = param_arrays(p, PY_SSIZE_T_MAX, &w, &g);
         if (use == 0) continue;
         if (use < 0) goto python;
-        int got = counted_state(state, p, k_step, &s, &next);
+        int got = counted_state(state, p, 1, &s, &next);
         if (got <= 0) goto fail_or_python;
-        PyObject *v = buffer(s, k_v), *gavg = Py_None, *buf = Py_None;
-        if (v != NULL && centered) gavg = buffer(s, k_ga);
-        if (v != NULL && gavg != NULL && mom > 0) buf = buffer(s, k_buf);
+        PyObject *v = buffer(s, s_square_avg), *gavg = Py_None, *buf = Py_None;
+        if (v != NULL && centered) gavg = buffer(s, s_grad_avg);
+        if (v != NULL && gavg != NULL && mom > 0) buf = buffer(s, s_momentum_buffer);
         int plain = !PyErr_Occurred() && plain_buffer(v, w, g, NULL)
                     && (!centered || plain_buffer(gavg, w, g, v))
                     && (mom <= 0 || plain_buffer(buf, w, g, v))
@@ -393,7 +379,7 @@ PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     int failed = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++) {
         PyObject *entry = PyList_GET_ITEM(held, i);
-        count_step(PyTuple_GET_ITEM(entry, 0), k_step, PyTuple_GET_ITEM(entry, 1), &failed);
+        count_step(PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), &failed);
         PyArrayObject *wa = (PyArrayObject *)PyTuple_GET_ITEM(entry, 2),
                       *ga = (PyArrayObject *)PyTuple_GET_ITEM(entry, 3),
                       *va = (PyArrayObject *)PyTuple_GET_ITEM(entry, 4);
@@ -414,9 +400,5 @@ python:
 out:
     Py_XDECREF(updated);
     Py_XDECREF(held);
-    Py_XDECREF(k_step);
-    Py_XDECREF(k_v);
-    Py_XDECREF(k_ga);
-    Py_XDECREF(k_buf);
     return result;
 }
