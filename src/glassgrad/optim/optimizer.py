@@ -123,6 +123,17 @@ class Optimizer(ABC):
             release(held)  # (DeferredInterrupt as two calls: a with block costs twice this)
         return loss
 
+    def _native_group(self, native: Any, closure: Any, *classes: type) -> dict[str, Any] | None:
+        """The one parameter group, when this step may hand it to its C copy ``native``
+        (``_optim.c``; None where the extension is not built or ``GLASSGRAD_NATIVE=0``): no
+        closure, exactly one of ``classes`` (a subclass may change any part), ``_apply`` not
+        replaced on the optimizer, one group, its "params" a list. Else None: Python's step."""
+        if native is None or closure is not None or type(self) not in classes \
+                or "_apply" in self.__dict__ or len(self.param_groups) != 1:
+            return None
+        group = self.param_groups[0]
+        return group if type(group["params"]) is list else None
+
     def _check_grads(self) -> list[Tensor]:
         """The parameters that have a gradient; raise, naming the parameter, if a ``.grad``
         is not a float Tensor of its shape."""
