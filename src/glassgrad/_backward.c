@@ -12,6 +12,10 @@
  *   - _freed_error, for a node whose graph an earlier backward pass freed;
  *   - store_grads, which puts the finished gradients into .grad, unless its usual case holds
  *     (store_usual: fresh arrays, each into a .grad that is None), which is stored here.
+ * One difference, which changes no bit: for the op table's rules of relu, tanh and sigmoid
+ * the walk runs their C loop itself (activation_pass, _rules.c, the loop the rule would call),
+ * written over the incoming gradient when only the walk holds it (dead_gradient); the
+ * compiled replay's in-place rule does the same where its recording proves it.
  * The order of the walk (latest-made node first, one waiting node held apart from the heap),
  * the rules called and their arguments, and the accumulation are autograd.py's, so every
  * gradient has the same bits (tests/test_native_backward.py checks this against the Python
@@ -27,7 +31,8 @@
  * The module's other functions live in two more files, and _native.h holds what the three
  * share: _optim.c has sgd_step(), adam_step() and rmsprop_step(), copies of SGD's step on
  * small parameters and of Adam's, AdamW's and RMSprop's (optim/optimizers.py); _rules.c has
- * activation_grad(), the backward rule of relu, tanh or sigmoid (ops.py) in one pass. Each
+ * activation_grad(), the backward rule of relu, tanh or sigmoid (ops.py) in one pass, and
+ * bias_relu(), a Linear's bias and the ReLU after it in one pass (nn.Sequential). Each
  * declines (changes nothing) whatever is not its usual case, and the Python runs
  * (tests/test_native_optim.py, tests/test_native_kernels.py).
  */
@@ -203,11 +208,27 @@ static int store_usual(PyObject *done, PyObject *seeds) {
     return 1;
 }
 
+/* Whether the walk may write over g, the gradient just taken out of a node's slot: only the
+ * walk holds it (not retain_grad's list, no other node's slot, no view of it: a view holds
+ * its base), and it is an array that owns its memory, writeable. Then an activation's rule
+ * gives its result in g's memory (the compiled replay's in-place rule, passes.in_place),
+ * saving a new array the size of the layer. (A free-threaded build counts references
+ * otherwise: never there.) */
+static int dead_gradient(PyObject *g) {
+#ifdef Py_GIL_DISABLED
+    return 0;
+#else
+    return Py_REFCNT(g) == 1 && PyArray_CheckExact(g)
+           && PyArray_CHKFLAGS((PyArrayObject *)g, NPY_ARRAY_OWNDATA | NPY_ARRAY_WRITEABLE)
+           && PyArray_BASE((PyArrayObject *)g) == NULL;
+#endif
+}
+
 /* One node's rules: send each input that needs a gradient its share, accumulating into its
  * _g slot, and queue the inputs reached for the first time (autograd.py's inner loop).
  * *nxt is the one waiting node held apart from the heap (an owned reference, or NULL). */
-static int run_rules(PyObject *node, PyObject *g, PyObject *parents, PyObject *heap,
-                     PyObject *leaves, PyObject **nxt) {
+static int run_rules(PyObject *node, PyObject *g, int g_dead, PyObject *parents,
+                     PyObject *heap, PyObject *leaves, PyObject **nxt) {
     PyObject *op = get(node, OFF_OP), *attrs = get(node, OFF_ATTRS), *out = get(node, OFF_DATA);
     if (op == NULL || attrs == NULL || out == NULL) return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(parents);
@@ -264,7 +285,13 @@ static int run_rules(PyObject *node, PyObject *g, PyObject *parents, PyObject *h
         } else {
             PyObject *rule = PyTuple_GET_ITEM(rules, i);
             if (rule == Py_None) continue;
-            pg = PyObject_VectorcallDict(rule, args, n + 2, kw);
+            int kind = n == 1 && kw == NULL ? activation_kind(rule) : -1;
+            pg = kind < 0 ? Py_NewRef(Py_NotImplemented)
+                          : activation_pass(kind, g, out, g_dead);  /* (the rule's own C) */
+            if (pg == Py_NotImplemented) {
+                Py_DECREF(pg);
+                pg = PyObject_VectorcallDict(rule, args, n + 2, kw);
+            }
         }
         if (pg == NULL) goto done;
         if (pg == Py_None) { Py_DECREF(pg); continue; }
@@ -381,7 +408,7 @@ static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
                 Py_XDECREF(r);
                 Py_XDECREF(check);
             }
-            if (ok) ok = run_rules(node, g, parents, heap, leaves, &nxt) == 0;
+            if (ok) ok = run_rules(node, g, dead_gradient(g), parents, heap, leaves, &nxt) == 0;
             Py_XDECREF(parents);
         }
         Py_DECREF(g);
@@ -550,6 +577,10 @@ static PyMethodDef methods[] = {
     {"activation_grad", (PyCFunction)(void (*)(void))activation_grad, METH_FASTCALL,
      "activation_grad(kind, grad, out, into=None): relu's (0), tanh's (1) or sigmoid's (2) "
      "backward rule in one pass, or NotImplemented."},
+    {"set_activation_rules", (PyCFunction)(void (*)(void))set_activation_rules, METH_FASTCALL,
+     "set_activation_rules(relu, tanh, sigmoid): the op table's rules the walk runs in C."},
+    {"bias_relu", (PyCFunction)(void (*)(void))bias_relu, METH_FASTCALL,
+     "bias_relu(z, b): z <- max(z + b, 0) in one pass, or NotImplemented."},
     {"adam_step", (PyCFunction)(void (*)(void))adam_step, METH_FASTCALL,
      "adam_step(params, state, lr, beta1, beta2, eps, weight_decay, decoupled, memo): "
      "Adam's or AdamW's step without amsgrad, or None."},

@@ -60,5 +60,12 @@ PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *activation_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
+PyObject *set_activation_rules(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
+PyObject *bias_relu(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
+
+/* _rules.c, for the walk: which activation an op table rule is (0 relu, 1 tanh, 2 sigmoid;
+ * -1 for any other function), and that rule in one pass (over_grad: written over grad). */
+int activation_kind(PyObject *rule);
+PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_grad);
 
 #endif

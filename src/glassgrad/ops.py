@@ -486,6 +486,9 @@ relu = defop(
     reads=("out",), kinks=lambda x: x, activation_range=(0.0, np.inf),
     layer_formula="f(z) = max(z, 0),  f′(z) = 1 if z > 0 else 0", **_API,
 )
+if _native is not None:  # the C walk runs these rules' C loop itself (_rules.c), and writes
+    # over the incoming gradient when nothing else holds it; a rule replaced is called
+    _native.set_activation_rules(relu.rules[0], tanh.rules[0], sigmoid.rules[0])
 maximum = defop(
     "maximum", ("∂max(a, b)/∂a = 1 if a > b (½ if a = b)", "∂/∂b likewise"),
     np.maximum,

@@ -23,6 +23,12 @@ from .activations import ReLU, Tanh
 from .module import Module, Parameter
 
 _module_call = Module.__call__
+_bias_relu = None if _autograd._native is None else _autograd._native.bias_relu
+# Results (rows × features) from which Sequential adds a Linear's bias in the pass of the relu
+# after it (Linear._with_relu): below, a pass costs about what the extra calls do. Layers
+# with fewer features are not asked (a small network's step pays nothing).
+_FUSE_MIN = 1 << 14
+_FUSE_MIN_FEATURES = 16
 _linear_forward = ops.linear.forward
 
 
@@ -105,6 +111,42 @@ class Linear(Module):
             return apply(ops.linear, x, w, b)
         return record(ops.linear, (x, w, b), out, None)
 
+    def _product(self, x: Any) -> np.ndarray | None:
+        """x @ Wᵀ without the bias, for Sequential to add it in the pass of a relu after the
+        layer (``_with_relu``): for a 2-D Tensor x of the weight's dtype, a result of at least
+        ``_FUSE_MIN`` elements and the C kernel built; None otherwise, or when the product
+        fails (forward then gives its error)."""
+        w, b = self.weight._data, self.bias
+        if b is None or _bias_relu is None or type(x) is not Tensor:
+            return None
+        xd, bd = x._data, b._data
+        if xd.ndim != 2 or xd.shape[0] * self.out_features < _FUSE_MIN \
+                or xd.dtype is not w.dtype or bd.dtype is not w.dtype \
+                or xd.shape[1] != self.in_features or bd.shape != w.shape[:1]:
+            return None
+        try:
+            return xd @ w.T
+        except Exception:
+            return None
+
+    def _with_bias(self, x: Tensor, z: np.ndarray) -> Tensor:
+        """The node of ``forward(x)`` from ``_product``'s z: the bias added as forward adds
+        it (the same bits)."""
+        b = self.bias
+        z += b._data
+        return record(ops.linear, (x, self.weight, b), z, None)
+
+    def _with_relu(self, x: Tensor, z: np.ndarray) -> Tensor:
+        """relu(forward(x)) from ``_product``'s z: the bias and the relu in one pass over z
+        (``_backward.bias_relu``, NumPy's bits), then the same two nodes as Sequential's
+        Linear → ReLU written over the layer's result (``_written_over``)."""
+        b = self.bias
+        if _bias_relu(z, b._data) is NotImplemented:
+            z += b._data
+            FORWARD_INTO["relu"](z)
+        lin = record(ops.linear, (x, self.weight, b), z, None)
+        return record(ops.relu, (lin,), z, None)
+
     def _check_features(self, shape: tuple[int, ...]) -> None:
         """Raise, naming the layer and the fix, unless ``shape``'s last dimension is
         in_features."""
@@ -130,6 +172,18 @@ _OVER: dict[type, tuple[ops.Op, Any]] = {
     ReLU: (ops.relu, FORWARD_INTO["relu"]),
     Tanh: (ops.tanh, FORWARD_INTO["tanh"]),
 }
+
+
+def _settle(pending: tuple[Linear, Tensor, np.ndarray], m: Module) -> tuple[Any, bool, bool]:
+    """Sequential's Linear product waiting for its bias (``Linear._product``), before module
+    ``m``: (the value, whether it is a Linear's private result, whether ``m``'s work is done).
+    A plain ReLU adds the bias in its own pass (``Linear._with_relu``, when no thread has an
+    observer or no_grad); anything else gets the layer's node as forward makes it."""
+    layer, x, z = pending
+    if type(m) is ReLU and not m._forward_hooks and type(m).__call__ is _module_call \
+            and not m.inplace and not _autograd._threads_changed:
+        return layer._with_relu(x, z), False, True
+    return layer._with_bias(x, z), True, False
 
 
 def _written_over(m: Module, z: Tensor) -> Tensor:
@@ -169,8 +223,17 @@ class Sequential(Module):
 
     def forward(self, x: Any) -> Any:
         private = False  # whether x is a Linear's result that nothing but this loop has seen
+        # (layer, input, product): a large Linear's product whose bias waits for the next
+        # module; a relu adds it in its own pass (Linear._with_relu), else the layer's node
+        # is made as forward makes it (Linear._with_bias).
+        pending: tuple[Linear, Tensor, np.ndarray] | None = None
         for name, m in self._items.items():
             try:
+                if pending is not None:
+                    x, private, done = _settle(pending, m)
+                    pending = None
+                    if done:
+                        continue
                 # m(x) is m.forward(x) when m has no hooks and the base class's __call__:
                 # called directly, a layer pays one frame less (a third of a small one).
                 if m._forward_hooks or type(m).__call__ is not _module_call:
@@ -180,6 +243,9 @@ class Sequential(Module):
                         and not _autograd._threads_changed:
                     x = _written_over(m, x)
                     private = False
+                elif type(m) is Linear and m.out_features >= _FUSE_MIN_FEATURES \
+                        and (z := m._product(x)) is not None:
+                    pending = (m, x, z)
                 else:
                     x = m.forward(x)
                     private = type(m) is Linear
@@ -188,6 +254,8 @@ class Sequential(Module):
                     raise
                 # Say which layer failed: the message of a deep model's error needs a place.
                 raise type(e)(f"Sequential layer ({name}): {e}") from None
+        if pending is not None:
+            x = pending[0]._with_bias(pending[1], pending[2])
         return x
 
     def append(self, module: Module) -> Sequential:

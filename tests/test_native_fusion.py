@@ -1,0 +1,283 @@
+"""Two passes over a layer's array the C code saves (``_rules.c``), each checked against the
+passes it replaces, and against writing over memory anyone else can see:
+
+- ``bias_relu``: nn.Sequential adds a large Linear's bias in the pass of the ReLU after it;
+- the backward walk runs relu's, tanh's and sigmoid's rules itself, written over the
+  incoming gradient when nothing but the walk holds it (``dead_gradient`` in _backward.c).
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import glassgrad as gg
+from glassgrad import autograd, ops
+from glassgrad.nn import layers
+
+SPECIAL = [0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45, 3e38, -3e38]
+
+
+def _specials(rng, shape, dtype):
+    n = int(np.prod(shape))
+    v = np.where(rng.random(n) < 0.3, rng.choice(SPECIAL, n), rng.standard_normal(n))
+    with np.errstate(over="ignore", under="ignore"):
+        return v.astype(dtype).reshape(shape)
+
+
+# ---------------------------------------------------------------------------- bias_relu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 300), (0, 4), (3, 0)])
+def test_bias_relu_is_numpys_add_then_maximum(built_extension, dtype, shape) -> None:
+    rng = np.random.default_rng(shape[0] * 31 + shape[1])
+    z, b = _specials(rng, shape, dtype), _specials(rng, shape[1:], dtype)
+    want = z.copy()
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.add(want, b, out=want)
+        np.maximum(want, ops._zero(want), out=want)  # (relu's forward, ops.py)
+    assert built_extension.bias_relu(z, b) is z
+    np.testing.assert_array_equal(z, want)  # (NaN where NumPy has NaN; 0 where it has 0)
+    assert not np.signbit(z[z == 0]).any()  # NumPy's maximum(-0, 0) is +0 here too
+
+
+def _declined():
+    z = np.ones((4, 3), np.float32)
+    b = np.ones(3, np.float32)
+    ro = z.copy()
+    ro.flags.writeable = False
+    shared = np.ones((4, 3), np.float32)
+    return {
+        "integers": (z.astype(np.int32), b.astype(np.int32)),
+        "mixed dtypes": (z, b.astype(np.float64)),
+        "float16": (z.astype(np.float16), b.astype(np.float16)),
+        "a 1-D z": (np.ones(3, np.float32), b),
+        "a 3-D z": (np.ones((2, 4, 3), np.float32), b),
+        "a bias of another length": (z, np.ones(4, np.float32)),
+        "a 2-D bias": (z, b[None]),
+        "a transposed z": (np.ones((3, 4), np.float32).T, np.ones(3, np.float32)),
+        "a strided bias": (z, np.ones(6, np.float32)[::2]),
+        "a read-only z": (ro, b),
+        "a bias inside z": (shared, shared[1]),
+        "byte-swapped": (z.astype(">f4"), b.astype(">f4")),
+        "a Tensor": (gg.tensor(z), b),
+        "a list": ([[1.0, 2.0, 3.0]], b),
+    }
+
+
+@pytest.mark.parametrize("case", list(_declined()))
+def test_bias_relu_declines_anything_else_and_writes_nothing(built_extension, case) -> None:
+    z, b = _declined()[case]
+    before = np.array(z, copy=True) if not isinstance(z, gg.Tensor) else z.numpy().copy()
+    assert built_extension.bias_relu(z, b) is NotImplemented
+    after = np.asarray(z) if not isinstance(z, gg.Tensor) else z.numpy()
+    assert np.array_equal(after, before)
+    with pytest.raises(TypeError, match="bias_relu"):
+        built_extension.bias_relu(z)
+
+
+def _mlp(dtype=np.float32, widths=(20, 300, 300, 3), act=gg.nn.ReLU, seed=0):
+    mods = []
+    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        mods.append(gg.nn.Linear(a, b, seed=seed + k, dtype=dtype))
+        if k < len(widths) - 2:
+            mods.append(act())
+    return gg.nn.Sequential(*mods)
+
+
+def _step(model, x, y):
+    for p in model.parameters():
+        p.grad = None
+    out = model(x)
+    gg.nn.functional.cross_entropy(out, y).backward()
+    return out.numpy().copy(), [p.grad.numpy().copy() for p in model.parameters()]
+
+
+def _data(rows=64, dtype=np.float32):
+    rng = np.random.default_rng(5)
+    return gg.tensor(rng.standard_normal((rows, 20)).astype(dtype)), rng.integers(0, 3, rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequential_fuses_bias_and_relu_with_the_same_bits_and_graph(built_extension,
+                                                                     monkeypatch, dtype) -> None:
+    """64 rows × 300 features: both hidden layers go through bias_relu (the graph still has a
+    linear node and a relu node); the values and gradients are those of the passes apart."""
+    x, y = _data(dtype=dtype)
+    model = _mlp(dtype)
+    calls = []
+    real = built_extension.bias_relu  # (also where GLASSGRAD_NATIVE=0 leaves it unused)
+    monkeypatch.setattr(layers, "_bias_relu", lambda z, b: calls.append(z.shape) or real(z, b))
+    fused = _step(model, x, y)
+    assert calls == [(64, 300), (64, 300)]
+    out = model(x)
+    relu2 = out._parents[0]
+    assert out._op is ops.linear and relu2._op is ops.relu
+    assert relu2._parents[0]._op is ops.linear and relu2._parents[0]._parents[0]._op is ops.relu
+    monkeypatch.setattr(layers, "_bias_relu", None)  # Linear.forward, then the relu
+    apart = _step(model, x, y)
+    np.testing.assert_array_equal(fused[0], apart[0])
+    for a, b in zip(fused[1], apart[1]):
+        assert a.tobytes() == b.tobytes()
+    # and the forward is NumPy's, written out
+    h = x.numpy()
+    for lin in (model[0], model[2]):
+        h = h @ lin.weight.numpy().T
+        h += lin.bias.numpy()
+        np.maximum(h, 0, out=h)
+    h = h @ model[4].weight.numpy().T + model[4].bias.numpy()
+    np.testing.assert_array_equal(fused[0], h)
+
+
+def test_what_sequential_does_not_fuse(built_extension, monkeypatch) -> None:
+    """A small layer, a ReLU with a hook or in place, a Tanh after the layer, a layer last,
+    and no_grad: the product alone never changes a value (the same numbers as Linear.forward
+    and the activation, one after the other)."""
+    calls = []
+    real = built_extension.bias_relu  # (also where GLASSGRAD_NATIVE=0 leaves it unused)
+    monkeypatch.setattr(layers, "_bias_relu", lambda z, b: calls.append(z.shape) or real(z, b))
+    x, _ = _data()
+    lin = gg.nn.Linear(20, 300, seed=1)
+
+    def apart(act):
+        return act(gg.nn.functional.linear(x, lin.weight, lin.bias)).numpy()
+
+    relu = gg.nn.ReLU()
+    relu.register_forward_hook(lambda m, i, o: None)
+    cases = {
+        "a small layer": (gg.nn.Sequential(gg.nn.Linear(20, 3, seed=1), gg.nn.ReLU()), None),
+        "a ReLU with a hook": (gg.nn.Sequential(lin, relu), gg.relu),
+        "an in-place ReLU": (gg.nn.Sequential(lin, gg.nn.ReLU(inplace=True)), gg.relu),
+        "a Tanh": (gg.nn.Sequential(lin, gg.nn.Tanh()), gg.tanh),
+        "the last layer": (gg.nn.Sequential(lin), lambda t: t),
+    }
+    for name, (model, act) in cases.items():
+        got = model(x).numpy()
+        if act is not None:
+            np.testing.assert_array_equal(got, apart(act), err_msg=name)
+    assert calls == []
+    with gg.no_grad():
+        out = gg.nn.Sequential(lin, gg.nn.ReLU())(x)
+    assert calls == [] and out._op is None
+    np.testing.assert_array_equal(out.numpy(), apart(gg.relu))
+
+
+def test_a_wrong_width_still_names_the_layer(built_extension) -> None:
+    model = _mlp()
+    with pytest.raises(ValueError, match=r"Sequential layer \(0\).*in_features = 20"):
+        model(gg.tensor(np.ones((64, 21), np.float32)))
+
+
+# ----------------------------------------------------------- the walk over dead gradients
+RULES = (ops.relu.rules[0], ops.tanh.rules[0], ops.sigmoid.rules[0])
+
+
+@pytest.fixture
+def c_walk(built_extension, monkeypatch):
+    """The C walk with the activations' rules registered, also where GLASSGRAD_NATIVE=0
+    keeps the library from using it (then put back as it was)."""
+    monkeypatch.setattr(autograd, "_native_walk", built_extension.walk)
+    built_extension.set_activation_rules(*RULES)
+    yield built_extension
+    built_extension.set_activation_rules(*(RULES if autograd._native else (None,) * 3))
+
+
+def _python_walk(monkeypatch):
+    monkeypatch.setattr(autograd, "_native_walk", None)
+    monkeypatch.setattr(ops, "_one_pass", None)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+def test_the_walks_rules_are_the_op_tables_bits(c_walk, monkeypatch, act) -> None:
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal((50, 40))
+    w0 = rng.standard_normal((40, 30))
+
+    def grads():
+        x, w = gg.tensor(x0, requires_grad=True), gg.tensor(w0, requires_grad=True)
+        h = getattr(gg, act)(x @ w)
+        (getattr(gg, act)(h @ w.T) * 1.5).sum().backward()
+        return x.grad.numpy().tobytes(), w.grad.numpy().tobytes()
+
+    in_c = grads()
+    _python_walk(monkeypatch)
+    assert grads() == in_c
+
+
+def test_a_retained_gradient_is_not_written_over(c_walk) -> None:
+    rng = np.random.default_rng(4)
+    z = gg.tensor(rng.standard_normal((8, 5)), requires_grad=True)
+    w = rng.standard_normal((5, 3))
+    h = gg.relu(z)
+    h.retain_grad()
+    (h @ gg.tensor(w)).sum().backward()
+    incoming = np.ones((8, 3)) @ w.T
+    np.testing.assert_array_equal(h.grad.numpy(), incoming)  # not masked by relu's rule
+    np.testing.assert_array_equal(z.grad.numpy(), incoming * (z.numpy() > 0))
+
+
+def test_the_callers_gradient_is_not_written_over(c_walk) -> None:
+    z = gg.tensor([[-1.0, 2.0], [3.0, -4.0]], requires_grad=True)
+    g = np.array([[5.0, 6.0], [7.0, 8.0]])
+    keep = g.copy()
+    gg.tanh(z).backward(g)
+    np.testing.assert_array_equal(g, keep)
+    np.testing.assert_allclose(z.grad.numpy(), keep * (1 - np.tanh(z.numpy()) ** 2))
+
+
+def test_one_gradient_sent_to_two_activations(c_walk) -> None:
+    """add's rules hand the same array to both inputs: the first activation to run must not
+    write over what the second still reads."""
+    rng = np.random.default_rng(6)
+    a0, b0, c0 = (rng.standard_normal((6, 4)) for _ in range(3))
+    a, b = gg.tensor(a0, requires_grad=True), gg.tensor(b0, requires_grad=True)
+    ((gg.relu(a) + gg.sigmoid(b)) * gg.tensor(c0)).sum().backward()
+    s = 1 / (1 + np.exp(-b0))
+    np.testing.assert_array_equal(a.grad.numpy(), c0 * (a0 > 0))
+    np.testing.assert_allclose(b.grad.numpy(), c0 * s * (1 - s), rtol=1e-12)
+
+
+def test_a_gradient_that_is_a_view_is_not_written_over(c_walk) -> None:
+    rng = np.random.default_rng(7)
+    z0, c0 = rng.standard_normal((4, 6)), rng.standard_normal((6, 4))
+    z = gg.tensor(z0, requires_grad=True)
+    (gg.relu(z).T * gg.tensor(c0)).sum().backward()  # relu gets the transpose's view
+    np.testing.assert_array_equal(z.grad.numpy(), c0.T * (z0 > 0))
+
+
+def test_a_replaced_rule_is_called(c_walk) -> None:
+    """The walk runs its own C only for the op table's rule itself."""
+    seen = []
+    rule = ops.relu.rules[0]
+    object.__setattr__(ops.relu, "rules", (lambda g, o, x: seen.append(1) or rule(g, o, x),))
+    try:
+        z = gg.tensor([1.0, -1.0], requires_grad=True)
+        gg.relu(z).sum().backward()
+    finally:
+        object.__setattr__(ops.relu, "rules", (rule,))
+    assert seen == [1]
+    np.testing.assert_array_equal(z.grad.numpy(), [1.0, 0.0])
+
+
+def test_writing_over_the_dead_gradient_saves_an_array(c_walk) -> None:
+    """The peak memory of a backward pass through relu on an 8 MB array (the arrays before it
+    are small): one array when the walk writes relu's rule over the gradient matmul's rule
+    made (nothing else holds it), two when the rule makes a new one."""
+    rng = np.random.default_rng(8)
+    x0, w0 = rng.standard_normal((1000, 1000)), rng.standard_normal((1000, 1))
+
+    def peak() -> int:
+        x = gg.tensor(x0, requires_grad=True)
+        loss = (gg.relu(x) @ gg.tensor(w0)).sum()
+        tracemalloc.start()
+        loss.backward()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        np.testing.assert_array_equal(x.grad.numpy(), np.ones((1000, 1)) @ w0.T * (x0 > 0))
+        return peak
+
+    over = peak()
+    c_walk.set_activation_rules(None, None, None)  # the rules called, each a new array
+    apart = peak()
+    assert over < 9_000_000 < 15_000_000 < apart, (over, apart)
