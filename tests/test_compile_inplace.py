@@ -50,7 +50,24 @@ def test_an_mlp_step_writes_activations_and_their_gradients_in_place() -> None:
     src = _same_as_eager(lambda X: gg.nn.functional.cross_entropy(model(X), y),
                          list(model.parameters()), _calls(rng))
     assert src.count("relu_into(") == 2 and src.count("relu_grad_x_into(") == 2
-    assert re.search(r"v(\d+) = relu_into\(v(\d+)\)  # \(5, 4\) relu, written over v\2", src)
+    # each relu writes over its linear layer's result and adds the layer's bias in its pass
+    # (passes.bias_relu): the layer's line leaves the bias out
+    assert src.count("bias_relu_into(") == 2 and src.count("linear_no_bias(") == 2
+    assert re.search(r"v(\d+) = bias_relu_into\(v(\d+), (p\d+)\)  # \(5, 4\) relu, written "
+                     r"over v\2, adding \3 first", src)
+
+
+def test_a_relu_after_a_3d_linear_keeps_the_bias_in_the_layer() -> None:
+    """passes.bias_relu takes 2-D layers only: here the relu writes over the layer's result
+    as before, and the layer adds its own bias."""
+    rng = np.random.default_rng(5)
+    W, b = _params(rng, (4, 3), (4,))
+
+    def fn(X):
+        return gg.relu(gg.nn.functional.linear(X.reshape(1, 5, 3), W, b)).sum()
+
+    src = _same_as_eager(fn, [W, b], _calls(rng))
+    assert "relu_into(" in src and "bias_relu_into(" not in src and "linear_no_bias" not in src
 
 
 def test_a_pre_activation_read_again_forward_is_not_written_over() -> None:

@@ -15,6 +15,10 @@ provided none of them reads it (``Line.reads``, from ``ir.args_read``). relu's r
 ``out``, not ``x``, and linear's rules never read ``out``. So in ``linear → relu`` the relu
 writes over the linear's result, and the step keeps one array per layer instead of two.
 
+When that relu writes over a 2-D linear layer's result, the layer also leaves its bias out
+and the relu adds it in its own pass (``bias_relu``): one pass over the layer's array instead
+of two, as ``nn.Sequential`` does in the eager engine.
+
 The same proof lets an optimizer's update change a parameter inside its gradient's product
 (``fold``): nothing after that line may read the parameter. And a value nobody reads again
 is deleted (``free_after_last_use``), as the eager engine drops each one once used.
@@ -27,6 +31,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .. import ops
+from . import kernels
 from .ir import Line, args_read
 from .lower import Foldable
 
@@ -72,6 +78,39 @@ def in_place(lines: list[Line], arrays: dict[str, list[np.ndarray]],
             comment=f"{line.comment}, {written}" if line.comment else written)
         owner[line.target] = {mem}
     return out
+
+
+def bias_relu(lines: list[Line]) -> list[Line]:
+    """``lines`` (after ``in_place``) where a relu writes over a 2-D linear layer's result
+    that no line between the two names: the layer's line without its bias
+    (``kernels.linear_no_bias``) and the relu adding it in its pass
+    (``kernels.bias_relu_into``): one pass over the layer's array instead of two, the same
+    bits. The relu's line now names the bias, a parameter the forward reads anyway."""
+    out = list(lines)
+    relu_into = kernels.FORWARD_INTO["relu"]
+    for i, line in enumerate(lines):
+        if line.fn is not relu_into or not _plain(line):
+            continue
+        z = line.args[0]
+        j = max((j for j in range(i) if lines[j].target == z), default=None)
+        if j is None or any(z in lines[t].names() for t in range(j + 1, i)):
+            continue
+        lin = lines[j]
+        if (lin.fn is not ops.linear.forward or not _plain(lin) or len(lin.args) != 3
+                or len(lin.values) != 1 or lin.values[0].ndim != 2):
+            continue
+        out[j] = dataclasses.replace(
+            lin, fn=kernels.linear_no_bias, name="linear_no_bias",
+            comment=f"{lin.comment}, its bias added by the relu")
+        out[i] = dataclasses.replace(
+            line, fn=kernels.bias_relu_into, name="bias_relu_into", args=[z, lin.args[2]],
+            comment=f"{line.comment}, adding {lin.args[2]} first", reads=None)
+    return out
+
+
+def _plain(line: Line) -> bool:
+    return (line.kind == "call" and line.item is None and line.sum_to is None
+            and line.cast is None and not line.accumulate and line.update is None)
 
 
 def _dead_after(later: list[Line], victim: str, mem: int, owner: dict[str, set[int]],

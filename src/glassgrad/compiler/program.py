@@ -46,9 +46,11 @@ def build(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
 def _emit(low: Lowered, lines: list[Line], returns: Returns,
           arrays: dict[str, list[np.ndarray]], extra_arg: str = ""
           ) -> tuple[str, Callable[..., Any]]:
-    """``lines`` through the in-place and freeing passes, as source and as a function."""
+    """``lines`` through the in-place, bias-and-relu and freeing passes, as source and as a
+    function."""
     returned = returns.names()
     lines = passes.in_place(lines, arrays, low.external(), returned)
+    lines = passes.bias_relu(lines)
     lines = passes.free_after_last_use(lines, returned)
     return emit.program(low, lines, returns, extra_arg)
 
