@@ -57,6 +57,23 @@ def test_an_mlp_step_writes_activations_and_their_gradients_in_place() -> None:
                      r"over v\2, adding \3 first", src)
 
 
+def test_a_bias_written_over_before_the_relu_stays_in_the_layer() -> None:
+    """A bias that is the step's own array, written over (tanh in place) between the layer
+    and its relu: the relu must not read it later, so the layer adds its own bias."""
+    rng = np.random.default_rng(6)
+    W, b = _params(rng, (4, 3), (4,))
+
+    def fn(X):
+        b2 = b * 2.0
+        h = gg.nn.functional.linear(X, W, b2)
+        t = gg.tanh(b2)  # (linear's rules never read the bias: b2 is dead here)
+        return gg.relu(h).sum() + t.sum()
+
+    src = _same_as_eager(fn, [W, b], _calls(rng))
+    assert "tanh_into(" in src and "relu_into(" in src
+    assert "bias_relu_into(" not in src and "linear_no_bias" not in src
+
+
 def test_a_relu_after_a_3d_linear_keeps_the_bias_in_the_layer() -> None:
     """passes.bias_relu takes 2-D layers only: here the relu writes over the layer's result
     as before, and the layer adds its own bias."""

@@ -99,12 +99,15 @@ def bias_relu(lines: list[Line]) -> list[Line]:
         if (lin.fn is not ops.linear.forward or not _plain(lin) or len(lin.args) != 3
                 or len(lin.values) != 1 or lin.values[0].ndim != 2):
             continue
+        bias = lin.args[2]  # read later now: no line between may write over it (in_place
+        if any(bias in lines[t].names() for t in range(j + 1, i)):  # names its victim)
+            continue
         out[j] = dataclasses.replace(
             lin, fn=kernels.linear_no_bias, name="linear_no_bias",
             comment=f"{lin.comment}, its bias added by the relu")
         out[i] = dataclasses.replace(
-            line, fn=kernels.bias_relu_into, name="bias_relu_into", args=[z, lin.args[2]],
-            comment=f"{line.comment}, adding {lin.args[2]} first", reads=None)
+            line, fn=kernels.bias_relu_into, name="bias_relu_into", args=[z, bias],
+            comment=f"{line.comment}, adding {bias} first", reads=None)
     return out
 
 
