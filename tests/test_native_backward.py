@@ -516,3 +516,62 @@ def test_store_grads_runs_in_c_only_in_its_usual_case(monkeypatch: Any) -> None:
     w.grad = b.grad = None
     gg.nn.functional.linear(x, w, b).sum().backward()
     assert stored == [None] and w.grad is not None
+
+
+@needs_native
+def test_store_fresh_is_store_grads_usual_case(monkeypatch: Any) -> None:
+    """store_fresh (a compiled step's delivery): fresh arrays into .grad slots that are None,
+    as store_grads(shared_copied=True) stores them (the arrays themselves); anything else is
+    False with nothing changed, for store_grads to do."""
+    def leaves(n: int = 2) -> list[Tensor]:
+        return [gg.tensor(np.zeros(3, np.float32), requires_grad=True) for _ in range(n)]
+
+    ts = leaves()
+    gs = (np.arange(3, dtype=np.float32), np.ones(3, np.float32))
+    assert _backward.store_fresh(ts, gs) is True
+    assert all(t.grad._data is g for t, g in zip(ts, gs))
+    again = (np.ones(3, np.float32), np.ones(3, np.float32))
+    assert _backward.store_fresh(ts, again) is False  # .grad set: store_grads accumulates
+    assert all(t.grad._data is g for t, g in zip(ts, gs))
+    base = np.ones(6, np.float32)
+    declined = {
+        "a view": (leaves(), (base[:3], np.ones(3, np.float32))),
+        "one array twice": (leaves(), (base, base)),
+        "one tensor twice": ([ts[0]] * 2, gs),
+        "a NumPy scalar": (leaves(1), (np.float32(1),)),
+        "another count": (leaves(), gs[:1]),
+        "no Tensor": ([object(), object()], gs),
+    }
+    for name, (tensors, grads) in declined.items():
+        before = [getattr(t, "_grad", None) for t in tensors]
+        assert _backward.store_fresh(tensors, grads) is False, name
+        assert [getattr(t, "_grad", None) for t in tensors] == before, name
+    t, g = leaves(1)[0], np.ones(3, np.float32)
+    count = sys.getrefcount(g)
+    assert _backward.store_fresh([t], (g,)) is True  # (no reference kept or lost on the way)
+    assert sys.getrefcount(g) == count + 1  # (held by t.grad)
+    t.grad = None
+    assert sys.getrefcount(g) == count
+    monkeypatch.setattr(autograd, "store_grads", lambda *a, **k: None)  # replaced: honoured
+    fresh = leaves()
+    assert _backward.store_fresh(fresh, gs) is False and fresh[0].grad is None
+    with pytest.raises(TypeError, match="store_fresh"):
+        _backward.store_fresh(ts)
+    with pytest.raises(TypeError, match="store_fresh"):
+        _backward.store_fresh(iter(ts), gs)
+
+
+def test_a_compiled_step_delivers_as_backward_does() -> None:
+    """Through store_fresh or store_grads: the compiled step's .grad values equal backward's,
+    and accumulate into a .grad already there as backward's do."""
+    rng = np.random.default_rng(9)
+    w = gg.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    x = gg.tensor(rng.standard_normal((4, 2)))
+    step = gg.compile(lambda x: gg.tanh(x @ w.T).sum())
+    step(x)
+    first = w.grad.numpy().copy()
+    w.grad = None
+    gg.tanh(x @ w.T).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), first)
+    step(x)  # accumulates, as a second backward would
+    np.testing.assert_allclose(w.grad.numpy(), 2 * first, rtol=1e-12)

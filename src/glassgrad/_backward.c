@@ -11,7 +11,8 @@
  *     (broadcasting, or a dtype cast);
  *   - _freed_error, for a node whose graph an earlier backward pass freed;
  *   - store_grads, which puts the finished gradients into .grad, unless its usual case holds
- *     (store_usual: fresh arrays, each into a .grad that is None), which is stored here.
+ *     (store_usual: fresh arrays, each into a .grad that is None), which is stored here
+ *     (and, through store_fresh(), for a compiled step's delivery, compiler/program.py).
  * One difference, which changes no bit: for the op table's rules of relu, tanh and sigmoid
  * the walk runs their C loop itself (activation_pass, _rules.c, the loop the rule would call),
  * written over the incoming gradient when only the walk holds it (dead_gradient); the
@@ -206,6 +207,48 @@ static int store_usual(PyObject *done, PyObject *seeds) {
             Py_NewRef(PyList_GET_ITEM(made, i)));
     Py_DECREF(made);
     return 1;
+}
+
+/* store_fresh(tensors, grads): autograd.store_grads(zip(tensors, grads), shared_copied=True)
+ * for its usual case (store_usual: fresh arrays, every .grad None), for a compiled step's
+ * delivery. True when done; False, having changed nothing, for the caller to call
+ * store_grads. */
+static PyObject *store_fresh(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 2 || !(PyList_CheckExact(argv[0]) || PyTuple_CheckExact(argv[0]))
+        || !(PyList_CheckExact(argv[1]) || PyTuple_CheckExact(argv[1]))) {
+        PyErr_SetString(PyExc_TypeError, "store_fresh(tensors, grads): two lists or tuples");
+        return NULL;
+    }
+    PyObject *tensors = argv[0], *grads = argv[1];
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(tensors);
+    if (PySequence_Fast_GET_SIZE(grads) != n) Py_RETURN_FALSE;
+    PyObject *done = PyList_New(n), *none = PyTuple_New(0);
+    if (done == NULL || none == NULL) {
+        Py_XDECREF(done);
+        Py_XDECREF(none);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(tensors, i);
+        if (tensor_type == NULL || !PyObject_TypeCheck(t, tensor_type)) {  /* (store_usual
+                                                      * reads slots: Tensors only) */
+            Py_DECREF(done);
+            Py_DECREF(none);
+            Py_RETURN_FALSE;
+        }
+        PyObject *pair = PyTuple_Pack(2, t, PySequence_Fast_GET_ITEM(grads, i));
+        if (pair == NULL) {
+            Py_DECREF(done);
+            Py_DECREF(none);
+            return NULL;
+        }
+        PyList_SET_ITEM(done, i, pair);
+    }
+    int stored = store_usual(done, none);
+    Py_DECREF(done);
+    Py_DECREF(none);
+    if (stored < 0) return NULL;
+    return PyBool_FromLong(stored);
 }
 
 /* Whether the walk may write over g, the gradient just taken out of a node's slot: only the
@@ -577,6 +620,8 @@ static PyMethodDef methods[] = {
     {"activation_grad", (PyCFunction)(void (*)(void))activation_grad, METH_FASTCALL,
      "activation_grad(kind, grad, out, into=None): relu's (0), tanh's (1) or sigmoid's (2) "
      "backward rule in one pass, or NotImplemented."},
+    {"store_fresh", (PyCFunction)(void (*)(void))store_fresh, METH_FASTCALL,
+     "store_fresh(tensors, grads): store_grads' usual case for a compiled step, or False."},
     {"set_activation_rules", (PyCFunction)(void (*)(void))set_activation_rules, METH_FASTCALL,
      "set_activation_rules(relu, tanh, sigmoid): the op table's rules the walk runs in C."},
     {"bias_relu", (PyCFunction)(void (*)(void))bias_relu, METH_FASTCALL,

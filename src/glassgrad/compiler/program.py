@@ -17,6 +17,9 @@ from .ir import Line
 from .lower import Lowered, Returns, lower
 from .record import record
 
+# store_grads' usual case in C (fresh arrays, every .grad None), or None
+_store_fresh = None if autograd._native is None else autograd._native.store_fresh
+
 
 def build(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
           optimizer: Any = None, backend: str = "numpy") -> Program:
@@ -187,10 +190,12 @@ class Program:
         require grad) as ``backward()`` does, and return the loss (with the extra outputs, if
         any). The program copies a gradient that the recording saw shared (one array sent to
         two leaves, the seed); store_grads copies views, so no ``.grad`` shares memory with
-        anything."""
+        anything. Its usual case (fresh arrays, every ``.grad`` None) runs in C
+        (``_backward.store_fresh``), with store_grads' result."""
         receivers = leaves if not self.arg_leaves else [
             *leaves, *(targs[i] for i in self.arg_leaves)]
-        autograd.store_grads(zip(receivers, result[1]), shared_copied=True)
+        if _store_fresh is None or not _store_fresh(receivers, result[1]):
+            autograd.store_grads(zip(receivers, result[1]), shared_copied=True)
         value = result[0]
         loss = Tensor._wrap(value if type(value) is np.ndarray else np.asarray(value))
         if not self.has_aux:
