@@ -575,3 +575,20 @@ def test_a_compiled_step_delivers_as_backward_does() -> None:
     np.testing.assert_array_equal(w.grad.numpy(), first)
     step(x)  # accumulates, as a second backward would
     np.testing.assert_allclose(w.grad.numpy(), 2 * first, rtol=1e-12)
+
+
+def test_an_out_of_date_extension_is_not_used(monkeypatch: Any) -> None:
+    """An extension built from older sources (a failed rebuild can leave one behind) lacks
+    functions the library calls: it is not loaded, with a warning that says how to fix it."""
+    import types  # noqa: PLC0415
+
+    monkeypatch.delenv("GLASSGRAD_NATIVE", raising=False)
+    old = types.ModuleType("glassgrad._backward")
+    old.__file__ = "/somewhere/_backward.so"
+    old.walk = old.record = old.setup = lambda *a: None
+    monkeypatch.setitem(sys.modules, "glassgrad._backward", old)
+    import glassgrad  # noqa: PLC0415
+
+    monkeypatch.setattr(glassgrad, "_backward", old, raising=False)
+    with pytest.warns(RuntimeWarning, match=r"out of date: it has no store_fresh, .*rebuild"):
+        assert autograd._load_native() is None

@@ -1,9 +1,10 @@
-"""Two passes over a layer's array the C code saves (``_rules.c``), each checked against the
+"""Passes over a layer's arrays the C code saves (``_rules.c``), each checked against the
 passes it replaces, and against writing over memory anyone else can see:
 
 - ``bias_relu``: nn.Sequential adds a large Linear's bias in the pass of the ReLU after it;
 - the backward walk runs relu's, tanh's and sigmoid's rules itself, written over the
-  incoming gradient when nothing but the walk holds it (``dead_gradient`` in _backward.c).
+  incoming gradient when nothing but the walk holds it (``dead_gradient`` in _backward.c);
+- ``max_tiles_grad``: max_pool2d's rule over windows that tile the input, in one pass.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import glassgrad as gg
-from glassgrad import autograd, ops
+from glassgrad import autograd, ops, ops_nn
 from glassgrad.nn import layers
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45, 3e38, -3e38]
@@ -281,3 +282,98 @@ def test_writing_over_the_dead_gradient_saves_an_array(c_walk) -> None:
     c_walk.set_activation_rules(None, None, None)  # the rules called, each a new array
     apart = peak()
     assert over < 9_000_000 < 15_000_000 < apart, (over, apart)
+
+
+# ------------------------------------------------------------- max_pool2d's tiling rule
+def _pool_case(rng, shape, kernel, dtype):
+    x = _specials(rng, shape, dtype)
+    k = rng.random(shape) < 0.3  # ties: copies of a neighbour inside the window
+    x[k] = np.roll(x, 1, axis=-1)[k]
+    (kh, kw), (h, w) = kernel, shape[2:]
+    oh, ow = h // kh, w // kw
+    out = ops_nn._max_tiles(x, kernel, (oh, ow))
+    grad = _specials(rng, (*shape[:2], oh, ow), dtype)
+    return x, out, grad, (oh, ow)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "kernel"), [
+    ((2, 3, 8, 8), (2, 2)), ((1, 2, 7, 9), (2, 2)), ((2, 1, 9, 7), (3, 3)),
+    ((1, 2, 6, 8), (2, 4)), ((1, 1, 4, 4), (1, 1)), ((3, 2, 5, 5), (5, 5)), ((0, 2, 4, 4), (2, 2)),
+])
+def test_max_tiles_grad_is_numpys_masked_passes(built_extension, monkeypatch, dtype, shape,
+                                                kernel) -> None:
+    """The same bits as the NumPy passes: first maximum of each window (ties, ±0), NaN and
+    ±∞ gradients (NaN times a 0 mask stays NaN), −0 made +0, uncovered rows and columns."""
+    rng = np.random.default_rng(sum(shape) * 7 + kernel[0])
+    x, out, grad, out_hw = _pool_case(rng, shape, kernel, dtype)
+    dx = np.full(x.shape, 7.0, dtype)
+    assert built_extension.max_tiles_grad(dx, grad, out, x, *kernel) is dx
+    monkeypatch.setattr(ops_nn, "_max_tiles_grad_c", None)
+    want = np.full(x.shape, 7.0, dtype)
+    with np.errstate(invalid="ignore"):
+        ops_nn._max_tiles_grad_into(want, grad, out, x, kernel, out_hw)
+    assert dx.tobytes() == want.tobytes()
+
+
+def test_max_tiles_grad_declines_anything_else(built_extension) -> None:
+    rng = np.random.default_rng(0)
+    x, out, grad, _ = _pool_case(rng, (2, 2, 4, 4), (2, 2), np.float32)
+    c = built_extension.max_tiles_grad
+    dx = np.zeros(x.shape, np.float32)
+    cases = {
+        "mixed dtypes": (dx, grad.astype(np.float64), out, x),
+        "float16": tuple(np.ones(a.shape, np.float16) for a in (dx, grad, out, x)),
+        "a strided dx": (np.zeros((2, 2, 4, 8), np.float32)[..., ::2], grad, out, x),
+        "x of another shape": (dx, grad, out, x[:, :1]),
+        "a read-only dx": (np.broadcast_to(dx, dx.shape), grad, out, x),
+        "dx is x": (x, grad, out, x),
+        "windows beyond x": (dx, np.zeros((2, 2, 3, 3), np.float32),
+                             np.zeros((2, 2, 3, 3), np.float32), x),
+        "another batch": (dx, grad[:1], out[:1], x),
+        "3-D": (dx[0], grad[0], out[0], x[0]),
+    }
+    for name, args in cases.items():
+        before = [np.array(a, copy=True) for a in args]
+        assert c(*args, 2, 2) is NotImplemented, name
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(args, before)), name
+    assert c(dx, grad, out, x, 0, 2) is NotImplemented
+    with pytest.raises(TypeError, match="max_tiles_grad"):
+        c(dx, grad, out, x, 2)
+
+
+def test_max_tiles_grad_reads_strided_arrays(built_extension, monkeypatch) -> None:
+    """A convolution's rule hands back a transposed view: grad, out and x may be strided
+    (and may share memory with each other); dx is written C-ordered."""
+    rng = np.random.default_rng(11)
+    x, out, grad, out_hw = _pool_case(rng, (3, 2, 6, 8), (2, 2), np.float64)
+    xs = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    gs = np.ascontiguousarray(grad.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0)
+    assert not xs.flags.c_contiguous and not gs.flags.c_contiguous
+    g_rows = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    dx = np.empty(x.shape)  # (strided rows: the general loop)
+    assert built_extension.max_tiles_grad(dx, gs, out[..., ::-1][..., ::-1], xs, 2, 2) is dx
+    dx_rows = np.empty(x.shape)  # (only the outer axes strided: the 2 × 2 loop)
+    assert built_extension.max_tiles_grad(dx_rows, g_rows, out, xs, 2, 2) is dx_rows
+    monkeypatch.setattr(ops_nn, "_max_tiles_grad_c", None)
+    want = np.empty(x.shape)
+    with np.errstate(invalid="ignore"):
+        ops_nn._max_tiles_grad_into(want, grad, out, x, (2, 2), out_hw)
+    assert dx.tobytes() == want.tobytes() and dx_rows.tobytes() == want.tobytes()
+    inside = np.zeros((3, 2, 6, 8))  # dx's memory also read through a view: declined
+    assert built_extension.max_tiles_grad(inside, gs, out, inside[:, :, :3, :4], 2, 2) \
+        is NotImplemented
+
+
+def test_max_pool_backward_is_the_same_with_and_without_c(monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal((4, 3, 10, 10)).astype(np.float32)
+
+    def grads():
+        x = gg.tensor(x0, requires_grad=True)
+        (gg.nn.functional.max_pool2d(x, 2) * 1.5).sum().backward()
+        return x.grad.numpy().tobytes()
+
+    with_c = grads()
+    monkeypatch.setattr(ops_nn, "_max_tiles_grad_c", None)
+    assert grads() == with_c

@@ -33,7 +33,8 @@
  * share: _optim.c has sgd_step(), adam_step() and rmsprop_step(), copies of SGD's step on
  * small parameters and of Adam's, AdamW's and RMSprop's (optim/optimizers.py); _rules.c has
  * activation_grad(), the backward rule of relu, tanh or sigmoid (ops.py) in one pass, and
- * bias_relu(), a Linear's bias and the ReLU after it in one pass (nn.Sequential). Each
+ * bias_relu(), a Linear's bias and the ReLU after it in one pass (nn.Sequential), and
+ * max_tiles_grad(), max_pool2d's rule over tiling windows in one pass (ops_nn.py). Each
  * declines (changes nothing) whatever is not its usual case, and the Python runs
  * (tests/test_native_optim.py, tests/test_native_kernels.py).
  */
@@ -620,6 +621,9 @@ static PyMethodDef methods[] = {
     {"activation_grad", (PyCFunction)(void (*)(void))activation_grad, METH_FASTCALL,
      "activation_grad(kind, grad, out, into=None): relu's (0), tanh's (1) or sigmoid's (2) "
      "backward rule in one pass, or NotImplemented."},
+    {"max_tiles_grad", (PyCFunction)(void (*)(void))max_tiles_grad, METH_FASTCALL,
+     "max_tiles_grad(dx, grad, out, x, kh, kw): max_pool2d's rule over tiling windows in "
+     "one pass, or NotImplemented."},
     {"store_fresh", (PyCFunction)(void (*)(void))store_fresh, METH_FASTCALL,
      "store_fresh(tensors, grads): store_grads' usual case for a compiled step, or False."},
     {"set_activation_rules", (PyCFunction)(void (*)(void))set_activation_rules, METH_FASTCALL,

@@ -148,3 +148,126 @@ PyObject *bias_relu(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     }
     return Py_NewRef(argv[0]);
 }
+
+/* max_tiles_grad(dx, grad, out, x, kh, kw): max_pool2d's rule where the kh × kw windows tile
+ * x (ops_nn._max_tiles_grad_into, whose NumPy makes four masked passes per kernel position):
+ * in each window, the first element (row by row) equal to the window's maximum `out` gets
+ * the window's gradient, every other element and the rows and columns no window covers get
+ * 0, in NumPy's arithmetic (grad · mask + 0: a NaN or ±∞ gradient gives NaN at the others,
+ * as grad · False does; −0 becomes +0). dx (written) and x are (N, C, H, W), grad and out
+ * (N, C, OH, OW) with OH·kh ≤ H and OW·kw ≤ W, one float dtype; dx C-ordered and apart from
+ * the others, which may be strided (the gradient a convolution's rule hands back is a
+ * transposed view). Returns dx, or NotImplemented (nothing written) for anything else. */
+#define MAX_TILES_GRAD_LOOP(T)                                                           \
+    for (npy_intp n0 = 0; n0 < n; n0++)                                                  \
+        for (npy_intp c0 = 0; c0 < ch; c0++) {                                           \
+            T *dp = (T *)PyArray_DATA(dxa) + (n0 * ch + c0) * h * w;                     \
+            const char *xp = xb + n0 * xs[0] + c0 * xs[1], *gp = gb + n0 * gs[0] + c0 * gs[1], \
+                       *op = ob + n0 * os[0] + c0 * os[1];                               \
+            for (npy_intp a = 0; a < oh; a++) {                                          \
+                const char *xr = xp + a * kh * xs[2];                                    \
+                T *dr = dp + a * kh * w;                                                 \
+                if (kh == 2 && kw == 2 && xs[3] == (npy_intp)sizeof(T)                   \
+                    && os[3] == (npy_intp)sizeof(T) && gs[3] == (npy_intp)sizeof(T)) {   \
+                    /* (the usual 2 × 2 windows, rows contiguous: written out, so the   \
+                     * compiler can run it over several windows at once) */             \
+                    const T *x0 = (const T *)xr, *x1 = (const T *)(xr + xs[2]);          \
+                    const T *tops = (const T *)(op + a * os[2]);                         \
+                    const T *grads = (const T *)(gp + a * gs[2]);                        \
+                    T *d0 = dr, *d1 = dr + w;                                            \
+                    for (npy_intp b = 0; b < ow; b++) {                                  \
+                        T top = tops[b], grad = grads[b];                                \
+                        int h00 = x0[2 * b] == top;                                      \
+                        int h01 = !h00 & (x0[2 * b + 1] == top);                         \
+                        int h10 = !(h00 | h01) & (x1[2 * b] == top);                     \
+                        int h11 = !(h00 | h01 | h10) & (x1[2 * b + 1] == top);           \
+                        T t00 = grad * (T)h00, t01 = grad * (T)h01;                      \
+                        T t10 = grad * (T)h10, t11 = grad * (T)h11;                      \
+                        d0[2 * b] = t00 + (T)0;                                          \
+                        d0[2 * b + 1] = t01 + (T)0;                                      \
+                        d1[2 * b] = t10 + (T)0;                                          \
+                        d1[2 * b + 1] = t11 + (T)0;                                      \
+                    }                                                                    \
+                } else                                                                   \
+                for (npy_intp b = 0; b < ow; b++) {                                      \
+                    T top = *(const T *)(op + a * os[2] + b * os[3]);                    \
+                    T grad = *(const T *)(gp + a * gs[2] + b * gs[3]);                   \
+                    int free = 1;                                                        \
+                    for (npy_intp i = 0; i < kh; i++)                                    \
+                        for (npy_intp j = 0; j < kw; j++) {                              \
+                            T v = *(const T *)(xr + i * xs[2] + (b * kw + j) * xs[3]);   \
+                            int hit = free & (v == top);                                 \
+                            free &= !hit;                                                \
+                            T t = grad * (T)hit;                                         \
+                            dr[i * w + b * kw + j] = t + (T)0;                           \
+                        }                                                                \
+                }                                                                        \
+                for (npy_intp i = 0; i < kh; i++)  /* columns no window covers */        \
+                    for (npy_intp c = ow * kw; c < w; c++) dr[i * w + c] = (T)0;         \
+            }                                                                            \
+            for (npy_intp r = oh * kh; r < h; r++)  /* rows no window covers */          \
+                for (npy_intp c = 0; c < w; c++) dp[r * w + c] = (T)0;                   \
+        }
+
+/* Whether a (a float array of `type`, native byte order, aligned) has shape (n, c, h, w). */
+static int float4d(PyObject *a, int type, npy_intp n, npy_intp c, npy_intp h, npy_intp w) {
+    if (!PyArray_CheckExact(a)) return 0;
+    PyArrayObject *x = (PyArrayObject *)a;
+    return PyArray_TYPE(x) == type && PyArray_ISNBO(PyArray_DESCR(x)->byteorder)
+           && PyArray_ISALIGNED(x) && PyArray_NDIM(x) == 4 && PyArray_DIM(x, 0) == n
+           && PyArray_DIM(x, 1) == c && PyArray_DIM(x, 2) == h && PyArray_DIM(x, 3) == w;
+}
+
+/* The first and one-past-last bytes a strided array touches (its extent in memory). */
+static void extent(PyArrayObject *a, const char **lo, const char **hi) {
+    const char *l = PyArray_BYTES(a), *u = l;
+    int empty = 0;
+    for (int k = 0; k < PyArray_NDIM(a); k++) {
+        npy_intp d = PyArray_DIM(a, k), st = PyArray_STRIDE(a, k);
+        if (d == 0) empty = 1;
+        else if (st < 0) l += (d - 1) * st;
+        else u += (d - 1) * st;
+    }
+    *lo = l;
+    *hi = empty ? l : u + PyArray_ITEMSIZE(a);
+}
+
+PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 6 || !PyLong_Check(argv[4]) || !PyLong_Check(argv[5])) {
+        PyErr_SetString(PyExc_TypeError, "max_tiles_grad(dx, grad, out, x, kh: int, kw: int)");
+        return NULL;
+    }
+    npy_intp kh = PyLong_AsSsize_t(argv[4]), kw = PyLong_AsSsize_t(argv[5]);
+    if ((kh == -1 || kw == -1) && PyErr_Occurred()) return NULL;
+    PyObject *dxo = argv[0], *go = argv[1], *oo = argv[2], *xo = argv[3];
+    if (kh < 1 || !PyArray_CheckExact(xo) || PyArray_NDIM((PyArrayObject *)xo) != 4
+        || !PyArray_CheckExact(go) || PyArray_NDIM((PyArrayObject *)go) != 4)
+        Py_RETURN_NOTIMPLEMENTED;
+    PyArrayObject *dxa = (PyArrayObject *)dxo, *ga = (PyArrayObject *)go,
+                  *oa = (PyArrayObject *)oo, *xa = (PyArrayObject *)xo;
+    int type = PyArray_TYPE(xa);
+    npy_intp n = PyArray_DIM(xa, 0), ch = PyArray_DIM(xa, 1), h = PyArray_DIM(xa, 2),
+             w = PyArray_DIM(xa, 3), oh = PyArray_DIM(ga, 2), ow = PyArray_DIM(ga, 3);
+    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || kw < 1 || oh * kh > h || ow * kw > w
+        || !float4d(xo, type, n, ch, h, w) || !float4d(dxo, type, n, ch, h, w)
+        || !float4d(go, type, n, ch, oh, ow) || !float4d(oo, type, n, ch, oh, ow)
+        || !PyArray_CHKFLAGS(dxa, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE))
+        Py_RETURN_NOTIMPLEMENTED;
+    const char *dlo, *dhi;
+    extent(dxa, &dlo, &dhi);
+    PyArrayObject *others[] = {ga, oa, xa};
+    for (int k = 0; k < 3; k++) {  /* (dx is written while the others are read) */
+        const char *lo, *hi;
+        extent(others[k], &lo, &hi);
+        if (!(dhi <= lo || hi <= dlo)) Py_RETURN_NOTIMPLEMENTED;
+    }
+    const char *xb = PyArray_BYTES(xa), *gb = PyArray_BYTES(ga), *ob = PyArray_BYTES(oa);
+    const npy_intp *xs = PyArray_STRIDES(xa), *gs = PyArray_STRIDES(ga),
+                   *os = PyArray_STRIDES(oa);
+    if (type == NPY_FLOAT32) {
+        MAX_TILES_GRAD_LOOP(float)
+    } else {
+        MAX_TILES_GRAD_LOOP(double)
+    }
+    return Py_NewRef(dxo);
+}

@@ -25,6 +25,7 @@ import itertools
 import operator
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from heapq import heapify, heappop, heappush
@@ -900,8 +901,22 @@ def _load_native() -> Any:
         from . import _backward  # noqa: PLC0415
     except ImportError:
         return None
+    missing = [f for f in _NATIVE_FUNCTIONS if not hasattr(_backward, f)]
+    if missing:  # an extension built from older sources (a failed rebuild left it there)
+        warnings.warn(
+            f"glassgrad._backward ({_backward.__file__}) is out of date: it has no "
+            f"{', '.join(missing)}. glassgrad runs its Python definitions instead (same "
+            f"results, slower). Fix: rebuild it (pip install -e . in the checkout, with a C "
+            f"compiler), or delete that file.", RuntimeWarning, stacklevel=2)
+        return None
     _backward.setup(Tensor, globals())
     return _backward
+
+
+# What the library calls in the extension: all of them, or it is not used.
+_NATIVE_FUNCTIONS = ("setup", "walk", "record", "store_fresh", "sgd_step", "adam_step",
+                     "rmsprop_step", "activation_grad", "set_activation_rules", "bias_relu",
+                     "max_tiles_grad")
 
 
 _native = _load_native()

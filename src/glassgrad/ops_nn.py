@@ -27,7 +27,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import conv_kernels, scratch
-from .autograd import STATE
+from .autograd import STATE, _native
 from .ops import case, defop, index_add
 
 Pair = tuple[int, int]
@@ -336,6 +336,11 @@ def _tile_tap(a: np.ndarray, i: int, j: int, kernel_size: Pair, out_hw: Pair) ->
     return a[..., i:oh * kh:kh, j:ow * kw:kw]
 
 
+# max_pool2d's rule over tiling windows in one C pass where the extension is built
+# (_rules.c); it declines (NotImplemented) all but contiguous float arrays of one dtype
+_max_tiles_grad_c = None if _native is None else _native.max_tiles_grad
+
+
 def _max_tiles(x: np.ndarray, kernel_size: Pair, out_hw: Pair) -> np.ndarray:
     """Each window's maximum."""
     out = np.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
@@ -368,6 +373,9 @@ def _max_tiles_grad(grad: np.ndarray, out: np.ndarray, x: np.ndarray, kernel_siz
 def _max_tiles_grad_into(dx: np.ndarray, grad: np.ndarray, out: np.ndarray, x: np.ndarray,
                          kernel_size: Pair, out_hw: Pair) -> None:
     (kh, kw), (oh, ow) = kernel_size, out_hw
+    if _max_tiles_grad_c is not None and grad.shape[2:] == (oh, ow) \
+            and _max_tiles_grad_c(dx, grad, out, x, kh, kw) is not NotImplemented:
+        return  # (one C pass, these bits: _rules.c)
     dx[..., oh * kh:, :] = 0  # rows and columns no window covers
     dx[..., :, ow * kw:] = 0
     free = np.ones(out.shape, dtype=bool)  # outputs whose first maximum is not yet found
