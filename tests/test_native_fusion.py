@@ -377,3 +377,54 @@ def test_max_pool_backward_is_the_same_with_and_without_c(monkeypatch) -> None:
     with_c = grads()
     monkeypatch.setattr(ops_nn, "_max_tiles_grad_c", None)
     assert grads() == with_c
+
+
+# ------------------------------------------------------------------- conv2d's im2col
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "kernel", "stride", "dilation"), [
+    ((2, 3, 9, 8), (3, 3), (1, 1), (1, 1)), ((1, 2, 11, 10), (3, 2), (2, 3), (1, 1)),
+    ((2, 1, 12, 12), (3, 3), (1, 2), (2, 1)), ((1, 1, 5, 5), (5, 5), (1, 1), (1, 1)),
+    ((0, 2, 6, 6), (2, 2), (1, 1), (1, 1)),
+])
+def test_im2col_is_numpys_copy(built_extension, dtype, shape, kernel, stride,
+                               dilation) -> None:
+    rng = np.random.default_rng(sum(shape))
+    xp = _specials(rng, shape, dtype)
+    (kh, kw), (h, w) = kernel, shape[2:]
+    out_hw = ((h - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
+              (w - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
+    win = ops_nn._windows(xp, kernel, stride, dilation, out_hw)
+    want = np.empty((*shape[:2], *kernel, *out_hw), dtype)
+    np.copyto(want, win.transpose(0, 1, 4, 5, 2, 3))
+    cols = np.full(want.shape, 3.0, dtype)
+    assert built_extension.im2col(cols, win) is cols
+    assert cols.tobytes() == want.tobytes()
+    sub = np.full((1, *want.shape[1:]), 3.0, dtype)  # a chunk of the batch: win[s:e]
+    if shape[0]:
+        assert built_extension.im2col(sub, win[-1:]) is sub
+        assert sub.tobytes() == want[-1:].tobytes()
+
+
+def test_im2col_declines_anything_else(built_extension) -> None:
+    xp = np.arange(2 * 3 * 6 * 6, dtype=np.float32).reshape(2, 3, 6, 6)
+    win = ops_nn._windows(xp, (3, 3), (1, 1), (1, 1), (4, 4))
+    cols = np.zeros((2, 3, 3, 3, 4, 4), np.float32)
+    big = np.zeros(2 * 3 * 9 * 16 + 2 * 3 * 36, np.float32)
+    cases = {
+        "mixed dtypes": (cols.astype(np.float64), win),
+        "integers": (cols.astype(np.int32), ops_nn._windows(xp.astype(np.int32), (3, 3),
+                                                             (1, 1), (1, 1), (4, 4))),
+        "other shapes": (cols[:, :, :2], win),
+        "a transposed cols": (np.zeros((4, 4, 3, 3, 3, 2), np.float32).T, win),
+        "a read-only cols": (np.broadcast_to(cols, cols.shape), win),
+        "5-D": (cols[0], win[0]),
+        "cols over the input": (big[:cols.size].reshape(cols.shape), ops_nn._windows(
+            big[cols.size - 36:cols.size - 36 + xp.size].reshape(xp.shape), (3, 3), (1, 1),
+            (1, 1), (4, 4))),
+    }
+    for name, (c, w) in cases.items():
+        before = np.array(c, copy=True)
+        assert built_extension.im2col(c, w) is NotImplemented, name
+        assert np.array_equal(c, before), name
+    with pytest.raises(TypeError, match="im2col"):
+        built_extension.im2col(cols)

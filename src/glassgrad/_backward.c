@@ -34,7 +34,8 @@
  * small parameters and of Adam's, AdamW's and RMSprop's (optim/optimizers.py); _rules.c has
  * activation_grad(), the backward rule of relu, tanh or sigmoid (ops.py) in one pass, and
  * bias_relu(), a Linear's bias and the ReLU after it in one pass (nn.Sequential), and
- * max_tiles_grad(), max_pool2d's rule over tiling windows in one pass (ops_nn.py). Each
+ * max_tiles_grad(), max_pool2d's rule over tiling windows in one pass (ops_nn.py), and
+ * im2col(), conv2d's columns copied from its windows (conv_kernels.py). Each
  * declines (changes nothing) whatever is not its usual case, and the Python runs
  * (tests/test_native_optim.py, tests/test_native_kernels.py).
  */
@@ -624,6 +625,8 @@ static PyMethodDef methods[] = {
     {"max_tiles_grad", (PyCFunction)(void (*)(void))max_tiles_grad, METH_FASTCALL,
      "max_tiles_grad(dx, grad, out, x, kh, kw): max_pool2d's rule over tiling windows in "
      "one pass, or NotImplemented."},
+    {"im2col", (PyCFunction)(void (*)(void))im2col, METH_FASTCALL,
+     "im2col(cols, win): conv2d's columns copied from the windows view, or NotImplemented."},
     {"store_fresh", (PyCFunction)(void (*)(void))store_fresh, METH_FASTCALL,
      "store_fresh(tensors, grads): store_grads' usual case for a compiled step, or False."},
     {"set_activation_rules", (PyCFunction)(void (*)(void))set_activation_rules, METH_FASTCALL,

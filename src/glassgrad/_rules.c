@@ -271,3 +271,55 @@ PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
     }
     return Py_NewRef(dxo);
 }
+
+/* im2col(cols, win): conv2d's columns, conv_kernels.im2col_into's copy
+ * np.copyto(cols, win.transpose(0, 1, 4, 5, 2, 3)) as one loop of row copies, where NumPy's
+ * strided copy pays its per-row overhead on rows of OW elements: win (b, C, OH, OW, kh, kw),
+ * any strides (the windows view of the padded input); cols (b, C, kh, kw, OH, OW),
+ * C-ordered, writeable, of win's dtype (float32 or float64) and apart from it. Returns cols,
+ * or NotImplemented (nothing written) for anything else. */
+PyObject *im2col(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 2) {
+        PyErr_SetString(PyExc_TypeError, "im2col(cols, win)");
+        return NULL;
+    }
+    if (!PyArray_CheckExact(argv[0]) || !PyArray_CheckExact(argv[1])) Py_RETURN_NOTIMPLEMENTED;
+    PyArrayObject *ca = (PyArrayObject *)argv[0], *wa = (PyArrayObject *)argv[1];
+    int type = PyArray_TYPE(wa);
+    if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || PyArray_NDIM(wa) != 6
+        || PyArray_NDIM(ca) != 6 || !PyArray_EquivTypes(PyArray_DESCR(ca), PyArray_DESCR(wa))
+        || !PyArray_ISNBO(PyArray_DESCR(wa)->byteorder) || !PyArray_ISALIGNED(wa)
+        || !PyArray_CHKFLAGS(ca, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED
+                                 | NPY_ARRAY_WRITEABLE))
+        Py_RETURN_NOTIMPLEMENTED;
+    const npy_intp *wd = PyArray_DIMS(wa), *cd = PyArray_DIMS(ca), *ws = PyArray_STRIDES(wa);
+    npy_intp b = wd[0], c = wd[1], oh = wd[2], ow = wd[3], kh = wd[4], kw = wd[5];
+    if (cd[0] != b || cd[1] != c || cd[2] != kh || cd[3] != kw || cd[4] != oh || cd[5] != ow)
+        Py_RETURN_NOTIMPLEMENTED;
+    const char *wlo, *whi, *clo, *chi;
+    extent(wa, &wlo, &whi);
+    extent(ca, &clo, &chi);
+    if (!(chi <= wlo || whi <= clo)) Py_RETURN_NOTIMPLEMENTED;
+    npy_intp item = PyArray_ITEMSIZE(wa);
+    char *dst = PyArray_BYTES(ca);
+    const char *src = PyArray_BYTES(wa);
+    for (npy_intp n0 = 0; n0 < b; n0++)
+        for (npy_intp c0 = 0; c0 < c; c0++)
+            for (npy_intp i = 0; i < kh; i++)
+                for (npy_intp j = 0; j < kw; j++)
+                    for (npy_intp r = 0; r < oh; r++) {
+                        const char *s = src + n0 * ws[0] + c0 * ws[1] + r * ws[2] + i * ws[4]
+                                        + j * ws[5];
+                        if (ws[3] == item) {
+                            memcpy(dst, s, (size_t)(ow * item));
+                        } else if (item == 4) {
+                            for (npy_intp q = 0; q < ow; q++)
+                                ((float *)dst)[q] = *(const float *)(s + q * ws[3]);
+                        } else {
+                            for (npy_intp q = 0; q < ow; q++)
+                                ((double *)dst)[q] = *(const double *)(s + q * ws[3]);
+                        }
+                        dst += ow * item;
+                    }
+    return Py_NewRef(argv[0]);
+}

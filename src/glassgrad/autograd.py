@@ -916,7 +916,7 @@ def _load_native() -> Any:
 # What the library calls in the extension: all of them, or it is not used.
 _NATIVE_FUNCTIONS = ("setup", "walk", "record", "store_fresh", "sgd_step", "adam_step",
                      "rmsprop_step", "activation_grad", "set_activation_rules", "bias_relu",
-                     "max_tiles_grad")
+                     "max_tiles_grad", "im2col")
 
 
 _native = _load_native()
