@@ -592,3 +592,19 @@ def test_an_out_of_date_extension_is_not_used(monkeypatch: Any) -> None:
     monkeypatch.setattr(glassgrad, "_backward", old, raising=False)
     with pytest.warns(RuntimeWarning, match=r"out of date: it has no store_fresh, .*rebuild"):
         assert autograd._load_native() is None
+
+
+def test_an_extension_built_from_other_sources_is_not_used(monkeypatch: Any) -> None:
+    """setup.py writes the digest of the C sources into the module; where those sources are
+    beside the package (an editable or in-place install), a module whose digest differs (a
+    rebuild that failed after the C was changed) is left unused, with a warning."""
+    if _backward is not None and autograd._source_digest() is not None:
+        assert autograd._source_digest() == _backward.SOURCE_DIGEST  # built from these files
+    monkeypatch.delenv("GLASSGRAD_NATIVE", raising=False)
+    monkeypatch.setattr(autograd, "_source_digest", lambda: "0123456789abcdef")
+    if _backward is None:
+        pytest.skip("glassgrad._backward is not built")
+    with pytest.warns(RuntimeWarning, match="built from other sources than the C files"):
+        assert autograd._load_native() is None
+    monkeypatch.setattr(autograd, "_source_digest", lambda: None)  # no sources: not checked
+    assert autograd._load_native() is _backward

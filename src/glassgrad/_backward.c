@@ -40,6 +40,9 @@
  * (tests/test_native_optim.py, tests/test_native_kernels.py).
  */
 #define GLASSGRAD_NATIVE_MAIN  /* (this file imports NumPy's C API for the others) */
+#ifndef GLASSGRAD_SOURCE_DIGEST  /* (setup.py defines it; a build by other means has none) */
+#define GLASSGRAD_SOURCE_DIGEST ""
+#endif
 #include "_native.h"
 #include <structmember.h>
 
@@ -672,5 +675,11 @@ PyMODINIT_FUNC PyInit__backward(void) {
         *slots[i] = PyUnicode_InternFromString(names[i]);
         if (*slots[i] == NULL) return NULL;
     }
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* the digest of the sources it was built from (setup.py; autograd._load_native) */
+    if (m != NULL && PyModule_AddStringConstant(m, "SOURCE_DIGEST", GLASSGRAD_SOURCE_DIGEST) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

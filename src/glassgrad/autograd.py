@@ -902,15 +902,41 @@ def _load_native() -> Any:
     except ImportError:
         return None
     missing = [f for f in _NATIVE_FUNCTIONS if not hasattr(_backward, f)]
-    if missing:  # an extension built from older sources (a failed rebuild left it there)
+    digest = _source_digest()
+    stale = (f"it has no {', '.join(missing)}" if missing else
+             "it was built from other sources than the C files beside it"
+             if digest is not None and getattr(_backward, "SOURCE_DIGEST", "") != digest
+             else None)
+    if stale:  # an extension built from older sources (a failed rebuild left it there)
         warnings.warn(
-            f"glassgrad._backward ({_backward.__file__}) is out of date: it has no "
-            f"{', '.join(missing)}. glassgrad runs its Python definitions instead (same "
-            f"results, slower). Fix: rebuild it (pip install -e . in the checkout, with a C "
-            f"compiler), or delete that file.", RuntimeWarning, stacklevel=2)
+            f"glassgrad._backward ({_backward.__file__}) is out of date: {stale}. glassgrad "
+            f"runs its Python definitions instead (same results, slower). Fix: rebuild it "
+            f"(pip install -e . in the checkout, with a C compiler, and read its errors), or "
+            f"delete that file.", RuntimeWarning, stacklevel=2)
         return None
     _backward.setup(Tensor, globals())
     return _backward
+
+
+def _source_digest() -> str | None:
+    """setup.py's digest of the extension's C sources, from the files beside this module
+    (an in-place or editable install); None where they are not there (a wheel)."""
+    import hashlib  # noqa: PLC0415  (once, at import)
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        data = b"".join(_read_bytes(os.path.join(here, f)) for f in _C_FILES)
+    except OSError:
+        return None
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+_C_FILES = ("_backward.c", "_optim.c", "_rules.c", "_native.h")  # (setup.py's C_FILES)
 
 
 # What the library calls in the extension: all of them, or it is not used.
