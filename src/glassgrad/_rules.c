@@ -107,8 +107,10 @@ PyObject *activation_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc
 }
 
 /* bias_relu(z, b): z ← max(z + b, 0) row by row, in place, one pass: NumPy's
- * np.add(z, b, out=z) then np.maximum(z, 0, out=z), two passes, with their bits (NaN stays
- * NaN, −0 and negatives give +0). z: 2-D, C-ordered, writeable; b: z's row, same dtype.
+ * np.add(z, b, out=z) then np.maximum(z, 0, out=z), two passes, with their values (NaN stays
+ * NaN, negatives give +0; a sum of −0, from −0 + −0 only, gives +0, as NumPy's SIMD maximum
+ * did on the machines we measured, though its documented rule, x1 >= x2 ? x1 : x2, would
+ * keep −0). z: 2-D, C-ordered, writeable; b: z's row, same dtype.
  * Returns z, or NotImplemented (nothing written) for anything else. */
 #define BIAS_RELU_LOOP(T)                                                                \
     for (npy_intp i = 0; i < rows; i++) {                                                \
