@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,13 +88,30 @@ def _abort_on_uncaught_exception() -> None:
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
         g = _group()
-        print(f"glassgrad.distributed: rank {g.rank} of {g.size} failed; ending every rank "
-              f"(MPI_Abort):", file=sys.stderr)
+        # The error itself first, on one line, then the traceback: mpiexec may end the job
+        # before it has passed on a rank's last lines, and the traceback ends with them.
+        what = " ".join(str(value).split())
+        print(f"glassgrad.distributed: rank {g.rank} of {g.size} failed "
+              f"({kind.__name__}{': ' + what if what else ''}); ending every rank "
+              f"(MPI_Abort). Its traceback:", file=sys.stderr, flush=True)
         previous(kind, value, tb)
-        sys.stderr.flush()
-        g.comm.Abort(1)
+        _abort_now(g, 1)
 
     sys.excepthook = hook
+
+
+def _abort_now(g: _Group, code: int) -> None:
+    """MPI_Abort, once this rank's output is flushed and mpiexec has had a moment to pass it
+    on: it ends every rank at once, and lines still in its pipes can be lost (seen: the last
+    line of an aborting rank's traceback missing from all three tries of a CI run's test)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(_ABORT_GRACE)
+    g.comm.Abort(code)
+
+
+_ABORT_GRACE = 0.25  # seconds between an aborting rank's last output and MPI_Abort
+
 
 
 def _group() -> _Group:
@@ -131,7 +149,7 @@ def abort(code: int = 1) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     if g.comm is not None and g.size > 1:
-        g.comm.Abort(code)
+        _abort_now(g, code)
     raise SystemExit(code)
 
 
