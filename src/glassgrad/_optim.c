@@ -198,6 +198,84 @@ out:
     return result;
 }
 
+/* ------------------------------------- the frame of Adam's and RMSprop's steps */
+
+/* A parameter's state buffers for a step (borrowed, Py_None where the configuration has
+ * none, into b): whether they are the usual case (0 also with an error set). */
+typedef int (*buffers_fn)(PyObject *s, PyObject *w, PyObject *g, const double *h, int flag,
+                          PyObject *b[3]);
+/* One parameter's update (b[k] NULL where its buffer is None); t: its new step count. */
+typedef void (*update_fn)(PyArrayObject *w, PyArrayObject *g, PyArrayObject *const b[3],
+                          const double *h, int flag, double t);
+
+/* What adam_step and rmsprop_step share. Arguments (params: list, state: dict, five Python
+ * floats h, a flag, memo); for every parameter in `params` that has a .grad: param_arrays,
+ * its state with a "step" count (counted_state) and `buffers`. Anything not the usual case:
+ * None, nothing changed, and Python's step runs. Else every check first, then
+ * mark_modified_memo(updated, memo), then per parameter "step" counted and `update` run, one
+ * pass over its arrays; returns `updated`. */
+static PyObject *buffered_step(PyObject *const *argv, Py_ssize_t argc, const char *usage,
+                               buffers_fn buffers, update_fn update) {
+    if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyDict_CheckExact(argv[1])) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    if (!ready()) return NULL;
+    double h[5];
+    for (int k = 2; k < 7; k++) {
+        if (!PyFloat_CheckExact(argv[k])) Py_RETURN_NONE;  /* (Python's step decides) */
+        h[k - 2] = PyFloat_AS_DOUBLE(argv[k]);
+    }
+    PyObject *params = argv[0], *state = argv[1], *memo = argv[8];
+    int flag = PyObject_IsTrue(argv[7]);
+    if (flag < 0) return NULL;
+    PyObject *updated = PyList_New(0), *held = PyList_New(0), *result = NULL;
+    if (updated == NULL || held == NULL) goto out;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
+        PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *next;
+        int use = param_arrays(p, PY_SSIZE_T_MAX, &w, &g);
+        if (use == 0) continue;
+        if (use < 0) goto python;
+        int got = counted_state(state, p, 1, &s, &next);
+        if (got <= 0) goto fail_or_python;
+        PyObject *b[3] = {Py_None, Py_None, Py_None};
+        int plain = buffers(s, w, g, h, flag, b);
+        PyObject *entry = plain ? PyTuple_Pack(7, s, next, w, g, b[0], b[1], b[2]) : NULL;
+        Py_DECREF(next);
+        if (!plain) goto fail_or_python;
+        if (entry == NULL || PyList_Append(held, entry) < 0 || PyList_Append(updated, p) < 0) {
+            Py_XDECREF(entry);
+            goto out;
+        }
+        Py_DECREF(entry);
+    }
+    if (mark_writes(updated, memo) < 0) goto out;
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++) {
+        PyObject *entry = PyList_GET_ITEM(held, i), *next = PyTuple_GET_ITEM(entry, 1);
+        count_step(PyTuple_GET_ITEM(entry, 0), next, &failed);
+        PyArrayObject *b[3];
+        for (int k = 0; k < 3; k++) {
+            PyObject *o = PyTuple_GET_ITEM(entry, 4 + k);
+            b[k] = o == Py_None ? NULL : (PyArrayObject *)o;
+        }
+        update((PyArrayObject *)PyTuple_GET_ITEM(entry, 2),
+               (PyArrayObject *)PyTuple_GET_ITEM(entry, 3), b, h, flag,
+               (double)PyLong_AsLongLong(next));
+    }
+    if (failed) goto out;
+    result = Py_NewRef(updated);
+    goto out;
+fail_or_python:
+    if (PyErr_Occurred()) goto out;
+python:
+    result = Py_NewRef(Py_None);
+out:
+    Py_XDECREF(updated);
+    Py_XDECREF(held);
+    return result;
+}
+
 /* ------------------------------------------------------------- Adam's and AdamW's step */
 
 /* One parameter's Adam update, in optimizers.Adam._update's order of NumPy operations, each
@@ -222,79 +300,40 @@ out:
         }                                                                                  \
     }
 
+/* Adam's state buffers of one parameter (buffered_step's `buffers`): exp_avg and exp_avg_sq,
+ * each plain_buffer beside w and g and apart from the other. */
+static int adam_buffers(PyObject *s, PyObject *w, PyObject *g, const double *h, int flag,
+                        PyObject *b[3]) {
+    PyObject *m = buffer(s, s_exp_avg), *v = m ? buffer(s, s_exp_avg_sq) : NULL;
+    b[0] = m;
+    b[1] = v;
+    return !PyErr_Occurred() && plain_buffer(m, w, g, NULL) && plain_buffer(v, w, g, m);
+}
+
+/* One parameter's Adam (decoupled 0) or AdamW (1) update at step t (buffered_step's
+ * `update`); h: lr, beta1, beta2, eps, weight_decay. */
+static void adam_update(PyArrayObject *wa, PyArrayObject *ga, PyArrayObject *const b[3],
+                        const double *h, int decoupled, double t) {
+    double lr = h[0], b1 = h[1], b2 = h[2], eps = h[3], wd = h[4];
+    double step_size = lr / (1 - pow(b1, t));         /* lr / (1 − β₁ᵗ), as Python */
+    double bc2 = sqrt(1 - pow(b2, t));                 /* math.sqrt(1 − β₂ᵗ) */
+    double decay = decoupled && wd != 0 ? 1 - lr * wd : 1.0;
+    int l2 = wd != 0 && !decoupled, scale = decay != 1.0;
+    PyArrayObject *ma = b[0], *va = b[1];
+    npy_intp n = PyArray_SIZE(wa);
+    if (PyArray_TYPE(wa) == NPY_FLOAT32) ADAM_LOOP(float, sqrtf)
+    else ADAM_LOOP(double, sqrt)
+}
+
 /* adam_step(params, state, lr, beta1, beta2, eps, weight_decay, decoupled, memo): the step
  * of Adam (decoupled False) or AdamW (True) without amsgrad, as optimizers.Adam._update with
  * Optimizer.step around it, for every parameter in `params` that has a .grad: its state
- * (exp_avg, exp_avg_sq, "step" an int) must exist already (Python's first step makes it), its
- * arrays as plain_pair and plain_buffer say. Anything else: None, nothing changed, and
- * Python's step runs. Else every check first, then mark_modified_memo(updated, memo), then
- * "step" counted and every array updated in one pass per parameter; returns `updated`. */
+ * (exp_avg, exp_avg_sq, "step" an int) must exist already (Python's first step makes it).
+ * Checks, declines, marks and counts as buffered_step says. */
 PyObject *adam_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyDict_CheckExact(argv[1])) {
-        PyErr_SetString(PyExc_TypeError, "adam_step(params: list, state: dict, lr, beta1, "
-                                         "beta2, eps, weight_decay, decoupled, memo)");
-        return NULL;
-    }
-    if (!ready()) return NULL;
-    for (int k = 2; k < 7; k++)
-        if (!PyFloat_CheckExact(argv[k])) Py_RETURN_NONE;  /* (Python's step decides) */
-    PyObject *params = argv[0], *state = argv[1], *memo = argv[8];
-    double lr = PyFloat_AS_DOUBLE(argv[2]), b1 = PyFloat_AS_DOUBLE(argv[3]),
-           b2 = PyFloat_AS_DOUBLE(argv[4]), eps = PyFloat_AS_DOUBLE(argv[5]),
-           wd = PyFloat_AS_DOUBLE(argv[6]);
-    int decoupled = PyObject_IsTrue(argv[7]);
-    if (decoupled < 0) return NULL;
-    PyObject *updated = PyList_New(0), *held = PyList_New(0), *result = NULL;
-    if (updated == NULL || held == NULL) goto out;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
-        PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *next;
-        int use = param_arrays(p, PY_SSIZE_T_MAX, &w, &g);
-        if (use == 0) continue;
-        if (use < 0) goto python;
-        int got = counted_state(state, p, 1, &s, &next);
-        if (got <= 0) goto fail_or_python;
-        PyObject *m = buffer(s, s_exp_avg), *v = m ? buffer(s, s_exp_avg_sq) : NULL;
-        int plain = !PyErr_Occurred() && plain_buffer(m, w, g, NULL) && plain_buffer(v, w, g, m);
-        PyObject *entry = plain ? PyTuple_Pack(5, s, next, w, g, m) : NULL;
-        Py_DECREF(next);
-        if (!plain) goto fail_or_python;
-        if (entry == NULL || PyList_Append(held, entry) < 0 || PyList_Append(held, v) < 0
-            || PyList_Append(updated, p) < 0) {
-            Py_XDECREF(entry);
-            goto out;
-        }
-        Py_DECREF(entry);
-    }
-    if (mark_writes(updated, memo) < 0) goto out;
-    int failed = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i += 2) {
-        PyObject *entry = PyList_GET_ITEM(held, i);
-        PyObject *next = PyTuple_GET_ITEM(entry, 1);
-        count_step(PyTuple_GET_ITEM(entry, 0), next, &failed);
-        double t = (double)PyLong_AsLongLong(next);
-        double step_size = lr / (1 - pow(b1, t));         /* lr / (1 − β₁ᵗ), as Python */
-        double bc2 = sqrt(1 - pow(b2, t));                 /* math.sqrt(1 − β₂ᵗ) */
-        double decay = decoupled && wd != 0 ? 1 - lr * wd : 1.0;
-        int l2 = wd != 0 && !decoupled, scale = decay != 1.0;
-        PyArrayObject *wa = (PyArrayObject *)PyTuple_GET_ITEM(entry, 2),
-                      *ga = (PyArrayObject *)PyTuple_GET_ITEM(entry, 3),
-                      *ma = (PyArrayObject *)PyTuple_GET_ITEM(entry, 4),
-                      *va = (PyArrayObject *)PyList_GET_ITEM(held, i + 1);
-        npy_intp n = PyArray_SIZE(wa);
-        if (PyArray_TYPE(wa) == NPY_FLOAT32) ADAM_LOOP(float, sqrtf)
-        else ADAM_LOOP(double, sqrt)
-    }
-    if (failed) goto out;
-    result = Py_NewRef(updated);
-    goto out;
-fail_or_python:
-    if (PyErr_Occurred()) goto out;
-python:
-    result = Py_NewRef(Py_None);
-out:
-    Py_XDECREF(updated);
-    Py_XDECREF(held);
-    return result;
+    return buffered_step(argv, argc, "adam_step(params: list, state: dict, lr, beta1, beta2, "
+                                     "eps, weight_decay, decoupled, memo)",
+                         adam_buffers, adam_update);
 }
 
 /* ------------------------------------------------------------------- RMSprop's step */
@@ -330,75 +369,44 @@ out:
         }                                                                                  \
     }
 
+/* RMSprop's state buffers of one parameter (buffered_step's `buffers`): square_avg, and
+ * grad_avg when centered and momentum_buffer when momentum > 0 (else None), each
+ * plain_buffer beside w and g and apart from the others. */
+static int rmsprop_buffers(PyObject *s, PyObject *w, PyObject *g, const double *h,
+                           int centered, PyObject *b[3]) {
+    double mom = h[4];
+    PyObject *v = buffer(s, s_square_avg), *gavg = Py_None, *buf = Py_None;
+    if (v != NULL && centered) gavg = buffer(s, s_grad_avg);
+    if (v != NULL && gavg != NULL && mom > 0) buf = buffer(s, s_momentum_buffer);
+    b[0] = v;
+    b[1] = gavg;
+    b[2] = buf;
+    return !PyErr_Occurred() && plain_buffer(v, w, g, NULL)
+           && (!centered || plain_buffer(gavg, w, g, v))
+           && (mom <= 0 || plain_buffer(buf, w, g, v))
+           && (!centered || mom <= 0 || plain_buffer(buf, w, g, gavg));
+}
+
+/* One parameter's RMSprop update (buffered_step's `update`; the step count is not used);
+ * h: lr, alpha, eps, weight_decay, momentum. */
+static void rmsprop_update(PyArrayObject *wa, PyArrayObject *ga, PyArrayObject *const b[3],
+                           const double *h, int centered, double t) {
+    (void)centered;  /* (b[1] is None unless centered) */
+    (void)t;
+    double lr = h[0], alpha = h[1], eps = h[2], wd = h[3], mom = h[4];
+    PyArrayObject *va = b[0], *gaa = b[1], *bufa = b[2];
+    npy_intp n = PyArray_SIZE(wa);
+    if (PyArray_TYPE(wa) == NPY_FLOAT32) RMSPROP_LOOP(float, sqrtf)
+    else RMSPROP_LOOP(double, sqrt)
+}
+
 /* rmsprop_step(params, state, lr, alpha, eps, weight_decay, momentum, centered, memo):
  * RMSprop's step (optimizers.RMSprop._update with Optimizer.step around it) for every
  * parameter in `params` that has a .grad, once Python's first step has made its state:
  * square_avg, grad_avg when centered, momentum_buffer when momentum > 0, "step" an int.
- * Checks, declines, marks and counts as adam_step does. */
+ * Checks, declines, marks and counts as buffered_step says. */
 PyObject *rmsprop_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyDict_CheckExact(argv[1])) {
-        PyErr_SetString(PyExc_TypeError, "rmsprop_step(params: list, state: dict, lr, alpha, "
-                                         "eps, weight_decay, momentum, centered, memo)");
-        return NULL;
-    }
-    if (!ready()) return NULL;
-    for (int k = 2; k < 7; k++)
-        if (!PyFloat_CheckExact(argv[k])) Py_RETURN_NONE;  /* (Python's step decides) */
-    PyObject *params = argv[0], *state = argv[1], *memo = argv[8];
-    double lr = PyFloat_AS_DOUBLE(argv[2]), alpha = PyFloat_AS_DOUBLE(argv[3]),
-           eps = PyFloat_AS_DOUBLE(argv[4]), wd = PyFloat_AS_DOUBLE(argv[5]),
-           mom = PyFloat_AS_DOUBLE(argv[6]);
-    int centered = PyObject_IsTrue(argv[7]);
-    if (centered < 0) return NULL;
-    PyObject *updated = PyList_New(0), *held = PyList_New(0), *result = NULL;
-    if (updated == NULL || held == NULL) goto out;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(params); i++) {  /* check; hold what is used */
-        PyObject *p = PyList_GET_ITEM(params, i), *w, *g, *s, *next;
-        int use = param_arrays(p, PY_SSIZE_T_MAX, &w, &g);
-        if (use == 0) continue;
-        if (use < 0) goto python;
-        int got = counted_state(state, p, 1, &s, &next);
-        if (got <= 0) goto fail_or_python;
-        PyObject *v = buffer(s, s_square_avg), *gavg = Py_None, *buf = Py_None;
-        if (v != NULL && centered) gavg = buffer(s, s_grad_avg);
-        if (v != NULL && gavg != NULL && mom > 0) buf = buffer(s, s_momentum_buffer);
-        int plain = !PyErr_Occurred() && plain_buffer(v, w, g, NULL)
-                    && (!centered || plain_buffer(gavg, w, g, v))
-                    && (mom <= 0 || plain_buffer(buf, w, g, v))
-                    && (!centered || mom <= 0 || plain_buffer(buf, w, g, gavg));
-        PyObject *entry = plain ? PyTuple_Pack(7, s, next, w, g, v, gavg, buf) : NULL;
-        Py_DECREF(next);
-        if (!plain) goto fail_or_python;
-        if (entry == NULL || PyList_Append(held, entry) < 0 || PyList_Append(updated, p) < 0) {
-            Py_XDECREF(entry);
-            goto out;
-        }
-        Py_DECREF(entry);
-    }
-    if (mark_writes(updated, memo) < 0) goto out;
-    int failed = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++) {
-        PyObject *entry = PyList_GET_ITEM(held, i);
-        count_step(PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), &failed);
-        PyArrayObject *wa = (PyArrayObject *)PyTuple_GET_ITEM(entry, 2),
-                      *ga = (PyArrayObject *)PyTuple_GET_ITEM(entry, 3),
-                      *va = (PyArrayObject *)PyTuple_GET_ITEM(entry, 4);
-        PyObject *ga_o = PyTuple_GET_ITEM(entry, 5), *b_o = PyTuple_GET_ITEM(entry, 6);
-        PyArrayObject *gaa = ga_o == Py_None ? NULL : (PyArrayObject *)ga_o,
-                      *bufa = b_o == Py_None ? NULL : (PyArrayObject *)b_o;
-        npy_intp n = PyArray_SIZE(wa);
-        if (PyArray_TYPE(wa) == NPY_FLOAT32) RMSPROP_LOOP(float, sqrtf)
-        else RMSPROP_LOOP(double, sqrt)
-    }
-    if (failed) goto out;
-    result = Py_NewRef(updated);
-    goto out;
-fail_or_python:
-    if (PyErr_Occurred()) goto out;
-python:
-    result = Py_NewRef(Py_None);
-out:
-    Py_XDECREF(updated);
-    Py_XDECREF(held);
-    return result;
+    return buffered_step(argv, argc, "rmsprop_step(params: list, state: dict, lr, alpha, eps, "
+                                     "weight_decay, momentum, centered, memo)",
+                         rmsprop_buffers, rmsprop_update);
 }
