@@ -17,6 +17,28 @@ static int elementwise_pair(PyObject *grad, PyObject *out, PyObject *into) {
     return no_partial_overlap(PyArray_BYTES(g), PyArray_BYTES(o), PyArray_NBYTES(g), 1);
 }
 
+/* The first and one-past-last bytes a strided array touches (its extent in memory). */
+static void extent(PyArrayObject *a, const char **lo, const char **hi) {
+    const char *l = PyArray_BYTES(a), *u = l;
+    int empty = 0;
+    for (int k = 0; k < PyArray_NDIM(a); k++) {
+        npy_intp d = PyArray_DIM(a, k), st = PyArray_STRIDE(a, k);
+        if (d == 0) empty = 1;
+        else if (st < 0) l += (d - 1) * st;
+        else u += (d - 1) * st;
+    }
+    *lo = l;
+    *hi = empty ? l : u + PyArray_ITEMSIZE(a);
+}
+
+/* Whether the memory a touches and the memory b touches are apart (no byte in common). */
+static int apart(PyArrayObject *a, PyArrayObject *b) {
+    const char *alo, *ahi, *blo, *bhi;
+    extent(a, &alo, &ahi);
+    extent(b, &blo, &bhi);
+    return ahi <= blo || bhi <= alo;
+}
+
 /* The loops: r = grad·f′ with f′ from out, each in NumPy's order of operations and
  * roundings (the build turns off FMA contraction), so the bits are NumPy's. */
 #define ACTIVATION_LOOPS(T)                                                              \
@@ -135,8 +157,7 @@ PyObject *bias_relu(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
         || !PyArray_ISNBO(PyArray_DESCR(za)->byteorder)
         || !PyArray_EquivTypes(PyArray_DESCR(za), PyArray_DESCR(ba))
         || !PyArray_CHKFLAGS(za, flags | NPY_ARRAY_WRITEABLE) || !PyArray_CHKFLAGS(ba, flags)
-        || !(PyArray_BYTES(za) + PyArray_NBYTES(za) <= PyArray_BYTES(ba)  /* (b apart) */
-             || PyArray_BYTES(ba) + PyArray_NBYTES(ba) <= PyArray_BYTES(za)))
+        || !apart(za, ba))
         Py_RETURN_NOTIMPLEMENTED;
     npy_intp rows = PyArray_DIM(za, 0), cols = PyArray_DIM(za, 1);
     if (type == NPY_FLOAT32) {
@@ -220,20 +241,6 @@ static int float4d(PyObject *a, int type, npy_intp n, npy_intp c, npy_intp h, np
            && PyArray_DIM(x, 1) == c && PyArray_DIM(x, 2) == h && PyArray_DIM(x, 3) == w;
 }
 
-/* The first and one-past-last bytes a strided array touches (its extent in memory). */
-static void extent(PyArrayObject *a, const char **lo, const char **hi) {
-    const char *l = PyArray_BYTES(a), *u = l;
-    int empty = 0;
-    for (int k = 0; k < PyArray_NDIM(a); k++) {
-        npy_intp d = PyArray_DIM(a, k), st = PyArray_STRIDE(a, k);
-        if (d == 0) empty = 1;
-        else if (st < 0) l += (d - 1) * st;
-        else u += (d - 1) * st;
-    }
-    *lo = l;
-    *hi = empty ? l : u + PyArray_ITEMSIZE(a);
-}
-
 PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 6 || !PyLong_Check(argv[4]) || !PyLong_Check(argv[5])) {
         PyErr_SetString(PyExc_TypeError, "max_tiles_grad(dx, grad, out, x, kh: int, kw: int)");
@@ -255,14 +262,8 @@ PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
         || !float4d(go, type, n, ch, oh, ow) || !float4d(oo, type, n, ch, oh, ow)
         || !PyArray_CHKFLAGS(dxa, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE))
         Py_RETURN_NOTIMPLEMENTED;
-    const char *dlo, *dhi;
-    extent(dxa, &dlo, &dhi);
-    PyArrayObject *others[] = {ga, oa, xa};
-    for (int k = 0; k < 3; k++) {  /* (dx is written while the others are read) */
-        const char *lo, *hi;
-        extent(others[k], &lo, &hi);
-        if (!(dhi <= lo || hi <= dlo)) Py_RETURN_NOTIMPLEMENTED;
-    }
+    if (!apart(dxa, ga) || !apart(dxa, oa) || !apart(dxa, xa))  /* (dx written, they read) */
+        Py_RETURN_NOTIMPLEMENTED;
     const char *xb = PyArray_BYTES(xa), *gb = PyArray_BYTES(ga), *ob = PyArray_BYTES(oa);
     const npy_intp *xs = PyArray_STRIDES(xa), *gs = PyArray_STRIDES(ga),
                    *os = PyArray_STRIDES(oa);
@@ -298,10 +299,7 @@ PyObject *im2col(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     npy_intp b = wd[0], c = wd[1], oh = wd[2], ow = wd[3], kh = wd[4], kw = wd[5];
     if (cd[0] != b || cd[1] != c || cd[2] != kh || cd[3] != kw || cd[4] != oh || cd[5] != ow)
         Py_RETURN_NOTIMPLEMENTED;
-    const char *wlo, *whi, *clo, *chi;
-    extent(wa, &wlo, &whi);
-    extent(ca, &clo, &chi);
-    if (!(chi <= wlo || whi <= clo)) Py_RETURN_NOTIMPLEMENTED;
+    if (!apart(ca, wa)) Py_RETURN_NOTIMPLEMENTED;
     npy_intp item = PyArray_ITEMSIZE(wa);
     char *dst = PyArray_BYTES(ca);
     const char *src = PyArray_BYTES(wa);
