@@ -88,6 +88,25 @@ def test_a_linear_result_read_before_its_relu_keeps_its_bias(nb) -> None:
     assert "bias_relu_(" not in src
 
 
+def test_a_bias_written_over_before_the_relu_stays_in_the_layer(nb) -> None:
+    """The layer's bias is the step's own array, and a relu between the layer and its relu
+    writes over it (dead: linear's rules never read the bias): the relu below must not add
+    it later (``passes.bias_relu``'s proof, which the numba fusions share)."""
+    import warnings  # noqa: PLC0415
+
+    def loss(ps, X, y):
+        b2 = ps[1] * 2.0
+        z = F.linear(X, ps[0], b2)
+        r = F.relu(b2)  # written over b2
+        h = F.relu(z)
+        return F.cross_entropy(F.linear(h, ps[2], ps[3]), y) + r.sum() * 0.01
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a kernel that differed would fall back, warning)
+        src = _both(loss, [6, 8, 3])
+    assert "bias_relu_(" not in src and "relu_(" in src
+
+
 def test_an_accumulating_gradient_gets_no_fused_bias_sums(nb) -> None:
     def loss(ps, X, y):
         z = F.linear(X, ps[0], ps[1])

@@ -32,10 +32,11 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import blas, ops
+from . import kernels
 from .ir import Line
 from .lower import Lowered
 from .numba_program import JitFallbackWarning, NumbaProgram, held_params, warn
-from .passes import held, in_place, unread_after
+from .passes import bias_relu, held, in_place, plain, unread_after
 from .program import Program
 
 __all__ = ["JitFallbackWarning", "NumbaProgram", "accelerate", "require_numba"]
@@ -360,9 +361,10 @@ def fusions(low: Lowered) -> dict[int, tuple[str, ...]]:
     """Line index -> how the numba source fuses or writes it over an input, for relu layers:
 
     - a relu whose input array is dead afterwards (``passes.in_place``'s proof, the NumPy
-      replay's) writes over it (``relu_``); if that input is a linear layer's result, read
-      by nothing between the two, the layer's product goes without its bias and the relu
-      adds it in the same pass (``no_bias`` / ``bias_relu``);
+      replay's) writes over it (``relu_``); where the NumPy replay adds a linear layer's
+      bias in that relu's pass (``passes.bias_relu``'s proof: the layer's 2-D result and its
+      bias named by nothing between the two), the layer's product goes without its bias and
+      the relu adds it (``no_bias`` / ``bias_relu``);
     - relu's rule writes over the incoming gradient when that is dead afterwards
       (``relu_grad_``); if the linear layer below takes the column sums of its result as
       its bias gradient, the rule computes them in its pass (``relu_grad_sums`` / ``sums``).
@@ -373,6 +375,7 @@ def fusions(low: Lowered) -> dict[int, tuple[str, ...]]:
     arrays = held(lines)
     converted = in_place(lines, arrays, low.external(), low.returns.names())
     own = {i for i, (a, b) in enumerate(zip(lines, converted)) if b.fn is not a.fn}
+    with_bias = bias_relu(converted)  # (the NumPy replay's proof for the bias in the relu)
     roles = _roles()
     plan: dict[int, tuple[str, ...]] = {}
 
@@ -380,21 +383,15 @@ def fusions(low: Lowered) -> dict[int, tuple[str, ...]]:
         op, i = roles.get(id(line.fn), (None, None))
         return (op.name if op is not None else None), i
 
-    def plain(line: Line) -> bool:
-        return (line.kind == "call" and line.item is None and line.sum_to is None
-                and line.cast is None and not line.accumulate)
-
     for i, line in enumerate(lines):
         name, k = role(line)
         if name != "relu" or not plain(line):
             continue
         if k == -1 and i in own:
-            x = line.args[0]
-            j = max((j for j in range(i) if lines[j].target == x), default=None)
-            if (j is not None and role(lines[j]) == ("linear", -1) and plain(lines[j])
-                    and len(arrays[x][0].shape) == 2
-                    and not any(x in lines[t].names() for t in range(j + 1, i))):
-                plan[j], plan[i] = ("no_bias",), ("bias_relu", lines[j].args[2])
+            if with_bias[i].fn is kernels.bias_relu_into:
+                x, bias = with_bias[i].args
+                j = max(j for j in range(i) if lines[j].target == x)
+                plan[j], plan[i] = ("no_bias",), ("bias_relu", bias)
             else:
                 plan[i] = ("relu_",)
         elif k == 0:

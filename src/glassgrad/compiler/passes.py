@@ -89,14 +89,14 @@ def bias_relu(lines: list[Line]) -> list[Line]:
     out = list(lines)
     relu_into = kernels.FORWARD_INTO["relu"]
     for i, line in enumerate(lines):
-        if line.fn is not relu_into or not _plain(line):
+        if line.fn is not relu_into or not plain(line):
             continue
         z = line.args[0]
         j = max((j for j in range(i) if lines[j].target == z), default=None)
         if j is None or any(z in lines[t].names() for t in range(j + 1, i)):
             continue
         lin = lines[j]
-        if (lin.fn is not ops.linear.forward or not _plain(lin) or len(lin.args) != 3
+        if (lin.fn is not ops.linear.forward or not plain(lin) or len(lin.args) != 3
                 or len(lin.values) != 1 or lin.values[0].ndim != 2):
             continue
         bias = lin.args[2]  # read later now: no line between may write over it (in_place
@@ -111,7 +111,9 @@ def bias_relu(lines: list[Line]) -> list[Line]:
     return out
 
 
-def _plain(line: Line) -> bool:
+def plain(line: Line) -> bool:
+    """Whether ``line`` is a call whose result is its function's as it is: no variadic
+    item, no sum to an input's shape, no cast, no accumulation, no folded update."""
     return (line.kind == "call" and line.item is None and line.sum_to is None
             and line.cast is None and not line.accumulate and line.update is None)
 
