@@ -16,7 +16,7 @@ import pytest
 
 import glassgrad as gg
 from glassgrad import autograd, ops, ops_nn
-from glassgrad.nn import layers
+from glassgrad.compiler import kernels
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45, 3e38, -3e38]
 
@@ -109,14 +109,14 @@ def test_sequential_fuses_bias_and_relu_with_the_same_bits_and_graph(built_exten
     model = _mlp(dtype)
     calls = []
     real = built_extension.bias_relu  # (also where GLASSGRAD_NATIVE=0 leaves it unused)
-    monkeypatch.setattr(layers, "_bias_relu", lambda z, b: calls.append(z.shape) or real(z, b))
+    monkeypatch.setattr(kernels, "_bias_relu", lambda z, b: calls.append(z.shape) or real(z, b))
     fused = _step(model, x, y)
     assert calls == [(64, 300), (64, 300)]
     out = model(x)
     relu2 = out._parents[0]
     assert out._op is ops.linear and relu2._op is ops.relu
     assert relu2._parents[0]._op is ops.linear and relu2._parents[0]._parents[0]._op is ops.relu
-    monkeypatch.setattr(layers, "_bias_relu", None)  # Linear.forward, then the relu
+    monkeypatch.setattr(kernels, "_bias_relu", None)  # Linear.forward, then the relu
     apart = _step(model, x, y)
     np.testing.assert_array_equal(fused[0], apart[0])
     for a, b in zip(fused[1], apart[1]):
@@ -137,7 +137,7 @@ def test_what_sequential_does_not_fuse(built_extension, monkeypatch) -> None:
     and the activation, one after the other)."""
     calls = []
     real = built_extension.bias_relu  # (also where GLASSGRAD_NATIVE=0 leaves it unused)
-    monkeypatch.setattr(layers, "_bias_relu", lambda z, b: calls.append(z.shape) or real(z, b))
+    monkeypatch.setattr(kernels, "_bias_relu", lambda z, b: calls.append(z.shape) or real(z, b))
     x, _ = _data()
     lin = gg.nn.Linear(20, 300, seed=1)
 

@@ -14,6 +14,7 @@ from .. import autograd as _autograd
 from .. import functional as F
 from .. import ops
 from ..autograd import record
+from ..compiler import kernels
 from ..compiler.kernels import FORWARD_INTO
 from ..creation import rng as random_generator
 from ..ops import apply
@@ -23,7 +24,6 @@ from .activations import ReLU, Tanh
 from .module import Module, Parameter
 
 _module_call = Module.__call__
-_bias_relu = None if _autograd._native is None else _autograd._native.bias_relu
 # Results (rows × features) from which Sequential adds a Linear's bias in the pass of the relu
 # after it (Linear._with_relu): below, a pass costs about what the extra calls do. Layers
 # with fewer features are not asked (a small network's step pays nothing).
@@ -117,7 +117,7 @@ class Linear(Module):
         ``_FUSE_MIN`` elements and the C kernel built; None otherwise, or when the product
         fails (forward then gives its error)."""
         w, b = self.weight._data, self.bias
-        if b is None or _bias_relu is None or type(x) is not Tensor:
+        if b is None or kernels._bias_relu is None or type(x) is not Tensor:
             return None
         xd, bd = x._data, b._data
         if xd.ndim != 2 or xd.shape[0] * self.out_features < _FUSE_MIN \
@@ -138,12 +138,10 @@ class Linear(Module):
 
     def _with_relu(self, x: Tensor, z: np.ndarray) -> Tensor:
         """relu(forward(x)) from ``_product``'s z: the bias and the relu in one pass over z
-        (``_backward.bias_relu``, NumPy's bits), then the same two nodes as Sequential's
-        Linear → ReLU written over the layer's result (``_written_over``)."""
+        (``kernels.bias_relu_into``, as the compiled replay does), then the same two nodes as
+        Sequential's Linear → ReLU written over the layer's result (``_written_over``)."""
         b = self.bias
-        if _bias_relu(z, b._data) is NotImplemented:
-            z += b._data
-            FORWARD_INTO["relu"](z)
+        kernels.bias_relu_into(z, b._data)
         lin = record(ops.linear, (x, self.weight, b), z, None)
         return record(ops.relu, (lin,), z, None)
 
