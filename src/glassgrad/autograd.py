@@ -922,18 +922,14 @@ def _source_digest() -> str | None:
     """setup.py's digest of the extension's C sources, from the files beside this module
     (an in-place or editable install); None where they are not there (a wheel)."""
     import hashlib  # noqa: PLC0415  (once, at import)
+    from pathlib import Path  # noqa: PLC0415
 
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = Path(__file__).resolve().parent
     try:
-        data = b"".join(_read_bytes(os.path.join(here, f)) for f in _C_FILES)
+        data = b"".join((here / f).read_bytes() for f in _C_FILES)
     except OSError:
         return None
     return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 _C_FILES = ("_backward.c", "_optim.c", "_rules.c", "_native.h")  # (setup.py's C_FILES)
