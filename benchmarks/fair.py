@@ -34,24 +34,28 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 NUMBA = "glassgrad, compiled, numba"  # gg.compile(loss, optimizer=opt, backend="numba")
+C_STEP = "glassgrad, compiled, C"  # gg.compile(loss, optimizer=opt, backend="c")
 
 # workload -> (what it is, the baseline contender, contenders in order, calls per timed loop)
 WORKLOADS: dict[str, tuple[str, str, list[str], int]] = {
     "add": ("(a + b).sum() fwd+bwd, 4-element float32 tensors", "glassgrad",
             ["glassgrad", "minimal tape", "PyTorch"], 4000),
     "xor": ("2-3-1 tanh XOR step (fwd, bwd, SGD)", "glassgrad",
-            ["glassgrad", "glassgrad, compiled", NUMBA, "hand NumPy", "PyTorch", "JAX jit"],
+            ["glassgrad", "glassgrad, compiled", C_STEP, NUMBA, "hand NumPy", "PyTorch",
+             "JAX jit"],
             1000),
     "mlp128": ("784-512-512-10 ReLU MLP, SGD step, batch 128", "PyTorch",
-               ["glassgrad", "glassgrad, compiled", "glassgrad, compiled, SGD folded", NUMBA,
-                "hand NumPy", "PyTorch", "NumPy products only", "PyTorch products only"], 20),
+               ["glassgrad", "glassgrad, compiled", "glassgrad, compiled, SGD folded", C_STEP,
+                NUMBA, "hand NumPy", "PyTorch", "NumPy products only", "PyTorch products only"],
+               20),
     "xor_adam": ("2-3-1 tanh XOR step with Adam (lr 0.01)", "glassgrad",
                  ["glassgrad", "PyTorch"], 1000),
     "mlp128_adam": ("784-512-512-10 ReLU MLP, Adam step, batch 128", "PyTorch",
                     ["glassgrad", "PyTorch"], 20),
     "mlp1024": ("784-512-512-10 ReLU MLP, SGD step, batch 1024", "PyTorch",
-                ["glassgrad", "glassgrad, compiled", "glassgrad, compiled, SGD folded", NUMBA,
-                 "hand NumPy", "PyTorch", "NumPy products only", "PyTorch products only"], 4),
+                ["glassgrad", "glassgrad, compiled", "glassgrad, compiled, SGD folded", C_STEP,
+                 NUMBA, "hand NumPy", "PyTorch", "NumPy products only", "PyTorch products only"],
+                4),
 }
 
 
@@ -176,6 +180,7 @@ def make_step(workload: str, contender: str) -> Callable[[], None]:
         return {"glassgrad": lambda: run.gg_xor_step(),
                 "glassgrad, compiled": lambda: run.gg_xor_step("folded"),
                 NUMBA: lambda: run.gg_xor_step("numba"),
+                C_STEP: lambda: run.gg_xor_step("c"),
                 "hand NumPy": run.numpy_xor_step,
                 "PyTorch": lambda: run.torch_xor_step(torch)}[contender]()
     batch = int(workload.removeprefix("mlp"))
@@ -183,6 +188,7 @@ def make_step(workload: str, contender: str) -> Callable[[], None]:
             "glassgrad, compiled": lambda: run.gg_mlp_step(batch, "compiled"),
             "glassgrad, compiled, SGD folded": lambda: run.gg_mlp_step(batch, "folded"),
             NUMBA: lambda: run.gg_mlp_step(batch, "numba"),
+            C_STEP: lambda: run.gg_mlp_step(batch, "c"),
             "hand NumPy": lambda: run.numpy_mlp_step(batch),
             "PyTorch": lambda: run.torch_mlp_step(torch, batch),
             "NumPy products only": lambda: run.matmul_only_step(batch),

@@ -104,10 +104,11 @@ def make_step(model: Any, opt: Any, loss_fn: Any, X: Any, y: Any,
     "compiled" replays forward and backward as recorded NumPy (``gg.compile(loss)``) and
     leaves the optimizer as it is; "folded" compiles the whole step with the optimizer
     (``gg.compile(loss, optimizer=opt)``), its update folded into the gradient products;
-    "numba" compiles that whole step as one numba function (``backend="numba"``)."""
-    if mode in ("folded", "numba"):
+    "numba" compiles that whole step as one numba function (``backend="numba"``), "c" as one
+    C function (``backend="c"``)."""
+    if mode in ("folded", "numba", "c"):
         # (backend= only when asked: an older checkout timed by --against has no such keyword)
-        extra = {"backend": "numba"} if mode == "numba" else {}
+        extra = {"backend": mode} if mode in ("numba", "c") else {}
         train_step = gg.compile(lambda X, y: loss_fn(model(X), y), optimizer=opt, **extra)
         return lambda: train_step(X, y)
     if mode == "compiled":

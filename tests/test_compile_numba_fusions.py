@@ -1,6 +1,6 @@
 """The numba back end's fused passes: a linear layer's bias added in its relu's pass, relu's
 rule written over a dead gradient and giving the layer below its bias gradient in the same
-pass (``numba_backend.fusions``), and an optimizer's update inside its gradient's BLAS
+pass (``fusion_plan.fusions``), and an optimizer's update inside its gradient's BLAS
 product (``Source.fold``, ``gemm_update``). Each applies only where the NumPy replay's proofs
 hold and nothing reads the unfused value; every case must equal the NumPy replay."""
 

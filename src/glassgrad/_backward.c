@@ -642,6 +642,9 @@ static PyMethodDef methods[] = {
     {"rmsprop_step", (PyCFunction)(void (*)(void))rmsprop_step, METH_FASTCALL,
      "rmsprop_step(params, state, lr, alpha, eps, weight_decay, momentum, centered, memo): "
      "RMSprop's step, or None."},
+    {"call_step", (PyCFunction)(void (*)(void))call_step, METH_FASTCALL,
+     "call_step(fn, sizes, arrays, scalars): a step of the C back end on these arrays, its "
+     "int result, or NotImplemented (nothing called)."},
     {"setup", setup, METH_VARARGS, "setup(Tensor, autograd.__dict__)"},
     {NULL, NULL, 0, NULL}};
 

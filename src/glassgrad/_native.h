@@ -64,6 +64,7 @@ PyObject *set_activation_rules(PyObject *self, PyObject *const *argv, Py_ssize_t
 PyObject *bias_relu(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *im2col(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
+PyObject *call_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 
 /* _rules.c, for the walk: which activation an op table rule is (0 relu, 1 tanh, 2 sigmoid;
  * -1 for any other function), and that rule in one pass (over_grad: written over grad). */

@@ -932,13 +932,13 @@ def _source_digest() -> str | None:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-_C_FILES = ("_backward.c", "_optim.c", "_rules.c", "_native.h")  # (setup.py's C_FILES)
+_C_FILES = ("_backward.c", "_optim.c", "_rules.c", "_steps.c", "_native.h")  # (setup.py's C_FILES)
 
 
 # What the library calls in the extension: all of them, or it is not used.
 _NATIVE_FUNCTIONS = ("setup", "walk", "record", "store_fresh", "sgd_step", "adam_step",
                      "rmsprop_step", "activation_grad", "set_activation_rules", "bias_relu",
-                     "max_tiles_grad", "im2col")
+                     "max_tiles_grad", "im2col", "call_step")
 
 
 _native = _load_native()

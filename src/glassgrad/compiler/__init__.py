@@ -45,7 +45,7 @@ from .record import as_tensor, split
 __all__ = ["CompileError", "Compiled", "compile"]
 
 
-BACKENDS = ("numpy", "numba")
+BACKENDS = ("numpy", "numba", "c")
 
 
 def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None,  # noqa: A001
@@ -108,7 +108,8 @@ def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None,  # noqa: A001
     if backend not in BACKENDS:
         raise ValueError(
             f"compile(): backend must be one of {BACKENDS}, got {backend!r}. Fix: "
-            f"backend='numpy' (the default) or backend='numba' (pip install \"glassgrad[jit]\")."
+            f"backend='numpy' (the default), backend='c' (a C compiler) or backend='numba' "
+            f"(pip install \"glassgrad[jit]\")."
         )
     if backend == "numba":
         from .numba_backend import require_numba  # noqa: PLC0415

@@ -31,22 +31,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .. import blas, ops
-from . import kernels
+from .. import blas
+from .fusion_plan import LOOPS_MAX, Unsupported, fusions
+from .fusion_plan import roles as _roles
 from .ir import Line
 from .lower import Lowered
 from .numba_program import JitFallbackWarning, NumbaProgram, held_params, warn
-from .passes import bias_relu, held, in_place, plain, unread_after
+from .passes import held, unread_after
 from .program import Program
 
 __all__ = ["JitFallbackWarning", "NumbaProgram", "accelerate", "require_numba"]
 
-LOOPS_MAX = 1 << 15  # multiply-adds up to which a product runs as loops, not BLAS
 INSTALL = 'pip install "glassgrad[jit]"'
-
-
-class Unsupported(Exception):  # noqa: N818  (not an error: the reason to fall back)
-    """An op line the kernels cannot run (the op's name, why)."""
 
 
 def require_numba() -> None:
@@ -341,73 +337,6 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "sum": _reduce(False),
     "mean": _reduce(True),
 }
-
-_ROLES: dict[int, tuple[ops.Op, int]] = {}
-
-
-def _roles() -> dict[int, tuple[ops.Op, int]]:
-    """id(function) -> (op, -1 for the forward or the rule's input index), for the op
-    table's functions (built once)."""
-    if not _ROLES:
-        for op in ops.OPS.values():
-            _ROLES[id(op.forward)] = (op, -1)
-            for i, rule in enumerate(op.rules or ()):
-                if rule is not None:
-                    _ROLES[id(rule)] = (op, i)
-    return _ROLES
-
-
-def fusions(low: Lowered) -> dict[int, tuple[str, ...]]:
-    """Line index -> how the numba source fuses or writes it over an input, for relu layers:
-
-    - a relu whose input array is dead afterwards (``passes.in_place``'s proof, the NumPy
-      replay's) writes over it (``relu_``); where the NumPy replay adds a linear layer's
-      bias in that relu's pass (``passes.bias_relu``'s proof: the layer's 2-D result and its
-      bias named by nothing between the two), the layer's product goes without its bias and
-      the relu adds it (``no_bias`` / ``bias_relu``);
-    - relu's rule writes over the incoming gradient when that is dead afterwards
-      (``relu_grad_``); if the linear layer below takes the column sums of its result as
-      its bias gradient, the rule computes them in its pass (``relu_grad_sums`` / ``sums``).
-
-    Each changes how many passes run, never what a value is: the first call checks the
-    kernels against the NumPy replay as for any step."""
-    lines = low.lines
-    arrays = held(lines)
-    converted = in_place(lines, arrays, low.external(), low.returns.names())
-    own = {i for i, (a, b) in enumerate(zip(lines, converted)) if b.fn is not a.fn}
-    with_bias = bias_relu(converted)  # (the NumPy replay's proof for the bias in the relu)
-    roles = _roles()
-    plan: dict[int, tuple[str, ...]] = {}
-
-    def role(line: Line) -> tuple[str | None, int | None]:
-        op, i = roles.get(id(line.fn), (None, None))
-        return (op.name if op is not None else None), i
-
-    for i, line in enumerate(lines):
-        name, k = role(line)
-        if name != "relu" or not plain(line):
-            continue
-        if k == -1 and i in own:
-            if with_bias[i].fn is kernels.bias_relu_into:
-                x, bias = with_bias[i].args
-                j = max(j for j in range(i) if lines[j].target == x)
-                plan[j], plan[i] = ("no_bias",), ("bias_relu", bias)
-            else:
-                plan[i] = ("relu_",)
-        elif k == 0:
-            t = line.target
-            later = [u for u in range(i + 1, len(lines)) if t in lines[u].names()]
-            uses = [u for u in later if role(lines[u]) == ("linear", 2)
-                    and lines[u].args[0] == t and lines[u].kind == "call"]
-            if (len(uses) == 1 and len(arrays[t][0].shape) == 2
-                    and not any(lines[u].target == t for u in later)):
-                sums = f"sums_{t}"
-                plan[i] = ("relu_grad_sums", sums, "in_place" if i in own else "fresh")
-                plan[uses[0]] = ("sums", sums)
-            elif i in own:
-                plan[i] = ("relu_grad_",)
-    return plan
-
 
 def _numpy_blas() -> bool:
     """Whether kernels can call NumPy's own BLAS (and ``GLASSGRAD_BLAS=numpy`` is not set:

@@ -7,7 +7,7 @@ them through whole steps against the NumPy replay.
 Elementwise kernels take C-contiguous arrays of one float dtype (the back end only emits
 them for such lines) and return a fresh array: a replay never writes over its inputs. Those
 whose name ends in ``_`` write over their first argument instead, an array the step made and
-nothing reads afterwards (``numba_backend.fusions``, on ``passes.in_place``'s proof). A
+nothing reads afterwards (``fusion_plan.fusions``, on ``passes.in_place``'s proof). A
 matrix product has three kernels: ``matmul_loops`` for small shapes (a call into BLAS costs
 more than the arithmetic there) and, for large ones, ``matmul_blas``: NumPy's own OpenBLAS,
 called by address (``blas.gemm_address``, registered with LLVM under a fixed name, so the

@@ -42,6 +42,10 @@ def build(loss_fn: Callable[..., Tensor], targs: tuple[Tensor, ...],
         from .numba_backend import accelerate  # noqa: PLC0415  (numba: an optional extra)
 
         prog = accelerate(prog, low)
+    elif backend == "c":
+        from . import c_backend  # noqa: PLC0415
+
+        prog = c_backend.accelerate(prog, low)
     prog.first_result = prog.finish(targs, result)
     return prog
 

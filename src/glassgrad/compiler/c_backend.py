@@ -1,0 +1,668 @@
+"""The C back end (``gg.compile(loss_fn, backend="c")``): the whole step as one C function,
+compiled by the system's C compiler on the first call and kept on disk for the next process.
+
+It starts from the lowered lines and the fusion plan the numba back end also uses
+(``fusion_plan.fusions``: the NumPy replay's proofs of what may be written over) and writes
+each line as C loops over arrays whose shapes and dtypes the recording fixed, so every loop
+bound and index is a constant the compiler sees. A large matrix product calls NumPy's own
+OpenBLAS by address (``blas.gemm_address``, handed to the library once when it is loaded), a
+small one is three loops; an optimizer's update c ← α·∂L/∂p + β·c runs inside its gradient's
+product where the NumPy fold's proof allows (``passes.unread_after``), else at the end.
+Temporaries live in one workspace the library keeps between calls (a second thread calling
+at the same time gets one of its own), so a replay allocates only the arrays it returns.
+
+What it adds over numba: no JIT to import (numba and LLVM take about 90 MiB of memory), a
+compile of a fraction of a second, and a call with nothing around the kernel but the array
+checks (``_backward.call_step``; without the extension, ``ctypes``). The guards, the first
+call's check against the engine, the check of each kernel against the NumPy replay and the
+three variants (plain, fused, direct) are the numba back end's (``NativeProgram``). An op,
+shape or dtype it has no loops for, or no C compiler, makes the step replay in NumPy with a
+``JitFallbackWarning``; ``c_build.py`` compiles and loads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import autograd, blas
+from . import c_build
+from .fusion_plan import LOOPS_MAX, Unsupported, fusions, roles
+from .ir import Line
+from .lower import Lowered
+from .native_program import NativeProgram, held_params, warn
+from .passes import held, unread_after
+from .program import Program
+
+__all__ = ["CProgram", "accelerate"]
+
+C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
+           np.dtype(np.int64): "int64_t", np.dtype(np.int32): "int32_t",
+           np.dtype(np.int16): "int16_t", np.dtype(np.int8): "int8_t",
+           np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t",
+           np.dtype(np.uint32): "uint32_t", np.dtype(np.uint64): "uint64_t"}
+ALIGN = 64  # bytes: each temporary starts on a cache line
+
+
+class StepDeclined(Exception):  # noqa: N818  (not an error: replay this call in NumPy)
+    """The compiled step did not run on these arrays (a layout it was not written for, a
+    class index out of range): nothing was written; the NumPy replay runs instead."""
+
+    def __str__(self) -> str:
+        rc = self.args[0] if self.args else None
+        if rc is NotImplemented:
+            return ("the arrays do not fit the compiled step: an array the step writes (a "
+                    "parameter, an optimizer's buffer) is not C-contiguous, aligned and "
+                    "writeable, or shares memory with another of the step's arrays")
+        return {1: "a class index is out of range", 2: "no memory for the temporaries"}.get(
+            rc, f"the step returned {rc}")
+
+
+def _like(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A stand-in of that shape and dtype, holding no memory (for a temporary's metadata)."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+    out, step = [], 1
+    for n in reversed(shape):
+        out.append(step)
+        step *= n
+    return out[::-1]
+
+
+class CSource:
+    """The C text of one lowered program: each name a pointer into an argument, the
+    workspace or another name's array; ``arrays`` their shapes and dtypes."""
+
+    def __init__(self, low: Lowered) -> None:
+        rec = low.rec
+        self.low = low
+        self.held = held(low.lines)
+        self.arrays: dict[str, np.ndarray] = {n: a[0] for n, a in self.held.items() if a}
+        self.inputs = [*(f"a{i}" for i in range(len(rec.targs))),
+                       *(low.names[id(p)] for p in rec.params),
+                       *(low.names[id(c)] for c in low.consts), "seed"]
+        for name, t in zip(self.inputs, (*rec.targs, *rec.params, *low.consts)):
+            self.arrays[name] = t._data
+        self.arrays["seed"] = low.seed
+        for name in self.arrays:
+            if not re.fullmatch(r"[A-Za-z_]\w*", name) or name.startswith("gg_"):
+                raise Unsupported("compile", f"a value named {name!r}")
+        for name in self.inputs:
+            self.ctype(name)
+        self.body: list[str] = []
+        self.declared: dict[str, str] = {}  # pointer name -> its C element type
+        self.workspace = 0  # bytes of temporaries
+        self.temps = 0
+        # gradient name -> (body index, a, transposed, b, transposed, index in low.lines):
+        # a line that is one BLAS product alone, into which an update may fold (``fold``)
+        self.products: dict[str, tuple[int, str, bool, str, bool, int]] = {}
+        self.last_product: tuple[int, str, bool, str, bool] | None = None
+
+    # ------------------------------------------------------------------ names and memory
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.arrays[name].shape
+
+    def ctype(self, name: str) -> str:
+        dt = self.arrays[name].dtype
+        if dt not in C_TYPES or not dt.isnative:
+            raise Unsupported("compile", f"an array of dtype {dt}")
+        return C_TYPES[dt]
+
+    def declare(self, name: str) -> None:
+        t = self.ctype(name)
+        if self.declared.setdefault(name, t) != t:
+            raise Unsupported("compile", f"{name} held two dtypes")
+
+    def alloc(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> str:
+        """Bind ``name`` to a new temporary of that shape and dtype in the workspace."""
+        self.arrays[name] = _like(shape, np.dtype(dtype))
+        self.declare(name)
+        self.body.append(f"    {name} = ({self.declared[name]} *)(ws + {self.workspace});")
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        self.workspace += -(-max(nbytes, 1) // ALIGN) * ALIGN
+        return name
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"gg_t{self.temps}"
+
+    def bind(self, name: str, other: str) -> None:
+        """``name`` now names ``other``'s array (no copy: a Python assignment)."""
+        if name != other:
+            self.arrays.setdefault(name, self.arrays[other])
+            self.declare(name)
+            if self.declared[name] != self.ctype(other):
+                raise Unsupported("compile", f"{name} and {other} differ in dtype")
+            self.body.append(f"    {name} = {other};")
+
+    def dtype_of(self, names: list[str], op: str) -> np.dtype:
+        """The one float dtype (float32 or float64) of ``names``'s arrays."""
+        dts = {self.arrays[n].dtype for n in names}
+        if len(dts) != 1 or next(iter(dts)) not in (np.float32, np.float64):
+            raise Unsupported(op, f"dtypes {sorted(map(str, dts))} (the loops take one float "
+                                  f"dtype, float32 or float64)")
+        return next(iter(dts))
+
+    # ------------------------------------------------------------------ loops
+    def each(self, dst: str, shape: tuple[int, ...], form: str, names: list[str]) -> None:
+        """dst[i] = form(names[0][i], ...) over ``shape``, each name broadcast to it."""
+        size = math.prod(shape)
+        if all(self.shape(n) == shape for n in names):
+            terms = [f"{n}[i]" for n in names]
+            self.body.append(f"    for (int64_t i = 0; i < {size}; i++) "
+                             f"{dst}[i] = {form.format(*terms)};")
+            return
+        nd = len(shape)
+        terms = []
+        for n in names:
+            s = self.shape(n)
+            if len(s) > nd or any(a not in (1, b) for a, b in zip(s[::-1], shape[::-1])):
+                raise Unsupported("compile", f"shape {s} does not broadcast to {shape}")
+            padded = (1,) * (nd - len(s)) + s
+            terms.append(f"{n}[{_index(padded, shape)}]")
+        loops = "".join(f"for (int64_t i{k} = 0; i{k} < {shape[k]}; i{k}++) "
+                        for k in range(nd))
+        self.body.append(f"    {loops}{dst}[{_index(shape, shape)}] = {form.format(*terms)};")
+
+    def product(self, dst: str, a: str, ta: bool, b: str, tb: bool, beta: str = "0",
+                alpha: str = "1") -> None:
+        """dst (m, n) ← α·op(a)@op(b) + β·dst, op a transpose where asked; a, b C-ordered 2-D."""
+        (m, k) = self.shape(a)[::-1] if ta else self.shape(a)
+        n = self.shape(b)[0] if tb else self.shape(b)[1]
+        lda, ldb = self.shape(a)[1], self.shape(b)[1]
+        letter = {"float": "s", "double": "d"}[self.ctype(a)]
+        if m * n * k > LOOPS_MAX:
+            if not c_build.numpy_blas():
+                raise Unsupported("matmul", "NumPy's OpenBLAS (with 64-bit integers) was not "
+                                            "found for a large product")
+            self.last_product = (len(self.body), a, ta, b, tb)
+            self.body.append(f"    gg_{letter}gemm(101, {112 if ta else 111}, "
+                             f"{112 if tb else 111}, {m}, {n}, {k}, {alpha}, {a}, {lda}, {b}, "
+                             f"{ldb}, {beta}, {dst}, {n});")
+            return
+        ia = f"t * {lda} + i" if ta else f"i * {lda} + t"
+        ib = f"j * {ldb} + t" if tb else f"t * {ldb} + j"
+        t = self.ctype(a)
+        keep = ("s" if alpha == "1" else f"{alpha} * s") if beta == "0" else \
+            f"{beta} == 0 ? {alpha} * s : {alpha} * s + {beta} * {dst}[i * {n} + j]"
+        self.last_product = None
+        self.body.append(
+            f"    for (int64_t i = 0; i < {m}; i++) for (int64_t j = 0; j < {n}; j++) {{ "
+            f"{t} s = 0; for (int64_t t = 0; t < {k}; t++) s += {a}[{ia}] * {b}[{ib}]; "
+            f"{dst}[i * {n} + j] = ({t})({keep}); }}")
+
+    def column_sums(self, dst: str, g: str) -> None:
+        rows, cols = self.shape(g)
+        self.body.append(f"    for (int64_t j = 0; j < {cols}; j++) {dst}[j] = 0;")
+        self.body.append(f"    for (int64_t i = 0; i < {rows}; i++) for (int64_t j = 0; j < "
+                         f"{cols}; j++) {dst}[j] += {g}[i * {cols} + j];")
+
+    # ------------------------------------------------------------------ lines
+    def line(self, line: Line, fused: tuple[str, ...] | None = None, index: int = -1) -> None:
+        if line.kind == "comment":
+            self.body.append(f"    /* {line.comment.replace('*/', '* /')} */")
+            return
+        if line.kind == "del":
+            return
+        if line.item is not None:
+            raise Unsupported(line.name, "a rule giving every input's gradient at once")
+        post = line.sum_to is not None or line.cast is not None or line.accumulate
+        dst = self.temp() if post else line.target
+        start = len(self.body)
+        self.last_product = None
+        if fused is not None:
+            res = self.fused(line, fused, dst)
+        elif line.kind == "copy":
+            res = line.args[0]
+        else:
+            res = self.call(line, dst)
+        if res is None:  # (a fused line that bound its target itself)
+            return
+        if (not post and res == line.target and self.last_product is not None
+                and self.last_product[0] >= start):
+            self.products[line.target] = (*self.last_product, index)
+        if line.sum_to is not None:
+            res = self.sum_to(res, tuple(line.sum_to))
+        if line.cast is not None:
+            new = self.temp()
+            self.alloc(new, self.shape(res), np.dtype(line.cast))
+            self.each(new, self.shape(res), f"({C_TYPES[np.dtype(line.cast)]})({{0}})", [res])
+            res = new
+        if line.accumulate:
+            new = self.temp()
+            self.alloc(new, self.shape(line.target), self.arrays[line.target].dtype)
+            self.each(new, self.shape(line.target), "{0} + {1}", [line.target, res])
+            res = new
+        self.bind(line.target, res)
+
+    def sum_to(self, src: str, shape: tuple[int, ...]) -> str:
+        """``src`` summed down to ``shape`` (a broadcast's gradient)."""
+        new = self.temp()
+        self.alloc(new, shape, self.arrays[src].dtype)
+        self.body.append(f"    for (int64_t i = 0; i < {math.prod(shape)}; i++) {new}[i] = 0;")
+        full = self.shape(src)
+        nd = len(full)
+        padded = (1,) * (nd - len(shape)) + shape
+        loops = "".join(f"for (int64_t i{k} = 0; i{k} < {full[k]}; i{k}++) "
+                        for k in range(nd))
+        self.body.append(f"    {loops}{new}[{_index(padded, full)}] += "
+                         f"{src}[{_index(full, full)}];")
+        return new
+
+    def call(self, line: Line, dst: str) -> str:
+        op, i = roles().get(id(line.fn), (None, None))
+        if op is None:
+            raise Unsupported(line.name, "not an op table function")
+        emit = EMITTERS.get(op.name)
+        if emit is None:
+            raise Unsupported(op.name, "no C loops")
+        return emit(self, op.name, i, line.args, dict(line.attrs or {}), dst)
+
+    def fused(self, line: Line, plan: tuple[str, ...], dst: str) -> str | None:
+        """A line that ``fusions`` changed (its checks were made there and by ``call``)."""
+        kind, *names = plan
+        a = line.args
+        if kind == "no_bias":  # linear's product alone: the relu after it adds the bias
+            x, w = a[0], a[1]
+            _linear_checks(self, "linear", x, w, a[2:])
+            self.alloc(dst, (self.shape(x)[0], self.shape(w)[0]), self.arrays[x].dtype)
+            self.product(dst, x, False, w, True)
+            return dst
+        if kind == "bias_relu":  # written over the layer's result, then it is the relu's
+            x, bias = a[0], names[0]
+            self.dtype_of([x, bias], "relu")
+            cols = self.shape(x)[1]
+            self.body.append(f"    for (int64_t i = 0; i < {self.shape(x)[0]}; i++) for "
+                             f"(int64_t j = 0; j < {cols}; j++) {{ {self.ctype(x)} v = "
+                             f"{x}[i * {cols} + j] + {bias}[j]; {x}[i * {cols} + j] = v < 0 ? "
+                             f"0 : v; }}")
+            return x
+        if kind == "relu_":
+            self.dtype_of([a[0]], "relu")
+            self.each(a[0], self.shape(a[0]), "{0} < 0 ? 0 : {0}", [a[0]])
+            return a[0]
+        if kind == "relu_grad_":
+            self.dtype_of([a[0], a[1]], "relu")
+            self.each(a[0], self.shape(a[0]), "{1} > 0 ? {0} : {0} * 0", [a[0], a[1]])
+            return a[0]
+        if kind == "relu_grad_sums":  # relu's rule and the column sums of its result
+            g, out = a[0], a[1]
+            sums, how = names
+            self.dtype_of([g, out], "relu")
+            if how == "in_place":
+                self.bind(line.target, g)
+            else:
+                self.alloc(line.target, self.shape(g), self.arrays[g].dtype)
+            self.alloc(sums, (self.shape(g)[1],), self.arrays[g].dtype)
+            rows, cols = self.shape(g)
+            r = line.target
+            self.body.append(f"    for (int64_t j = 0; j < {cols}; j++) {sums}[j] = 0;")
+            self.body.append(
+                f"    for (int64_t i = 0; i < {rows}; i++) for (int64_t j = 0; j < {cols}; "
+                f"j++) {{ {self.ctype(g)} v = {g}[i * {cols} + j]; v = {out}[i * {cols} + "
+                f"j] > 0 ? v : v * 0; {r}[i * {cols} + j] = v; {sums}[j] += v; }}")
+            return None
+        return names[0]  # "sums": the column sums computed with relu's rule
+
+    # ------------------------------------------------------------------ the function
+    def text(self, returns: tuple[str, list[str], list[bool], list[str] | None],
+             updates: list[tuple[str, str, int]] = (), direct: bool = False
+             ) -> tuple[str, dict[str, Any]]:
+        """The C source of one variant, and how ``c_build.step_function`` calls it: its
+        arrays in the order the step takes them ((name, stand-in, whether the step writes
+        it)), how many of them are the step's inputs, the names of the optimizer's buffers
+        and coefficients the caller passes after those, how many gradients and extra outputs
+        it returns. ``updates`` and ``direct`` as in ``numba_backend.Source.text``."""
+        loss, grads, _, aux = returns
+        slots = sorted({s for *_, s in updates})
+        arrays: list[tuple[str, np.ndarray, bool]] = [
+            (n, self.arrays[n], direct and any(n == p for _, p, _ in updates))
+            for n in self.inputs]
+        scalars: list[str] = []
+        extra: list[str] = []
+        for s in slots:
+            if not direct:
+                p = next(p for _, p, t in updates if t == s)
+                arrays.append((f"u{s}", self.arrays[p], True))
+                extra.append(f"u{s}")
+            scalars += [f"al{s}", f"be{s}"]
+            extra += [f"al{s}", f"be{s}"]
+        outs = [loss, *grads, *(aux or ())]
+        for k, n in enumerate(outs):
+            arrays.append((f"gg_out{k}", self.arrays[n], True))
+        body, tail = list(self.body), []
+        for g, p, s in updates:
+            c = p if direct else f"u{s}"
+            fold = self.fold(g, p)
+            if fold is None:
+                t = self.ctype(p)
+                tail.append(f"    for (int64_t i = 0; i < {self.arrays[p].size}; i++) {c}[i] = "
+                            f"({t})(be{s} == 0 ? al{s} * {g}[i] : al{s} * {g}[i] + be{s} * "
+                            f"{c}[i]);  /* update {p} */")
+            else:
+                k, a, ta, b, tb = fold
+                saved = list(self.body)
+                self.body = []
+                self.product(c, a, ta, b, tb, beta=f"be{s}", alpha=f"al{s}")
+                note = f"  /* update {p} in ∂L/∂{p}'s product */"
+                self.body, body[k] = saved, self.body[0] + note
+        for k, n in enumerate(outs):
+            tail.append(f"    memcpy(gg_out{k}, {n}, {self.arrays[n].nbytes});")
+        decl = [f"    {t} *{n} = 0;" for n, t in self.declared.items() if n not in self.inputs]
+        unpack = [f"    {C_TYPES[a.dtype]} *{n} = ({C_TYPES[a.dtype]} *)gg_arrays[{k}];"
+                  for k, (n, a, _) in enumerate(arrays)]
+        unpack += [f"    const double {n} = gg_scalars[{k}];" for k, n in enumerate(scalars)]
+        sizes = ", ".join(str(-1 - a.nbytes if w else a.nbytes) for _, a, w in arrays)
+        text = "\n".join([
+            c_build.PRELUDE,
+            f"GG_EXPORT const long long gg_sizes[] = {{{sizes or 0}}};",
+            f"#define GG_WORKSPACE {max(self.workspace, ALIGN)}",
+            c_build.WORKSPACE,
+            "GG_EXPORT int gg_step(char **gg_arrays, const double *gg_scalars) {",
+            *unpack, *decl,
+            "    int gg_rc = 0;",
+            "    char *ws = gg_workspace_take();",
+            "    if (!ws) return 2;",
+            *body, *tail,
+            "gg_done:",
+            "    gg_workspace_give(ws);",
+            "    return gg_rc;",
+            "}", ""])
+        return text, {"arrays": arrays, "inputs": len(self.inputs), "extra": extra,
+                      "outs": (len(grads), None if aux is None else len(aux))}
+
+    def fold(self, g: str, p: str) -> tuple[int, str, bool, str, bool] | None:
+        """Where ``p``'s update may run inside its gradient's product (the numba back end's
+        rule, ``numba_backend.Source.fold``): (body index, a, ta, b, tb), or None."""
+        if g not in self.products:
+            return None
+        k, a, ta, b, tb, i = self.products[g]
+        lines = self.low.lines
+        if any(g in line.names() for j, line in enumerate(lines)
+               if j != i and line.kind != "del"):
+            return None
+        if p in (a, b) or not unread_after(lines[i + 1:], p, self.arrays[p], self.held,
+                                           self.low.returns.names()):
+            return None
+        return k, a, ta, b, tb
+
+
+def _index(shape: tuple[int, ...], full: tuple[int, ...]) -> str:
+    """The flat index into a C-ordered array of ``shape`` (broadcast to ``full``) at the
+    loop counters i0, i1, ... over ``full``."""
+    strides = _strides(shape)
+    terms = [f"i{k} * {st}" if st != 1 else f"i{k}" for k, (n, st) in
+             enumerate(zip(shape, strides)) if n != 1 and full[k] != 1]
+    return " + ".join(terms) or "0"
+
+
+# =========================================================================== emitters
+def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
+    """forms over (a, b) for the forward, (g, out, a, b) for the rules"""
+    def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+        _no_attrs(op, attrs)
+        src.dtype_of(args if i < 0 else [args[0], *args[2:]], op)
+        form = fwd if i < 0 else rules[i]
+        if form == "{0}":
+            return args[0]  # (the incoming gradient itself, as in the NumPy rule)
+        shape = np.broadcast_shapes(*map(src.shape, args)) if i < 0 else src.shape(args[1])
+        src.alloc(dst, shape, src.arrays[args[0]].dtype)
+        src.each(dst, shape, form, args)
+        return dst
+    return emit
+
+
+def _unary(fwd: str, rule: str) -> Callable[..., str]:
+    def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+        _no_attrs(op, attrs)
+        src.dtype_of(args if i < 0 else args[:2], op)
+        x = args[0] if i < 0 else args[1]
+        src.alloc(dst, src.shape(x), src.arrays[x].dtype)
+        form = (fwd if i < 0 else rule).replace("gg_half", f"(({src.ctype(x)})0.5)")
+        src.each(dst, src.shape(x), form, args[:1] if i < 0 else args[:2])
+        return dst
+    return emit
+
+
+def _linear_checks(src: CSource, op: str, x: str, w: str, bias: list[str]) -> None:
+    if len(src.shape(x)) != 2 or len(src.shape(w)) != 2 or (
+            bias and src.shape(bias[0]) != src.shape(w)[:1]):
+        raise Unsupported(op, f"an input of shape {src.shape(x)} (the loops take 2-D)")
+    src.dtype_of([x, w, *bias], op)
+
+
+def _linear(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    _no_attrs(op, attrs)
+    if i < 0:
+        x, w, *bias = args
+        _linear_checks(src, op, x, w, bias)
+        src.alloc(dst, (src.shape(x)[0], src.shape(w)[0]), src.arrays[x].dtype)
+        src.product(dst, x, False, w, True)
+        if bias:
+            cols = src.shape(w)[0]
+            src.body.append(f"    for (int64_t i = 0; i < {src.shape(x)[0]}; i++) for "
+                            f"(int64_t j = 0; j < {cols}; j++) {dst}[i * {cols} + j] += "
+                            f"{bias[0]}[j];")
+        return dst
+    g, _, x, w, *bias = args
+    _linear_checks(src, op, x, w, bias)
+    if i == 0:
+        src.alloc(dst, src.shape(x), src.arrays[x].dtype)
+        src.product(dst, g, False, w, False)
+    elif i == 1:
+        src.alloc(dst, src.shape(w), src.arrays[x].dtype)
+        src.product(dst, g, True, x, False)
+    else:
+        src.alloc(dst, src.shape(w)[:1], src.arrays[x].dtype)
+        src.column_sums(dst, g)
+    return dst
+
+
+def _matmul(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    _no_attrs(op, attrs)
+    g, _, a, b = (None, None, *args) if i < 0 else args
+    if len(src.shape(a)) != 2 or len(src.shape(b)) != 2:
+        raise Unsupported(op, f"shapes {src.shape(a)} @ {src.shape(b)} (the loops take "
+                              f"2-D @ 2-D)")
+    src.dtype_of([a, b] if g is None else [g, a, b], op)
+    shape = ((src.shape(a)[0], src.shape(b)[1]), src.shape(a), src.shape(b))[i + 1]
+    src.alloc(dst, shape, src.arrays[a].dtype)
+    if i < 0:
+        src.product(dst, a, False, b, False)
+    elif i == 0:
+        src.product(dst, g, False, b, True)
+    else:
+        src.product(dst, a, True, g, False)
+    return dst
+
+
+def _mse(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    mean = _reduction(op, attrs)
+    g, _, x, y = (None, None, *args) if i < 0 else args
+    if src.shape(x) != src.shape(y):
+        raise Unsupported(op, f"input {src.shape(x)} and target {src.shape(y)} differ")
+    src.dtype_of([x, y] if g is None else [g, x, y], op)
+    n = src.arrays[x].size
+    t = C_TYPES[src.arrays[x].dtype]
+    if i < 0:
+        src.alloc(dst, (), src.arrays[x].dtype)
+        src.body.append(f"    {{ double s = 0; for (int64_t i = 0; i < {n}; i++) {{ {t} d = "
+                        f"{x}[i] - {y}[i]; s += d * d; }} {dst}[0] = ({t})(s"
+                        f"{f' / {n}' if mean else ''}); }}")
+        return dst
+    src.alloc(dst, src.shape(x), src.arrays[x].dtype)
+    scale = f"{1 - 2 * i}.0 * {g}[0] * {f'(2.0 / {n})' if mean else '2.0'}"
+    src.body.append(f"    {{ double k = {scale}; for (int64_t i = 0; i < {n}; i++) {dst}[i] = "
+                    f"({t})(k * ({x}[i] - {y}[i])); }}")
+    return dst
+
+
+def _cross_entropy(src: CSource, op: str, i: int, args: list[str], attrs: dict,
+                   dst: str) -> str:
+    mean = _reduction(op, attrs)
+    g, _, z, y = (None, None, *args) if i < 0 else args
+    if len(src.shape(z)) != 2 or src.shape(y) != src.shape(z)[:1] \
+            or src.arrays[y].dtype.kind not in "iu" or i > 0:
+        raise Unsupported(op, f"logits {src.shape(z)} with targets {src.shape(y)} "
+                              f"{src.arrays[y].dtype} (the loops take (N, C) and N labels)")
+    src.dtype_of([z] if g is None else [g, z], op)
+    src.ctype(y)
+    n, c = src.shape(z)
+    t = C_TYPES[src.arrays[z].dtype]
+    # a class index out of range: the step declines (nothing the caller holds is written
+    # yet), and the NumPy replay raises the engine's error
+    src.body.append(f"    for (int64_t i = 0; i < {n}; i++) if ({y}[i] < 0 || {y}[i] >= {c}) "
+                    f"{{ gg_rc = 1; goto gg_done; }}")
+    lse = (f"{t} m = {z}[i * {c}]; for (int64_t j = 1; j < {c}; j++) m = {z}[i * {c} + j] > m "
+           f"? {z}[i * {c} + j] : m; double e = 0; for (int64_t j = 0; j < {c}; j++) e += "
+           f"exp((double)({z}[i * {c} + j] - m));")
+    if i < 0:
+        src.alloc(dst, (), src.arrays[z].dtype)
+        src.body.append(f"    {{ double s = 0; for (int64_t i = 0; i < {n}; i++) {{ {lse} s += "
+                        f"m + log(e) - {z}[i * {c} + {y}[i]]; }} {dst}[0] = ({t})(s"
+                        f"{f' / {n}' if mean else ''}); }}")
+        return dst
+    src.alloc(dst, (n, c), src.arrays[z].dtype)
+    scale = f"(double){g}[0]{f' / {n}' if mean else ''}"
+    src.body.append(
+        f"    {{ double k = {scale}; for (int64_t i = 0; i < {n}; i++) {{ {t} m = {z}[i * {c}]; "
+        f"for (int64_t j = 1; j < {c}; j++) m = {z}[i * {c} + j] > m ? {z}[i * {c} + j] : m; "
+        f"double e = 0; for (int64_t j = 0; j < {c}; j++) {{ {t} v = ({t})exp((double)({z}[i * "
+        f"{c} + j] - m)); {dst}[i * {c} + j] = v; e += v; }} double r = k / e; for (int64_t j = "
+        f"0; j < {c}; j++) {dst}[i * {c} + j] = ({t})({dst}[i * {c} + j] * r); "
+        f"{dst}[i * {c} + {y}[i]] = ({t})({dst}[i * {c} + {y}[i]] - k); }} }}")
+    return dst
+
+
+def _reduce(divide: bool) -> Callable[..., str]:
+    def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+        if attrs.get("axis") is not None or attrs.get("keepdims") or set(attrs) - {
+                "axis", "keepdims"}:
+            raise Unsupported(op, f"attributes {attrs} (the loops sum every element)")
+        x = args[0] if i < 0 else args[2]
+        src.dtype_of([x] if i < 0 else [args[0], x], op)
+        n = src.arrays[x].size
+        t = C_TYPES[src.arrays[x].dtype]
+        per = f" / {n}" if divide else ""
+        if i < 0:
+            src.alloc(dst, (), src.arrays[x].dtype)
+            src.body.append(f"    {{ double s = 0; for (int64_t i = 0; i < {n}; i++) s += "
+                            f"{x}[i]; {dst}[0] = ({t})(s{per}); }}")
+        else:
+            src.alloc(dst, src.shape(x), src.arrays[x].dtype)
+            src.body.append(f"    {{ {t} v = ({t})((double){args[0]}[0]{per}); for (int64_t "
+                            f"i = 0; i < {n}; i++) {dst}[i] = v; }}")
+        return dst
+    return emit
+
+
+def _no_attrs(op: str, attrs: dict) -> None:
+    if attrs:
+        raise Unsupported(op, f"attributes {attrs}")
+
+
+def _reduction(op: str, attrs: dict) -> bool:
+    r = attrs.pop("reduction", "mean")
+    if r not in ("mean", "sum") or attrs:
+        raise Unsupported(op, f"reduction={r!r} with attributes {attrs}")
+    return r == "mean"
+
+
+# op name -> emitter(source, op, rule index (-1: forward), argument names, attributes, the
+# name to bind the result to): returns the name that holds the result
+EMITTERS: dict[str, Callable[..., str]] = {
+    "add": _binary("{0} + {1}", ("{0}", "{0}")),
+    "sub": _binary("{0} - {1}", ("{0}", "-{0}")),
+    "mul": _binary("{0} * {1}", ("{0} * {3}", "{0} * {2}")),
+    "div": _binary("{0} / {1}", ("{0} / {3}", "-{0} * {1} / {3}")),
+    "tanh": _unary("tanh({0})", "{0} * (1 - {1} * {1})"),
+    "relu": _unary("{0} < 0 ? 0 : {0}", "{1} > 0 ? {0} : {0} * 0"),
+    "sigmoid": _unary("(gg_half + gg_half * tanh(gg_half * {0}))", "{0} * {1} * (1 - {1})"),
+    "exp": _unary("exp({0})", "{0} * {1}"),
+    "linear": _linear,
+    "matmul": _matmul,
+    "mse_loss": _mse,
+    "cross_entropy": _cross_entropy,
+    "sum": _reduce(False),
+    "mean": _reduce(True),
+}
+
+
+# =========================================================================== program
+class CProgram(NativeProgram):
+    """A ``NativeProgram`` whose kernels are C functions (the numba back end's variants,
+    checks and delivery); a call the step declines (``StepDeclined``) replays in NumPy."""
+
+    backend = "c"
+    kernel_name, compiler_name = "the C step", "the C back end"
+
+    def setup_c(self, layouts: dict[str, dict[str, Any]]) -> None:
+        self.c_layouts = layouts  # variant -> how its function is called (CSource.text)
+
+    def _compile_checked(self, source: str, which: str, targs: tuple[Any, ...]
+                         ) -> Callable[..., Any]:
+        fn = c_build.step_function(source, declined=StepDeclined, **self.c_layouts[which])
+        self._check(fn, which, targs)
+        return fn
+
+    def run(self, targs: tuple[Any, ...]) -> Any:
+        try:
+            return NativeProgram.run(self, targs)
+        except StepDeclined as e:
+            if e.args[0] is NotImplemented and not getattr(self, "c_declined", False):
+                self.c_declined = True  # (said once: every such call replays in NumPy)
+                warn(f"{e}", "c")
+            return Program.run(self, targs)
+
+
+def accelerate(prog: Program, low: Lowered) -> Program:
+    """``prog`` replayed by a compiled C step, or ``prog`` itself (with a
+    ``JitFallbackWarning``) when a line has no loops, or no C compiler is found, or the step
+    does not compile or check."""
+    why = c_build.unavailable()
+    if why:
+        warn(why, "c")
+        return prog
+    opt = prog.optimizer
+    held_ids = held_params(opt) if callable(getattr(opt, "fold", None)) else set()
+    folded = [p for p in prog.leaves if id(p) in held_ids]
+    try:
+        src = CSource(low)
+        plan = fusions(low)
+        for i, line in enumerate(low.lines):
+            src.line(line, plan.get(i), i)
+        r = low.returns
+        kept = [k for k, p in enumerate(prog.leaves) if id(p) not in held_ids]
+        kept += range(len(prog.leaves), len(r.grads))
+        returns = (r.loss, [r.grads[k] for k in kept], [r.copied[k] for k in kept], r.aux)
+        names = [low.names[id(p)] for p in folded]
+        slots = [next(k for k, g in enumerate(opt.param_groups)
+                      if any(q is p for q in g["params"])) for p in folded]
+        variants = {"plain": src.text((r.loss, r.grads, r.copied, r.aux))}
+        if folded:
+            grads = [low.grads[id(p)] for p in folded]
+            variants["fused"] = src.text(returns, [(g, n, k) for k, (g, n) in
+                                                   enumerate(zip(grads, names))])
+            if set(names) <= {low.names[id(p)] for p in low.rec.params}:
+                variants["direct"] = src.text(returns, list(zip(grads, names, slots)),
+                                              direct=True)
+    except Unsupported as e:
+        warn(f"op '{e.args[0]}' is not supported by the C back end ({e.args[1]})", "c")
+        return prog
+    sources = {k: "" for k in ("plain", "fused", "direct")}
+    sources.update({k: v[0] for k, v in variants.items()})
+    cp = CProgram.__new__(CProgram)
+    cp.__dict__.update(prog.__dict__)  # the same recording, guards and delivery
+    cp.setup(low, sources, folded, slots if folded else [],
+             [prog.leaves[k] for k in kept if k < len(prog.leaves)], held_ids)
+    cp.setup_c({k: v[1] for k, v in variants.items()})
+    return cp if cp.first_kernel(low.rec.targs) is not None else prog
+
+
+_ = autograd, blas  # (imported for their side effects on first use: the BLAS is located)

@@ -1,0 +1,391 @@
+"""gg.compile(..., backend="c"): the whole step as one C function, compiled with the system's
+C compiler. Its replays equal the NumPy replay's to float rounding; its guards and optimizer
+variants are the numba back end's; arrays it was not written for make that call replay in
+NumPy (never a read or write outside an array); an op without loops, or no compiler, falls
+back with a warning; a compiled library is kept on disk and loaded by the next process.
+
+Without the extension (GLASSGRAD_NATIVE=0) the same tests run the ctypes caller."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import glassgrad as gg
+from glassgrad import autograd
+from glassgrad.compiler import c_backend, c_build
+from glassgrad.compiler.native_program import JitFallbackWarning
+from glassgrad.nn import functional as F
+
+RTOL = 2e-6
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
+
+pytestmark = pytest.mark.skipif(bool(c_build.unavailable()), reason="no C compiler here")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """A cache folder for this test session (not the user's), fallback warnings as errors."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JitFallbackWarning)
+        yield
+
+
+def _pair(make_model, loss, optimizer=None, **opt_kw):
+    """Two identical models, each with its compiled step: NumPy's and C's."""
+    out = []
+    for backend in ("numpy", "c"):
+        model = make_model()
+        opt = optimizer(model.parameters(), **opt_kw) if optimizer else None
+        step = gg.compile(lambda X, y, m=model: loss(m(X), y), optimizer=opt, backend=backend)
+        out.append((model, step))
+    return out
+
+
+def _params(model):
+    return [p.numpy().copy() for p in model.parameters()]
+
+
+def _grads(model):
+    return [p.grad.numpy().copy() for p in model.parameters()]
+
+
+def _assert_close(a, b, rtol=RTOL):
+    for x, y in zip(a, b, strict=True):
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * max(1.0, np.abs(y).max()))
+
+
+def _xor_model(dtype=np.float32):
+    model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
+    if dtype != np.float32:
+        for p in model.parameters():
+            p.data = p.numpy().astype(dtype)
+    return model
+
+
+def _small_mlp():
+    return gg.nn.MLP([5, 8, 4], activation="relu", seed=1)
+
+
+def _mlp_data(n=6, classes=4, features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return (gg.tensor(rng.standard_normal((n, features)).astype(np.float32)),
+            rng.integers(0, classes, n))
+
+
+# --------------------------------------------------------------------------- same numbers
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_xor_training_equals_the_numpy_replay(dtype) -> None:
+    (m_np, s_np), (m_c, s_c) = _pair(lambda: _xor_model(dtype), F.mse_loss, gg.optim.SGD,
+                                     lr=0.5)
+    X, Y = gg.tensor(XOR_X.astype(dtype)), gg.tensor(XOR_Y.astype(dtype))
+    losses = [(float(s_np(X, Y)), float(s_c(X, Y))) for _ in range(30)]
+    assert type(s_c._last) is c_backend.CProgram
+    assert "gg_step" in s_c.source and "/* update p0 */" in s_c.source
+    assert s_c._last.jit_coef is not None  # the direct variant: updates inside the C call
+    np.testing.assert_allclose(*zip(*losses), rtol=1e-5)
+    assert losses[-1][1] < losses[0][1]  # it trains
+    _assert_close(_params(m_c), _params(m_np), rtol=1e-5)
+    assert all(p.grad is None for p in m_c.parameters())  # used up, as the NumPy step does
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_relu_mlp_with_cross_entropy_gradients_equal_the_numpy_replay(reduction) -> None:
+    loss = lambda out, y: F.cross_entropy(out, y, reduction=reduction)  # noqa: E731
+    (m_np, s_np), (m_c, s_c) = _pair(_small_mlp, loss)
+    for seed in range(3):  # replays on new data, the same recording
+        X, y = _mlp_data(seed=seed)
+        for m in (m_np, m_c):
+            m.zero_grad()
+        l_np, l_c = s_np(X, y), s_c(X, y)
+        np.testing.assert_allclose(l_c.numpy(), l_np.numpy(), rtol=RTOL)
+        _assert_close(_grads(m_c), _grads(m_np))
+    assert type(s_c._last) is c_backend.CProgram
+
+
+def _adam(params, **kw):
+    return gg.optim.Adam(params, lr=0.01)
+
+
+OPTIMIZERS = [  # every update the compiler folds, and two it cannot
+    (gg.optim.SGD, {"lr": 0.1}),
+    (gg.optim.SGD, {"lr": 0.1, "weight_decay": 0.01}),
+    (gg.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
+    (gg.optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
+    (gg.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    (_adam, {}),
+]
+
+
+@pytest.mark.parametrize(("optimizer", "kw"), OPTIMIZERS,
+                         ids=["sgd", "sgd-wd", "momentum", "momentum-damp-wd", "nesterov", "adam"])
+def test_every_optimizer_trains_the_same_weights(optimizer, kw) -> None:
+    (m_np, s_np), (m_c, s_c) = _pair(_small_mlp, F.cross_entropy, optimizer, **kw)
+    for seed in range(5):
+        X, y = _mlp_data(seed=seed)
+        np.testing.assert_allclose(s_c(X, y).numpy(), s_np(X, y).numpy(), rtol=1e-5)
+    _assert_close(_params(m_c), _params(m_np), rtol=1e-5)
+    assert type(s_c._last) is c_backend.CProgram
+    kernels = s_c._last.jit_kernels
+    assert ("direct" in kernels) == (kw in ({"lr": 0.1}, {"lr": 0.1, "weight_decay": 0.01}))
+
+
+def test_large_products_call_blas_fold_the_update_and_agree() -> None:
+    make = lambda: gg.nn.MLP([64, 96, 4], activation="relu", seed=2)  # noqa: E731
+    (m_np, s_np), (m_c, s_c) = _pair(make, F.cross_entropy, gg.optim.SGD, lr=0.05)
+    for seed in range(3):
+        X, y = _mlp_data(n=48, classes=4, features=64, seed=seed)
+        np.testing.assert_allclose(s_c(X, y).numpy(), s_np(X, y).numpy(), rtol=1e-5)
+    source = s_c.source
+    # 48·64·96 multiply-adds is above LOOPS_MAX (BLAS, the update inside it), 48·96·4 below
+    assert "gg_sgemm(101, 112, 111, 96, 64, 48, al0," in source
+    assert "update p0 in ∂L/∂p0's product" in source
+    assert "for (int64_t t = 0; t < 96; t++)" in source  # the small product's loops
+    _assert_close(_params(m_c), _params(m_np), rtol=1e-5)
+
+
+def _elementwise_loss(x, w, b):
+    """Every elementwise op and reduction the loops have, with broadcasting both ways."""
+    h = gg.sigmoid(x @ w) * b - gg.exp(x.sum() * 0.01) / (b + 2.0)
+    return (h * h).mean() + gg.relu(h - b).sum() - (gg.tanh(h) * 0.5).mean()
+
+
+def test_elementwise_ops_and_broadcast_gradients_equal_the_numpy_replay() -> None:
+    rng = np.random.default_rng(3)
+    x = gg.tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    w0, b0 = (rng.standard_normal(s).astype(np.float32) for s in ((3, 5), (1, 5)))
+    results = []
+    for backend in ("numpy", "c"):
+        w = gg.tensor(w0.copy(), requires_grad=True)
+        b = gg.tensor(b0.copy(), requires_grad=True)
+        step = gg.compile(lambda x, w=w, b=b: _elementwise_loss(x, w, b), backend=backend)
+        for _ in range(2):
+            w.grad = b.grad = None
+            loss = step(x)
+        results.append((loss.numpy(), w.grad.numpy(), b.grad.numpy()))
+    assert type(step._last) is c_backend.CProgram
+    _assert_close(results[1], results[0])
+
+
+def test_outputs_and_argument_gradients_are_delivered() -> None:
+    seen = []
+    for backend in ("numpy", "c"):
+        model = _xor_model()
+        opt = gg.optim.SGD(model.parameters(), lr=0.5)
+        step = gg.compile(lambda X, y, m=model: (F.mse_loss(m(X), y), m(X)), optimizer=opt,
+                          backend=backend)
+        X = gg.tensor(XOR_X, requires_grad=True)
+        for _ in range(3):
+            X.grad = None
+            loss, out = step(X, gg.tensor(XOR_Y))
+        seen.append((loss.numpy(), out.numpy(), X.grad.numpy(), *_params(model)))
+    assert step._last.jit_coef is not None
+    _assert_close(seen[1], seen[0], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- declines
+def test_a_class_index_out_of_range_raises_the_engines_error_and_changes_nothing() -> None:
+    model = _small_mlp()
+    opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    step = gg.compile(lambda X, y: F.cross_entropy(model(X), y), optimizer=opt, backend="c")
+    X, y = _mlp_data()
+    step(X, y)
+    before = _params(model)
+    with pytest.raises(IndexError):
+        step(X, np.array([0, 1, 2, 3, 4, 0]))  # 4 is out of range for 4 classes
+    _assert_close(_params(model), before, rtol=0)
+    step(X, y)
+    assert not np.allclose(_params(model)[0], before[0])  # the next good step runs
+
+
+def test_a_strided_parameter_is_updated_where_it_lives() -> None:
+    """The step writes parameters in place, so it declines one that is not C-contiguous:
+    that call replays in NumPy (one warning), and the update lands in the caller's array."""
+    (m_np, s_np), (m_c, s_c) = _pair(_xor_model, F.mse_loss, gg.optim.SGD, lr=0.5)
+    X, Y = gg.tensor(XOR_X), gg.tensor(XOR_Y)
+    for step, model in ((s_np, m_np), (s_c, m_c)):
+        step(X, Y)
+        w = next(model.parameters())
+        w.data = np.ascontiguousarray(w.numpy().T).T  # same values, Fortran order
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step(X, Y), step(X, Y)
+        if step is s_c:
+            assert [str(c.message).count("not C-contiguous") for c in caught] == [1]
+    assert not next(m_c.parameters()).numpy().flags.c_contiguous
+    _assert_close(_params(m_c), _params(m_np), rtol=1e-5)
+
+
+def test_a_transposed_input_is_read_through_a_contiguous_copy() -> None:
+    (m_np, s_np), (m_c, s_c) = _pair(_xor_model, F.mse_loss, gg.optim.SGD, lr=0.5)
+    X = gg.tensor(XOR_X.T.copy()).T
+    assert not X.numpy().flags.c_contiguous
+    for _ in range(3):
+        np.testing.assert_allclose(s_c(X, gg.tensor(XOR_Y)).numpy(),
+                                   s_np(X, gg.tensor(XOR_Y)).numpy(), rtol=1e-6)
+    _assert_close(_params(m_c), _params(m_np), rtol=1e-5)
+
+
+def test_call_step_checks_every_array_before_calling() -> None:
+    """The native caller refuses (NotImplemented, nothing called) an array of the wrong
+    size, a strided one, a read-only one the step writes, and a written one that overlaps
+    another; the ctypes caller refuses the same."""
+    model = _xor_model()
+    step = gg.compile(lambda X, y: F.mse_loss(model(X), y), backend="c")
+    step(gg.tensor(XOR_X), gg.tensor(XOR_Y))
+    caller = step._last.jit_kernels["plain"].__globals__  # (the generated caller's)
+    fn, sizes_addr = caller["FN"], caller["SIZES"]
+    layout = step._last.c_layouts["plain"]["arrays"]
+    good = [np.zeros_like(a) for _, a, _ in layout]
+    good[layout.index(next(x for x in layout if x[0] == "seed"))][...] = 1
+    callers = [c_build._ctypes_call]
+    if autograd._native is not None:
+        callers.append(autograd._native.call_step)
+    written = next(k for k, (_, _, w) in enumerate(layout) if w)
+    for call in callers:
+        assert call(fn, sizes_addr, tuple(good), ()) == 0
+        short = list(good)
+        short[0] = good[0][:2]
+        strided = list(good)
+        strided[0] = np.zeros((2, 4), np.float32).T
+        frozen = list(good)
+        frozen[written] = good[written].copy()
+        frozen[written].flags.writeable = False
+        overlapping = list(good)
+        overlapping[written] = good[0].reshape(-1)[:good[written].size].reshape(
+            good[written].shape)
+        for bad in (short, strided, frozen, overlapping):
+            assert call(fn, sizes_addr, tuple(bad), ()) is NotImplemented
+
+
+# --------------------------------------------------------------------------- threads
+def test_two_threads_stepping_at_once_each_get_their_own_numbers() -> None:
+    """The library's workspace is taken by one call at a time; a call while it is taken
+    (the ctypes caller lets two threads in) uses its own memory. The threads call the
+    step's function itself, so that most of their time is inside C."""
+    model = gg.nn.MLP([64, 128, 4], activation="tanh", seed=1)
+    step = gg.compile(lambda X, y: F.cross_entropy(model(X), y), backend="c")
+    datas = [_mlp_data(n=32, features=64, seed=s) for s in range(2)]
+    step(*datas[0])
+    prog = step._last
+    fn = prog.jit_kernels["plain"]
+    inputs = [prog.inputs([gg.tensor(x), gg.tensor(y)]) for x, y in datas]
+    want = [fn(*args) for args in inputs]
+    bad = [0, 0]
+
+    def run(k):
+        for _ in range(2000):
+            loss, grads = fn(*inputs[k])
+            # (close, not equal: BLAS may split a product otherwise when both threads call)
+            bad[k] += not all(np.allclose(g, w, rtol=1e-5, atol=1e-7) for g, w in
+                              zip((loss, *grads), (want[k][0], *want[k][1])))
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == [0, 0]
+
+
+# --------------------------------------------------------------------------- fallbacks
+@pytest.mark.parametrize(("fn", "op"), [
+    (lambda x: gg.log(x * x + 1).sum(), "log"),
+    (lambda x: x.sum(axis=0).sum(), "sum"),
+])
+def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
+    x = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    step = gg.compile(fn, backend="c")
+    with pytest.warns(JitFallbackWarning, match=f"op '{op}' is not supported by the C back"):
+        loss = step(x)
+    assert type(step._last).__name__ == "Program"
+    np.testing.assert_allclose(loss.numpy(), fn(x).numpy())
+
+
+def test_without_a_compiler_the_step_replays_in_numpy_and_says_why(monkeypatch) -> None:
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    step = gg.compile(lambda x: gg.tanh(x).sum(), backend="c")
+    with pytest.warns(JitFallbackWarning, match="no C compiler was found"):
+        step(gg.tensor(np.ones(3, np.float32), requires_grad=True))
+    assert type(step._last).__name__ == "Program"
+
+
+def test_a_compile_error_falls_back_with_the_compilers_message(monkeypatch) -> None:
+    monkeypatch.setattr(c_build, "PRELUDE", c_build.PRELUDE + "\nthis is not C;\n")
+    step = gg.compile(lambda x: gg.tanh(x).sum(), backend="c")
+    with pytest.warns(JitFallbackWarning, match="the C compiler failed"):
+        loss = step(gg.tensor(np.ones(3, np.float32), requires_grad=True))
+    assert type(step._last).__name__ == "Program"
+    assert float(loss) == pytest.approx(3 * np.tanh(1.0), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- disk cache
+_NEW_PROCESS = """
+import numpy as np, glassgrad as gg
+from glassgrad.compiler import c_build
+model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
+opt = gg.optim.SGD(model.parameters(), lr=0.5)
+step = gg.compile(lambda X, y: gg.nn.functional.mse_loss(model(X), y), optimizer=opt,
+                  backend="c")
+calls = []
+real = c_build._compile
+c_build._compile = lambda *a: calls.append(1) or real(*a)
+loss = step(gg.tensor(np.ones((4, 2), np.float32)), gg.tensor(np.zeros((4, 1), np.float32)))
+print(type(step._last).__name__, len(calls), float(loss) > 0)
+"""
+
+
+def test_a_new_process_loads_the_compiled_step_from_disk(tmp_path) -> None:
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", _NEW_PROCESS], env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    # (the direct variant only: plain and fused are compiled when first used)
+    assert [r.stdout.split() for r in runs] == [["CProgram", "1", "True"],
+                                                ["CProgram", "0", "True"]], runs[0].stderr
+    (lib,) = (tmp_path / "glassgrad" / "c-steps").glob("step_*.so")
+    assert not list(lib.parent.glob(".step_*"))  # no temporary file left behind
+
+
+def test_an_unwritable_cache_compiles_into_a_folder_of_its_own(tmp_path, monkeypatch) -> None:
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    monkeypatch.setattr(c_build, "_LOADED", {})
+    step = gg.compile(lambda x: (gg.tanh(x) * 3.0).sum(), backend="c")
+    x = gg.tensor(np.ones(5, np.float32), requires_grad=True)
+    assert float(step(x)) == pytest.approx(15 * np.tanh(1.0), rel=1e-6)
+    assert type(step._last) is c_backend.CProgram
+    assert list(c_build._OWN_DIR[0].glob("step_*.so"))
+
+
+def test_the_c_back_end_imports_no_jit(tmp_path) -> None:
+    """Its point over numba: a compiled step without numba, LLVM or SciPy in memory."""
+    code = ("import sys, numpy as np, glassgrad as gg\n"
+            "m = gg.nn.MLP([2, 3, 1], activation='tanh', seed=0)\n"
+            "s = gg.compile(lambda X: m(X).sum(), backend='c')\n"
+            "s(gg.tensor(np.ones((4, 2), np.float32)))\n"
+            "print(type(s._last).__name__, sorted(k for k in ('numba', 'llvmlite', 'scipy') "
+            "if k in sys.modules))\n")
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.split() == ["CProgram", "[]"], done.stderr
+
+
+def test_the_library_name_follows_the_source_and_the_cpu(monkeypatch) -> None:
+    paths = []
+    for cpu in ("one cpu", "one cpu", "another cpu"):
+        monkeypatch.setattr(c_build, "_cpu", lambda cpu=cpu: cpu)
+        monkeypatch.setattr(c_build, "_LOADED", {})
+        lib = c_build.library(c_build.PRELUDE + "GG_EXPORT int gg_x(void) { return 7; }\n")
+        assert lib.gg_x() == 7
+        paths.append(lib._name)
+    assert paths[0] == paths[1] != paths[2]
