@@ -46,6 +46,10 @@ C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t",
            np.dtype(np.uint32): "uint32_t", np.dtype(np.uint64): "uint64_t"}
 ALIGN = 64  # bytes: each temporary starts on a cache line
+# relu's rule, g·(out > 0): as NumPy computes it (a NaN or ±∞ gradient gives NaN where out ≤
+# 0, a negative one −0), with no branch, so that the loop vectorizes (the same thing written
+# out > 0 ? g : g·0 ran as scalar code, the multiply not being speculated)
+RELU_GRAD = "{0} * ({1} > 0)"
 
 
 class StepDeclined(Exception):  # noqa: N818  (not an error: replay this call in NumPy)
@@ -97,8 +101,13 @@ class CSource:
             self.ctype(name)
         self.body: list[str] = []
         self.declared: dict[str, str] = {}  # pointer name -> its C element type
-        self.workspace = 0  # bytes of temporaries
         self.temps = 0
+        # The workspace: each temporary array is a buffer, live from the line that makes it
+        # to the last line that names it or a name bound to it (``layout`` packs them).
+        self.buffers: list[list[Any]] = []  # [first line, last line, bytes, names]
+        self.buffer_of: dict[str, int] = {}  # name -> the buffer it names now
+        self.root: dict[str, Any] = {}  # name -> the array it names now (a buffer, an input)
+        self.at = 0  # the index in low.lines of the line being written
         # gradient name -> (body index, a, transposed, b, transposed, index in low.lines):
         # a line that is one BLAS product alone, into which an update may fold (``fold``)
         self.products: dict[str, tuple[int, str, bool, str, bool, int]] = {}
@@ -123,9 +132,11 @@ class CSource:
         """Bind ``name`` to a new temporary of that shape and dtype in the workspace."""
         self.arrays[name] = _like(shape, np.dtype(dtype))
         self.declare(name)
-        self.body.append(f"    {name} = ({self.declared[name]} *)(ws + {self.workspace});")
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        self.workspace += -(-max(nbytes, 1) // ALIGN) * ALIGN
+        self.buffer_of[name] = len(self.buffers)
+        self.root[name] = ("ws", len(self.buffers))
+        self.body.append(f"    {name} = ({self.declared[name]} *)gg_at(ws, @{len(self.buffers)}@);")
+        self.buffers.append([self.at, self.at, -(-max(nbytes, 1) // ALIGN) * ALIGN, {name}])
         return name
 
     def temp(self) -> str:
@@ -140,6 +151,14 @@ class CSource:
             if self.declared[name] != self.ctype(other):
                 raise Unsupported("compile", f"{name} and {other} differ in dtype")
             self.body.append(f"    {name} = {other};")
+            self.root[name] = self.root.get(other, other)
+            k = self.buffer_of.get(other)
+            if k is not None:
+                self.buffer_of[name] = k
+                self.buffers[k][1] = max(self.buffers[k][1], self.at)
+                self.buffers[k][3].add(name)
+            else:
+                self.buffer_of.pop(name, None)
 
     def dtype_of(self, names: list[str], op: str) -> np.dtype:
         """The one float dtype (float32 or float64) of ``names``'s arrays."""
@@ -150,13 +169,33 @@ class CSource:
         return next(iter(dts))
 
     # ------------------------------------------------------------------ loops
+    def noalias(self, written: list[str], read: list[str]) -> tuple[str, dict[str, str]]:
+        """``restrict`` pointers for one loop, one per array it touches (names of one array
+        share one), so that the compiler vectorizes it without proving the arrays apart.
+        Two live buffers of the workspace never overlap (``layout``), a buffer never
+        overlaps an argument, and ``call_step`` refuses a written argument that overlaps
+        another: the promise holds. Returns the declarations and each name's pointer."""
+        local: dict[str, str] = {}
+        by_root: dict[Any, str] = {}
+        decl = []
+        roots_written = {self.root.get(w, w) for w in written}
+        for n in [*written, *read]:
+            root = self.root.get(n, n)
+            if root not in by_root:
+                by_root[root] = f"gg_r{len(by_root)}"
+                const = "" if root in roots_written else "const "
+                decl.append(f"{const}{self.ctype(n)} *restrict {by_root[root]} = {n};")
+            local[n] = by_root[root]
+        return " ".join(decl), local
+
     def each(self, dst: str, shape: tuple[int, ...], form: str, names: list[str]) -> None:
         """dst[i] = form(names[0][i], ...) over ``shape``, each name broadcast to it."""
         size = math.prod(shape)
         if all(self.shape(n) == shape for n in names):
-            terms = [f"{n}[i]" for n in names]
-            self.body.append(f"    for (int64_t i = 0; i < {size}; i++) "
-                             f"{dst}[i] = {form.format(*terms)};")
+            decl, p = self.noalias([dst], names)
+            terms = [f"{p[n]}[i]" for n in names]
+            self.body.append(f"    {{ {decl} for (int64_t i = 0; i < {size}; i++) "
+                             f"{p[dst]}[i] = {form.format(*terms)}; }}")
             return
         nd = len(shape)
         terms = []
@@ -199,12 +238,14 @@ class CSource:
 
     def column_sums(self, dst: str, g: str) -> None:
         rows, cols = self.shape(g)
-        self.body.append(f"    for (int64_t j = 0; j < {cols}; j++) {dst}[j] = 0;")
-        self.body.append(f"    for (int64_t i = 0; i < {rows}; i++) for (int64_t j = 0; j < "
-                         f"{cols}; j++) {dst}[j] += {g}[i * {cols} + j];")
+        decl, p = self.noalias([dst], [g])
+        self.body.append(f"    {{ {decl} for (int64_t j = 0; j < {cols}; j++) {p[dst]}[j] = 0; "
+                         f"for (int64_t i = 0; i < {rows}; i++) for (int64_t j = 0; j < {cols}; "
+                         f"j++) {p[dst]}[j] += {p[g]}[i * {cols} + j]; }}")
 
     # ------------------------------------------------------------------ lines
     def line(self, line: Line, fused: tuple[str, ...] | None = None, index: int = -1) -> None:
+        self.at = index
         if line.kind == "comment":
             self.body.append(f"    /* {line.comment.replace('*/', '* /')} */")
             return
@@ -278,10 +319,11 @@ class CSource:
             x, bias = a[0], names[0]
             self.dtype_of([x, bias], "relu")
             cols = self.shape(x)[1]
-            self.body.append(f"    for (int64_t i = 0; i < {self.shape(x)[0]}; i++) for "
-                             f"(int64_t j = 0; j < {cols}; j++) {{ {self.ctype(x)} v = "
-                             f"{x}[i * {cols} + j] + {bias}[j]; {x}[i * {cols} + j] = v < 0 ? "
-                             f"0 : v; }}")
+            decl, p = self.noalias([x], [bias])
+            self.body.append(f"    {{ {decl} for (int64_t i = 0; i < {self.shape(x)[0]}; i++) "
+                             f"for (int64_t j = 0; j < {cols}; j++) {{ {self.ctype(x)} v = "
+                             f"{p[x]}[i * {cols} + j] + {p[bias]}[j]; {p[x]}[i * {cols} + j] = "
+                             f"v < 0 ? 0 : v; }} }}")
             return x
         if kind == "relu_":
             self.dtype_of([a[0]], "relu")
@@ -289,7 +331,7 @@ class CSource:
             return a[0]
         if kind == "relu_grad_":
             self.dtype_of([a[0], a[1]], "relu")
-            self.each(a[0], self.shape(a[0]), "{1} > 0 ? {0} : {0} * 0", [a[0], a[1]])
+            self.each(a[0], self.shape(a[0]), RELU_GRAD, [a[0], a[1]])
             return a[0]
         if kind == "relu_grad_sums":  # relu's rule and the column sums of its result
             g, out = a[0], a[1]
@@ -301,12 +343,13 @@ class CSource:
                 self.alloc(line.target, self.shape(g), self.arrays[g].dtype)
             self.alloc(sums, (self.shape(g)[1],), self.arrays[g].dtype)
             rows, cols = self.shape(g)
-            r = line.target
-            self.body.append(f"    for (int64_t j = 0; j < {cols}; j++) {sums}[j] = 0;")
+            decl, p = self.noalias([line.target, sums], [g, out])
+            r, sm, g, out = p[line.target], p[sums], p[g], p[out]
             self.body.append(
-                f"    for (int64_t i = 0; i < {rows}; i++) for (int64_t j = 0; j < {cols}; "
-                f"j++) {{ {self.ctype(g)} v = {g}[i * {cols} + j]; v = {out}[i * {cols} + "
-                f"j] > 0 ? v : v * 0; {r}[i * {cols} + j] = v; {sums}[j] += v; }}")
+                f"    {{ {decl} for (int64_t j = 0; j < {cols}; j++) {sm}[j] = 0; "
+                f"for (int64_t i = 0; i < {rows}; i++) for (int64_t j = 0; j < {cols}; "
+                f"j++) {{ {self.ctype(line.target)} v = {g}[i * {cols} + j] * ({out}[i * "
+                f"{cols} + j] > 0); {r}[i * {cols} + j] = v; {sm}[j] += v; }} }}")
             return None
         return names[0]  # "sums": the column sums computed with relu's rule
 
@@ -354,6 +397,8 @@ class CSource:
                 self.body, body[k] = saved, self.body[0] + note
         for k, n in enumerate(outs):
             tail.append(f"    memcpy(gg_out{k}, {n}, {self.arrays[n].nbytes});")
+        offsets, size = self.layout({*outs, *(g for g, _, _ in updates)})
+        body = [re.sub(r"@(\d+)@", lambda m: str(offsets[int(m.group(1))]), b) for b in body]
         decl = [f"    {t} *{n} = 0;" for n, t in self.declared.items() if n not in self.inputs]
         unpack = [f"    {C_TYPES[a.dtype]} *{n} = ({C_TYPES[a.dtype]} *)gg_arrays[{k}];"
                   for k, (n, a, _) in enumerate(arrays)]
@@ -362,7 +407,7 @@ class CSource:
         text = "\n".join([
             c_build.PRELUDE,
             f"GG_EXPORT const long long gg_sizes[] = {{{sizes or 0}}};",
-            f"#define GG_WORKSPACE {max(self.workspace, ALIGN)}",
+            f"#define GG_WORKSPACE {max(size, ALIGN)}",
             c_build.WORKSPACE,
             "GG_EXPORT int gg_step(char **gg_arrays, const double *gg_scalars) {",
             *unpack, *decl,
@@ -376,6 +421,30 @@ class CSource:
             "}", ""])
         return text, {"arrays": arrays, "inputs": len(self.inputs), "extra": extra,
                       "outs": (len(grads), None if aux is None else len(aux))}
+
+    def layout(self, kept: set[str]) -> tuple[dict[int, int], int]:
+        """Each buffer's offset in the workspace, and its size: a buffer may take the place
+        of one whose last line came before its first (a line that reads one array while it
+        writes another never has them share memory). ``kept``: names read at the end (the
+        arrays returned, the gradients of the updates at the end), whose buffers live to the
+        end."""
+        last: dict[str, int] = {}
+        for i, line in enumerate(self.low.lines):
+            for n in line.names():
+                last[n] = i
+        end = len(self.low.lines) + 1
+        placed: list[tuple[int, int, int]] = []  # (offset, bytes, last line)
+        offsets: dict[int, int] = {}
+        for k, (first, stop, size, names) in enumerate(self.buffers):  # (in order of first)
+            stop = end if names & kept else max([stop, *(last.get(n, -1) for n in names)])
+            offset = 0
+            for o, sz in sorted((o, sz) for o, sz, st in placed if st >= first):
+                if offset + size <= o:
+                    break
+                offset = max(offset, o + sz)
+            offsets[k] = offset
+            placed.append((offset, size, stop))
+        return offsets, max((o + sz for o, sz, _ in placed), default=0)
 
     def fold(self, g: str, p: str) -> tuple[int, str, bool, str, bool] | None:
         """Where ``p``'s update may run inside its gradient's product (the numba back end's
@@ -582,7 +651,7 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "mul": _binary("{0} * {1}", ("{0} * {3}", "{0} * {2}")),
     "div": _binary("{0} / {1}", ("{0} / {3}", "-{0} * {1} / {3}")),
     "tanh": _unary("tanh({0})", "{0} * (1 - {1} * {1})"),
-    "relu": _unary("{0} < 0 ? 0 : {0}", "{1} > 0 ? {0} : {0} * 0"),
+    "relu": _unary("{0} < 0 ? 0 : {0}", RELU_GRAD),
     "sigmoid": _unary("(gg_half + gg_half * tanh(gg_half * {0}))", "{0} * {1} * (1 - {1})"),
     "exp": _unary("exp({0})", "{0} * {1}"),
     "linear": _linear,

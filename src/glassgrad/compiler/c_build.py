@@ -74,6 +74,15 @@ static char *gg_workspace_take(void) {
     }
     return aligned_alloc(64, GG_WORKSPACE);
 }
+/* ws + offset, as a pointer whose origin the compiler forgets (an empty asm): knowing that two
+ * arrays lie at constant offsets from one base, GCC 12 ran a relu pass as scalar code (its
+ * dependence test gave up); not knowing, it trusts `restrict` and vectorizes (341 against
+ * 150 us for a 1024 x 512 pass, measured). */
+static inline char *gg_at(char *ws, long long offset) {
+    char *p = ws + offset;
+    __asm__("" : "+r"(p));
+    return p;
+}
 static void gg_workspace_give(char *ws) {
     if (ws == gg_kept) __atomic_store_n(&gg_busy, 0, __ATOMIC_RELEASE);
     else free(ws);
