@@ -175,6 +175,31 @@ def test_elementwise_ops_and_broadcast_gradients_equal_the_numpy_replay() -> Non
     _assert_close(results[1], results[0])
 
 
+def test_a_computed_bias_added_in_the_relus_pass_is_kept_until_then() -> None:
+    """The bias a fused relu adds is read at the relu's line, which does not list it: its
+    memory must not go to the temporaries made in between (the layout's liveness)."""
+    rng = np.random.default_rng(5)
+    x0, x1 = (gg.tensor(rng.standard_normal(s).astype(np.float32)) for s in ((64, 32), (4, 8)))
+    # (the temporaries in between are small enough to fit where the bias was)
+    w0, v0, b0 = (rng.standard_normal(s).astype(np.float32) for s in ((48, 32), (8, 8), 48))
+    results = []
+    for backend in ("numpy", "c"):
+        # (a frozen layer: no rule of the backward pass names the bias again)
+        w, b = gg.tensor(w0.copy()), gg.tensor(b0.copy())
+        v = gg.tensor(v0.copy(), requires_grad=True)
+
+        def loss(x, y, w=w, v=v, b=b):
+            z = F.linear(x, w, b * 2.0)  # a bias the step computes: a temporary
+            other = gg.tanh(y @ v) * 3.0  # temporaries made between the layer and its relu
+            return gg.relu(z).sum() + other.sum()
+
+        step = gg.compile(loss, backend=backend)
+        out = step(x0, x1)
+        results.append((out.numpy(), v.grad.numpy()))
+    assert "v = gg_r0[i * 48 + j] + gg_r1[j]" in step.source  # (the bias in the relu's pass)
+    _assert_close(results[1], results[0], rtol=1e-5)
+
+
 def test_outputs_and_argument_gradients_are_delivered() -> None:
     seen = []
     for backend in ("numpy", "c"):

@@ -245,7 +245,19 @@ class CSource:
 
     # ------------------------------------------------------------------ lines
     def line(self, line: Line, fused: tuple[str, ...] | None = None, index: int = -1) -> None:
+        """Write ``line``, ``low.lines[index]`` (``fused``: what ``fusions`` planned for it).
+        Every buffer its code names lives at least to this line, also one read through a
+        name the line does not list (the bias a fused relu adds)."""
         self.at = index
+        start = len(self.body)
+        self._line(line, fused, index)
+        for statement in self.body[start:]:
+            for name in set(re.findall(r"[A-Za-z_]\w*", statement)):
+                k = self.buffer_of.get(name)
+                if k is not None:
+                    self.buffers[k][1] = max(self.buffers[k][1], index)
+
+    def _line(self, line: Line, fused: tuple[str, ...] | None, index: int) -> None:
         if line.kind == "comment":
             self.body.append(f"    /* {line.comment.replace('*/', '* /')} */")
             return

@@ -184,7 +184,7 @@ class NativeProgram(Program):
         ref = self.fn(*[t._data for t in targs])
         if which == "plain":
             mine = fn(*self.inputs(targs))
-            _close(mine[1], ref[1], "gradient")
+            _close(mine[1], ref[1], "a gradient")
         else:
             copies = [p._data.copy() for p in self.jit_folded]
             if which == "fused":
@@ -195,13 +195,13 @@ class NativeProgram(Program):
                           *(-0.3, 0.7) * len(set(self.jit_slots)))
             grads = dict(zip(map(id, self.leaves), ref[1]))
             _close(copies, [-0.3 * grads[id(p)] + 0.7 * p._data for p in self.jit_folded],
-                   "folded update")
+                   "a folded update")
             n = len(self.leaves)
             kept = {id(p) for p in self.jit_kept}
             others = [g for p, g in zip(self.leaves, ref[1]) if id(p) in kept] + list(ref[1][n:])
-            _close(mine[1], others, "gradient")
+            _close(mine[1], others, "a gradient")
         _close([mine[0], *(mine[2] if self.has_aux else ())],
-               [ref[0], *(ref[2] if self.has_aux else ())], "output")
+               [ref[0], *(ref[2] if self.has_aux else ())], "an output")
 
     def run(self, targs: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
         if self.jit_failed:
@@ -266,5 +266,5 @@ def _close(mine: Any, ref: Any, what: str) -> None:
         m, r = np.asarray(m), np.asarray(r)
         if m.shape != r.shape or m.dtype != r.dtype or not np.allclose(
                 m, r, rtol=1e-4, atol=1e-5 * _scale(r), equal_nan=True):
-            raise AssertionError(f"a {what} of shape {r.shape} {r.dtype}, the compiled step "
-                                 f"gives shape {m.shape} {m.dtype}")
+            raise AssertionError(f"{what} of shape {r.shape} {r.dtype}: the compiled step "
+                                 f"gives other values, or shape {m.shape} {m.dtype}")
