@@ -216,6 +216,65 @@ def test_outputs_and_argument_gradients_are_delivered() -> None:
     _assert_close(seen[1], seen[0], rtol=1e-5)
 
 
+def _c_or_fallback_equals_eager(fn, args, new_args) -> str:
+    """Compile ``fn`` with the C back end: it either runs in C or says it falls back; either
+    way each call's loss and gradients are the engine's. Returns the program's kind."""
+    step = gg.compile(fn, backend="c")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", JitFallbackWarning)
+        for call_args in (args, new_args):  # the first call records, the second replays
+            fresh = [gg.tensor(a.numpy().copy(), requires_grad=True) if isinstance(a, gg.Tensor)
+                     and a.requires_grad else a for a in call_args]
+            want = fn(*fresh)
+            want.backward()
+            for a in call_args:
+                if isinstance(a, gg.Tensor):
+                    a.grad = None
+            loss = step(*call_args)
+            np.testing.assert_allclose(loss.numpy(), want.numpy(), rtol=1e-9, atol=1e-9)
+            for a, f in zip(call_args, fresh):
+                if isinstance(a, gg.Tensor) and a.requires_grad:
+                    np.testing.assert_allclose(a.grad.numpy(), f.grad.numpy(), rtol=1e-9,
+                                               atol=1e-9)
+    kind = type(step._last).__name__
+    warned = [str(w.message) for w in caught if issubclass(w.category, JitFallbackWarning)]
+    assert (kind == "CProgram") == (not warned), warned  # a fallback always says so
+    assert all("is not supported by the C back end" in w for w in warned), warned
+    return kind
+
+
+def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None:
+    """The op table's cases (float64), each as (op(*xs) * weights).sum(): the ops the loops
+    cover give the engine's numbers to float64 rounding, every other says why it falls back."""
+    name, shapes, attrs = op_case
+    op = gg.OPS[name]
+    rng = np.random.default_rng(5)
+    args = cases.sample(op, shapes, rng)
+    new_args = cases.sample(op, shapes, np.random.default_rng(6))
+    weights = rng.standard_normal(op(*args, **attrs).shape)
+
+    def fn(*xs):
+        return (op(*xs, **attrs) * weights).sum()
+
+    index = attrs.get("index")
+    if isinstance(index, np.ndarray) and index.dtype == np.bool_:
+        return  # (refused when recording, for every back end: test_compile.py)
+    kind = _c_or_fallback_equals_eager(fn, args, new_args)
+    if name in ("add", "sub", "mul", "div", "tanh", "relu", "sigmoid", "exp") and not attrs \
+            and all(a.numpy().dtype == np.float64 for a in args if isinstance(a, gg.Tensor)):
+        assert kind == "CProgram"
+
+
+def test_every_composite_runs_in_c_or_falls_back_saying_so(composite_case, cases) -> None:
+    name, shapes, kw = composite_case
+    f = cases.COMPOSITES[name][0]
+    rng = np.random.default_rng(8)
+    args = cases.sample_composite(shapes, rng)
+    new_args = cases.sample_composite(shapes, np.random.default_rng(9))
+    weights = rng.standard_normal(f(*args, **kw).shape)
+    _c_or_fallback_equals_eager(lambda *xs: (f(*xs, **kw) * weights).sum(), args, new_args)
+
+
 # --------------------------------------------------------------------------- declines
 def test_a_class_index_out_of_range_raises_the_engines_error_and_changes_nothing() -> None:
     model = _small_mlp()
