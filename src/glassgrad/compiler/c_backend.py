@@ -409,7 +409,16 @@ class CSource:
                 self.body, body[k] = saved, self.body[0] + note
         for k, n in enumerate(outs):
             tail.append(f"    memcpy(gg_out{k}, {n}, {self.arrays[n].nbytes});")
-        offsets, size = self.layout({*outs, *(g for g, _, _ in updates)})
+        # A buffer nothing reads or writes (a gradient whose product now updates the
+        # parameter instead) takes no memory: its line goes.
+        used: set[str] = set()
+        for statement in (*body, *tail):
+            made = re.match(r"    (\w+) = \(\w+ \*\)gg_at\(ws, @\d+@\);$", statement)
+            found = set(re.findall(r"[A-Za-z_]\w*", statement))
+            used |= found - {made.group(1)} if made else found
+        unused = {k for k, b in enumerate(self.buffers) if not b[3] & used}
+        body = [b for b in body if not any(f"@{k}@" in b for k in unused)]
+        offsets, size = self.layout({*outs, *(g for g, _, _ in updates)}, unused)
         body = [re.sub(r"@(\d+)@", lambda m: str(offsets[int(m.group(1))]), b) for b in body]
         decl = [f"    {t} *{n} = 0;" for n, t in self.declared.items() if n not in self.inputs]
         unpack = [f"    {C_TYPES[a.dtype]} *{n} = ({C_TYPES[a.dtype]} *)gg_arrays[{k}];"
@@ -434,12 +443,13 @@ class CSource:
         return text, {"arrays": arrays, "inputs": len(self.inputs), "extra": extra,
                       "outs": (len(grads), None if aux is None else len(aux))}
 
-    def layout(self, kept: set[str]) -> tuple[dict[int, int], int]:
+    def layout(self, kept: set[str], unused: set[int] = frozenset()
+               ) -> tuple[dict[int, int], int]:
         """Each buffer's offset in the workspace, and its size: a buffer may take the place
         of one whose last line came before its first (a line that reads one array while it
         writes another never has them share memory). ``kept``: names read at the end (the
         arrays returned, the gradients of the updates at the end), whose buffers live to the
-        end."""
+        end; ``unused``: buffers that take no place."""
         last: dict[str, int] = {}
         for i, line in enumerate(self.low.lines):
             for n in line.names():
@@ -448,6 +458,8 @@ class CSource:
         placed: list[tuple[int, int, int]] = []  # (offset, bytes, last line)
         offsets: dict[int, int] = {}
         for k, (first, stop, size, names) in enumerate(self.buffers):  # (in order of first)
+            if k in unused:
+                continue
             stop = end if names & kept else max([stop, *(last.get(n, -1) for n in names)])
             offset = 0
             for o, sz in sorted((o, sz) for o, sz, st in placed if st >= first):
