@@ -194,6 +194,22 @@ def test_mse_forward_count_rounds_as_before(dtype: Any, n: int) -> None:
         _same_bits(ops._mse_forward(x, y), _mse_forward_general(x, y, "mean"))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [3, 7, 2049, 70001])
+def test_mse_forward_without_weak_python_numbers_keeps_the_dtype(monkeypatch, dtype: Any,
+                                                                 n: int) -> None:
+    """NumPy 1.x computes a float32 scalar over a Python int in float64 (no NEP 50): there
+    the forward divides by the count made a scalar of the total's dtype, with NumPy 2's
+    bits (before, its float64 result sent the op's dtype promotion into endless recursion:
+    mse_loss on float32 raised RecursionError)."""
+    assert (int(np.__version__.split(".")[0]) >= 2) == ops._WEAK_PYTHON_NUMBERS
+    monkeypatch.setattr(ops, "_WEAK_PYTHON_NUMBERS", False)
+    x = np.linspace(-1, 1, n).astype(dtype)
+    y = np.zeros(n, dtype)
+    with np.errstate(all="ignore"):
+        _same_bits(ops._mse_forward(x, y), _mse_forward_general(x, y, "mean"))
+
+
 @pytest.mark.parametrize("dtype, n", [(np.float32, 2**24 + 1), (np.float32, 2**25 + 3),
                                       (np.float64, 2**53 + 1), (np.float16, 10**6)])
 def test_scalar_divided_by_python_count_rounds_the_count_to_its_dtype(dtype: Any,

@@ -216,6 +216,9 @@ def _op_error(op: Op, ts: tuple, attrs: dict, e: Exception) -> Exception:
 # =========================================================================== elementwise
 # Every public, method-like op below is gg.<name> and x.<name>() (``public``, ``method``).
 _API = {"public": True, "method": True}
+# Whether a NumPy scalar keeps its dtype in arithmetic with a Python number (NEP 50: NumPy 2;
+# NumPy 1.x computes float32 scalar / int in float64)
+_WEAK_PYTHON_NUMBERS = (np.float32(1) / 3).dtype == np.float32
 
 
 def _inf_minus_inf(grad: Any, a: Any, b: Any) -> str | None:
@@ -970,10 +973,14 @@ concatenate = defop(
 def _mse_forward(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
     d = input - target
     total = np.add.reduce(d * d, None)
+    if reduction != "mean":
+        return total
     # total is a NumPy scalar: scalar arithmetic rounds the count to its dtype and divides,
     # the bits (and overflow warnings) of true_divide, without the ufunc machinery or making
-    # the count a NumPy scalar first (about 900 instructions against 3,700 or more)
-    return total / d.size if reduction == "mean" else total
+    # the count a NumPy scalar first (about 900 instructions against 3,700 or more). NumPy 1.x
+    # computes a float32 scalar over a Python int in float64: there the count is made a
+    # scalar of total's dtype first, as NumPy 2 does it.
+    return total / d.size if _WEAK_PYTHON_NUMBERS else total / total.dtype.type(d.size)
 
 
 def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "mean") -> Any:

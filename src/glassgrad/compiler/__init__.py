@@ -74,11 +74,13 @@ def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None,  # noqa: A001
     used up: after the step ``.grad`` of the optimizer's parameters is None (compile without
     ``optimizer`` to inspect or clip them).
 
-    ``backend="numba"`` (``pip install "glassgrad[jit]"``) replays the whole step, the
-    optimizer's folded update included, as one function compiled by numba on the first call
-    (seconds; ``step.jit_seconds``), with the same guards; results agree with the NumPy
-    replay to float rounding. A step with an op it has no kernel for replays in NumPy, with
-    a ``JitFallbackWarning`` naming the op (see ``compiler/README.md``).
+    ``backend="c"`` replays the whole step, the optimizer's folded update included, as one C
+    function compiled by the system's C compiler on the first call (a fraction of a second;
+    kept on disk for the next process) and ``backend="numba"`` (``pip install
+    "glassgrad[jit]"``) as one numba function (seconds; ``step.jit_seconds``), with the same
+    guards; results agree with the NumPy replay to float rounding. A step with an op they
+    have no code for, or without a C compiler, replays in NumPy, with a
+    ``JitFallbackWarning`` saying why (see ``compiler/README.md``).
 
     >>> import glassgrad as gg
     >>> model = gg.nn.MLP([2, 3, 1], activation="tanh", seed=0)
@@ -193,8 +195,8 @@ class Compiled:
 
     @property
     def jit_seconds(self) -> float:
-        """Seconds numba spent compiling the most recently used recording's kernels (0 for
-        the NumPy back end, and for a kernel found compiled in the cache)."""
+        """Seconds the C compiler or numba spent compiling and checking the most recently used
+        recording's kernels (0 for the NumPy back end)."""
         return getattr(self._last, "jit_seconds", 0.0)
 
     def __repr__(self) -> str:
