@@ -75,8 +75,8 @@ def compile(loss_fn: Callable[..., Tensor], optimizer: Any = None,  # noqa: A001
     ``optimizer`` to inspect or clip them).
 
     ``backend="c"`` replays the whole step, the optimizer's folded update included, as one C
-    function compiled by the system's C compiler on the first call (a fraction of a second;
-    kept on disk for the next process) and ``backend="numba"`` (``pip install
+    function compiled by the system's C compiler on its first replay, the second call (a
+    fraction of a second; kept on disk for the next process) and ``backend="numba"`` (``pip install
     "glassgrad[jit]"``) as one numba function (seconds; ``step.jit_seconds``), with the same
     guards; results agree with the NumPy replay to float rounding. A step with an op they
     have no code for, or without a C compiler, replays in NumPy, with a

@@ -88,6 +88,8 @@ class NativeProgram(Program):
             start = time.perf_counter()
             fn = self._compile_checked(source, which, targs)
             self.jit_seconds += time.perf_counter() - start
+        except _InputError as e:  # the NumPy replay itself refused these inputs: the
+            raise e.__cause__ from None  # caller's error, not the kernel's (asked again next)
         except AssertionError as e:
             self.jit_failed = True
             warn(f"internal error, please report it: {self.kernel_name} differs from the "
@@ -170,7 +172,12 @@ class NativeProgram(Program):
             if ab is None:
                 return
             coef += ab
-        if self.kernel("direct", targs) is not None:
+        try:
+            direct = self.kernel("direct", targs)
+        except BaseException:
+            self.jit_snapshot = []  # (asked again on the next call)
+            raise
+        if direct is not None:
             self.jit_coef = tuple(coef)
 
     def inputs(self, targs: tuple[Tensor, ...], params: list[np.ndarray] | None = None
@@ -181,7 +188,10 @@ class NativeProgram(Program):
     def _check(self, fn: Callable[..., Any], which: str, targs: tuple[Tensor, ...]) -> None:
         """Run ``fn`` once (numba compiles it here) and compare it with the NumPy program on
         the same inputs: the folded updates on copies, with α, β = −0.3, 0.7."""
-        ref = self.fn(*[t._data for t in targs])
+        try:
+            ref = self.fn(*[t._data for t in targs])
+        except Exception as e:
+            raise _InputError from e
         if which == "plain":
             mine = fn(*self.inputs(targs))
             _close(mine[1], ref[1], "a gradient")
@@ -257,6 +267,11 @@ class NativeProgram(Program):
                     f[3]()
             autograd.mark_modified(*self.jit_folded)
         return loss
+
+
+class _InputError(Exception):
+    """The NumPy replay failed on the inputs a kernel was to be checked on (a class index
+    out of range, say): its cause is the caller's error."""
 
 
 def _close(mine: Any, ref: Any, what: str) -> None:
