@@ -108,9 +108,10 @@ class CSource:
         self.buffer_of: dict[str, int] = {}  # name -> the buffer it names now
         self.root: dict[str, Any] = {}  # name -> the array it names now (a buffer, an input)
         self.at = 0  # the index in low.lines of the line being written
-        # gradient name -> (body index, a, transposed, b, transposed, index in low.lines):
-        # a line that is one BLAS product alone, into which an update may fold (``fold``)
-        self.products: dict[str, tuple[int, str, bool, str, bool, int]] = {}
+        # gradient name -> (body index, a, transposed, b, transposed, index in low.lines, the
+        # operands' names and the arrays they named then): a line that is one BLAS product
+        # alone, into which an update may fold (``fold``)
+        self.products: dict[str, tuple[int, str, bool, str, bool, int, set[Any]]] = {}
         self.last_product: tuple[int, str, bool, str, bool] | None = None
 
     # ------------------------------------------------------------------ names and memory
@@ -279,7 +280,9 @@ class CSource:
             return
         if (not post and res == line.target and self.last_product is not None
                 and self.last_product[0] >= start):
-            self.products[line.target] = (*self.last_product, index)
+            _, a, _, b, _ = self.last_product
+            self.products[line.target] = (*self.last_product, index,
+                                          {a, b, self.root.get(a, a), self.root.get(b, b)})
         if line.sum_to is not None:
             res = self.sum_to(res, tuple(line.sum_to))
         if line.cast is not None:
@@ -472,15 +475,16 @@ class CSource:
 
     def fold(self, g: str, p: str) -> tuple[int, str, bool, str, bool] | None:
         """Where ``p``'s update may run inside its gradient's product (the numba back end's
-        rule, ``numba_backend.Source.fold``): (body index, a, ta, b, tb), or None."""
+        rule, ``numba_backend.Source.fold``): (body index, a, ta, b, tb), or None. Not where
+        an operand is ``p`` or named ``p``'s array then (BLAS would write what it reads)."""
         if g not in self.products:
             return None
-        k, a, ta, b, tb, i = self.products[g]
+        k, a, ta, b, tb, i, operands = self.products[g]
         lines = self.low.lines
         if any(g in line.names() for j, line in enumerate(lines)
                if j != i and line.kind != "del"):
             return None
-        if p in (a, b) or not unread_after(lines[i + 1:], p, self.arrays[p], self.held,
+        if p in operands or not unread_after(lines[i + 1:], p, self.arrays[p], self.held,
                                            self.low.returns.names()):
             return None
         return k, a, ta, b, tb
