@@ -31,7 +31,15 @@ import numpy as np
 
 from .. import autograd, blas
 from . import c_build
-from .fusion_plan import LOOPS_MAX, Unsupported, fusions, roles
+from .fusion_plan import (
+    LOOPS_MAX,
+    Unsupported,
+    fusions,
+    loss_reduction,
+    no_attrs,
+    over_every_element,
+    roles,
+)
 from .ir import Line
 from .lower import Lowered
 from .native_program import NativeProgram, held_params, warn
@@ -503,7 +511,7 @@ def _index(shape: tuple[int, ...], full: tuple[int, ...]) -> str:
 def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
     """forms over (a, b) for the forward, (g, out, a, b) for the rules"""
     def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-        _no_attrs(op, attrs)
+        no_attrs(op, attrs)
         src.dtype_of(args if i < 0 else [args[0], *args[2:]], op)
         form = fwd if i < 0 else rules[i]
         if form == "{0}":
@@ -517,7 +525,7 @@ def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
 
 def _unary(fwd: str, rule: str) -> Callable[..., str]:
     def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-        _no_attrs(op, attrs)
+        no_attrs(op, attrs)
         src.dtype_of(args if i < 0 else args[:2], op)
         x = args[0] if i < 0 else args[1]
         src.alloc(dst, src.shape(x), src.arrays[x].dtype)
@@ -535,7 +543,7 @@ def _linear_checks(src: CSource, op: str, x: str, w: str, bias: list[str]) -> No
 
 
 def _linear(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    _no_attrs(op, attrs)
+    no_attrs(op, attrs)
     if i < 0:
         x, w, *bias = args
         _linear_checks(src, op, x, w, bias)
@@ -562,7 +570,7 @@ def _linear(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
 
 
 def _matmul(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    _no_attrs(op, attrs)
+    no_attrs(op, attrs)
     g, _, a, b = (None, None, *args) if i < 0 else args
     if len(src.shape(a)) != 2 or len(src.shape(b)) != 2:
         raise Unsupported(op, f"shapes {src.shape(a)} @ {src.shape(b)} (the loops take "
@@ -580,7 +588,7 @@ def _matmul(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
 
 
 def _mse(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    mean = _reduction(op, attrs)
+    mean = loss_reduction(op, attrs)
     g, _, x, y = (None, None, *args) if i < 0 else args
     if src.shape(x) != src.shape(y):
         raise Unsupported(op, f"input {src.shape(x)} and target {src.shape(y)} differ")
@@ -602,7 +610,7 @@ def _mse(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) 
 
 def _cross_entropy(src: CSource, op: str, i: int, args: list[str], attrs: dict,
                    dst: str) -> str:
-    mean = _reduction(op, attrs)
+    mean = loss_reduction(op, attrs)
     g, _, z, y = (None, None, *args) if i < 0 else args
     if len(src.shape(z)) != 2 or src.shape(y) != src.shape(z)[:1] \
             or src.arrays[y].dtype.kind not in "iu" or i > 0:
@@ -639,9 +647,7 @@ def _cross_entropy(src: CSource, op: str, i: int, args: list[str], attrs: dict,
 
 def _reduce(divide: bool) -> Callable[..., str]:
     def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-        if attrs.get("axis") is not None or attrs.get("keepdims") or set(attrs) - {
-                "axis", "keepdims"}:
-            raise Unsupported(op, f"attributes {attrs} (the loops sum every element)")
+        over_every_element(op, attrs)
         x = args[0] if i < 0 else args[2]
         src.dtype_of([x] if i < 0 else [args[0], x], op)
         n = src.arrays[x].size
@@ -657,18 +663,6 @@ def _reduce(divide: bool) -> Callable[..., str]:
                             f"i = 0; i < {n}; i++) {dst}[i] = v; }}")
         return dst
     return emit
-
-
-def _no_attrs(op: str, attrs: dict) -> None:
-    if attrs:
-        raise Unsupported(op, f"attributes {attrs}")
-
-
-def _reduction(op: str, attrs: dict) -> bool:
-    r = attrs.pop("reduction", "mean")
-    if r not in ("mean", "sum") or attrs:
-        raise Unsupported(op, f"reduction={r!r} with attributes {attrs}")
-    return r == "mean"
 
 
 # op name -> emitter(source, op, rule index (-1: forward), argument names, attributes, the

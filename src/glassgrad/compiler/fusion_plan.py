@@ -1,8 +1,8 @@
 """What the back ends that compile a whole step share (``numba_backend.py``, ``c_backend.py``):
 the op table's functions by role (``roles``), the reason a line cannot be compiled
-(``Unsupported``), the size below which a product runs as loops (``LOOPS_MAX``), and the plan
-of fused and in-place passes around relu layers (``fusions``), proved with the NumPy
-replay's own passes. Nothing here imports numba."""
+(``Unsupported``, and the checks of attributes both make), the size below which a product
+runs as loops (``LOOPS_MAX``), and the plan of fused and in-place passes around relu layers
+(``fusions``), proved with the NumPy replay's own passes. Nothing here imports numba."""
 
 from __future__ import annotations
 
@@ -17,6 +17,27 @@ LOOPS_MAX = 1 << 15  # multiply-adds up to which a product runs as loops, not BL
 
 class Unsupported(Exception):  # noqa: N818  (not an error: the reason to fall back)
     """An op line the kernels cannot run (the op's name, why)."""
+
+
+def no_attrs(op: str, attrs: dict) -> None:
+    """Refuse an op line with attributes (the kernels of most ops take none)."""
+    if attrs:
+        raise Unsupported(op, f"attributes {attrs}")
+
+
+def loss_reduction(op: str, attrs: dict) -> bool:
+    """Whether a loss's ``reduction`` is "mean" ("sum" is the other one the kernels take)."""
+    r = attrs.pop("reduction", "mean")
+    if r not in ("mean", "sum") or attrs:
+        raise Unsupported(op, f"reduction={r!r} with attributes {attrs}")
+    return r == "mean"
+
+
+def over_every_element(op: str, attrs: dict) -> None:
+    """Refuse a sum or mean over some axes only (the kernels sum every element)."""
+    if attrs.get("axis") is not None or attrs.get("keepdims") or set(attrs) - {
+            "axis", "keepdims"}:
+        raise Unsupported(op, f"attributes {attrs} (the kernels sum every element)")
 
 
 _ROLES: dict[int, tuple[ops.Op, int]] = {}

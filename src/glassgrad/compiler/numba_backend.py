@@ -32,7 +32,14 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import blas
-from .fusion_plan import LOOPS_MAX, Unsupported, fusions
+from .fusion_plan import (
+    LOOPS_MAX,
+    Unsupported,
+    fusions,
+    loss_reduction,
+    no_attrs,
+    over_every_element,
+)
 from .fusion_plan import roles as _roles
 from .ir import Line
 from .lower import Lowered
@@ -230,7 +237,7 @@ class Source:
 
 def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
     def emit(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
-        _no_attrs(op, attrs)
+        no_attrs(op, attrs)
         g, out, a, b = (None, None, *args) if i < 0 else args
         src.dtype_of([a, b] if i < 0 else [g, a, b], op)
         form = fwd if i < 0 else rules[i]
@@ -243,14 +250,14 @@ def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
 
 def _unary(fwd: str, rule: str) -> Callable[..., str]:
     def emit(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
-        _no_attrs(op, attrs)
+        no_attrs(op, attrs)
         src.dtype_of(args, op)
         return f"{fwd}({args[0]})" if i < 0 else f"{rule}({args[0]}, {args[1]})"
     return emit
 
 
 def _linear(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
-    _no_attrs(op, attrs)
+    no_attrs(op, attrs)
     g, out, x, w, b = (None, None, *args) if i < 0 else args
     if len(src.shape(x)) != 2:
         raise Unsupported(op, f"an input of shape {src.shape(x)} (the kernels take 2-D)")
@@ -263,7 +270,7 @@ def _linear(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
 
 
 def _matmul(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
-    _no_attrs(op, attrs)
+    no_attrs(op, attrs)
     g, out, a, b = (None, None, *args) if i < 0 else args
     if len(src.shape(a)) != 2 or len(src.shape(b)) != 2:
         raise Unsupported(op, f"shapes {src.shape(a)} @ {src.shape(b)} (the kernels take "
@@ -275,7 +282,7 @@ def _matmul(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
 
 
 def _mse(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
-    mean = _reduction(op, attrs)
+    mean = loss_reduction(op, attrs)
     g, out, x, y = (None, None, *args) if i < 0 else args
     if src.shape(x) != src.shape(y):
         raise Unsupported(op, f"input {src.shape(x)} and target {src.shape(y)} differ")
@@ -284,7 +291,7 @@ def _mse(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
 
 
 def _cross_entropy(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
-    mean = _reduction(op, attrs)
+    mean = loss_reduction(op, attrs)
     g, out, z, y = (None, None, *args) if i < 0 else args
     if len(src.shape(z)) != 2 or src.shape(y) != src.shape(z)[:1] \
             or src.arrays[y].dtype.kind not in "iu":
@@ -297,27 +304,12 @@ def _cross_entropy(src: Source, op: str, i: int, args: list[str], attrs: dict) -
 
 def _reduce(divide: bool) -> Callable[..., str]:
     def emit(src: Source, op: str, i: int, args: list[str], attrs: dict) -> str:
-        if attrs.get("axis") is not None or attrs.get("keepdims") or set(attrs) - {
-                "axis", "keepdims"}:
-            raise Unsupported(op, f"attributes {attrs} (the kernel sums every element)")
+        over_every_element(op, attrs)
         x = args[0] if i < 0 else args[2]
         src.dtype_of([x], op)
         per = f" / {x}.size" if divide else ""
         return f"as_0d(total({x}){per}, {x})" if i < 0 else f"filled({args[0]}.item(){per}, {x})"
     return emit
-
-
-def _no_attrs(op: str, attrs: dict) -> None:
-    if attrs:
-        raise Unsupported(op, f"attributes {attrs}")
-
-
-def _reduction(op: str, attrs: dict) -> bool:
-    """Whether ``reduction`` is "mean" ("sum" is the other one the kernels take)."""
-    r = attrs.pop("reduction", "mean")
-    if r not in ("mean", "sum") or attrs:
-        raise Unsupported(op, f"reduction={r!r} with attributes {attrs}")
-    return r == "mean"
 
 
 # op name -> emitter(source, op name, rule index (-1: forward), argument names, attributes)
