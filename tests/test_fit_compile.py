@@ -98,3 +98,53 @@ def test_cli_compile_flag_reports_the_same_run(capsys):
 def test_cli_compile_trains_the_xor_demo(capsys):
     code, out = _train(capsys, "xor", "--compile", "-q")
     assert code == 0 and "100.0%" in out.out
+
+
+def test_fit_compile_c_trains_as_eager_does_to_rounding_in_c():
+    """compile="c": each step one C function (the plain variant: gradients, then the
+    optimizer's step in Python, so callbacks still see .grad); the run's numbers are the
+    eager run's to float rounding."""
+    from glassgrad.compiler import c_build
+
+    if c_build.unavailable():
+        pytest.skip(c_build.unavailable())
+    X, y = _classes()
+    runs, kinds = [], []
+
+    class Kind(Callback):
+        def on_after_backward(self, trainer, step):
+            kinds.append(type(trainer.compiled._last).__name__)
+            assert all(p.grad is not None for p in trainer.model.parameters())
+
+    for compile in (False, "c"):
+        model = gg.nn.MLP([4, 8, 8, 3], activation="relu", seed=1)
+        h = gg.fit(model, X, y, optimizer="sgd", epochs=4, verbose=0, seed=3, batch_size=16,
+                   compile=compile, callbacks=[Kind()] if compile else None)
+        runs.append((h, _weights(model)))
+    (h_eager, w_eager), (h_c, w_c) = runs
+    assert h_c.params["compile"] == "c" and h_eager.params["compile"] is False
+    assert set(kinds) == {"CProgram"} and len(kinds) == 16
+    for key, values in h_eager.history.items():
+        np.testing.assert_allclose(h_c[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+    for a, b in zip(w_eager, w_c):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("compile", ["C", "jit", "", 2])
+def test_fit_refuses_an_unknown_compile_back_end_before_any_weight_moves(compile):
+    X, y = _classes(12)
+    model = gg.nn.MLP([4, 5, 3], seed=0)
+    before = _weights(model)
+    with pytest.raises((ValueError, TypeError), match=r"fit\(\): compile"):
+        gg.fit(model, X, y, epochs=1, verbose=0, compile=compile)
+    for a, b in zip(_weights(model), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cli_compile_c_trains_the_xor_demo(capsys):
+    from glassgrad.compiler import c_build
+
+    if c_build.unavailable():
+        pytest.skip(c_build.unavailable())
+    code, out = _train(capsys, "xor", "--compile", "c", "-q")
+    assert code == 0 and "100.0%" in out.out and out.err == ""

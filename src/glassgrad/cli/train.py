@@ -99,9 +99,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plots", metavar="DIR", type=output_dir,
                    help="write loss, gradient-norm, activation and decision-boundary plots to DIR "
                         "(implies --diagnose; needs matplotlib: pip install 'glassgrad[plot]')")
-    p.add_argument("--compile", action="store_true",
+    p.add_argument("--compile", nargs="?", const="numpy", default=None,
+                   choices=("numpy", "c", "numba"), metavar="BACKEND",
                    help="replay each step as recorded NumPy (gg.compile): the same numbers, "
-                        "less Python per op; with --diagnose steps run eagerly, watched")
+                        "less Python per op; --compile c as one C function per step (a C "
+                        "compiler; the same numbers to rounding, faster); with --diagnose "
+                        "steps run eagerly, watched")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over MPI: run as mpiexec -n N python -m mpi4py -m "
                         "glassgrad train ... --distributed (pip install 'glassgrad[distributed]')")
@@ -288,7 +291,7 @@ def _fit(model: Any, parts: list, args: argparse.Namespace, loss: str, lr: float
                    validation_data=parts[1] if len(parts) > 1 else None,
                    early_stopping=args.early_stopping, verbose=0 if args.quiet else 1,
                    seed=args.seed, callbacks=[epoch, *([monitor] if monitor else [])],
-                   compile=args.compile, distributed=args.distributed)
+                   compile=args.compile or False, distributed=args.distributed)
     except NonFiniteLossError as e:
         if monitor is not None:  # what the monitor saw before the loss blew up explains why
             print(diagnose.report(e.history))

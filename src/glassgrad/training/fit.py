@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import no_grad
-from ..compiler import Compiled, CompileError
+from ..compiler import BACKENDS, Compiled, CompileError
 from ..compiler import compile as compile_fn
 from ..creation import rng as random_generator
 from ..data.loader import DataLoader as ArrayLoader
@@ -168,9 +168,11 @@ class Trainer:
         )
 
 
-def compile_step(model: Any, loss_fn: Any) -> Compiled:
-    """The training step ``(loss, output)`` of ``model`` under ``loss_fn``, compiled."""
-    return compile_fn(lambda xb, yb: _loss_and_output(model, loss_fn, xb, yb))
+def compile_step(model: Any, loss_fn: Any, backend: str = "numpy") -> Compiled:
+    """The training step ``(loss, output)`` of ``model`` under ``loss_fn``, compiled (by
+    ``gg.compile``'s ``backend``)."""
+    return compile_fn(lambda xb, yb: _loss_and_output(model, loss_fn, xb, yb),
+                      backend=backend)
 
 
 def _loss_and_output(model: Any, loss_fn: Any, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
@@ -182,8 +184,9 @@ def _compiled_call(compiled: Compiled, xb: np.ndarray, yb: np.ndarray) -> tuple[
     try:
         return compiled(Tensor._wrap(xb), Tensor._wrap(yb))
     except CompileError as e:  # raised while recording, before any weight changed
-        raise CompileError(f"fit(compile=True): {e} Or train this model with compile=False."
-                           ) from None
+        given = "True" if compiled.backend == "numpy" else repr(compiled.backend)
+        raise CompileError(f"fit(compile={given}): {e} Or train this model with "
+                           f"compile=False.") from None
 
 
 def evaluate_arrays(model: Any, loss_fn: Any, X: np.ndarray, y: np.ndarray,
@@ -258,6 +261,18 @@ def _loader_arrays(loader: Any, y: Any, batch_size: Any
             loader.drop_last)
 
 
+def _compile_backend(compile: Any) -> str | None:  # noqa: A002
+    """fit()'s ``compile``: None (eager), or the ``gg.compile`` back end that replays steps."""
+    if isinstance(compile, str):
+        if compile not in BACKENDS:
+            raise ValueError(
+                f"fit(): compile is True, False or the name of a gg.compile back end "
+                f"({', '.join(map(repr, BACKENDS))}), got {compile!r}. Fix: compile=True "
+                f"(recorded NumPy), or compile='c' (one C function per step).")
+        return compile
+    return "numpy" if setup.flag(compile, "compile") else None
+
+
 def _options(epochs: Any, batch_size: Any, shuffle: Any, compile: Any,  # noqa: A002
              drop_last: Any, distributed: bool, verbose: Any, validation_split: Any,
              validation_data: Any) -> tuple:
@@ -266,7 +281,7 @@ def _options(epochs: Any, batch_size: Any, shuffle: Any, compile: Any,  # noqa: 
     if batch_size is not None:
         batch_size = setup.count(batch_size, "batch_size (None for the full batch)",
                                  example=32)
-    shuffle, compile = setup.flag(shuffle, "shuffle"), setup.flag(compile, "compile")
+    shuffle, compile = setup.flag(shuffle, "shuffle"), _compile_backend(compile)
     drop_last = setup.flag(drop_last, "drop_last")
     if drop_last and distributed:
         raise ValueError("fit(): drop_last=True is not supported with distributed=True yet "
@@ -327,7 +342,7 @@ def fit(
     callbacks: list | None = None,
     verbose: int = 1,
     seed: int | np.random.Generator | None = None,
-    compile: bool = False,  # noqa: A002  (the name users know from Keras and torch)
+    compile: bool | str = False,  # noqa: A002  (the name users know from Keras and torch)
     distributed: bool = False,
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return the per-epoch ``History``.
@@ -358,8 +373,11 @@ def fit(
     - ``verbose``: 0 silent, 1 a progress bar in a terminal (about ten lines otherwise),
       2 one line per epoch. ``seed`` fixes shuffling and the validation split.
     - ``compile``: replay each step's forward and backward as recorded NumPy (``gg.compile``):
-      the same numbers, less Python per op, so small networks train faster. Models that draw
-      random numbers while training (Dropout) are refused with a ``CompileError``.
+      the same numbers, less Python per op, so small networks train faster. ``compile="c"``
+      replays each as one C function (``gg.compile(..., backend="c")``: a C compiler, the
+      same numbers to float rounding, faster still); ``"numba"`` as one numba function.
+      Models that draw random numbers while training (Dropout) are refused with a
+      ``CompileError``.
     - ``distributed``: data-parallel over the MPI ranks of ``mpiexec -n N python -m mpi4py``
       (``glassgrad.distributed``): each rank trains on its part of every batch of
       ``batch_size``, gradients are averaged each step, all ranks end with the same weights
@@ -405,11 +423,11 @@ def fit(
                                                                 verbose), rng,
                             drop_last=drop_last)
     if compile:
-        trainer.compiled = compile_step(model, loss_fn)
+        trainer.compiled = compile_step(model, loss_fn, compile)
     trainer.history.params = {
         "epochs": epochs, "batch_size": bs, "steps_per_epoch": trainer.steps_per_epoch,
         "samples": n, "val_samples": 0 if X_val is None else len(X_val), "loss": kind,
-        "optimizer": type(opt).__name__, "shuffle": shuffle, "compile": bool(compile),
+        "optimizer": type(opt).__name__, "shuffle": shuffle, "compile": compile or False,
         "drop_last": drop_last,
     }
     if hasattr(model, "train"):
