@@ -69,7 +69,7 @@ class DistributedTrainer(Trainer):
             "optimizer": [type(opt).__name__, repr(hypers)],
             "loss": self.loss_kind, "metrics": sorted(self.metrics),
             "epochs": self.epochs, "batch_size": self.batch_size, "shuffle": self.shuffle,
-            "compile": self.compiled is not None,
+            "compile": self.compiled.backend if self.compiled is not None else False,
         }
 
     # ------------------------------------------------------------------ one epoch
