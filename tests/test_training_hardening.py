@@ -264,7 +264,9 @@ def test_numpy_scalars_are_accepted_for_counts_and_rates():
     ({"early_stopping": -1}, ValueError, r"early_stopping .* must be an integer >= 0, got -1"),
     ({"early_stopping": True}, TypeError, r"early_stopping .* got True \(a bool\)"),
     ({"shuffle": "false"}, TypeError, r"shuffle must be True or False, got 'false'"),
-    ({"compile": "yes"}, TypeError, r"compile must be True or False, got 'yes'"),
+    ({"compile": "yes"}, ValueError, r"compile is True, False or the name of a gg.compile "
+                                     r"back end \('numpy', 'numba', 'c'\), got 'yes'"),
+    ({"compile": 1.0}, TypeError, r"compile must be True or False, got 1.0"),
     ({"verbose": -1}, ValueError, r"verbose \(0, 1 or 2\) must be an integer >= 0, got -1"),
     ({"verbose": "1"}, TypeError, r"verbose \(0, 1 or 2\) must be an integer"),
 ])
