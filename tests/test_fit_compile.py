@@ -146,5 +146,11 @@ def test_cli_compile_c_trains_the_xor_demo(capsys):
 
     if c_build.unavailable():
         pytest.skip(c_build.unavailable())
-    code, out = _train(capsys, "xor", "--compile", "c", "-q")
+    import warnings
+
+    from glassgrad.compiler.native_program import JitFallbackWarning
+
+    with warnings.catch_warnings():  # (bce_with_logits: reshape, concatenate, logsumexp in C)
+        warnings.simplefilter("error", JitFallbackWarning)
+        code, out = _train(capsys, "xor", "--compile", "c", "-q")
     assert code == 0 and "100.0%" in out.out and out.err == ""

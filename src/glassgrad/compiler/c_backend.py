@@ -152,6 +152,16 @@ class CSource:
         self.temps += 1
         return f"gg_t{self.temps}"
 
+    def view(self, name: str, shape: tuple[int, ...]) -> str:
+        """A new name for ``name``'s array seen with another shape of as many elements (a
+        reshape: every array here is C-ordered, so no copy)."""
+        if math.prod(shape) != self.arrays[name].size:
+            raise Unsupported("reshape", f"{self.shape(name)} to {shape}")
+        v = self.temp()
+        self.arrays[v] = _like(shape, self.arrays[name].dtype)
+        self.bind(v, name)
+        return v
+
     def bind(self, name: str, other: str) -> None:
         """``name`` now names ``other``'s array (no copy: a Python assignment)."""
         if name != other:
@@ -272,8 +282,11 @@ class CSource:
             return
         if line.kind == "del":
             return
-        if line.item is not None:
-            raise Unsupported(line.name, "a rule giving every input's gradient at once")
+        if line.item is not None:  # one of a variadic rule's gradients (``_concatenate``)
+            part = f"{line.args[0]}__{line.item}"
+            if line.kind != "copy" or part not in self.arrays:
+                raise Unsupported(line.name, "a rule giving every input's gradient at once")
+            line = Line(**{**line.__dict__, "args": [part], "item": None})
         post = line.sum_to is not None or line.cast is not None or line.accumulate
         dst = self.temp() if post else line.target
         start = len(self.body)
@@ -665,8 +678,81 @@ def _reduce(divide: bool) -> Callable[..., str]:
     return emit
 
 
-# op name -> emitter(source, op, rule index (-1: forward), argument names, attributes, the
-# name to bind the result to): returns the name that holds the result
+def _reshape(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    if i < 0:  # the recorded result's shape (the attribute may hold a -1)
+        return src.view(args[0], src.shape(dst))
+    return src.view(args[0], src.shape(args[2]))  # the gradient, in the input's shape
+
+
+def _concatenate(src: CSource, op: str, i: int, args: list[str], attrs: dict,
+                 dst: str) -> str | None:
+    """Copies of contiguous blocks: the inputs' into the result, or the gradient's back into
+    one array per input (``{dst}__{k}``, which the item lines name)."""
+    if set(attrs) - {"axis"}:
+        raise Unsupported(op, f"attributes {attrs}")
+    forward = i == -1  # (else EVERY_INPUT: the backward)
+    parts = args if forward else args[2:]
+    whole = None if forward else args[0]
+    src.dtype_of(parts if whole is None else [whole, *parts], op)
+    shapes = [src.shape(n) for n in parts]
+    nd = len(shapes[0])
+    if nd == 0 or any(len(s) != nd for s in shapes):
+        raise Unsupported(op, f"inputs of shapes {shapes}")
+    ax = attrs.get("axis", 0) % nd
+    out_shape = (*shapes[0][:ax], sum(s[ax] for s in shapes), *shapes[0][ax + 1:])
+    outer = math.prod(out_shape[:ax])
+    item = np.dtype(src.arrays[parts[0]].dtype).itemsize
+    row = math.prod(out_shape[ax:])
+    if forward:
+        src.alloc(dst, out_shape, src.arrays[parts[0]].dtype)
+    offset = 0
+    for k, (n, s) in enumerate(zip(parts, shapes)):
+        inner = math.prod(s[ax:])
+        if forward:
+            to, frm, at_to, at_frm = dst, n, f"o * {row} + {offset}", f"o * {inner}"
+        else:
+            to = src.alloc(f"{dst}__{k}", s, src.arrays[n].dtype)
+            frm, at_to, at_frm = whole, f"o * {inner}", f"o * {row} + {offset}"
+        src.body.append(f"    for (int64_t o = 0; o < {outer}; o++) memcpy({to} + {at_to}, "
+                        f"{frm} + {at_frm}, {inner * item});")
+        offset += inner
+    return dst if forward else None
+
+
+def _logsumexp(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    """log Σ exp over the last axis (NumPy's: the row's maximum subtracted first, 0 where it
+    is not finite); its rule, g·exp(x − out)."""
+    x = args[0] if i < 0 else args[2]
+    shape = src.shape(x)
+    axis = attrs.get("axis")
+    last = len(shape) - 1
+    if set(attrs) - {"axis", "keepdims"} or not shape or not (
+            axis in (-1, last, (-1,), (last,)) or (axis is None and last == 0)):
+        raise Unsupported(op, f"axis={axis!r} on shape {shape} (the loops take the last axis)")
+    src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
+    n = shape[-1]
+    rows = src.arrays[x].size // max(n, 1)
+    t = src.ctype(x)
+    if i < 0:
+        kept = (*shape[:-1], 1) if attrs.get("keepdims") else shape[:-1]
+        src.alloc(dst, kept, src.arrays[x].dtype)
+        src.body.append(
+            f"    for (int64_t r = 0; r < {rows}; r++) {{ const {t} *row = {x} + r * {n}; {t} m "
+            f"= row[0]; for (int64_t j = 1; j < {n}; j++) m = row[j] > m ? row[j] : m; if "
+            f"(!isfinite(m)) m = 0; double s = 0; for (int64_t j = 0; j < {n}; j++) s += "
+            f"exp(row[j] - m); {dst}[r] = ({t})(log(s) + m); }}")
+        return dst
+    g, out = args[0], args[1]
+    src.alloc(dst, shape, src.arrays[x].dtype)
+    src.body.append(
+        f"    for (int64_t r = 0; r < {rows}; r++) for (int64_t j = 0; j < {n}; j++) "
+        f"{dst}[r * {n} + j] = {g}[r] * exp({x}[r * {n} + j] - {out}[r]);")
+    return dst
+
+
+# op name -> emitter(source, op, rule index (-1: forward; EVERY_INPUT: a variadic op's
+# backward), argument names, attributes, the name to bind the result to): returns the name
+# that holds the result (None: it bound its own names)
 EMITTERS: dict[str, Callable[..., str]] = {
     "add": _binary("{0} + {1}", ("{0}", "{0}")),
     "sub": _binary("{0} - {1}", ("{0}", "-{0}")),
@@ -682,6 +768,9 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "cross_entropy": _cross_entropy,
     "sum": _reduce(False),
     "mean": _reduce(True),
+    "reshape": _reshape,
+    "concatenate": _concatenate,
+    "logsumexp": _logsumexp,
 }
 
 

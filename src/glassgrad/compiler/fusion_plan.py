@@ -43,15 +43,20 @@ def over_every_element(op: str, attrs: dict) -> None:
 _ROLES: dict[int, tuple[ops.Op, int]] = {}
 
 
+EVERY_INPUT = -2  # the role of a variadic op's backward: every input's gradient at once
+
+
 def roles() -> dict[int, tuple[ops.Op, int]]:
-    """id(function) -> (op, -1 for the forward or the rule's input index), for the op
-    table's functions (built once)."""
+    """id(function) -> (op, -1 for the forward, the rule's input index, or ``EVERY_INPUT``
+    for a variadic op's backward), for the op table's functions (built once)."""
     if not _ROLES:
         for op in ops.OPS.values():
             _ROLES[id(op.forward)] = (op, -1)
             for i, rule in enumerate(op.rules or ()):
                 if rule is not None:
                     _ROLES[id(rule)] = (op, i)
+            if op.variadic:
+                _ROLES[id(op.backward)] = (op, EVERY_INPUT)
     return _ROLES
 
 
