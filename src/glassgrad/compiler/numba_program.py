@@ -8,7 +8,7 @@ from typing import Any
 
 from ..tensor import Tensor
 from . import numba_cache
-from .native_program import JitFallbackWarning, NativeProgram, held_params, warn
+from .native_program import JitFallbackWarning, NativeProgram, _InputError, held_params, warn
 
 __all__ = ["JitFallbackWarning", "NumbaProgram", "held_params", "warn"]
 
@@ -25,7 +25,7 @@ class NumbaProgram(NativeProgram):
         fn = numba_cache.compiled(source)
         try:
             self._check(fn, which, targs)
-        except AssertionError:
+        except (AssertionError, _InputError):  # (a kernel that differs; the caller's error)
             raise
         except Exception:
             if not numba_cache.from_file(fn):
