@@ -570,6 +570,7 @@ def _linear(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
         return dst
     g, _, x, w, *bias = args
     _linear_checks(src, op, x, w, bias)
+    src.dtype_of([g, x], op)  # (the products take one dtype)
     if i == 0:
         src.alloc(dst, src.shape(x), src.arrays[x].dtype)
         src.product(dst, g, False, w, False)
