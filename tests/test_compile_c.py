@@ -486,3 +486,20 @@ def test_the_library_name_follows_the_source_and_the_cpu(monkeypatch) -> None:
         assert lib.gg_x() == 7
         paths.append(lib._name)
     assert paths[0] == paths[1] != paths[2]
+
+
+def test_a_dropped_step_lets_its_workspace_go():
+    """The library stays loaded, its kept workspace is freed with the step's function (a
+    Compiled that recorded many shapes keeps none for the recordings it dropped)."""
+    import gc
+
+    model = _small_mlp()
+    step = gg.compile(lambda X, y: F.cross_entropy(model(X), y), backend="c")
+    X, y = _mlp_data(n=7)  # (a shape no other test compiles: a library of its own)
+    step(X, y), step(X, y)
+    lib = step._last.jit_kernels["plain"].__globals__["lib"]
+    assert lib.gg_holds_workspace() == 1
+    step.reset()
+    del step
+    gc.collect()
+    assert lib.gg_holds_workspace() == 0

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,16 @@ static void gg_workspace_give(char *ws) {
     if (ws == gg_kept) __atomic_store_n(&gg_busy, 0, __ATOMIC_RELEASE);
     else free(ws);
 }
+/* The kept workspace freed, unless a call holds it (the step's Python function is gone; a
+ * later call, from another function of the same source, allocates it again). */
+GG_EXPORT void gg_release(void) {
+    if (!__atomic_exchange_n(&gg_busy, 1, __ATOMIC_ACQUIRE)) {
+        free(gg_kept);
+        gg_kept = NULL;
+        __atomic_store_n(&gg_busy, 0, __ATOMIC_RELEASE);
+    }
+}
+GG_EXPORT int gg_holds_workspace(void) { return gg_kept != NULL; }
 """
 
 _LOADED: dict[str, ctypes.CDLL] = {}  # digest -> library (never unloaded: steps point in)
@@ -244,6 +255,12 @@ def step_function(source: str, *, arrays: list[tuple[str, np.ndarray, bool]], in
         "        raise declined(rc)",
         f"    return {ret}", ""])
     exec(compile(text, "<glassgrad.compile C caller>", "exec"), env)  # noqa: S102
+    # A library stays loaded for the process (code may point into it), but its workspace
+    # goes when a function that calls it is dropped: a program that records many shapes (a
+    # batch size that changes) keeps no workspace for the steps it dropped. (Another
+    # function of the same source allocates it again on its next call.)
+    lib.gg_release.restype = None
+    weakref.finalize(env["step"], lib.gg_release)
     return env["step"]
 
 
