@@ -145,6 +145,13 @@ def gemm_address(dtype: np.dtype) -> int | None:
     return ctypes.cast(fn, ctypes.c_void_p).value
 
 
+def gemm_addresses() -> tuple[int, int] | None:
+    """(sgemm, dgemm): ``gemm_address`` of float32 and of float64, or None unless both are
+    found (what the compiled back ends call their large products through)."""
+    both = (gemm_address(np.dtype(np.float32)), gemm_address(np.dtype(np.float64)))
+    return None if None in both else both
+
+
 def _layout(a: np.ndarray) -> tuple[int, int] | None:
     """(transpose flag, leading dimension) of a 2-D array BLAS can read in place, row-major
     (a dimension of length 1 may have any stride: it is never stepped over)."""

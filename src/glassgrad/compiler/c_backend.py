@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import autograd, blas
 from . import c_build
 from .fusion_plan import (
     LOOPS_MAX,
@@ -638,8 +637,9 @@ def _cross_entropy(src: CSource, op: str, i: int, args: list[str], attrs: dict,
     # yet), and the NumPy replay raises the engine's error
     src.body.append(f"    for (int64_t i = 0; i < {n}; i++) if ({y}[i] < 0 || {y}[i] >= {c}) "
                     f"{{ gg_rc = 1; goto gg_done; }}")
-    lse = (f"{t} m = {z}[i * {c}]; for (int64_t j = 1; j < {c}; j++) m = {z}[i * {c} + j] > m "
-           f"? {z}[i * {c} + j] : m; double e = 0; for (int64_t j = 0; j < {c}; j++) e += "
+    row_max = (f"{t} m = {z}[i * {c}]; for (int64_t j = 1; j < {c}; j++) m = {z}[i * {c} + j] "
+               f"> m ? {z}[i * {c} + j] : m;")
+    lse = (f"{row_max} double e = 0; for (int64_t j = 0; j < {c}; j++) e += "
            f"exp((double)({z}[i * {c} + j] - m));")
     if i < 0:
         src.alloc(dst, (), src.arrays[z].dtype)
@@ -650,8 +650,7 @@ def _cross_entropy(src: CSource, op: str, i: int, args: list[str], attrs: dict,
     src.alloc(dst, (n, c), src.arrays[z].dtype)
     scale = f"(double){g}[0]{f' / {n}' if mean else ''}"
     src.body.append(
-        f"    {{ double k = {scale}; for (int64_t i = 0; i < {n}; i++) {{ {t} m = {z}[i * {c}]; "
-        f"for (int64_t j = 1; j < {c}; j++) m = {z}[i * {c} + j] > m ? {z}[i * {c} + j] : m; "
+        f"    {{ double k = {scale}; for (int64_t i = 0; i < {n}; i++) {{ {row_max} "
         f"double e = 0; for (int64_t j = 0; j < {c}; j++) {{ {t} v = ({t})exp((double)({z}[i * "
         f"{c} + j] - m)); {dst}[i * {c} + j] = v; e += v; }} double r = k / e; for (int64_t j = "
         f"0; j < {c}; j++) {dst}[i * {c} + j] = ({t})({dst}[i * {c} + j] * r); "
@@ -851,5 +850,3 @@ def accelerate(prog: Program, low: Lowered) -> Program:
     # after they are let go, it reuses their memory.
     return cp
 
-
-_ = autograd, blas  # (imported for their side effects on first use: the BLAS is located)

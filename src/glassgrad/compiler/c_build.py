@@ -120,7 +120,7 @@ def compiler() -> list[str] | None:
 
 def numpy_blas() -> bool:
     """Whether NumPy's OpenBLAS gemm, with 64-bit integers, can be called by address."""
-    return all(blas.gemm_address(np.dtype(t)) is not None for t in (np.float32, np.float64))
+    return blas.gemm_addresses() is not None
 
 
 def unavailable() -> str:
@@ -163,10 +163,9 @@ def library(source: str) -> ctypes.CDLL:
             return lib
         path = _built(source, cmd, digest)
         lib = ctypes.CDLL(str(path))
-        s, d = (blas.gemm_address(np.dtype(t)) for t in (np.float32, np.float64))
         lib.gg_set_blas.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lib.gg_set_blas.restype = None
-        lib.gg_set_blas(s, d)
+        lib.gg_set_blas(*(blas.gemm_addresses() or (None, None)))
         _LOADED[digest] = lib
         return lib
 

@@ -191,8 +191,8 @@ def _register_numpy_blas() -> bool:
     it could (numba installed, NumPy's BLAS located with 64-bit integers)."""
     if numba is None:
         return False
-    addresses = [blas.gemm_address(np.dtype(t)) for t in (np.float32, np.float64)]
-    if None in addresses:
+    addresses = blas.gemm_addresses()
+    if addresses is None:
         return False
     import llvmlite.binding as llvm  # noqa: PLC0415  (numba's own dependency)
 
