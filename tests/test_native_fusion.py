@@ -4,6 +4,9 @@ passes it replaces, and against writing over memory anyone else can see:
 - ``bias_relu``: nn.Sequential adds a large Linear's bias in the pass of the ReLU after it;
 - the backward walk runs relu's, tanh's and sigmoid's rules itself, written over the
   incoming gradient when nothing but the walk holds it (``dead_gradient`` in _backward.c);
+- ``column_sums``: a linear layer's bias gradient (np.add.reduce over the rows) in one pass,
+  and no pass at all when a relu, tanh or sigmoid right above the layer summed its result's
+  columns in its own pass (the C walk hands them over);
 - ``max_tiles_grad``: max_pool2d's rule over windows that tile the input, in one pass.
 """
 
@@ -282,6 +285,111 @@ def test_writing_over_the_dead_gradient_saves_an_array(c_walk) -> None:
     c_walk.set_activation_rules(None, None, None)  # the rules called, each a new array
     apart = peak()
     assert over < 9_000_000 < 15_000_000 < apart, (over, apart)
+
+
+# ------------------------------------------------------------- a linear layer's bias sums
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (1024, 65), (0, 4), (3, 0)])
+def test_column_sums_are_numpys_add_reduce(built_extension, dtype, shape) -> None:
+    g = _specials(np.random.default_rng(len(shape) + shape[0]), shape, dtype)
+    g[:, :1] = -0.0  # a column of −0 sums to +0 in NumPy (it starts from +0)
+    with np.errstate(all="ignore"):
+        want = np.add.reduce(g, 0)
+        got = built_extension.column_sums(g)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    # Every bit but a NaN's sign: adding two NaNs, x86 keeps one operand's, and which one is
+    # the compiler's choice of operand order (addition commutes), in NumPy's build and ours.
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert got[~nan].tobytes() == want[~nan].tobytes()
+
+
+@pytest.mark.parametrize("case", [
+    lambda: np.ones(4), lambda: np.ones((2, 3, 4)), lambda: np.ones((4, 6))[:, ::2],
+    lambda: np.ones((4, 3), np.int64), lambda: np.ones((4, 3), np.float16),
+    lambda: np.ones((4, 3)).astype(">f8"), lambda: [[1.0, 2.0]],
+])
+def test_column_sums_decline_anything_else(built_extension, case) -> None:
+    assert built_extension.column_sums(case()) is NotImplemented
+
+
+@pytest.fixture
+def bias_sums_walk(c_walk):
+    """The C walk with ops.linear's bias rule registered (also where GLASSGRAD_NATIVE=0),
+    and a count of the bias rule's own column sums."""
+    c_walk.set_linear_rules(ops.linear, ops.linear.rules[2])
+    yield c_walk
+    if not autograd._native:
+        c_walk.set_linear_rules(None, None)
+
+
+def _count_column_sums(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = ops._column_sums
+    monkeypatch.setattr(ops, "_column_sums", lambda g: calls.append(1) or real(g))
+    return calls
+
+
+def _mlp_grads(act: str, dtype, x_shape=(70, 6), seed=11, **kw) -> list[bytes]:
+    gg.manual_seed(seed)
+    layers = [gg.nn.Linear(6, 9), getattr(gg.nn, act)(), gg.nn.Linear(9, 8),
+              getattr(gg.nn, act)(), gg.nn.Linear(8, 3)]
+    model = gg.nn.Sequential(*layers).to(dtype)
+    if kw.get("frozen_bias"):
+        layers[2].bias.requires_grad_(False)
+    x = gg.tensor(np.random.default_rng(seed).standard_normal(x_shape).astype(dtype))
+    y = model(x)
+    (y * y).sum().backward()
+    return [p.grad.numpy().tobytes() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("act", ["ReLU", "Tanh", "Sigmoid"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_activation_above_a_layer_sums_its_bias_gradient(bias_sums_walk, monkeypatch, act,
+                                                             dtype) -> None:
+    """Only the top layer (no activation above it) runs the bias rule's own pass; every
+    gradient has the bits of the Python walk, which runs the rule for all three."""
+    calls = _count_column_sums(monkeypatch)
+    in_c = _mlp_grads(act, dtype)
+    assert len(calls) == 1
+    _python_walk(monkeypatch)
+    calls.clear()
+    assert _mlp_grads(act, dtype) == in_c
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("how", ["frozen bias", "rows of a 3-D input", "replaced rule"])
+def test_where_the_bias_rule_runs_itself(bias_sums_walk, monkeypatch, how) -> None:
+    calls = _count_column_sums(monkeypatch)
+    kw = {"frozen_bias": True} if how == "frozen bias" else {}
+    shape = (5, 14, 6) if how == "rows of a 3-D input" else (70, 6)
+    if how == "replaced rule":
+        bias_sums_walk.set_linear_rules(ops.linear, lambda *a: None)
+    in_c = _mlp_grads("ReLU", np.float64, shape, **kw)
+    # (a frozen bias has no rule to run; the top layer's always runs)
+    assert len(calls) == {"frozen bias": 1, "rows of a 3-D input": 3, "replaced rule": 3}[how]
+    _python_walk(monkeypatch)
+    assert _mlp_grads("ReLU", np.float64, shape, **kw) == in_c
+
+
+def test_a_second_path_into_the_layer_gets_the_sum_of_both(bias_sums_walk, monkeypatch) -> None:
+    """The layer's result feeds the relu and another op: its gradient is a new array (the
+    sum of both paths), so the relu's sums are not its bias gradient."""
+    rng = np.random.default_rng(12)
+    x0, w0, b0 = rng.standard_normal((80, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
+
+    def grads():
+        w, b = gg.tensor(w0, requires_grad=True), gg.tensor(b0, requires_grad=True)
+        z = gg.nn.functional.linear(gg.tensor(x0), w, b)
+        z.retain_grad()
+        (gg.relu(z).sum() + (z * 3.0).sum()).backward()
+        return b.grad.numpy(), z.grad.numpy()
+
+    b_grad, z_grad = grads()
+    np.testing.assert_array_equal(z_grad, (x0 @ w0.T + b0 > 0) + 3.0)  # relu's 0 or 1, + 3
+    np.testing.assert_array_equal(b_grad, np.add.reduce(z_grad, 0))
+    _python_walk(monkeypatch)
+    assert grads()[0].tobytes() == b_grad.tobytes()
 
 
 # ------------------------------------------------------------- max_pool2d's tiling rule

@@ -50,6 +50,10 @@
 Py_ssize_t OFF_G, OFF_PARENTS, OFF_STAMP, OFF_OP, OFF_ATTRS, OFF_DATA, OFF_REQUIRES_GRAD,
     OFF_RETAIN, OFF_GRAD, OFF_NAME;
 PyTypeObject *tensor_type;
+/* ops.linear and its bias rule (set_linear_rules): a relu's rule whose input is a linear
+ * layer's result also sums its result's columns in its pass (activation_pass), which is that
+ * layer's bias gradient; the walk hands them over (Sums) when the layer's rule runs. */
+static PyObject *linear_op, *linear_bias_rule;
 static PyObject *autograd_dict;
 static PyObject *store_grads_python;  /* autograd.store_grads as setup() found it */
 static PyObject *heappush, *heappop;
@@ -272,11 +276,33 @@ static int dead_gradient(PyObject *g) {
 #endif
 }
 
+/* Column sums an activation's pass made of its result `grad` (a new reference to each, or
+ * NULL): the bias gradient of the linear node that receives `grad`, if that node's
+ * gradient is still this array when its rules run (a second path into it makes a new sum
+ * array, and the reference held here keeps the walk from writing over this one). */
+typedef struct {
+    PyObject *grad, *sums;
+} Sums;
+
+static void sums_clear(Sums *k) {
+    Py_CLEAR(k->grad);
+    Py_CLEAR(k->sums);
+}
+
+/* Whether p is a linear node whose bias needs a gradient the op table's rule would give. */
+static int wants_bias_sums(PyObject *p) {
+    if (linear_op == NULL || SLOT(p, OFF_OP) != linear_op) return 0;
+    PyObject *pp = SLOT(p, OFF_PARENTS);
+    if (pp == NULL || !PyTuple_CheckExact(pp) || PyTuple_GET_SIZE(pp) != 3) return 0;
+    PyObject *bias = PyTuple_GET_ITEM(pp, 2);
+    return is_tensor(bias) && SLOT(bias, OFF_REQUIRES_GRAD) == Py_True;
+}
+
 /* One node's rules: send each input that needs a gradient its share, accumulating into its
  * _g slot, and queue the inputs reached for the first time (autograd.py's inner loop).
  * *nxt is the one waiting node held apart from the heap (an owned reference, or NULL). */
 static int run_rules(PyObject *node, PyObject *g, int g_dead, PyObject *parents,
-                     PyObject *heap, PyObject *leaves, PyObject **nxt) {
+                     PyObject *heap, PyObject *leaves, PyObject **nxt, Sums *kept) {
     PyObject *op = get(node, OFF_OP), *attrs = get(node, OFF_ATTRS), *out = get(node, OFF_DATA);
     if (op == NULL || attrs == NULL || out == NULL) return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(parents);
@@ -334,8 +360,21 @@ static int run_rules(PyObject *node, PyObject *g, int g_dead, PyObject *parents,
             PyObject *rule = PyTuple_GET_ITEM(rules, i);
             if (rule == Py_None) continue;
             int kind = n == 1 && kw == NULL ? activation_kind(rule) : -1;
-            pg = kind < 0 ? Py_NewRef(Py_NotImplemented)
-                          : activation_pass(kind, g, out, g_dead);  /* (the rule's own C) */
+            PyObject *sums = NULL;
+            if (kind >= 0) {  /* (the rule's own C) */
+                pg = activation_pass(kind, g, out, g_dead, wants_bias_sums(p) ? &sums : NULL);
+                if (sums != NULL) {
+                    sums_clear(kept);
+                    kept->grad = Py_NewRef(pg);
+                    kept->sums = sums;
+                }
+            } else if (rule == linear_bias_rule && kept->grad == g && kw == NULL) {
+                pg = kept->sums;  /* (the reference kept is handed over) */
+                kept->sums = NULL;
+                Py_CLEAR(kept->grad);
+            } else {
+                pg = Py_NewRef(Py_NotImplemented);
+            }
             if (pg == Py_NotImplemented) {
                 Py_DECREF(pg);
                 pg = PyObject_VectorcallDict(rule, args, n + 2, kw);
@@ -393,6 +432,7 @@ static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     PyObject *heap = PyList_New(0), *leaves = PyList_New(0), *walked = PyList_New(0),
              *done = PyList_New(0);
     PyObject *nxt = NULL, *result = NULL;
+    Sums kept = {NULL, NULL};
     if (heap == NULL || leaves == NULL || walked == NULL || done == NULL) goto out;
     set(root, OFF_G, Py_NewRef(seed));
     nxt = Py_NewRef(root);  /* the usual call: the root waits alone (no heap) */
@@ -456,7 +496,9 @@ static PyObject *walk(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
                 Py_XDECREF(r);
                 Py_XDECREF(check);
             }
-            if (ok) ok = run_rules(node, g, dead_gradient(g), parents, heap, leaves, &nxt) == 0;
+            if (ok)
+                ok = run_rules(node, g, dead_gradient(g), parents, heap, leaves, &nxt,
+                               &kept) == 0;
             Py_XDECREF(parents);
         }
         Py_DECREF(g);
@@ -503,6 +545,7 @@ fail: {  /* nodes still waiting hold a partial gradient: drop them, keep the err
         PyErr_Restore(type, value, tb);
     }
 out:
+    sums_clear(&kept);
     Py_XDECREF(nxt);
     Py_DECREF(last_write);
     Py_XDECREF(heap);
@@ -510,6 +553,17 @@ out:
     Py_XDECREF(walked);
     Py_XDECREF(done);
     return result;
+}
+
+/* set_linear_rules(linear, bias_rule): the op and rule the walk recognizes (linear_op). */
+static PyObject *set_linear_rules(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_linear_rules(linear, bias_rule)");
+        return NULL;
+    }
+    Py_XSETREF(linear_op, Py_NewRef(argv[0]));
+    Py_XSETREF(linear_bias_rule, Py_NewRef(argv[1]));
+    Py_RETURN_NONE;
 }
 
 /* record(op, inputs, out, attrs): autograd.record, line for line. */
@@ -632,6 +686,12 @@ static PyMethodDef methods[] = {
      "im2col(cols, win): conv2d's columns copied from the windows view, or NotImplemented."},
     {"store_fresh", (PyCFunction)(void (*)(void))store_fresh, METH_FASTCALL,
      "store_fresh(tensors, grads): store_grads' usual case for a compiled step, or False."},
+    {"set_linear_rules", (PyCFunction)(void (*)(void))set_linear_rules, METH_FASTCALL,
+     "set_linear_rules(linear, bias_rule): ops.linear and its bias rule, which the walk gives "
+     "from the column sums a relu's pass above it made."},
+    {"column_sums", (PyCFunction)(void (*)(void))column_sums, METH_FASTCALL,
+     "column_sums(g): np.add.reduce(g, 0) of a 2-D float array in one C pass, or "
+     "NotImplemented."},
     {"set_activation_rules", (PyCFunction)(void (*)(void))set_activation_rules, METH_FASTCALL,
      "set_activation_rules(relu, tanh, sigmoid): the op table's rules the walk runs in C."},
     {"bias_relu", (PyCFunction)(void (*)(void))bias_relu, METH_FASTCALL,

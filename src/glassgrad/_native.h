@@ -65,10 +65,13 @@ PyObject *bias_relu(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *im2col(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 PyObject *call_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
+PyObject *column_sums(PyObject *self, PyObject *const *argv, Py_ssize_t argc);
 
 /* _rules.c, for the walk: which activation an op table rule is (0 relu, 1 tanh, 2 sigmoid;
- * -1 for any other function), and that rule in one pass (over_grad: written over grad). */
+ * -1 for any other function), and that rule in one pass (over_grad: written over grad;
+ * sums, if not NULL, gets the result's column sums for a 2-D grad). */
 int activation_kind(PyObject *rule);
-PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_grad);
+PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_grad,
+                          PyObject **sums);
 
 #endif

@@ -64,6 +64,21 @@ static int apart(PyArrayObject *a, PyArrayObject *b) {
         }                                                                                \
     }
 
+/* ACTIVATION_LOOPS row by row, adding each result row into s (COLUMN_SUMS_LOOP's order). */
+#define ACTIVATION_SUMS_ROWS(T)                                                          \
+    {                                                                                    \
+        T *s = PyArray_DATA((PyArrayObject *)made);                                      \
+        for (npy_intp j = 0; j < cols; j++) s[j] = (T)0;                                 \
+        for (npy_intp row = 0; row < rows; row++) {                                      \
+            const T *g = (const T *)PyArray_DATA(ga) + row * cols;                       \
+            const T *o = (const T *)PyArray_DATA(oa) + row * cols;                       \
+            T *r = (T *)PyArray_DATA(ra) + row * cols;                                   \
+            npy_intp n = cols;                                                           \
+            ACTIVATION_LOOPS(T)                                                          \
+            for (npy_intp j = 0; j < cols; j++) s[j] += r[j];                            \
+        }                                                                                \
+    }
+
 /* The op table's rules of relu, tanh and sigmoid (ops.py gives them, set_activation_rules),
  * so the walk can tell them from a replaced rule. */
 static PyObject *activation_rules[3];
@@ -83,9 +98,49 @@ int activation_kind(PyObject *rule) {
     return -1;
 }
 
+/* Column sums s[j] = Σ_i r[i, j] of a (rows, cols) C-ordered block, in NumPy's order for
+ * np.add.reduce(r, 0): s starts at +0 (so a column of −0 sums to +0, as NumPy's does) and
+ * adds the rows one after another (tests/test_native_kernels.py checks the bits). */
+#define COLUMN_SUMS_LOOP(T)                                                              \
+    for (npy_intp j = 0; j < cols; j++) s[j] = (T)0;                                     \
+    for (npy_intp i = 0; i < rows; i++) {                                                \
+        const T *ri = r + i * cols;                                                      \
+        for (npy_intp j = 0; j < cols; j++) s[j] += ri[j];                               \
+    }
+
+/* A new 1-D array, uninitialized, of a's dtype and a's last dimension. */
+static PyObject *new_row(PyArrayObject *a) {
+    npy_intp cols = PyArray_DIM(a, PyArray_NDIM(a) - 1);
+    PyArray_Descr *d = PyArray_DESCR(a);
+    Py_INCREF(d);  /* (PyArray_NewFromDescr steals it) */
+    return PyArray_NewFromDescr(&PyArray_Type, d, 1, &cols, NULL, NULL, 0, NULL);
+}
+
+/* A new 1-D array of the column sums of r (2-D), or NULL with an error. */
+static PyObject *new_column_sums(PyArrayObject *ra) {
+    npy_intp rows = PyArray_DIM(ra, 0), cols = PyArray_DIM(ra, 1);
+    PyObject *sums = new_row(ra);
+    if (sums == NULL) return NULL;
+    if (PyArray_TYPE(ra) == NPY_FLOAT32) {
+        const float *r = PyArray_DATA(ra);
+        float *s = PyArray_DATA((PyArrayObject *)sums);
+        COLUMN_SUMS_LOOP(float)
+    } else {
+        const double *r = PyArray_DATA(ra);
+        double *s = PyArray_DATA((PyArrayObject *)sums);
+        COLUMN_SUMS_LOOP(double)
+    }
+    return sums;
+}
+
 /* relu's (0), tanh's (1) or sigmoid's (2) rule in one pass: a new array, or written over
- * grad (over_grad); NotImplemented (a new reference) where elementwise_pair declines. */
-PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_grad) {
+ * grad (over_grad); NotImplemented (a new reference) where elementwise_pair declines.
+ * With `sums` (not NULL) and a 2-D grad, *sums also gets the result's column sums, the bits
+ * of column_sums(result), read as the pass makes them (the walk hands them to the linear
+ * layer below as its bias gradient: one pass over the layer's gradient less); else *sums
+ * stays NULL. */
+PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_grad,
+                          PyObject **sums) {
     PyObject *into = over_grad ? grad : NULL;
     if (!elementwise_pair(grad, out, into)) Py_RETURN_NOTIMPLEMENTED;
     PyObject *result = into != NULL ? Py_NewRef(into)
@@ -94,6 +149,20 @@ PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_gra
     if (result == NULL) return NULL;
     PyArrayObject *ga = (PyArrayObject *)grad, *oa = (PyArrayObject *)out,
                   *ra = (PyArrayObject *)result;
+    if (sums != NULL && PyArray_NDIM(ga) == 2) {  /* row by row, each row's sums added */
+        npy_intp rows = PyArray_DIM(ga, 0), cols = PyArray_DIM(ga, 1);
+        PyObject *made = new_row(ra);
+        if (made == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        if (PyArray_TYPE(ga) == NPY_FLOAT32)
+            ACTIVATION_SUMS_ROWS(float)
+        else
+            ACTIVATION_SUMS_ROWS(double)
+        *sums = made;
+        return result;
+    }
     npy_intp n = PyArray_SIZE(ga);
     if (PyArray_TYPE(ga) == NPY_FLOAT32) {
         const float *g = PyArray_DATA(ga), *o = PyArray_DATA(oa);
@@ -105,6 +174,19 @@ PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_gra
         ACTIVATION_LOOPS(double)
     }
     return result;
+}
+
+/* column_sums(g): np.add.reduce(g, 0)'s value and bits for a 2-D float g (C-ordered,
+ * aligned, native byte order) in one pass, a new array; NotImplemented for anything else
+ * (ops._column_sums then calls NumPy). */
+PyObject *column_sums(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 1) {
+        PyErr_SetString(PyExc_TypeError, "column_sums(g)");
+        return NULL;
+    }
+    if (!float_twins(argv[0], argv[0]) || PyArray_NDIM((PyArrayObject *)argv[0]) != 2)
+        Py_RETURN_NOTIMPLEMENTED;
+    return new_column_sums((PyArrayObject *)argv[0]);
 }
 
 /* activation_grad(kind, grad, out, into=None): the backward rule of relu (kind 0), tanh (1)
@@ -125,7 +207,7 @@ PyObject *activation_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc
     PyObject *grad = argv[1], *out = argv[2];
     PyObject *into = argc == 4 && argv[3] != Py_None ? argv[3] : NULL;
     if (into != NULL && into != grad) Py_RETURN_NOTIMPLEMENTED;  /* (only grad is written) */
-    return activation_pass(kind, grad, out, into != NULL);
+    return activation_pass(kind, grad, out, into != NULL, NULL);
 }
 
 /* bias_relu(z, b): z ← max(z + b, 0) row by row, in place, one pass: NumPy's

@@ -612,16 +612,23 @@ def _rows(a: Any) -> Any:
     return a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
 
 
+_native_column_sums = None if _native is None else _native.column_sums
+
+
 def _column_sums(g: Any) -> Any:
     """Σ_rows g, of g (..., n) as rows (``_rows``, inline: a call costs more than a small
-    reshape). For a tall float matrix as ones @ g, a matrix-vector product that BLAS runs on
-    every core (measured: 30 µs vs 77 µs for add.reduce on 1024×512)."""
+    reshape): np.add.reduce(g, 0), rows added in order, in one C pass where the extension
+    is built (the same bits; 45 µs against NumPy's 71 on 1024×512 float32, measured). The C
+    walk takes these sums from the pass of a relu right above the layer instead
+    (``_backward.c``, ``set_linear_rules``): same bits, no pass of their own."""
     if g.ndim != 2:
         g = g.reshape(-1, g.shape[-1])
     if type(g) is not np.ndarray:  # a Tensor (create_graph): its reduce takes axis by name
         return np.add.reduce(g, axis=0)
-    if g.shape[0] >= 64 and g.dtype.kind == "f":
-        return np.ones(g.shape[0], g.dtype) @ g
+    if _native_column_sums is not None:
+        sums = _native_column_sums(g)
+        if sums is not NotImplemented:
+            return sums
     return np.add.reduce(g, 0)  # (axis positional: NumPy parses no keyword)
 
 
@@ -657,6 +664,8 @@ linear = defop(
     local_kind="matrix", local_matrix=lambda i, x, weight, bias: (
         (weight, x, np.ones_like(bias))[i]),
 )
+if _native is not None:  # the C walk gives the bias rule's sums from a relu's pass above it
+    _native.set_linear_rules(linear, linear.rules[2])
 
 
 # =========================================================================== reductions
