@@ -938,7 +938,8 @@ _C_FILES = ("_backward.c", "_optim.c", "_rules.c", "_steps.c", "_native.h")  # (
 # What the library calls in the extension: all of them, or it is not used.
 _NATIVE_FUNCTIONS = ("setup", "walk", "record", "store_fresh", "sgd_step", "adam_step",
                      "rmsprop_step", "activation_grad", "set_activation_rules", "bias_relu",
-                     "max_tiles_grad", "im2col", "call_step")
+                     "max_tiles_grad", "im2col", "call_step", "column_sums",
+                     "set_linear_rules")
 
 
 _native = _load_native()
