@@ -120,6 +120,9 @@ class CSource:
         # alone, into which an update may fold (``fold``)
         self.products: dict[str, tuple[int, str, bool, str, bool, int, set[Any]]] = {}
         self.last_product: tuple[int, str, bool, str, bool] | None = None
+        # (logits, labels) -> the buffers cross_entropy's forward kept for its rule: each
+        # exp(z − max) rounded to z's dtype, and each row's sum of those (``_cross_entropy``)
+        self.softmax_parts: dict[tuple[str, str], tuple[str, str]] = {}
 
     # ------------------------------------------------------------------ names and memory
     def shape(self, name: str) -> tuple[int, ...]:
@@ -639,16 +642,31 @@ def _cross_entropy(src: CSource, op: str, i: int, args: list[str], attrs: dict,
                     f"{{ gg_rc = 1; goto gg_done; }}")
     row_max = (f"{t} m = {z}[i * {c}]; for (int64_t j = 1; j < {c}; j++) m = {z}[i * {c} + j] "
                f"> m ? {z}[i * {c} + j] : m;")
-    lse = (f"{row_max} double e = 0; for (int64_t j = 0; j < {c}; j++) e += "
-           f"exp((double)({z}[i * {c} + j] - m));")
     if i < 0:
+        # The forward also keeps what the rule would compute again, with the rule's roundings:
+        # each exp(z − max) in z's dtype, and their sum per row (in double, as the rule adds
+        # them). The rule is then one scaling pass, no exp (57 against 3 µs for 1024 × 10).
+        kept = src.alloc(src.temp(), (n, c), src.arrays[z].dtype)
+        sums = src.alloc(src.temp(), (n,), np.dtype(np.float64))
+        src.softmax_parts[(z, y)] = (kept, sums)
         src.alloc(dst, (), src.arrays[z].dtype)
-        src.body.append(f"    {{ double s = 0; for (int64_t i = 0; i < {n}; i++) {{ {lse} s += "
-                        f"m + log(e) - {z}[i * {c} + {y}[i]]; }} {dst}[0] = ({t})(s"
-                        f"{f' / {n}' if mean else ''}); }}")
+        src.body.append(
+            f"    {{ double s = 0; for (int64_t i = 0; i < {n}; i++) {{ {row_max} double e = 0, "
+            f"r = 0; for (int64_t j = 0; j < {c}; j++) {{ double x = exp((double)({z}[i * {c} "
+            f"+ j] - m)); {t} v = ({t})x; {kept}[i * {c} + j] = v; e += x; r += v; }} "
+            f"{sums}[i] = r; s += m + log(e) - {z}[i * {c} + {y}[i]]; }} {dst}[0] = ({t})(s"
+            f"{f' / {n}' if mean else ''}); }}")
         return dst
     src.alloc(dst, (n, c), src.arrays[z].dtype)
     scale = f"(double){g}[0]{f' / {n}' if mean else ''}"
+    if (z, y) in src.softmax_parts:
+        kept, sums = src.softmax_parts[(z, y)]
+        src.body.append(
+            f"    {{ double k = {scale}; for (int64_t i = 0; i < {n}; i++) {{ double r = k / "
+            f"{sums}[i]; for (int64_t j = 0; j < {c}; j++) {dst}[i * {c} + j] = ({t})({kept}"
+            f"[i * {c} + j] * r); {dst}[i * {c} + {y}[i]] = ({t})({dst}[i * {c} + {y}[i]] - k);"
+            f" }} }}")
+        return dst
     src.body.append(
         f"    {{ double k = {scale}; for (int64_t i = 0; i < {n}; i++) {{ {row_max} "
         f"double e = 0; for (int64_t j = 0; j < {c}; j++) {{ {t} v = ({t})exp((double)({z}[i * "
