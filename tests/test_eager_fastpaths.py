@@ -145,7 +145,9 @@ def test_record_sets_every_slot_that_wrap_sets() -> None:
 @pytest.mark.parametrize("lr", [0.1, 0.3, 1e-3, 7.77])
 def test_plain_sgd_step_is_w_minus_lr_times_grad_to_the_bit(dtype, lr) -> None:
     """SGD's plain update multiplies by lr as a 0-d array of the gradient's dtype: the same
-    bits as NumPy's ``w - lr * g`` with lr a Python float, for every float dtype."""
+    bits as NumPy 2's ``w - lr * g`` with lr a Python float (which NumPy 2 makes the array's
+    dtype; NumPy 1.x computes a 0-d float32 array with it in float64), for every float
+    dtype, as PyTorch's update in the parameter's dtype."""
     rng = np.random.default_rng(1)
     shapes = [(3, 2), (3,), (1, 3), ()]
     ws = [rng.standard_normal(s).astype(dtype) for s in shapes]
@@ -156,7 +158,7 @@ def test_plain_sgd_step_is_w_minus_lr_times_grad_to_the_bit(dtype, lr) -> None:
     params[2].grad = None  # skipped, not updated
     gg.optim.SGD(params, lr=lr).step()
     for i, (p, w, g) in enumerate(zip(params, ws, gs)):
-        want = w if i == 2 else w - lr * g
+        want = w if i == 2 else w - dtype(lr) * g
         assert p.dtype == dtype
         np.testing.assert_array_equal(p.numpy(), want)
 

@@ -47,6 +47,13 @@ def _strided(a: np.ndarray) -> np.ndarray:
     return view
 
 
+def _num(v: float, dtype: Any) -> Any:
+    """The Python number v in a general expression next to an array of dtype: as it is with
+    NumPy 2, which makes it that dtype (NEP 50); with NumPy 1.x, which would compute a 0-d
+    array or NumPy scalar with it in float64, made that dtype here, as the rules do."""
+    return v if ops._WEAK_PYTHON_NUMBERS else np.dtype(dtype).type(v)
+
+
 def _same_bits(fast: Any, general: Any) -> None:
     fast, general = np.asarray(fast), np.asarray(general)
     assert fast.dtype == general.dtype and fast.shape == general.shape
@@ -65,7 +72,7 @@ def test_tanh_rule_same_bits_as_python_one(dtype: Any, shape: tuple[int, ...],
     if strided:
         out, grad = _strided(out), _strided(grad)
     with np.errstate(all="ignore"):  # (inf·0 in both: the bits are compared)
-        _same_bits(ops.tanh.rules[0](grad, out, out), grad * (1 - out * out))
+        _same_bits(ops.tanh.rules[0](grad, out, out), grad * (_num(1, dtype) - out * out))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -73,7 +80,7 @@ def test_tanh_rule_broadcast_grad_same_bits(dtype: Any) -> None:
     out = np.tanh(_values((4, 3), dtype, 3))
     for grad in (_values((3,), dtype, 4), _values((), dtype, 5), _values((1, 3), dtype, 6)):
         with np.errstate(all="ignore"):
-            _same_bits(ops.tanh.rules[0](grad, out, out), grad * (1 - out * out))
+            _same_bits(ops.tanh.rules[0](grad, out, out), grad * (_num(1, dtype) - out * out))
 
 
 def test_tanh_cached_one_is_shared_read_only_and_never_returned() -> None:
@@ -114,7 +121,7 @@ def test_mse_rule_same_bits_as_array_times_python_scale(
     for g in SPECIAL + [0.77, -1.3e-3]:
         grad = np.array(g, dtype)
         with np.errstate(all="ignore"):  # (inf·0, float16 overflow: in both, bits compared)
-            general = (grad * scale) * (x - y)
+            general = (grad * _num(scale, dtype)) * (x - y)
             _same_bits(ops._mse_grad(grad, out, x, y, reduction), general)
             # and the target's rule, the same product negated
             _same_bits(ops.mse_loss.rules[1](grad, out, x, y, reduction), -general)
@@ -139,7 +146,7 @@ def test_mse_rule_scale_rounds_as_the_ufunc_does(n: int, dtype: Any) -> None:
     rng = np.random.default_rng(n)
     for g in rng.uniform(0.1, 3.0, 25):
         grad = np.array(g, dtype)
-        _same_bits(ops._mse_grad(grad, None, x, y), (grad * (2 / n)) * (x - y))
+        _same_bits(ops._mse_grad(grad, None, x, y), (grad * _num(2 / n, dtype)) * (x - y))
 
 
 def test_mse_rule_mixed_dtypes_promote_as_before() -> None:
@@ -148,7 +155,7 @@ def test_mse_rule_mixed_dtypes_promote_as_before() -> None:
     x = _values((4, 1), np.float64, 9)
     y = _values((4, 1), np.float64, 10)
     grad = np.array(0.3, np.float32)
-    _same_bits(ops._mse_grad(grad, None, x, y), (grad * 0.5) * (x - y))
+    _same_bits(ops._mse_grad(grad, None, x, y), (grad * _num(0.5, np.float32)) * (x - y))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -158,7 +165,7 @@ def test_mse_loss_gradient_through_the_engine(dtype: Any) -> None:
     y = gg.tensor(_values((4, 1), dtype, 12))
     gg.nn.functional.mse_loss(x, y).backward()
     one = np.ones((), dtype)
-    _same_bits(x.grad.numpy(), (one * 0.5) * (x.numpy() - y.numpy()))
+    _same_bits(x.grad.numpy(), (one * _num(0.5, dtype)) * (x.numpy() - y.numpy()))
 
 
 # --------------------------------------------------------------------------- mse's forward
@@ -216,7 +223,12 @@ def test_scalar_divided_by_python_count_rounds_the_count_to_its_dtype(dtype: Any
                                                                       n: int) -> None:
     """What _mse_forward relies on for counts too large to test with real arrays: a NumPy
     scalar divided by a Python int gives the bits of dividing by the count made a scalar of
-    the same dtype (the count rounded once)."""
+    the same dtype (the count rounded once). NumPy 2 only (NEP 50): with NumPy 1.x the
+    quotient is float64, and _mse_forward makes the count a scalar itself."""
+    if not ops._WEAK_PYTHON_NUMBERS:
+        total = dtype(3.0)
+        assert ops._mse_forward(np.full(3, total), np.zeros(3, dtype)).dtype == dtype
+        return
     for v in (0.5, 3.0, 1e4, 6e4):
         total = dtype(v)
         with np.errstate(all="ignore"):

@@ -392,7 +392,10 @@ def _one(a: Any) -> Any:
     every float dtype), but NumPy converts a Python number on every call (about 2,800
     instructions, more than a small array's arithmetic)."""
     if type(a) is not np.ndarray:
-        return 1  # a Tensor (create_graph): its own operators take the number
+        # a NumPy scalar (a compiled replay's 0-d value): one of its dtype, since NumPy 1.x
+        # computes a float32 scalar with a Python int in float64 (NumPy 2 keeps float32);
+        # a Tensor (create_graph): its own operators take the number
+        return a.dtype.type(1) if isinstance(a, np.generic) else 1
     return _cached_ones(a.dtype, ())
 
 
@@ -998,8 +1001,13 @@ def _mse_grad(grad: Any, out: Any, input: Any, target: Any, reduction: str = "me
     if type(grad) is np.ndarray:
         # grad (0-d) as a NumPy scalar: scalar arithmetic rounds the Python number to grad's
         # dtype as the ufunc does and gives the same product, without the ufunc machinery
-        # (about 5,000 instructions of this rule's 17,000 in the XOR step).
-        return (grad[()] * scale) * d
+        # (about 5,000 instructions of this rule's 17,000 in the XOR step). NumPy 1.x would
+        # compute a float32 scalar times a Python float in float64 (no overflow, and a second
+        # rounding when the product meets d): there the number is made grad's dtype first.
+        g = grad[()]
+        return (g * (scale if _WEAK_PYTHON_NUMBERS else g.dtype.type(scale))) * d
+    if not _WEAK_PYTHON_NUMBERS and isinstance(grad, np.generic):
+        scale = grad.dtype.type(scale)
     return (grad * scale) * d
 
 
