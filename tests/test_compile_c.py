@@ -263,8 +263,11 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
         return  # (refused when recording, for every back end: test_compile.py)
     kind = _c_or_fallback_equals_eager(fn, args, new_args)
     floats = all(a.numpy().dtype == np.float64 for a in args if isinstance(a, gg.Tensor))
-    if floats and (name in ("add", "sub", "mul", "div", "tanh", "relu", "sigmoid", "exp")
-                   and not attrs or name in ("reshape", "concatenate")):
+    if floats and (name in ("add", "sub", "mul", "div", "tanh", "relu", "sigmoid", "exp",
+                            "neg", "log", "abs") and not attrs
+                   or name in ("reshape", "concatenate", "clip")):
+        assert kind == "CProgram"
+    if name == "where":  # (a bool condition, two float64 branches)
         assert kind == "CProgram"
 
 
@@ -276,6 +279,76 @@ def test_every_composite_runs_in_c_or_falls_back_saying_so(composite_case, cases
     new_args = cases.sample_composite(shapes, np.random.default_rng(9))
     weights = rng.standard_normal(f(*args, **kw).shape)
     _c_or_fallback_equals_eager(lambda *xs: (f(*xs, **kw) * weights).sum(), args, new_args)
+
+
+SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, np.nan, np.inf, -np.inf, 1e-30, -3.0]
+
+
+def _edges(rng, shape, dtype):
+    v = np.where(rng.random(shape) < 0.4, rng.choice(SPECIAL, shape), rng.standard_normal(shape))
+    return v.astype(dtype)
+
+
+def _comparisons_and_selections(x, w, b):
+    """log, abs, neg, clip, where and the comparisons, with broadcasting both ways."""
+    h = x * w + b  # (4, 3) from (4, 3), (3,), (4, 1)
+    picked = gg.where(h > 0.5, h, -h) + gg.where(x <= b, 0.25 * x, gg.abs(w))
+    kept = gg.clip(h, -1.0, 2.0) + gg.clip(w, 0.0) + gg.clip(b, None, 0.5)
+    return (gg.log(gg.abs(picked) + 1.0) * kept - (x >= w) * w + (h < b) * h
+            + (x == 0.0) * b + (w != 2.0) * x - (-picked) + gg.abs(w) * 1.5).sum()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_comparisons_selections_and_clips_equal_the_numpy_replay(dtype) -> None:
+    """NaN, ±0, ±∞ and values on clip's bounds and the comparisons' thresholds included:
+    the C loops give NumPy's values (a NaN where NumPy has one), and run in C."""
+    rng = np.random.default_rng(11)
+    x = gg.tensor(_edges(rng, (4, 3), dtype))
+    w0, b0 = np.array([-0.0, 2.0, 0.5], dtype), _edges(rng, (4, 1), dtype)  # |w|' at −0: 0
+    b0[0] = 0.5  # on clip's upper bound
+    results = []
+    for backend in ("numpy", "c"):
+        w = gg.tensor(w0.copy(), requires_grad=True)
+        b = gg.tensor(b0.copy(), requires_grad=True)
+        step = gg.compile(lambda x, w=w, b=b: _comparisons_and_selections(x, w, b),
+                          backend=backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", JitFallbackWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # (NaN and ∞ on purpose)
+            for _ in range(2):
+                w.grad = b.grad = None
+                loss = step(x)
+        results.append((loss.numpy(), w.grad.numpy(), b.grad.numpy()))
+    assert type(step._last) is c_backend.CProgram
+    for mine, theirs in zip(results[1], results[0], strict=True):
+        assert mine.dtype == theirs.dtype == dtype
+        np.testing.assert_allclose(mine, theirs, rtol=2e-6 if dtype == np.float32 else 1e-12,
+                                   equal_nan=True)
+
+
+@pytest.mark.parametrize(("activation", "loss"), [
+    ("leaky_relu", gg.nn.functional.binary_cross_entropy_with_logits),
+    ("tanh", lambda out, y: gg.nn.functional.binary_cross_entropy(gg.sigmoid(out), y)),
+    ("sigmoid", gg.nn.functional.l1_loss),
+])
+def test_the_command_lines_activations_and_losses_run_in_c(activation, loss) -> None:
+    """leaky_relu (a comparison and where), binary cross-entropy on probabilities (log,
+    clip, where) and the L1 loss (abs): steps `glassgrad train` makes, all in C."""
+    rng = np.random.default_rng(12)
+    X = gg.tensor(rng.standard_normal((16, 2)).astype(np.float32))
+    y = gg.tensor((rng.random((16, 1)) > 0.5).astype(np.float32))
+
+    def make():
+        return gg.nn.MLP([2, 5, 1], activation=activation, seed=0)
+
+    (m_np, s_np), (m_c, s_c) = _pair(make, loss, gg.optim.SGD, lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JitFallbackWarning)
+        for _ in range(4):
+            s_np(X, y)
+            s_c(X, y)
+    assert type(s_c._last) is c_backend.CProgram
+    _assert_close(_params(m_c), _params(m_np))
 
 
 # --------------------------------------------------------------------------- declines
@@ -387,7 +460,7 @@ def test_two_threads_stepping_at_once_each_get_their_own_numbers() -> None:
 
 # --------------------------------------------------------------------------- fallbacks
 @pytest.mark.parametrize(("fn", "op"), [
-    (lambda x: gg.log(x * x + 1).sum(), "log"),
+    (lambda x: gg.sin(x * x + 1).sum(), "sin"),
     (lambda x: x.sum(axis=0).sum(), "sum"),
 ])
 def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:

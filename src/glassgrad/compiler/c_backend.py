@@ -51,7 +51,8 @@ C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            np.dtype(np.int64): "int64_t", np.dtype(np.int32): "int32_t",
            np.dtype(np.int16): "int16_t", np.dtype(np.int8): "int8_t",
            np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t",
-           np.dtype(np.uint32): "uint32_t", np.dtype(np.uint64): "uint64_t"}
+           np.dtype(np.uint32): "uint32_t", np.dtype(np.uint64): "uint64_t",
+           np.dtype(np.bool_): "_Bool"}  # (C99's boolean: one byte, 0 or 1, as NumPy's)
 ALIGN = 64  # bytes: each temporary starts on a cache line
 # relu's rule, g·(out > 0): as NumPy computes it (a NaN or ±∞ gradient gives NaN where out ≤
 # 0, a negative one −0), with no branch, so that the loop vectorizes (the same thing written
@@ -336,6 +337,8 @@ class CSource:
 
     def call(self, line: Line, dst: str) -> str:
         op, i = roles().get(id(line.fn), (None, None))
+        if op is None and line.fn in COMPARISONS and not line.attrs and len(line.args) == 2:
+            return COMPARISONS[line.fn](self, line.name, line.args, dst)
         if op is None:
             raise Unsupported(line.name, "not an op table function")
         emit = EMITTERS.get(op.name)
@@ -524,15 +527,17 @@ def _index(shape: tuple[int, ...], full: tuple[int, ...]) -> str:
 
 # =========================================================================== emitters
 def _binary(fwd: str, rules: tuple[str, str]) -> Callable[..., str]:
-    """forms over (a, b) for the forward, (g, out, a, b) for the rules"""
+    """forms over (a, b) for the forward, (g, out, a, b) for the rules; an operand may be a
+    bool array (a mask: NumPy and C both take it as 0 or 1 of the other's dtype)"""
     def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
         no_attrs(op, attrs)
-        src.dtype_of(args if i < 0 else [args[0], *args[2:]], op)
+        names = args if i < 0 else [args[0], *args[2:]]
+        dt = src.dtype_of([n for n in names if src.arrays[n].dtype != np.bool_] or names, op)
         form = fwd if i < 0 else rules[i]
         if form == "{0}":
             return args[0]  # (the incoming gradient itself, as in the NumPy rule)
         shape = np.broadcast_shapes(*map(src.shape, args)) if i < 0 else src.shape(args[1])
-        src.alloc(dst, shape, src.arrays[args[0]].dtype)
+        src.alloc(dst, shape, dt)
         src.each(dst, shape, form, args)
         return dst
     return emit
@@ -548,6 +553,98 @@ def _unary(fwd: str, rule: str) -> Callable[..., str]:
         src.each(dst, src.shape(x), form, args[:1] if i < 0 else args[:2])
         return dst
     return emit
+
+
+def _unary_x(fwd: str, rule: str) -> Callable[..., str]:
+    """An elementwise op whose rule reads its input: forms over (x) and (g, x); ``{t}`` is
+    the element type."""
+    def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+        no_attrs(op, attrs)
+        names = [args[0]] if i < 0 else [args[0], args[2]]
+        src.dtype_of(names, op)
+        x = names[-1]
+        src.alloc(dst, src.shape(x), src.arrays[x].dtype)
+        src.each(dst, src.shape(x), (fwd if i < 0 else rule).replace("{t}", src.ctype(x)),
+                 names)
+        return dst
+    return emit
+
+
+def _bound(op: str, value: Any, dtype: np.dtype) -> str | None:
+    """A clip bound as a C constant of ``dtype`` (the value NumPy 2 compares with: the Python
+    number made that dtype), or None for no bound."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool):
+        raise Unsupported(op, f"a bound of type {type(value).__name__} (the loops take numbers)")
+    v = float(dtype.type(value))
+    if math.isnan(v):
+        raise Unsupported(op, "a NaN bound")
+    if math.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    return f"({C_TYPES[dtype]}){v.hex()}"
+
+
+def _clip(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    if set(attrs) - {"lo", "hi"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    names = [args[0]] if i < 0 else [args[0], args[2]]
+    dt = src.dtype_of(names, op)
+    lo, hi = _bound(op, attrs.get("lo"), dt), _bound(op, attrs.get("hi"), dt)
+    x = names[-1]
+    src.alloc(dst, src.shape(x), dt)
+    t = C_TYPES[dt]
+    if i < 0:  # np.clip: max(x, lo) then min(…, hi); a NaN stays NaN (its tests are false)
+        form = "{0}"
+        if lo is not None:
+            form = f"({form} < {lo} ? {lo} : {form})"
+        if hi is not None:
+            form = f"({form} > {hi} ? {hi} : {form})"
+    else:  # g·(lo ≤ x ≤ hi): a NaN x gives g·0
+        inside = " && ".join([*([f"{{1}} >= {lo}"] if lo else []),
+                              *([f"{{1}} <= {hi}"] if hi else [])]) or "1"
+        form = f"{{0}} * (({inside}) ? ({t})1 : ({t})0)"
+    src.each(dst, src.shape(x), form, names)
+    return dst
+
+
+def _where(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    no_attrs(op, attrs)
+    cond, a, b = args[-3:]
+    if src.arrays[cond].dtype != np.bool_:
+        raise Unsupported(op, f"a condition of dtype {src.arrays[cond].dtype} (not bool)")
+    if i < 0:
+        dt = src.dtype_of([a, b], op)
+        shape = np.broadcast_shapes(*map(src.shape, (cond, a, b)))
+        src.alloc(dst, shape, dt)
+        src.each(dst, shape, "{0} ? {1} : {2}", [cond, a, b])
+        return dst
+    g = args[0]
+    dt = src.dtype_of([g], op)
+    shape = src.shape(args[1])  # (out's: np.where(cond, g, 0) broadcasts cond with g)
+    src.alloc(dst, shape, dt)
+    zero = f"({C_TYPES[dt]})0"
+    src.each(dst, shape, f"{{1}} ? {{0}} : {zero}" if i == 1 else f"{{1}} ? {zero} : {{0}}",
+             [g, cond])
+    return dst
+
+
+def _comparison(symbol: str) -> Callable[..., str]:
+    """A comparison's boolean result (a NumPy ufunc the graph records without a rule)."""
+    def emit(src: CSource, op: str, args: list[str], dst: str) -> str:
+        src.dtype_of(args, op)
+        shape = np.broadcast_shapes(*map(src.shape, args))
+        src.alloc(dst, shape, np.dtype(np.bool_))
+        src.each(dst, shape, f"{{0}} {symbol} {{1}}", args)
+        return dst
+    return emit
+
+
+COMPARISONS: dict[Any, Callable[..., str]] = {
+    np.greater: _comparison(">"), np.less: _comparison("<"),
+    np.greater_equal: _comparison(">="), np.less_equal: _comparison("<="),
+    np.equal: _comparison("=="), np.not_equal: _comparison("!="),
+}
 
 
 def _linear_checks(src: CSource, op: str, x: str, w: str, bias: list[str]) -> None:
@@ -780,6 +877,13 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "relu": _unary("{0} < 0 ? 0 : {0}", RELU_GRAD),
     "sigmoid": _unary("(gg_half + gg_half * tanh(gg_half * {0}))", "{0} * {1} * (1 - {1})"),
     "exp": _unary("exp({0})", "{0} * {1}"),
+    "neg": _unary("-{0}", "-{0}"),
+    "log": _unary_x("log({0})", "{0} / {1}"),
+    # |x|' = sign(x) as NumPy gives it: ±1, 0 at ±0, NaN at NaN
+    "abs": _unary_x("fabs({0})", "{0} * ({1} > 0 ? ({t})1 : {1} < 0 ? ({t})-1 : {1} == {1} "
+                                 "? ({t})0 : {1})"),
+    "clip": _clip,
+    "where": _where,
     "linear": _linear,
     "matmul": _matmul,
     "mse_loss": _mse,
