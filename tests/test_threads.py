@@ -45,13 +45,27 @@ def test_training_beside_an_evaluating_thread_records_every_step():
                 out = model(gg.tensor(X))
             evaluated.append(out.requires_grad)
 
+    def let_it_evaluate():
+        """Every 50 steps, wait until the other thread has evaluated again: the two
+        interleave however fast a step is (the interpreter switches threads only every
+        few milliseconds, and 300 small steps can take less)."""
+        nonlocal steps
+        steps += 1
+        if steps % 50 == 0:
+            seen = len(evaluated)
+            for _ in range(10_000):
+                if len(evaluated) > seen:
+                    break
+                threading.Event().wait(0.001)
+
+    steps = 0
     t = threading.Thread(target=evaluate)
     t.start()
     try:
         while not evaluated:  # the evaluation is running before training starts
             threading.Event().wait(0.001)
         before = len(evaluated)
-        model, graphs = train(300)
+        model, graphs = train(300, on_step=let_it_evaluate)
         during = len(evaluated) - before
     finally:
         stop.set()
