@@ -175,6 +175,49 @@ def test_elementwise_ops_and_broadcast_gradients_equal_the_numpy_replay() -> Non
     _assert_close(results[1], results[0])
 
 
+def test_the_workspace_is_the_largest_live_set_and_live_buffers_never_share(monkeypatch):
+    """The layout (largest buffer first, each at the lowest offset clear of the buffers it
+    lives beside): no two buffers alive on one line share a byte, and for a ReLU MLP's step
+    the workspace is the sum of the buffers alive on its busiest line, the least possible."""
+    seen = []
+    real = c_backend.CSource.layout
+
+    def spy(self, kept, unused=frozenset()):
+        offsets, size = real(self, kept, unused)
+        last = {}
+        for i, line in enumerate(self.low.lines):
+            for n in line.names():
+                last[n] = i
+        end = len(self.low.lines) + 1
+        lives = {k: (f, end if names & kept else max([st, *(last.get(n, -1) for n in names)]),
+                     sz) for k, (f, st, sz, names) in enumerate(self.buffers) if k not in unused}
+        seen.append((offsets, size, lives, end))
+        return offsets, size
+
+    monkeypatch.setattr(c_backend.CSource, "layout", spy)
+    rng = np.random.default_rng(13)
+    X = gg.tensor(rng.standard_normal((64, 40)).astype(np.float32))
+    y = rng.integers(0, 5, 64)
+
+    def make():
+        return gg.nn.MLP([40, 48, 32, 5], activation="relu", seed=0)
+
+    (_, s_np), (_, s_c) = _pair(make, F.cross_entropy, gg.optim.SGD, lr=0.1)
+    for _ in range(3):
+        s_np(X, y)
+        s_c(X, y)
+    assert type(s_c._last) is c_backend.CProgram and seen
+    for offsets, size, lives, end in seen:
+        busiest = max(sum(sz for f, st, sz in lives.values() if f <= i <= st)
+                      for i in range(end + 1))
+        assert size == busiest
+        for a, (fa, sa, za) in lives.items():
+            for b, (fb, sb, zb) in lives.items():
+                if a < b and fa <= sb and fb <= sa:  # alive on a common line
+                    assert (offsets[a] + za <= offsets[b]
+                            or offsets[b] + zb <= offsets[a]), (a, b)
+
+
 def test_a_computed_bias_added_in_the_relus_pass_is_kept_until_then() -> None:
     """The bias a fused relu adds is read at the relu's line, which does not list it: its
     memory must not go to the temporaries made in between (the layout's liveness)."""

@@ -474,30 +474,33 @@ class CSource:
 
     def layout(self, kept: set[str], unused: set[int] = frozenset()
                ) -> tuple[dict[int, int], int]:
-        """Each buffer's offset in the workspace, and its size: a buffer may take the place
-        of one whose last line came before its first (a line that reads one array while it
-        writes another never has them share memory). ``kept``: names read at the end (the
-        arrays returned, the gradients of the updates at the end), whose buffers live to the
-        end; ``unused``: buffers that take no place."""
+        """Each buffer's offset in the workspace, and its size: two buffers may share memory
+        when one's last line comes before the other's first (a line that reads one array
+        while it writes another never has them share memory). ``kept``: names read at the end
+        (the arrays returned, the gradients of the updates at the end), whose buffers live to
+        the end; ``unused``: buffers that take no place. Largest first, each at the lowest
+        offset clear of the placed buffers it lives beside (greedy by size: the MLP at batch
+        1024 takes 6.4 MB, its largest live set, where placing them in order took 8.5)."""
         last: dict[str, int] = {}
         for i, line in enumerate(self.low.lines):
             for n in line.names():
                 last[n] = i
         end = len(self.low.lines) + 1
-        placed: list[tuple[int, int, int]] = []  # (offset, bytes, last line)
+        lives = {k: (first, end if names & kept
+                     else max([stop, *(last.get(n, -1) for n in names)]), size)
+                 for k, (first, stop, size, names) in enumerate(self.buffers) if k not in unused}
+        placed: list[tuple[int, int, int, int]] = []  # (offset, bytes, first line, last line)
         offsets: dict[int, int] = {}
-        for k, (first, stop, size, names) in enumerate(self.buffers):  # (in order of first)
-            if k in unused:
-                continue
-            stop = end if names & kept else max([stop, *(last.get(n, -1) for n in names)])
+        for k in sorted(lives, key=lambda k: (-lives[k][2], lives[k][0], k)):
+            first, stop, size = lives[k]
             offset = 0
-            for o, sz in sorted((o, sz) for o, sz, st in placed if st >= first):
+            for o, sz in sorted((o, sz) for o, sz, f, st in placed if st >= first and f <= stop):
                 if offset + size <= o:
                     break
                 offset = max(offset, o + sz)
             offsets[k] = offset
-            placed.append((offset, size, stop))
-        return offsets, max((o + sz for o, sz, _ in placed), default=0)
+            placed.append((offset, size, first, stop))
+        return offsets, max((o + sz for o, sz, _, _ in placed), default=0)
 
     def fold(self, g: str, p: str) -> tuple[int, str, bool, str, bool] | None:
         """Where ``p``'s update may run inside its gradient's product (the numba back end's
