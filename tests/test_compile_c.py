@@ -307,8 +307,8 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
     kind = _c_or_fallback_equals_eager(fn, args, new_args)
     floats = all(a.numpy().dtype == np.float64 for a in args if isinstance(a, gg.Tensor))
     if floats and (name in ("add", "sub", "mul", "div", "tanh", "relu", "sigmoid", "exp",
-                            "neg", "log", "abs") and not attrs
-                   or name in ("reshape", "concatenate", "clip")):
+                            "neg", "log", "abs", "sqrt", "pow", "maximum", "minimum")
+                   and not attrs or name in ("reshape", "concatenate", "clip", "sum", "mean")):
         assert kind == "CProgram"
     if name == "where":  # (a bool condition, two float64 branches)
         assert kind == "CProgram"
@@ -341,10 +341,22 @@ def _comparisons_and_selections(x, w, b):
             + (x == 0.0) * b + (w != 2.0) * x - (-picked) + gg.abs(w) * 1.5).sum()
 
 
+def _reductions_and_powers(x, w, b):
+    """sum and mean over some axes (kept or not), sqrt, pow (both rules), maximum and
+    minimum (ties: w holds 0.5, as b's first row does)."""
+    h = gg.maximum(x, w) - gg.minimum(b, x) + gg.maximum(w, b)
+    r = h.sum(axis=0) * w + h.mean(axis=1, keepdims=True) * b + (h * h).sum(axis=(0, 1),
+                                                                            keepdims=True)
+    p = gg.sqrt(gg.abs(h) + 1.0) + (gg.abs(h) + 0.5) ** w + h ** 2.0 + (b * b + 1.0) ** 0.5
+    return r.mean(axis=-1).sum() + p.mean(axis=0).sum() + (b.sum(axis=1) * 0.5).sum()
+
+
+@pytest.mark.parametrize("loss_fn", [_comparisons_and_selections, _reductions_and_powers])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_comparisons_selections_and_clips_equal_the_numpy_replay(dtype) -> None:
-    """NaN, ±0, ±∞ and values on clip's bounds and the comparisons' thresholds included:
-    the C loops give NumPy's values (a NaN where NumPy has one), and run in C."""
+def test_comparisons_selections_and_clips_equal_the_numpy_replay(dtype, loss_fn) -> None:
+    """NaN, ±0, ±∞ and values on clip's bounds, the comparisons' thresholds and maximum's
+    ties included: the C loops give NumPy's values (a NaN where NumPy has one), and run in
+    C."""
     rng = np.random.default_rng(11)
     x = gg.tensor(_edges(rng, (4, 3), dtype))
     w0, b0 = np.array([-0.0, 2.0, 0.5], dtype), _edges(rng, (4, 1), dtype)  # |w|' at −0: 0
@@ -353,8 +365,7 @@ def test_comparisons_selections_and_clips_equal_the_numpy_replay(dtype) -> None:
     for backend in ("numpy", "c"):
         w = gg.tensor(w0.copy(), requires_grad=True)
         b = gg.tensor(b0.copy(), requires_grad=True)
-        step = gg.compile(lambda x, w=w, b=b: _comparisons_and_selections(x, w, b),
-                          backend=backend)
+        step = gg.compile(lambda x, w=w, b=b: loss_fn(x, w, b), backend=backend)
         with warnings.catch_warnings():
             warnings.simplefilter("error", JitFallbackWarning)
             warnings.simplefilter("ignore", RuntimeWarning)  # (NaN and ∞ on purpose)
@@ -504,7 +515,7 @@ def test_two_threads_stepping_at_once_each_get_their_own_numbers() -> None:
 # --------------------------------------------------------------------------- fallbacks
 @pytest.mark.parametrize(("fn", "op"), [
     (lambda x: gg.sin(x * x + 1).sum(), "sin"),
-    (lambda x: x.sum(axis=0).sum(), "sum"),
+    (lambda x: x.max(), "max"),
 ])
 def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
     x = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)

@@ -776,9 +776,54 @@ def _cross_entropy(src: CSource, op: str, i: int, args: list[str], attrs: dict,
     return dst
 
 
+def _reduced_axes(op: str, attrs: dict, nd: int) -> tuple[int, ...]:
+    """The axes a sum or mean reduces (every one for axis=None), each in 0 ≤ a < nd."""
+    if set(attrs) - {"axis", "keepdims"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    axis = attrs.get("axis")
+    if axis is None:
+        return tuple(range(nd))
+    axes = axis if isinstance(axis, tuple | list) else (axis,)
+    if not all(isinstance(a, int | np.integer) and -nd <= a < nd for a in axes):
+        raise Unsupported(op, f"axis={axis!r} on {nd} dimensions")
+    return tuple(sorted({int(a) % nd for a in axes}))
+
+
+def _reduce_axes(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str,
+                 divide: bool) -> str:
+    """A sum or mean over some axes: each element added into its output element in double
+    (NumPy adds in its dtype, pairwise along a contiguous axis: the same value to rounding);
+    the rule spreads the gradient back (over the count, for a mean)."""
+    x = args[0] if i < 0 else args[2]
+    dt = src.dtype_of([x] if i < 0 else [args[0], x], op)
+    shape = src.shape(x)
+    axes = _reduced_axes(op, attrs, len(shape))
+    kept = tuple(1 if k in axes else n for k, n in enumerate(shape))  # (keepdims' shape)
+    count = math.prod(shape[k] for k in axes)
+    t = C_TYPES[dt]
+    if i >= 0:  # the gradient, seen with the kept dimensions, broadcast back over x
+        src.alloc(dst, shape, dt)
+        g = src.view(args[0], kept)
+        src.each(dst, shape, f"{{0}} / ({t}){count}" if divide else "{0}", [g])
+        return dst
+    out = tuple(n for k, n in enumerate(shape) if k not in axes)
+    src.alloc(dst, kept if attrs.get("keepdims") else out, dt)
+    acc = src.alloc(src.temp(), (max(math.prod(kept), 1),), np.dtype(np.float64))
+    total = math.prod(kept)
+    loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) " for k, n in enumerate(shape))
+    src.body.append(f"    for (int64_t j = 0; j < {total}; j++) {acc}[j] = 0;")
+    src.body.append(f"    {loops}{acc}[{_index(kept, shape)}] += {x}[{_index(shape, shape)}];")
+    per = f" / {count}" if divide else ""
+    src.body.append(f"    for (int64_t j = 0; j < {total}; j++) {dst}[j] = ({t})({acc}[j]{per});")
+    return dst
+
+
 def _reduce(divide: bool) -> Callable[..., str]:
     def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-        over_every_element(op, attrs)
+        try:
+            over_every_element(op, attrs)
+        except Unsupported:  # over some axes, or keeping them
+            return _reduce_axes(src, op, i, args, attrs, dst, divide)
         x = args[0] if i < 0 else args[2]
         src.dtype_of([x] if i < 0 else [args[0], x], op)
         n = src.arrays[x].size
@@ -881,6 +926,17 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "sigmoid": _unary("(gg_half + gg_half * tanh(gg_half * {0}))", "{0} * {1} * (1 - {1})"),
     "exp": _unary("exp({0})", "{0} * {1}"),
     "neg": _unary("-{0}", "-{0}"),
+    "sqrt": _unary("sqrt({0})", "{0} / (2 * {1})"),
+    # aᵇ; its rules as the op table's: b·aᵇ⁻¹, and aᵇ·ln a taken as 0 where a ≤ 0
+    "pow": _binary("pow({0}, {1})", ("{0} * {3} * pow({2}, {3} - 1)",
+                                     "{0} * {1} * log({2} > 0 ? {2} : 1)")),
+    # NumPy's maximum and minimum keep a NaN; their rules split a tie in halves
+    "maximum": _binary("({0} != {0} || {0} > {1}) ? {0} : {1}",
+                       ("{0} * (({2} > {3}) + 0.5 * ({2} == {3}))",
+                        "{0} * (({3} > {2}) + 0.5 * ({2} == {3}))")),
+    "minimum": _binary("({0} != {0} || {0} < {1}) ? {0} : {1}",
+                       ("{0} * (({2} < {3}) + 0.5 * ({2} == {3}))",
+                        "{0} * (({3} < {2}) + 0.5 * ({2} == {3}))")),
     "log": _unary_x("log({0})", "{0} / {1}"),
     # |x|' = sign(x) as NumPy gives it: ±1, 0 at ±0, NaN at NaN
     "abs": _unary_x("fabs({0})", "{0} * ({1} > 0 ? ({t})1 : {1} < 0 ? ({t})-1 : {1} == {1} "
