@@ -308,7 +308,8 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
     floats = all(a.numpy().dtype == np.float64 for a in args if isinstance(a, gg.Tensor))
     if floats and (name in ("add", "sub", "mul", "div", "tanh", "relu", "sigmoid", "exp",
                             "neg", "log", "abs", "sqrt", "pow", "maximum", "minimum")
-                   and not attrs or name in ("reshape", "concatenate", "clip", "sum", "mean")):
+                   and not attrs or name in ("reshape", "concatenate", "clip", "sum", "mean",
+                                             "log_softmax")):
         assert kind == "CProgram"
     if name == "where":  # (a bool condition, two float64 branches)
         assert kind == "CProgram"
@@ -343,12 +344,15 @@ def _comparisons_and_selections(x, w, b):
 
 def _reductions_and_powers(x, w, b):
     """sum and mean over some axes (kept or not), sqrt, pow (both rules), maximum and
-    minimum (ties: w holds 0.5, as b's first row does)."""
+    minimum (ties: w holds 0.5, as b's first row does), log_softmax along either axis."""
     h = gg.maximum(x, w) - gg.minimum(b, x) + gg.maximum(w, b)
     r = h.sum(axis=0) * w + h.mean(axis=1, keepdims=True) * b + (h * h).sum(axis=(0, 1),
                                                                             keepdims=True)
     p = gg.sqrt(gg.abs(h) + 1.0) + (gg.abs(h) + 0.5) ** w + h ** 2.0 + (b * b + 1.0) ** 0.5
-    return r.mean(axis=-1).sum() + p.mean(axis=0).sum() + (b.sum(axis=1) * 0.5).sum()
+    # (either axis; rows of b without a NaN or ∞ keep it finite)
+    q = gg.log_softmax(b * w + w, dim=-1) * w + gg.log_softmax(b * w, dim=0) * w
+    return (r.mean(axis=-1).sum() + p.mean(axis=0).sum() + (b.sum(axis=1) * 0.5).sum()
+            + q.sum())
 
 
 @pytest.mark.parametrize("loss_fn", [_comparisons_and_selections, _reductions_and_powers])

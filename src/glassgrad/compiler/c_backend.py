@@ -913,6 +913,40 @@ def _logsumexp(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst:
     return dst
 
 
+def _log_softmax(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
+                 ) -> str:
+    """x − logsumexp(x) along one axis (the logsumexp's as above, in double); its rule,
+    g − exp(out)·Σ g along that axis."""
+    if set(attrs) - {"axis"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    x = args[0] if i < 0 else args[2]
+    shape = src.shape(x)
+    axis = attrs.get("axis", -1)
+    if not shape or not isinstance(axis, int | np.integer) or not -len(shape) <= axis < len(
+            shape):
+        raise Unsupported(op, f"axis={axis!r} on shape {shape}")
+    a = int(axis) % len(shape)
+    outer, n, inner = math.prod(shape[:a]), shape[a], math.prod(shape[a + 1:])
+    dt = src.dtype_of([x] if i < 0 else [args[0], args[1]], op)
+    t = C_TYPES[dt]
+    src.alloc(dst, shape, dt)
+    at = f"(o * {n} + j) * {inner} + k"  # element (o, j, k): j along the axis
+    lines = f"for (int64_t o = 0; o < {outer}; o++) for (int64_t k = 0; k < {inner}; k++)"
+    if i < 0:
+        src.body.append(
+            f"    {lines} {{ int64_t j = 0; {t} m = {x}[{at}]; for (j = 1; j < {n}; j++) m = "
+            f"{x}[{at}] > m ? {x}[{at}] : m; if (!isfinite(m)) m = 0; double s = 0; for (j = "
+            f"0; j < {n}; j++) s += exp({x}[{at}] - m); {t} lse = ({t})(log(s) + m); for (j = "
+            f"0; j < {n}; j++) {dst}[{at}] = {x}[{at}] - lse; }}")
+        return dst
+    g, out = args[0], args[1]
+    src.body.append(
+        f"    {lines} {{ int64_t j = 0; double s = 0; for (j = 0; j < {n}; j++) s += "
+        f"{g}[{at}]; for (j = 0; j < {n}; j++) {dst}[{at}] = ({t})({g}[{at}] - exp({out}"
+        f"[{at}]) * ({t})s); }}")
+    return dst
+
+
 # op name -> emitter(source, op, rule index (-1: forward; EVERY_INPUT: a variadic op's
 # backward), argument names, attributes, the name to bind the result to): returns the name
 # that holds the result (None: it bound its own names)
@@ -952,6 +986,7 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "reshape": _reshape,
     "concatenate": _concatenate,
     "logsumexp": _logsumexp,
+    "log_softmax": _log_softmax,
 }
 
 
