@@ -307,9 +307,10 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
     kind = _c_or_fallback_equals_eager(fn, args, new_args)
     floats = all(a.numpy().dtype == np.float64 for a in args if isinstance(a, gg.Tensor))
     if floats and (name in ("add", "sub", "mul", "div", "tanh", "relu", "sigmoid", "exp",
-                            "neg", "log", "abs", "sqrt", "pow", "maximum", "minimum")
+                            "neg", "log", "abs", "sqrt", "pow", "maximum", "minimum", "sin",
+                            "cos", "erf")
                    and not attrs or name in ("reshape", "concatenate", "clip", "sum", "mean",
-                                             "log_softmax")):
+                                             "log_softmax", "permute", "max", "min")):
         assert kind == "CProgram"
     if name == "where":  # (a bool condition, two float64 branches)
         assert kind == "CProgram"
@@ -344,15 +345,20 @@ def _comparisons_and_selections(x, w, b):
 
 def _reductions_and_powers(x, w, b):
     """sum and mean over some axes (kept or not), sqrt, pow (both rules), maximum and
-    minimum (ties: w holds 0.5, as b's first row does), log_softmax along either axis."""
+    minimum (ties: w holds 0.5, as b's first row does), log_softmax along either axis, max
+    and min over an axis, permute, sin, cos and erf."""
     h = gg.maximum(x, w) - gg.minimum(b, x) + gg.maximum(w, b)
     r = h.sum(axis=0) * w + h.mean(axis=1, keepdims=True) * b + (h * h).sum(axis=(0, 1),
                                                                             keepdims=True)
     p = gg.sqrt(gg.abs(h) + 1.0) + (gg.abs(h) + 0.5) ** w + h ** 2.0 + (b * b + 1.0) ** 0.5
+    e = (gg.amax(h, axis=0) * w).sum() + (gg.amin(x, axis=1, keepdims=True) * b).sum()
+    e = e + gg.amax(w) + gg.amin(gg.maximum(w, w * 0.0 + 0.5))  # (a tie: 0.5 twice)
+    e = e + (gg.amax(gg.clip(h, -1.0, 2.0), axis=0) * w).sum()  # (ties on the bounds)
+    e = e + (h.permute(1, 0) * w.reshape(3, 1)).sum() + (gg.sin(w) * gg.cos(b) + gg.erf(h)).sum()
     # (either axis; rows of b without a NaN or ∞ keep it finite)
     q = gg.log_softmax(b * w + w, dim=-1) * w + gg.log_softmax(b * w, dim=0) * w
     return (r.mean(axis=-1).sum() + p.mean(axis=0).sum() + (b.sum(axis=1) * 0.5).sum()
-            + q.sum())
+            + q.sum() + e)
 
 
 @pytest.mark.parametrize("loss_fn", [_comparisons_and_selections, _reductions_and_powers])
@@ -518,8 +524,8 @@ def test_two_threads_stepping_at_once_each_get_their_own_numbers() -> None:
 
 # --------------------------------------------------------------------------- fallbacks
 @pytest.mark.parametrize(("fn", "op"), [
-    (lambda x: gg.sin(x * x + 1).sum(), "sin"),
-    (lambda x: x.max(), "max"),
+    (lambda x: gg.cumsum(x * x + 1, 0).sum(), "cumsum"),
+    (lambda x: x[1:].sum(), "getitem"),
 ])
 def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
     x = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)

@@ -947,6 +947,69 @@ def _log_softmax(src: CSource, op: str, i: int, args: list[str], attrs: dict, ds
     return dst
 
 
+def _permute_copy(src: CSource, dst: str, x: str, dims: tuple[int, ...]) -> None:
+    """dst ← x with its axes in the order ``dims`` (a copy: every array here is C-ordered)."""
+    shape = src.shape(x)
+    out = tuple(shape[d] for d in dims)
+    strides = _strides(shape)
+    at = " + ".join(f"i{k} * {strides[d]}" for k, d in enumerate(dims) if shape[d] != 1) or "0"
+    loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) " for k, n in enumerate(out))
+    src.body.append(f"    {loops}{dst}[{_index(out, out)}] = {x}[{at}];")
+
+
+def _permute(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    if set(attrs) - {"dims"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    x = args[0] if i < 0 else args[2]
+    nd = len(src.shape(x))
+    dims = tuple(int(d) % nd for d in attrs.get("dims", ())) if nd else ()
+    if sorted(dims) != list(range(nd)):
+        raise Unsupported(op, f"dims={attrs.get('dims')!r} on {nd} dimensions")
+    src.ctype(x)
+    if i < 0:
+        src.alloc(dst, tuple(src.shape(x)[d] for d in dims), src.arrays[x].dtype)
+        _permute_copy(src, dst, x, dims)
+    else:  # the gradient permuted back (the inverse permutation)
+        src.alloc(dst, src.shape(x), src.arrays[args[0]].dtype)
+        _permute_copy(src, dst, args[0], tuple(int(k) for k in np.argsort(dims)))
+    return dst
+
+
+def _extreme(larger: bool) -> Callable[..., str]:
+    """max or min over some axes (or all; NumPy's: a NaN wins); the rule shares each output's
+    gradient equally among the elements equal to it, in double, as the op table's rule
+    divides by the count of ties."""
+    def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+        x = args[0] if i < 0 else args[2]
+        dt = src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
+        shape = src.shape(x)
+        axes = _reduced_axes(op, attrs, len(shape))
+        kept = tuple(1 if k in axes else n for k, n in enumerate(shape))
+        total = max(math.prod(kept), 1)
+        t = C_TYPES[dt]
+        loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) "
+                        for k, n in enumerate(shape))
+        j, at = _index(kept, shape), _index(shape, shape)
+        if i < 0:
+            out = tuple(n for k, n in enumerate(shape) if k not in axes)
+            src.alloc(dst, kept if attrs.get("keepdims") else out, dt)
+            beyond, cmp = ("-INFINITY", ">") if larger else ("INFINITY", "<")
+            src.body.append(f"    for (int64_t j = 0; j < {total}; j++) {dst}[j] = {beyond};")
+            src.body.append(
+                f"    {loops}{{ {t} v = {x}[{at}], a = {dst}[{j}]; if (a == a && (v != v || "
+                f"v {cmp} a)) {dst}[{j}] = v; }}")
+            return dst
+        g, out = src.view(args[0], kept), src.view(args[1], kept)
+        count = src.alloc(src.temp(), (total,), np.dtype(np.float64))
+        src.alloc(dst, shape, dt)
+        src.body.append(f"    for (int64_t j = 0; j < {total}; j++) {count}[j] = 0;")
+        src.body.append(f"    {loops}{count}[{j}] += {x}[{at}] == {out}[{j}];")
+        src.body.append(f"    {loops}{dst}[{at}] = ({t})((double){g}[{j}] * ({x}[{at}] == "
+                        f"{out}[{j}]) / {count}[{j}]);")
+        return dst
+    return emit
+
+
 # op name -> emitter(source, op, rule index (-1: forward; EVERY_INPUT: a variadic op's
 # backward), argument names, attributes, the name to bind the result to): returns the name
 # that holds the result (None: it bound its own names)
@@ -960,6 +1023,11 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "sigmoid": _unary("(gg_half + gg_half * tanh(gg_half * {0}))", "{0} * {1} * (1 - {1})"),
     "exp": _unary("exp({0})", "{0} * {1}"),
     "neg": _unary("-{0}", "-{0}"),
+    "sin": _unary_x("sin({0})", "{0} * cos({1})"),
+    "cos": _unary_x("cos({0})", "-{0} * sin({1})"),
+    # erf as math.erf computes it, in double; its rule (2/√π)·exp(−x²)
+    "erf": _unary_x("({t})erf((double){0})",
+                    f"{{0}} * ({2.0 / math.sqrt(math.pi)!r} * exp(-{{1}} * {{1}}))"),
     "sqrt": _unary("sqrt({0})", "{0} / (2 * {1})"),
     # aᵇ; its rules as the op table's: b·aᵇ⁻¹, and aᵇ·ln a taken as 0 where a ≤ 0
     "pow": _binary("pow({0}, {1})", ("{0} * {3} * pow({2}, {3} - 1)",
@@ -987,6 +1055,9 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "concatenate": _concatenate,
     "logsumexp": _logsumexp,
     "log_softmax": _log_softmax,
+    "permute": _permute,
+    "max": _extreme(True),
+    "min": _extreme(False),
 }
 
 
