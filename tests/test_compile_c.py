@@ -310,7 +310,8 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
                             "neg", "log", "abs", "sqrt", "pow", "maximum", "minimum", "sin",
                             "cos", "erf")
                    and not attrs or name in ("reshape", "concatenate", "clip", "sum", "mean",
-                                             "log_softmax", "permute", "max", "min")):
+                                             "log_softmax", "permute", "max", "min",
+                                             "getitem")):
         assert kind == "CProgram"
     if name == "where":  # (a bool condition, two float64 branches)
         assert kind == "CProgram"
@@ -346,7 +347,7 @@ def _comparisons_and_selections(x, w, b):
 def _reductions_and_powers(x, w, b):
     """sum and mean over some axes (kept or not), sqrt, pow (both rules), maximum and
     minimum (ties: w holds 0.5, as b's first row does), log_softmax along either axis, max
-    and min over an axis, permute, sin, cos and erf."""
+    and min over an axis, permute, sin, cos, erf and indexing."""
     h = gg.maximum(x, w) - gg.minimum(b, x) + gg.maximum(w, b)
     r = h.sum(axis=0) * w + h.mean(axis=1, keepdims=True) * b + (h * h).sum(axis=(0, 1),
                                                                             keepdims=True)
@@ -354,6 +355,9 @@ def _reductions_and_powers(x, w, b):
     e = (gg.amax(h, axis=0) * w).sum() + (gg.amin(x, axis=1, keepdims=True) * b).sum()
     e = e + gg.amax(w) + gg.amin(gg.maximum(w, w * 0.0 + 0.5))  # (a tie: 0.5 twice)
     e = e + (gg.amax(gg.clip(h, -1.0, 2.0), axis=0) * w).sum()  # (ties on the bounds)
+    # indexing: a view (slices, an int, a reversed axis, a new axis) and positions read twice
+    e = e + (h[1:, ::-1] * w).sum() + (h[None, 2, :2] * w[1:]).sum() + (h[:, 1] * b[0]).sum()
+    e = e + (h[np.array([0, 3, 3])] * w).sum() + (w[np.array([2, 2, 0])] * 1.5).sum()
     e = e + (h.permute(1, 0) * w.reshape(3, 1)).sum() + (gg.sin(w) * gg.cos(b) + gg.erf(h)).sum()
     # (either axis; rows of b without a NaN or ∞ keep it finite)
     q = gg.log_softmax(b * w + w, dim=-1) * w + gg.log_softmax(b * w, dim=0) * w
@@ -525,7 +529,7 @@ def test_two_threads_stepping_at_once_each_get_their_own_numbers() -> None:
 # --------------------------------------------------------------------------- fallbacks
 @pytest.mark.parametrize(("fn", "op"), [
     (lambda x: gg.cumsum(x * x + 1, 0).sum(), "cumsum"),
-    (lambda x: x[1:].sum(), "getitem"),
+    (lambda x: gg.logsumexp(x, axis=0).sum(), "logsumexp"),
 ])
 def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
     x = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)

@@ -975,6 +975,50 @@ def _permute(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: s
     return dst
 
 
+TABLE_MAX = 65_536  # the most positions an indexing step writes out as a table in the source
+
+
+def _getitem(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    """x[index]: where the index picks a view (ints, slices, None, ...), loops with its
+    offset and strides; else (integer arrays) a table of the positions it reads, written in
+    the source, up to ``TABLE_MAX`` of them. Its rule adds each gradient back at its
+    position (a position read twice gets both)."""
+    if set(attrs) - {"index"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    x = args[0] if i < 0 else args[2]
+    shape = src.shape(x)
+    src.ctype(x)
+    base = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    try:
+        probe = base[attrs.get("index")]
+    except Exception as e:  # (the recording ran it: never here)
+        raise Unsupported(op, f"index {attrs.get('index')!r}") from e
+    out = probe.shape
+    loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) " for k, n in enumerate(out))
+    if np.shares_memory(probe, base):  # a view: an offset and strides
+        offset = int(probe.ravel()[0]) if probe.size else 0
+        at = " + ".join([str(offset), *(f"i{k} * {st // 8}" for k, (n, st) in
+                                        enumerate(zip(out, probe.strides)) if n != 1)])
+        put = None
+    elif probe.size <= TABLE_MAX:
+        table = src.temp()
+        at = f"{table}[{_index(out, out)}]"
+        put = (f"static const int64_t {table}[{max(probe.size, 1)}] = "
+               f"{{{', '.join(map(str, probe.ravel().tolist())) or '0'}}};")
+    else:
+        raise Unsupported(op, f"an index that reads {probe.size} positions (the table in the "
+                              f"source takes {TABLE_MAX})")
+    if i < 0:
+        src.alloc(dst, out, src.arrays[x].dtype)
+        src.body.append(f"    {{ {put or ''} {loops}{dst}[{_index(out, out)}] = {x}[{at}]; }}")
+        return dst
+    g = args[0]
+    src.alloc(dst, shape, src.arrays[g].dtype)
+    src.body.append(f"    {{ {put or ''} for (int64_t j = 0; j < {math.prod(shape)}; j++) "
+                    f"{dst}[j] = 0; {loops}{dst}[{at}] += {g}[{_index(out, out)}]; }}")
+    return dst
+
+
 def _extreme(larger: bool) -> Callable[..., str]:
     """max or min over some axes (or all; NumPy's: a NaN wins); the rule shares each output's
     gradient equally among the elements equal to it, in double, as the op table's rule
@@ -1056,6 +1100,7 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "logsumexp": _logsumexp,
     "log_softmax": _log_softmax,
     "permute": _permute,
+    "getitem": _getitem,
     "max": _extreme(True),
     "min": _extreme(False),
 }
