@@ -882,66 +882,89 @@ def _concatenate(src: CSource, op: str, i: int, args: list[str], attrs: dict,
     return dst if forward else None
 
 
+def _axis_block(op: str, shape: tuple[int, ...], axis: Any) -> tuple[int, int, int]:
+    """(outer, n, inner): x seen as (outer, n, inner) with the reduced axes in the middle,
+    for ``axis`` one axis, consecutive axes or None (every axis): C-ordered, no copy."""
+    first, last = _block_axes(op, shape, axis)
+    return (math.prod(shape[:first]), math.prod(shape[first:last + 1]),
+            math.prod(shape[last + 1:]))
+
+
+def _block_axes(op: str, shape: tuple[int, ...], axis: Any) -> tuple[int, int]:
+    """The first and last of ``axis``'s axes, which must be consecutive."""
+    nd = len(shape)
+    axes = tuple(range(nd)) if axis is None else (
+        axis if isinstance(axis, tuple | list) else (axis,))
+    if not all(isinstance(a, int | np.integer) and -nd <= a < nd for a in axes) or not axes:
+        raise Unsupported(op, f"axis={axis!r} on shape {shape}")
+    axes = sorted({int(a) % nd for a in axes})
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        raise Unsupported(op, f"axis={axis!r} on shape {shape} (the loops take consecutive "
+                              f"axes)")
+    return axes[0], axes[-1]
+
+
+# element (o, j, k) of a block: j along the reduced axes; the loops over (o, k)
+_AT = "(o * {n} + j) * {inner} + k"
+_ROWS = "for (int64_t o = 0; o < {outer}; o++) for (int64_t k = 0; k < {inner}; k++)"
+
+
+def _lse(x: str, t: str, at: str, n: int) -> str:
+    """C statements giving ``lse``, log Σⱼ exp(x) over one (o, k) (NumPy's: the maximum
+    subtracted first, 0 where it is not finite; the sum in double)."""
+    return (f"int64_t j = 0; {t} m = {x}[{at}]; for (j = 1; j < {n}; j++) m = {x}[{at}] > m ? "
+            f"{x}[{at}] : m; if (!isfinite(m)) m = 0; double s = 0; for (j = 0; j < {n}; j++) "
+            f"s += exp({x}[{at}] - m); {t} lse = ({t})(log(s) + m);")
+
+
 def _logsumexp(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    """log Σ exp over the last axis (NumPy's: the row's maximum subtracted first, 0 where it
-    is not finite); its rule, g·exp(x − out)."""
+    """log Σ exp over one axis, consecutive axes or every one (``_lse``); its rule,
+    g·exp(x − out)."""
+    if set(attrs) - {"axis", "keepdims"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
     x = args[0] if i < 0 else args[2]
     shape = src.shape(x)
-    axis = attrs.get("axis")
-    last = len(shape) - 1
-    if set(attrs) - {"axis", "keepdims"} or not shape or not (
-            axis in (-1, last, (-1,), (last,)) or (axis is None and last == 0)):
-        raise Unsupported(op, f"axis={axis!r} on shape {shape} (the loops take the last axis)")
-    src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
-    n = shape[-1]
-    rows = src.arrays[x].size // max(n, 1)
-    t = src.ctype(x)
+    if not shape and attrs.get("axis") is not None:
+        raise Unsupported(op, f"axis={attrs.get('axis')!r} on a 0-d input")
+    outer, n, inner = _axis_block(op, shape, attrs.get("axis")) if shape else (1, 1, 1)
+    dt = src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
+    t = C_TYPES[dt]
+    at, rows = _AT.format(n=n, inner=inner), _ROWS.format(outer=outer, inner=inner)
     if i < 0:
-        kept = (*shape[:-1], 1) if attrs.get("keepdims") else shape[:-1]
-        src.alloc(dst, kept, src.arrays[x].dtype)
-        src.body.append(
-            f"    for (int64_t r = 0; r < {rows}; r++) {{ const {t} *row = {x} + r * {n}; {t} m "
-            f"= row[0]; for (int64_t j = 1; j < {n}; j++) m = row[j] > m ? row[j] : m; if "
-            f"(!isfinite(m)) m = 0; double s = 0; for (int64_t j = 0; j < {n}; j++) s += "
-            f"exp(row[j] - m); {dst}[r] = ({t})(log(s) + m); }}")
+        first, last = _block_axes(op, shape, attrs.get("axis")) if shape else (0, -1)
+        src.alloc(dst, (*shape[:first], *((1,) * (last + 1 - first) if attrs.get("keepdims")
+                                          else ()), *shape[last + 1:]), dt)
+        src.body.append(f"    {rows} {{ {_lse(x, t, at, n)} {dst}[o * {inner} + k] = lse; }}")
         return dst
     g, out = args[0], args[1]
-    src.alloc(dst, shape, src.arrays[x].dtype)
-    src.body.append(
-        f"    for (int64_t r = 0; r < {rows}; r++) for (int64_t j = 0; j < {n}; j++) "
-        f"{dst}[r * {n} + j] = {g}[r] * exp({x}[r * {n} + j] - {out}[r]);")
+    src.alloc(dst, shape, dt)
+    src.body.append(f"    {rows} for (int64_t j = 0; j < {n}; j++) {dst}[{at}] = "
+                    f"{g}[o * {inner} + k] * exp({x}[{at}] - {out}[o * {inner} + k]);")
     return dst
 
 
 def _log_softmax(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
                  ) -> str:
-    """x − logsumexp(x) along one axis (the logsumexp's as above, in double); its rule,
-    g − exp(out)·Σ g along that axis."""
+    """x − logsumexp(x) along one axis (``_lse``); its rule, g − exp(out)·Σ g along it."""
     if set(attrs) - {"axis"}:
         raise Unsupported(op, f"attributes {sorted(attrs)}")
     x = args[0] if i < 0 else args[2]
     shape = src.shape(x)
     axis = attrs.get("axis", -1)
-    if not shape or not isinstance(axis, int | np.integer) or not -len(shape) <= axis < len(
-            shape):
+    if not shape or not isinstance(axis, int | np.integer):
         raise Unsupported(op, f"axis={axis!r} on shape {shape}")
-    a = int(axis) % len(shape)
-    outer, n, inner = math.prod(shape[:a]), shape[a], math.prod(shape[a + 1:])
+    outer, n, inner = _axis_block(op, shape, axis)
     dt = src.dtype_of([x] if i < 0 else [args[0], args[1]], op)
     t = C_TYPES[dt]
     src.alloc(dst, shape, dt)
-    at = f"(o * {n} + j) * {inner} + k"  # element (o, j, k): j along the axis
-    lines = f"for (int64_t o = 0; o < {outer}; o++) for (int64_t k = 0; k < {inner}; k++)"
+    at, rows = _AT.format(n=n, inner=inner), _ROWS.format(outer=outer, inner=inner)
     if i < 0:
-        src.body.append(
-            f"    {lines} {{ int64_t j = 0; {t} m = {x}[{at}]; for (j = 1; j < {n}; j++) m = "
-            f"{x}[{at}] > m ? {x}[{at}] : m; if (!isfinite(m)) m = 0; double s = 0; for (j = "
-            f"0; j < {n}; j++) s += exp({x}[{at}] - m); {t} lse = ({t})(log(s) + m); for (j = "
-            f"0; j < {n}; j++) {dst}[{at}] = {x}[{at}] - lse; }}")
+        src.body.append(f"    {rows} {{ {_lse(x, t, at, n)} for (j = 0; j < {n}; j++) "
+                        f"{dst}[{at}] = {x}[{at}] - lse; }}")
         return dst
     g, out = args[0], args[1]
     src.body.append(
-        f"    {lines} {{ int64_t j = 0; double s = 0; for (j = 0; j < {n}; j++) s += "
+        f"    {rows} {{ int64_t j = 0; double s = 0; for (j = 0; j < {n}; j++) s += "
         f"{g}[{at}]; for (j = 0; j < {n}; j++) {dst}[{at}] = ({t})({g}[{at}] - exp({out}"
         f"[{at}]) * ({t})s); }}")
     return dst
