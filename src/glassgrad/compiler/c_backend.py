@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import ops
 from . import c_build
 from .fusion_plan import (
     LOOPS_MAX,
@@ -1003,20 +1004,35 @@ TABLE_MAX = 65_536  # the most positions an indexing step writes out as a table 
 
 
 def _getitem(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    """x[index]: where the index picks a view (ints, slices, None, ...), loops with its
-    offset and strides; else (integer arrays) a table of the positions it reads, written in
-    the source, up to ``TABLE_MAX`` of them. Its rule adds each gradient back at its
-    position (a position read twice gets both)."""
+    """x[index] (``_pick``)."""
     if set(attrs) - {"index"}:
         raise Unsupported(op, f"attributes {sorted(attrs)}")
+    return _pick(src, op, i, args, dst, lambda base: base[attrs.get("index")])
+
+
+def _gather(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    """x's elements at ``index`` along ``dim`` (``_pick``: the op table's own index grid)."""
+    if set(attrs) - {"dim", "index"} or not isinstance(attrs.get("index"), np.ndarray):
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    index, dim = attrs["index"], attrs.get("dim", 0)
+    return _pick(src, op, i, args, dst, lambda base: base[ops._gather_grid(index, dim)])
+
+
+def _pick(src: CSource, op: str, i: int, args: list[str], dst: str,
+          select: Callable[[np.ndarray], Any]) -> str:
+    """The elements ``select`` picks from x, which the recording fixed: ``select`` is run
+    on x's positions. Where it gives a view (ints, slices, None, ...), loops with the view's
+    offset and strides; else (integer arrays) a table of the positions, written in the
+    source, up to ``TABLE_MAX`` of them. The rule adds each gradient back at its position
+    (a position read twice gets both)."""
     x = args[0] if i < 0 else args[2]
     shape = src.shape(x)
     src.ctype(x)
     base = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
     try:
-        probe = base[attrs.get("index")]
+        probe = select(base)
     except Exception as e:  # (the recording ran it: never here)
-        raise Unsupported(op, f"index {attrs.get('index')!r}") from e
+        raise Unsupported(op, "an index the loops cannot follow") from e
     out = probe.shape
     loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) " for k, n in enumerate(out))
     if np.shares_memory(probe, base):  # a view: an offset and strides
@@ -1040,6 +1056,61 @@ def _getitem(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: s
     src.alloc(dst, shape, src.arrays[g].dtype)
     src.body.append(f"    {{ {put or ''} for (int64_t j = 0; j < {math.prod(shape)}; j++) "
                     f"{dst}[j] = 0; {loops}{dst}[{at}] += {g}[{_index(out, out)}]; }}")
+    return dst
+
+
+def _embedding(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
+               ) -> str:
+    """weight's rows at ``indices`` (an argument of the step, so checked on every call: one
+    out of range makes the step decline before it writes anything, and the NumPy replay
+    gives the engine's error); its rule adds each row's gradient back to its row, none to
+    ``padding_idx``'s."""
+    if set(attrs) - {"padding_idx"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    w, idx = args[-2:]
+    if len(src.shape(w)) != 2 or src.arrays[idx].dtype.kind not in "iu":
+        raise Unsupported(op, f"a weight of shape {src.shape(w)} with indices of dtype "
+                              f"{src.arrays[idx].dtype}")
+    dt = src.dtype_of([w] if i < 0 else [args[0], w], op)
+    src.ctype(idx)
+    (v, d), r = src.shape(w), src.arrays[idx].size
+    if i < 0:
+        src.alloc(dst, (*src.shape(idx), d), dt)
+        src.body.append(f"    for (int64_t r = 0; r < {r}; r++) if ({idx}[r] < 0 || {idx}[r] >= "
+                        f"{v}) {{ gg_rc = 1; goto gg_done; }}")
+        src.body.append(f"    for (int64_t r = 0; r < {r}; r++) for (int64_t j = 0; j < {d}; "
+                        f"j++) {dst}[r * {d} + j] = {w}[{idx}[r] * {d} + j];")
+        return dst
+    pad = attrs.get("padding_idx")
+    if pad is not None and not isinstance(pad, int | np.integer):
+        raise Unsupported(op, f"padding_idx={pad!r}")
+    skip = f" || {idx}[r] == {int(pad)}" if pad is not None else ""
+    src.alloc(dst, src.shape(w), dt)
+    src.body.append(f"    for (int64_t j = 0; j < {v * d}; j++) {dst}[j] = 0;")
+    src.body.append(f"    for (int64_t r = 0; r < {r}; r++) {{ if ({idx}[r] < 0 || {idx}[r] >= "
+                    f"{v}{skip}) continue; for (int64_t j = 0; j < {d}; j++) {dst}[{idx}[r] * "
+                    f"{d} + j] += {args[0]}[r * {d} + j]; }}")
+    return dst
+
+
+def _cumsum(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    """Running sums along one axis, in the array's dtype and NumPy's order; the rule, the
+    running sums of the gradient from the end."""
+    if set(attrs) - {"axis"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    x = args[0] if i < 0 else args[2]
+    shape = src.shape(x)
+    if not shape:
+        raise Unsupported(op, "a 0-d input")
+    outer, n, inner = _axis_block(op, shape, attrs.get("axis", 0))
+    dt = src.dtype_of([x] if i < 0 else [args[0], x], op)
+    t = C_TYPES[dt]
+    src.alloc(dst, shape, dt)
+    at, rows = _AT.format(n=n, inner=inner), _ROWS.format(outer=outer, inner=inner)
+    src_name, order = (x, "j = 0; j < {n}; j++") if i < 0 else (args[0],
+                                                                 "j = {n} - 1; j >= 0; j--")
+    src.body.append(f"    {rows} {{ {t} s = 0; for (int64_t {order.format(n=n)}) {{ s += "
+                    f"{src_name}[{at}]; {dst}[{at}] = s; }} }}")
     return dst
 
 
@@ -1125,6 +1196,9 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "log_softmax": _log_softmax,
     "permute": _permute,
     "getitem": _getitem,
+    "gather": _gather,
+    "embedding": _embedding,
+    "cumsum": _cumsum,
     "max": _extreme(True),
     "min": _extreme(False),
 }
