@@ -317,7 +317,7 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
         assert kind == "CProgram"
     if name == "logsumexp" and attrs.get("axis") not in ((0, 2), (-1, 0)):  # (consecutive)
         assert kind == "CProgram"
-    if name in ("gather", "embedding") or name == "cumsum" and shapes[0]:  # (not 0-d)
+    if name in ("gather", "embedding", "broadcast_to") or name == "cumsum" and shapes[0]:
         assert kind == "CProgram"
 
 
@@ -362,6 +362,7 @@ def _reductions_and_powers(x, w, b):
     # indexing: a view (slices, an int, a reversed axis, a new axis) and positions read twice
     e = e + (h[1:, ::-1] * w).sum() + (h[None, 2, :2] * w[1:]).sum() + (h[:, 1] * b[0]).sum()
     e = e + (h[np.array([0, 3, 3])] * w).sum() + (w[np.array([2, 2, 0])] * 1.5).sum()
+    e = e + (gg.broadcast_to(w, (2, 4, 3)) * x).sum()  # (its rule: summed over 2 and 4)
     e = e + (h.permute(1, 0) * w.reshape(3, 1)).sum() + (gg.sin(w) * gg.cos(b) + gg.erf(h)).sum()
     # (either axis; rows of b without a NaN or ∞ keep it finite)
     q = gg.log_softmax(b * w + w, dim=-1) * w + gg.log_softmax(b * w, dim=0) * w

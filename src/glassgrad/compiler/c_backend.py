@@ -972,6 +972,22 @@ def _log_softmax(src: CSource, op: str, i: int, args: list[str], attrs: dict, ds
     return dst
 
 
+def _broadcast_to(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
+                  ) -> str:
+    """x copied out to ``shape``; the rule is the gradient itself (the line's ``sum_to``
+    sums the broadcast dimensions away, as the engine does)."""
+    if set(attrs) - {"shape"}:
+        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    if i >= 0:
+        return args[0]
+    x = args[0]
+    src.ctype(x)
+    shape = np.broadcast_shapes(src.shape(x), tuple(attrs.get("shape", ())))
+    src.alloc(dst, shape, src.arrays[x].dtype)
+    src.each(dst, shape, "{0}", [x])
+    return dst
+
+
 def _permute_copy(src: CSource, dst: str, x: str, dims: tuple[int, ...]) -> None:
     """dst ← x with its axes in the order ``dims`` (a copy: every array here is C-ordered)."""
     shape = src.shape(x)
@@ -1199,6 +1215,7 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "gather": _gather,
     "embedding": _embedding,
     "cumsum": _cumsum,
+    "broadcast_to": _broadcast_to,
     "max": _extreme(True),
     "min": _extreme(False),
 }
