@@ -170,6 +170,22 @@ def test_layers_and_units_are_added_and_removed(context, app):
     tab.clean()
 
 
+def test_a_unit_added_on_controls_drawn_before_a_layer_was_removed(context, app):
+    """The layer controls are drawn with the network (on each data message), so a click can
+    land on ones drawn before the last config answer: it adds the unit to the layers as they
+    are when clicked, never bringing back a layer just removed."""
+    tab = Tab(context, app, "?layers=4,2")
+    tab.page.wait_for_selector('#net .unit[data-layer="2"]')
+    tab.page.evaluate("() => { window.stalePlus = [...document.querySelectorAll("
+                      "'.layer-ctl button')].find((b) => b.textContent === '+'); }")
+    tab.page.click("#remove-layer")
+    tab.page.wait_for_function("() => window.__pg.cfg.layers === '4' && !window.__pg.inFlight")
+    tab.page.evaluate("() => window.stalePlus.click()")  # (drawn for the layers 4,2)
+    tab.page.wait_for_function("() => window.__pg.cfg.layers === '5' && !window.__pg.inFlight")
+    assert tab.session.cfg.sizes == [2, 5, 1]
+    tab.clean()
+
+
 def test_a_clicked_unit_shows_trace_net_numbers(context, app):
     tab = Tab(context, app, "?data=moons&layers=5,3")
     for k in range(3):

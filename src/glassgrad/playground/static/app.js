@@ -254,6 +254,16 @@ function layoutNet() {
   drawEdges();
 }
 
+// One more or one fewer unit in hidden layer k, of the layers as they are when clicked: the
+// controls are drawn with the network (layoutNet, on each data message), so a click just
+// after a config answer can land on controls drawn for the layers before it.
+function resize(k, by) {
+  const units = hidden();
+  if (k >= units.length) return;  // (a control of a layer just removed)
+  units[k] = Math.min(MAX_UNITS, Math.max(1, units[k] + by));
+  setLayers(units);
+}
+
 function layerControl(c, col) {
   const ctl = document.createElement("div");
   ctl.className = "layer-ctl";
@@ -264,12 +274,12 @@ function layerControl(c, col) {
   plus.textContent = "+";
   plus.title = "add a unit";
   plus.disabled = units[c - 1] >= MAX_UNITS;
-  plus.onclick = () => { units[c - 1] += 1; setLayers(units); };
+  plus.onclick = () => resize(c - 1, 1);
   const minus = document.createElement("button");
   minus.textContent = "−";
   minus.title = "remove a unit";
   minus.disabled = units[c - 1] <= 1;
-  minus.onclick = () => { units[c - 1] -= 1; setLayers(units); };
+  minus.onclick = () => resize(c - 1, -1);
   const label = document.createElement("span");
   label.textContent = `${units[c - 1]}`;
   ctl.append(minus, label, plus);
