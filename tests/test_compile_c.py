@@ -317,7 +317,7 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
         assert kind == "CProgram"
     if name == "logsumexp" and attrs.get("axis") not in ((0, 2), (-1, 0)):  # (consecutive)
         assert kind == "CProgram"
-    if name in ("gather", "embedding", "broadcast_to") or name == "cumsum" and shapes[0]:
+    if name in ("gather", "embedding", "broadcast_to", "linear") or name == "cumsum" and shapes[0]:
         assert kind == "CProgram"
 
 
@@ -438,6 +438,28 @@ def test_a_class_index_out_of_range_raises_the_engines_error_and_changes_nothing
     step(X, y)
     assert not np.allclose(_params(model)[0], before[0])  # the next good step runs
     assert step._last.jit_coef is not None and not step._last.jit_failed  # (in C)
+
+
+@pytest.mark.parametrize("x_shape", [(2, 3, 4), (2, 2, 3, 4), (4,)])
+def test_linear_layers_on_sequences_and_single_samples_run_in_c(x_shape) -> None:
+    """A linear layer's input of other than 2 dimensions is seen as rows (no copy): the same
+    products, the SGD update still inside the weight's, as the NumPy replay."""
+    rng = np.random.default_rng(15)
+    X = gg.tensor(rng.standard_normal(x_shape).astype(np.float32))
+    y = gg.tensor(rng.standard_normal((*x_shape[:-1], 1)).astype(np.float32))
+
+    def make():
+        gg.manual_seed(0)  # (the same weights for both)
+        return gg.nn.Sequential(gg.nn.Linear(4, 5), gg.nn.Tanh(), gg.nn.Linear(5, 1))
+
+    (m_np, s_np), (m_c, s_c) = _pair(make, F.mse_loss, gg.optim.SGD, lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JitFallbackWarning)
+        for _ in range(4):
+            s_np(X, y)
+            s_c(X, y)
+    assert type(s_c._last) is c_backend.CProgram
+    _assert_close(_params(m_c), _params(m_np))
 
 
 @pytest.mark.parametrize("padding_idx", [None, 2])

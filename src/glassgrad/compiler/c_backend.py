@@ -661,6 +661,8 @@ def _linear_checks(src: CSource, op: str, x: str, w: str, bias: list[str]) -> No
 
 def _linear(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
     no_attrs(op, attrs)
+    if len(src.shape(args[0] if i < 0 else args[2])) not in (0, 2):
+        return _linear_rows(src, op, i, args, attrs, dst)
     if i < 0:
         x, w, *bias = args
         _linear_checks(src, op, x, w, bias)
@@ -685,6 +687,28 @@ def _linear(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
         src.alloc(dst, src.shape(w)[:1], src.arrays[x].dtype)
         src.column_sums(dst, g)
     return dst
+
+
+def _linear_rows(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
+                 ) -> str:
+    """A linear layer on one sample (in,) or on more than 2 dimensions (a batch of
+    sequences): the same products on x seen as rows (..., in) → (rows, in), as the op
+    table's rules take it (``ops._rows``); every array here is C-ordered, so the views copy
+    nothing."""
+    x = args[0] if i < 0 else args[2]
+    shape = src.shape(x)
+    rows = math.prod(shape[:-1])
+    x2 = src.view(x, (rows, shape[-1]))
+    if i < 0:
+        w, *bias = args[1:]
+        out = _linear(src, op, -1, [x2, w, *bias], attrs, src.temp())
+        return src.view(out, (*shape[:-1], src.shape(w)[0]))
+    g, out, _, w, *bias = args
+    g2 = src.view(g, (rows, src.shape(g)[-1]))
+    if i == 0:
+        res = _linear(src, op, 0, [g2, out, x2, w, *bias], attrs, src.temp())
+        return src.view(res, shape)
+    return _linear(src, op, i, [g2, out, x2, w, *bias], attrs, dst)
 
 
 def _matmul(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
