@@ -715,8 +715,7 @@ def _matmul(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
     no_attrs(op, attrs)
     g, _, a, b = (None, None, *args) if i < 0 else args
     if len(src.shape(a)) != 2 or len(src.shape(b)) != 2:
-        raise Unsupported(op, f"shapes {src.shape(a)} @ {src.shape(b)} (the loops take "
-                              f"2-D @ 2-D)")
+        return _matmul_rows(src, op, i, args, dst)
     src.dtype_of([a, b] if g is None else [g, a, b], op)
     shape = ((src.shape(a)[0], src.shape(b)[1]), src.shape(a), src.shape(b))[i + 1]
     src.alloc(dst, shape, src.arrays[a].dtype)
@@ -727,6 +726,36 @@ def _matmul(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
     else:
         src.product(dst, a, True, g, False)
     return dst
+
+
+def _matmul_rows(src: CSource, op: str, i: int, args: list[str], dst: str) -> str:
+    """a @ b for a of any dimensions and b a matrix or a vector (NumPy's rules: a vector a
+    is one row, a vector b one column, dropped from the result): the 2-D product on views
+    (a as rows, b as (k, m)), and its rules on the same views. A stack of matrices for b
+    is not taken."""
+    g, _, a, b = (None, None, *args) if i < 0 else args
+    sa, sb = src.shape(a), src.shape(b)
+    if not sa or len(sb) not in (1, 2) or sa[-1] != sb[0]:
+        raise Unsupported(op, f"shapes {sa} @ {sb} (the loops take a stack of rows @ a "
+                              f"matrix or a vector)")
+    src.dtype_of([a, b] if g is None else [g, a, b], op)
+    rows, k, m = math.prod(sa[:-1]), sa[-1], sb[1] if len(sb) == 2 else 1
+    a2, b2 = src.view(a, (rows, k)), src.view(b, (k, m))
+    dt = src.arrays[a].dtype
+    if i < 0:
+        out = src.temp()
+        src.alloc(out, (rows, m), dt)
+        src.product(out, a2, False, b2, False)
+        return src.view(out, (*sa[:-1], *sb[1:]))
+    g2 = src.view(g, (rows, m))
+    res = src.temp()
+    if i == 0:
+        src.alloc(res, (rows, k), dt)
+        src.product(res, g2, False, b2, True)
+        return src.view(res, sa)
+    src.alloc(res, (k, m), dt)
+    src.product(res, a2, True, g2, False)
+    return src.view(res, sb)
 
 
 def _mse(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
