@@ -401,6 +401,19 @@ def test_comparisons_selections_and_clips_equal_the_numpy_replay(dtype, loss_fn)
                                    equal_nan=True)
 
 
+def _train_both_in_c(pair, X, y, steps=4) -> None:
+    """Train ``_pair``'s two models: the C one must run in C (no fallback) and end with the
+    NumPy one's weights."""
+    (m_np, s_np), (m_c, s_c) = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JitFallbackWarning)
+        for _ in range(steps):
+            s_np(X, y)
+            s_c(X, y)
+    assert type(s_c._last) is c_backend.CProgram
+    _assert_close(_params(m_c), _params(m_np))
+
+
 @pytest.mark.parametrize(("activation", "loss"), [
     ("leaky_relu", gg.nn.functional.binary_cross_entropy_with_logits),
     ("tanh", lambda out, y: gg.nn.functional.binary_cross_entropy(gg.sigmoid(out), y)),
@@ -416,14 +429,7 @@ def test_the_command_lines_activations_and_losses_run_in_c(activation, loss) -> 
     def make():
         return gg.nn.MLP([2, 5, 1], activation=activation, seed=0)
 
-    (m_np, s_np), (m_c, s_c) = _pair(make, loss, gg.optim.SGD, lr=0.1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", JitFallbackWarning)
-        for _ in range(4):
-            s_np(X, y)
-            s_c(X, y)
-    assert type(s_c._last) is c_backend.CProgram
-    _assert_close(_params(m_c), _params(m_np))
+    _train_both_in_c(_pair(make, loss, gg.optim.SGD, lr=0.1), X, y)
 
 
 # --------------------------------------------------------------------------- declines
@@ -454,14 +460,7 @@ def test_linear_layers_on_sequences_and_single_samples_run_in_c(x_shape) -> None
         gg.manual_seed(0)  # (the same weights for both)
         return gg.nn.Sequential(gg.nn.Linear(4, 5), gg.nn.Tanh(), gg.nn.Linear(5, 1))
 
-    (m_np, s_np), (m_c, s_c) = _pair(make, F.mse_loss, gg.optim.SGD, lr=0.1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", JitFallbackWarning)
-        for _ in range(4):
-            s_np(X, y)
-            s_c(X, y)
-    assert type(s_c._last) is c_backend.CProgram
-    _assert_close(_params(m_c), _params(m_np))
+    _train_both_in_c(_pair(make, F.mse_loss, gg.optim.SGD, lr=0.1), X, y)
 
 
 @pytest.mark.parametrize("padding_idx", [None, 2])
