@@ -228,9 +228,8 @@ class CSource:
                 raise Unsupported("compile", f"shape {s} does not broadcast to {shape}")
             padded = (1,) * (nd - len(s)) + s
             terms.append(f"{n}[{_index(padded, shape)}]")
-        loops = "".join(f"for (int64_t i{k} = 0; i{k} < {shape[k]}; i{k}++) "
-                        for k in range(nd))
-        self.body.append(f"    {loops}{dst}[{_index(shape, shape)}] = {form.format(*terms)};")
+        self.body.append(f"    {_loops(shape)}{dst}[{_index(shape, shape)}] = "
+                         f"{form.format(*terms)};")
 
     def product(self, dst: str, a: str, ta: bool, b: str, tb: bool, beta: str = "0",
                 alpha: str = "1") -> None:
@@ -330,9 +329,7 @@ class CSource:
         full = self.shape(src)
         nd = len(full)
         padded = (1,) * (nd - len(shape)) + shape
-        loops = "".join(f"for (int64_t i{k} = 0; i{k} < {full[k]}; i{k}++) "
-                        for k in range(nd))
-        self.body.append(f"    {loops}{new}[{_index(padded, full)}] += "
+        self.body.append(f"    {_loops(full)}{new}[{_index(padded, full)}] += "
                          f"{src}[{_index(full, full)}];")
         return new
 
@@ -521,6 +518,11 @@ class CSource:
         return k, a, ta, b, tb
 
 
+def _loops(shape: tuple[int, ...]) -> str:
+    """Nested C loops over ``shape``, with the counters i0, i1, ... that ``_index`` reads."""
+    return "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) " for k, n in enumerate(shape))
+
+
 def _index(shape: tuple[int, ...], full: tuple[int, ...]) -> str:
     """The flat index into a C-ordered array of ``shape`` (broadcast to ``full``) at the
     loop counters i0, i1, ... over ``full``."""
@@ -591,8 +593,7 @@ def _bound(op: str, value: Any, dtype: np.dtype) -> str | None:
 
 
 def _clip(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    if set(attrs) - {"lo", "hi"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"lo", "hi"})
     names = [args[0]] if i < 0 else [args[0], args[2]]
     dt = src.dtype_of(names, op)
     lo, hi = _bound(op, attrs.get("lo"), dt), _bound(op, attrs.get("hi"), dt)
@@ -831,17 +832,21 @@ def _cross_entropy(src: CSource, op: str, i: int, args: list[str], attrs: dict,
     return dst
 
 
-def _reduced_axes(op: str, attrs: dict, nd: int) -> tuple[int, ...]:
-    """The axes a sum or mean reduces (every one for axis=None), each in 0 ≤ a < nd."""
-    if set(attrs) - {"axis", "keepdims"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
-    axis = attrs.get("axis")
+def _axes(op: str, nd: int, axis: Any) -> tuple[int, ...]:
+    """``axis`` (an int, a tuple or list of them, or None for every axis) as sorted axes,
+    each in 0 ≤ a < nd."""
     if axis is None:
         return tuple(range(nd))
     axes = axis if isinstance(axis, tuple | list) else (axis,)
     if not all(isinstance(a, int | np.integer) and -nd <= a < nd for a in axes):
         raise Unsupported(op, f"axis={axis!r} on {nd} dimensions")
     return tuple(sorted({int(a) % nd for a in axes}))
+
+
+def _reduced_axes(op: str, attrs: dict, nd: int) -> tuple[int, ...]:
+    """The axes a reduction's attributes name (every one for axis=None)."""
+    no_attrs(op, attrs, {"axis", "keepdims"})
+    return _axes(op, nd, attrs.get("axis"))
 
 
 def _reduce_axes(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str,
@@ -865,9 +870,9 @@ def _reduce_axes(src: CSource, op: str, i: int, args: list[str], attrs: dict, ds
     src.alloc(dst, kept if attrs.get("keepdims") else out, dt)
     acc = src.alloc(src.temp(), (max(math.prod(kept), 1),), np.dtype(np.float64))
     total = math.prod(kept)
-    loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) " for k, n in enumerate(shape))
     src.body.append(f"    for (int64_t j = 0; j < {total}; j++) {acc}[j] = 0;")
-    src.body.append(f"    {loops}{acc}[{_index(kept, shape)}] += {x}[{_index(shape, shape)}];")
+    src.body.append(f"    {_loops(shape)}{acc}[{_index(kept, shape)}] += "
+                    f"{x}[{_index(shape, shape)}];")
     per = f" / {count}" if divide else ""
     src.body.append(f"    for (int64_t j = 0; j < {total}; j++) {dst}[j] = ({t})({acc}[j]{per});")
     return dst
@@ -875,10 +880,9 @@ def _reduce_axes(src: CSource, op: str, i: int, args: list[str], attrs: dict, ds
 
 def _reduce(divide: bool) -> Callable[..., str]:
     def emit(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-        try:
-            over_every_element(op, attrs)
-        except Unsupported:  # over some axes, or keeping them
+        if attrs.get("axis") is not None or attrs.get("keepdims"):  # some axes, or kept
             return _reduce_axes(src, op, i, args, attrs, dst, divide)
+        over_every_element(op, attrs)
         x = args[0] if i < 0 else args[2]
         src.dtype_of([x] if i < 0 else [args[0], x], op)
         n = src.arrays[x].size
@@ -906,8 +910,7 @@ def _concatenate(src: CSource, op: str, i: int, args: list[str], attrs: dict,
                  dst: str) -> str | None:
     """Copies of contiguous blocks: the inputs' into the result, or the gradient's back into
     one array per input (``{dst}__{k}``, which the item lines name)."""
-    if set(attrs) - {"axis"}:
-        raise Unsupported(op, f"attributes {attrs}")
+    no_attrs(op, attrs, {"axis"})
     forward = i == -1  # (else EVERY_INPUT: the backward)
     parts = args if forward else args[2:]
     whole = None if forward else args[0]
@@ -940,22 +943,20 @@ def _concatenate(src: CSource, op: str, i: int, args: list[str], attrs: dict,
 def _axis_block(op: str, shape: tuple[int, ...], axis: Any) -> tuple[int, int, int]:
     """(outer, n, inner): x seen as (outer, n, inner) with the reduced axes in the middle,
     for ``axis`` one axis, consecutive axes or None (every axis): C-ordered, no copy."""
-    first, last = _block_axes(op, shape, axis)
+    return _block(shape, *_block_axes(op, shape, axis))
+
+
+def _block(shape: tuple[int, ...], first: int, last: int) -> tuple[int, int, int]:
     return (math.prod(shape[:first]), math.prod(shape[first:last + 1]),
             math.prod(shape[last + 1:]))
 
 
 def _block_axes(op: str, shape: tuple[int, ...], axis: Any) -> tuple[int, int]:
     """The first and last of ``axis``'s axes, which must be consecutive."""
-    nd = len(shape)
-    axes = tuple(range(nd)) if axis is None else (
-        axis if isinstance(axis, tuple | list) else (axis,))
-    if not all(isinstance(a, int | np.integer) and -nd <= a < nd for a in axes) or not axes:
-        raise Unsupported(op, f"axis={axis!r} on shape {shape}")
-    axes = sorted({int(a) % nd for a in axes})
-    if axes != list(range(axes[0], axes[-1] + 1)):
-        raise Unsupported(op, f"axis={axis!r} on shape {shape} (the loops take consecutive "
-                              f"axes)")
+    axes = _axes(op, len(shape), axis)
+    if not axes or axes != tuple(range(axes[0], axes[-1] + 1)):
+        raise Unsupported(op, f"axis={axis!r} on shape {shape} (the loops take one axis or "
+                              f"consecutive ones)")
     return axes[0], axes[-1]
 
 
@@ -975,18 +976,17 @@ def _lse(x: str, t: str, at: str, n: int) -> str:
 def _logsumexp(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
     """log Σ exp over one axis, consecutive axes or every one (``_lse``); its rule,
     g·exp(x − out)."""
-    if set(attrs) - {"axis", "keepdims"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"axis", "keepdims"})
     x = args[0] if i < 0 else args[2]
     shape = src.shape(x)
     if not shape and attrs.get("axis") is not None:
         raise Unsupported(op, f"axis={attrs.get('axis')!r} on a 0-d input")
-    outer, n, inner = _axis_block(op, shape, attrs.get("axis")) if shape else (1, 1, 1)
+    first, last = _block_axes(op, shape, attrs.get("axis")) if shape else (0, -1)
+    outer, n, inner = _block(shape, first, last)
     dt = src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
     t = C_TYPES[dt]
     at, rows = _AT.format(n=n, inner=inner), _ROWS.format(outer=outer, inner=inner)
     if i < 0:
-        first, last = _block_axes(op, shape, attrs.get("axis")) if shape else (0, -1)
         src.alloc(dst, (*shape[:first], *((1,) * (last + 1 - first) if attrs.get("keepdims")
                                           else ()), *shape[last + 1:]), dt)
         src.body.append(f"    {rows} {{ {_lse(x, t, at, n)} {dst}[o * {inner} + k] = lse; }}")
@@ -1001,8 +1001,7 @@ def _logsumexp(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst:
 def _log_softmax(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
                  ) -> str:
     """x − logsumexp(x) along one axis (``_lse``); its rule, g − exp(out)·Σ g along it."""
-    if set(attrs) - {"axis"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"axis"})
     x = args[0] if i < 0 else args[2]
     shape = src.shape(x)
     axis = attrs.get("axis", -1)
@@ -1029,8 +1028,7 @@ def _broadcast_to(src: CSource, op: str, i: int, args: list[str], attrs: dict, d
                   ) -> str:
     """x copied out to ``shape``; the rule is the gradient itself (the line's ``sum_to``
     sums the broadcast dimensions away, as the engine does)."""
-    if set(attrs) - {"shape"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"shape"})
     if i >= 0:
         return args[0]
     x = args[0]
@@ -1047,13 +1045,11 @@ def _permute_copy(src: CSource, dst: str, x: str, dims: tuple[int, ...]) -> None
     out = tuple(shape[d] for d in dims)
     strides = _strides(shape)
     at = " + ".join(f"i{k} * {strides[d]}" for k, d in enumerate(dims) if shape[d] != 1) or "0"
-    loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) " for k, n in enumerate(out))
-    src.body.append(f"    {loops}{dst}[{_index(out, out)}] = {x}[{at}];")
+    src.body.append(f"    {_loops(out)}{dst}[{_index(out, out)}] = {x}[{at}];")
 
 
 def _permute(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    if set(attrs) - {"dims"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"dims"})
     x = args[0] if i < 0 else args[2]
     nd = len(src.shape(x))
     dims = tuple(int(d) % nd for d in attrs.get("dims", ())) if nd else ()
@@ -1074,15 +1070,15 @@ TABLE_MAX = 65_536  # the most positions an indexing step writes out as a table 
 
 def _getitem(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
     """x[index] (``_pick``)."""
-    if set(attrs) - {"index"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"index"})
     return _pick(src, op, i, args, dst, lambda base: base[attrs.get("index")])
 
 
 def _gather(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
     """x's elements at ``index`` along ``dim`` (``_pick``: the op table's own index grid)."""
-    if set(attrs) - {"dim", "index"} or not isinstance(attrs.get("index"), np.ndarray):
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"dim", "index"})
+    if not isinstance(attrs.get("index"), np.ndarray):
+        raise Unsupported(op, f"an index of type {type(attrs.get('index')).__name__}")
     index, dim = attrs["index"], attrs.get("dim", 0)
     return _pick(src, op, i, args, dst, lambda base: base[ops._gather_grid(index, dim)])
 
@@ -1103,7 +1099,7 @@ def _pick(src: CSource, op: str, i: int, args: list[str], dst: str,
     except Exception as e:  # (the recording ran it: never here)
         raise Unsupported(op, "an index the loops cannot follow") from e
     out = probe.shape
-    loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) " for k, n in enumerate(out))
+    loops = _loops(out)
     if np.shares_memory(probe, base):  # a view: an offset and strides
         offset = int(probe.ravel()[0]) if probe.size else 0
         at = " + ".join([str(offset), *(f"i{k} * {st // 8}" for k, (n, st) in
@@ -1134,8 +1130,7 @@ def _embedding(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst:
     out of range makes the step decline before it writes anything, and the NumPy replay
     gives the engine's error); its rule adds each row's gradient back to its row, none to
     ``padding_idx``'s."""
-    if set(attrs) - {"padding_idx"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"padding_idx"})
     w, idx = args[-2:]
     if len(src.shape(w)) != 2 or src.arrays[idx].dtype.kind not in "iu":
         raise Unsupported(op, f"a weight of shape {src.shape(w)} with indices of dtype "
@@ -1165,8 +1160,7 @@ def _embedding(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst:
 def _cumsum(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
     """Running sums along one axis, in the array's dtype and NumPy's order; the rule, the
     running sums of the gradient from the end."""
-    if set(attrs) - {"axis"}:
-        raise Unsupported(op, f"attributes {sorted(attrs)}")
+    no_attrs(op, attrs, {"axis"})
     x = args[0] if i < 0 else args[2]
     shape = src.shape(x)
     if not shape:
@@ -1195,8 +1189,7 @@ def _extreme(larger: bool) -> Callable[..., str]:
         kept = tuple(1 if k in axes else n for k, n in enumerate(shape))
         total = max(math.prod(kept), 1)
         t = C_TYPES[dt]
-        loops = "".join(f"for (int64_t i{k} = 0; i{k} < {n}; i{k}++) "
-                        for k, n in enumerate(shape))
+        loops = _loops(shape)
         j, at = _index(kept, shape), _index(shape, shape)
         if i < 0:
             out = tuple(n for k, n in enumerate(shape) if k not in axes)

@@ -19,9 +19,10 @@ class Unsupported(Exception):  # noqa: N818  (not an error: the reason to fall b
     """An op line the kernels cannot run (the op's name, why)."""
 
 
-def no_attrs(op: str, attrs: dict) -> None:
-    """Refuse an op line with attributes (the kernels of most ops take none)."""
-    if attrs:
+def no_attrs(op: str, attrs: dict, allowed: frozenset[str] | set[str] = frozenset()) -> None:
+    """Refuse an op line with attributes other than ``allowed`` (the kernels of most ops
+    take none)."""
+    if set(attrs) - allowed:
         raise Unsupported(op, f"attributes {attrs}")
 
 
