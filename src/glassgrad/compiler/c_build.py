@@ -60,6 +60,20 @@ typedef void (*gg_dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, con
 static gg_sgemm_t gg_sgemm;  /* NumPy's OpenBLAS cblas_?gemm, set once when loaded */
 static gg_dgemm_t gg_dgemm;
 GG_EXPORT void gg_set_blas(void *s, void *d) { gg_sgemm = (gg_sgemm_t)s; gg_dgemm = (gg_dgemm_t)d; }
+/* Branch-free choices for the element loops: gg_one_T(c) is 1 where c is true, else 0;
+ * gg_pick_T(c, a, b) is a where c, else b. Both are made from c's bits (a mask of all ones or
+ * all zeros), so GCC 12 vectorizes a loop that uses them for every x86 target: the same thing
+ * written as a conversion of c or as c ? a : b stayed scalar code without AVX-512. */
+static inline float gg_one_float(int c) {
+    uint32_t b = -(uint32_t)c & 0x3f800000u; float v; memcpy(&v, &b, 4); return v; }
+static inline double gg_one_double(int c) {
+    uint64_t b = -(uint64_t)c & 0x3ff0000000000000u; double v; memcpy(&v, &b, 8); return v; }
+static inline float gg_pick_float(int c, float a, float b) {
+    uint32_t m = -(uint32_t)c, x, y; memcpy(&x, &a, 4); memcpy(&y, &b, 4);
+    x = (x & m) | (y & ~m); memcpy(&a, &x, 4); return a; }
+static inline double gg_pick_double(int c, double a, double b) {
+    uint64_t m = -(uint64_t)c, x, y; memcpy(&x, &a, 8); memcpy(&y, &b, 8);
+    x = (x & m) | (y & ~m); memcpy(&a, &x, 8); return a; }
 """
 
 WORKSPACE = r"""/* The temporaries' memory, kept between calls; a call while another holds it
