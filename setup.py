@@ -44,8 +44,12 @@ setup(
             # CFLAGS, so the C loops' results are NumPy's bit for bit. Without errno, sqrt
             # in a loop vectorizes (adam_step: 4.5x faster on 670k parameters); its values
             # are the same correctly rounded ones.
-            # (-fvisibility=hidden: only PyInit__backward is exported)
-            extra_compile_args=["-ffp-contract=off", "-fno-math-errno", "-fvisibility=hidden"],
+            # (-fvisibility=hidden: only PyInit__backward is exported.) -O3 whatever the
+            # CFLAGS: a CFLAGS in the environment replaces Python's own flags, -O3 included,
+            # and with CFLAGS="-march=native" the extension was built without optimization
+            # (measured: the eager batch-1024 MLP step 2.2x its floor, against 1.05x).
+            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno",
+                                "-fvisibility=hidden"],
             optional=True,
         )
     ]
