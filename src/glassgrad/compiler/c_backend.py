@@ -729,6 +729,8 @@ def _linear_rows(src: CSource, op: str, i: int, args: list[str], attrs: dict, ds
 def _matmul(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
     no_attrs(op, attrs)
     g, _, a, b = (None, None, *args) if i < 0 else args
+    if len(src.shape(b)) > 2:
+        return _matmul_stack(src, op, i, args, dst)
     if len(src.shape(a)) != 2 or len(src.shape(b)) != 2:
         return _matmul_rows(src, op, i, args, dst)
     src.dtype_of([a, b] if g is None else [g, a, b], op)
@@ -746,8 +748,8 @@ def _matmul(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
 def _matmul_rows(src: CSource, op: str, i: int, args: list[str], dst: str) -> str:
     """a @ b for a of any dimensions and b a matrix or a vector (NumPy's rules: a vector a
     is one row, a vector b one column, dropped from the result): the 2-D product on views
-    (a as rows, b as (k, m)), and its rules on the same views. A stack of matrices for b
-    is not taken."""
+    (a as rows, b as (k, m)), and its rules on the same views. (A stack of matrices for b:
+    ``_matmul_stack``.)"""
     g, _, a, b = (None, None, *args) if i < 0 else args
     sa, sb = src.shape(a), src.shape(b)
     if not sa or len(sb) not in (1, 2) or sa[-1] != sb[0]:
@@ -771,6 +773,50 @@ def _matmul_rows(src: CSource, op: str, i: int, args: list[str], dst: str) -> st
     src.alloc(res, (k, m), dt)
     src.product(res, a2, True, g2, False)
     return src.view(res, sb)
+
+
+def _matmul_stack(src: CSource, op: str, i: int, args: list[str], dst: str) -> str:
+    """a @ b for b a stack of matrices and a a matrix or a stack (NumPy's rules: the stacks'
+    leading axes broadcast): one 2-D product per matrix of the broadcast stack, on pointers
+    into a, b and the result; the rules' results have the broadcast stack's shape (the
+    line's ``sum_to`` then sums a broadcast operand's gradient down to its shape)."""
+    g, _, a, b = (None, None, *args) if i < 0 else args
+    sa, sb = src.shape(a), src.shape(b)
+    if len(sa) < 2 or sa[-1] != sb[-2]:
+        raise Unsupported(op, f"shapes {sa} @ {sb} (the loops take a matrix or a stack of "
+                              f"matrices @ a stack of matrices)")
+    dt = src.dtype_of([a, b] if g is None else [g, a, b], op)
+    try:
+        batch = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+    except ValueError:
+        raise Unsupported(op, f"stacks {sa[:-2]} and {sb[:-2]} do not broadcast") from None
+    n, k, m = sa[-2], sa[-1], sb[-1]
+    # (the result's matrix, then each operand's: name, matrix shape, transposed)
+    forms = ({"out": (n, m), "a": (a, (n, k), False), "b": (b, (k, m), False)},
+             {"out": (n, k), "a": (g, (n, m), False), "b": (b, (k, m), True)},
+             {"out": (k, m), "a": (a, (n, k), True), "b": (g, (n, m), False)})[i + 1]
+    src.alloc(dst, (*batch, *forms["out"]), dt)
+    t = C_TYPES[dt]
+    heads, mats = [], {}
+    for role in ("a", "b"):
+        name, shape, _ = forms[role]
+        stack = (1,) * (len(batch) - (src.arrays[name].ndim - 2)) + src.shape(name)[:-2]
+        offset = [f"(q / {math.prod(batch[d + 1:])}) % {batch[d]} * "
+                  f"{math.prod(stack[d + 1:]) * math.prod(shape)}"
+                  for d in range(len(batch)) if stack[d] != 1]
+        local = src.temp()
+        src.arrays[local] = _like(shape, dt)
+        heads.append(f"const {t} *{local} = {name} + {' + '.join(offset) or '0'};")
+        mats[role] = local
+    out = src.temp()
+    src.arrays[out] = _like(forms["out"], dt)
+    heads.append(f"{t} *{out} = {dst} + q * {math.prod(forms['out'])};")
+    src.body.append(f"    for (int64_t q = 0; q < {math.prod(batch)}; q++) {{ "
+                    f"{' '.join(heads)}")
+    src.product(out, mats["a"], forms["a"][2], mats["b"], forms["b"][2])
+    src.body.append("    }")
+    src.last_product = None  # (a product per matrix: no optimizer's update goes inside)
+    return dst
 
 
 def _mse(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
