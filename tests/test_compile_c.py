@@ -323,6 +323,12 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
     # (a vector @ a stack of matrices is not taken)
     if name == "matmul" and not (len(shapes[0]) == 1 and len(shapes[1]) > 2):
         assert kind == "CProgram"
+    if name == "conv2d" and attrs.get("groups", 1) == 1:  # (one group, any stride, padding)
+        assert kind == "CProgram"
+    tiles = attrs.get("stride", (2, 2)) == attrs.get("kernel_size", (2, 2)) and not any(
+        attrs.get("padding", (0, 0))) and tuple(attrs.get("dilation", (1, 1))) == (1, 1)
+    if name == "max_pool2d" and tiles and not attrs.get("ceil_mode"):
+        assert kind == "CProgram"
 
 
 def test_every_composite_runs_in_c_or_falls_back_saying_so(composite_case, cases) -> None:
@@ -487,6 +493,52 @@ def test_stacks_of_matrices_multiply_in_c_as_the_engine_does(a_shape, b_shape) -
     assert ("gg_dgemm(" in step.source) == (math.prod(a_shape[-2:]) * b_shape[-1] > 1 << 15)
 
 
+def _lenet():
+    gg.manual_seed(0)  # (the same weights for both)
+    return gg.nn.Sequential(
+        gg.nn.Conv2d(1, 4, 5, padding=2), gg.nn.ReLU(), gg.nn.MaxPool2d(2),
+        gg.nn.Conv2d(4, 6, 3, stride=2), gg.nn.ReLU(), gg.nn.MaxPool2d(2),  # (a row left over)
+        gg.nn.Flatten(), gg.nn.Linear(6 * 1 * 1 * 9, 10))
+
+
+def test_a_small_lenet_trains_in_c_as_in_the_numpy_replay() -> None:
+    """conv2d (padding, stride, both rules and the bias's) and max-pooling over tiling
+    windows, in C: the whole step is one C function, with the NumPy replay's weights."""
+    rng = np.random.default_rng(17)
+    X = gg.tensor(rng.standard_normal((8, 1, 28, 28)).astype(np.float32))
+    y = rng.integers(0, 10, 8)
+    pair = _pair(_lenet, F.cross_entropy, gg.optim.SGD, lr=0.05)
+    _train_both_in_c(pair, X, y)
+    assert "gg_sgemm(" in pair[1][1].source  # (the first convolution's products are BLAS's)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pooling_in_c_keeps_the_engines_ties_and_nans(dtype) -> None:
+    """A window's first maximum takes the gradient, also at a tie of −0 and +0; a NaN
+    window's maximum is NaN and its last NaN takes the gradient; a −0 gradient lands as +0."""
+    x = np.array([[[[1, 3, 3, 0], [2, 3, -0.0, 0.0],
+                    [np.nan, 1, 5, np.nan], [2, np.nan, np.nan, 5],
+                    [-np.inf, -np.inf, 7, 7], [-np.inf, -np.inf, 7, 7]]]], dtype)
+    g = np.array([[[[1, -0.0], [2, 3], [4, 5]]]], dtype)
+    seen = []
+    for backend in ("numpy", "c"):
+        step = gg.compile(lambda x: (gg.nn.functional.max_pool2d(x, 2) * gg.tensor(g)).sum(),
+                          backend=backend)
+        for _ in range(3):  # (recorded, then checked and replayed in C, then replayed)
+            t = gg.tensor(x, requires_grad=True)
+            loss = step(t)
+        seen.append((loss.numpy(), t.grad.numpy()))
+    assert type(step._last) is c_backend.CProgram
+    (loss_np, dx_np), (loss_c, dx_c) = seen
+    np.testing.assert_array_equal(loss_c, loss_np)
+    assert dx_c.dtype == dx_np.dtype == dtype
+    np.testing.assert_array_equal(dx_c, dx_np)
+    assert not np.signbit(dx_c).any()  # (+0 everywhere no gradient lands, and for −0)
+    assert dx_c[0, 0, 0, 1] == 1 and dx_c[0, 0, 1, 1] == 0  # the first of two 3s
+    assert dx_c[0, 0, 3, 2] == 3 and dx_c[0, 0, 2, 3] == 0  # a NaN window: its last NaN
+    assert dx_c[0, 0, 4, 2] == 5 and dx_c[0, 0, 5, 3] == 0  # four 7s: the first
+
+
 @pytest.mark.parametrize("padding_idx", [None, 2])
 def test_an_embedding_runs_in_c_and_an_index_out_of_range_changes_nothing(padding_idx) -> None:
     """The indices are an argument: checked on every call. In range, the step runs in C
@@ -615,7 +667,7 @@ def test_two_threads_stepping_at_once_each_get_their_own_numbers() -> None:
 # --------------------------------------------------------------------------- fallbacks
 @pytest.mark.parametrize(("fn", "op"), [
     (lambda x: gg.logsumexp(x.reshape(3, 2, 1), axis=(0, 2)).sum(), "logsumexp"),
-    (lambda x: F.max_pool2d(x.reshape(1, 1, 3, 2), 1).sum(), "max_pool2d"),
+    (lambda x: F.max_pool2d(x.reshape(1, 1, 3, 2), 2, stride=1).sum(), "max_pool2d"),
 ])
 def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
     x = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)
