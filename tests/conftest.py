@@ -32,6 +32,18 @@ settings.register_profile(
 )
 settings.load_profile("glassgrad")
 
+@pytest.fixture
+def c_step_cache(tmp_path_factory, monkeypatch):
+    """For the C back end's tests: compiled steps go to a cache folder of this test session
+    (not the user's), and a fallback to the NumPy replay is an error."""
+    from glassgrad.compiler.native_program import JitFallbackWarning  # noqa: PLC0415
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JitFallbackWarning)
+        yield
+
+
 # Same shapes, then broadcasting combinations (one per row), for 1, 2 and 3 inputs.
 ELEMENTWISE_SHAPES: dict[int, list[tuple[tuple[int, ...], ...]]] = {
     1: [((),), ((4,),), ((3, 4),), ((2, 3, 4),)],

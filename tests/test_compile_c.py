@@ -27,16 +27,8 @@ RTOL = 2e-6
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
 
-pytestmark = pytest.mark.skipif(bool(c_build.unavailable()), reason="no C compiler here")
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path_factory, monkeypatch):
-    """A cache folder for this test session (not the user's), fallback warnings as errors."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", JitFallbackWarning)
-        yield
+pytestmark = [pytest.mark.skipif(bool(c_build.unavailable()), reason="no C compiler here"),
+              pytest.mark.usefixtures("c_step_cache")]  # (conftest.py)
 
 
 def _pair(make_model, loss, optimizer=None, **opt_kw):

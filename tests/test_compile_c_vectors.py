@@ -16,14 +16,12 @@ import platform
 import re
 import shutil
 import subprocess
-import warnings
 
 import numpy as np
 import pytest
 
 import glassgrad as gg
 from glassgrad.compiler import c_build
-from glassgrad.compiler.native_program import JitFallbackWarning
 from glassgrad.nn import functional as F
 
 pytestmark = [
@@ -31,17 +29,10 @@ pytestmark = [
     pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                        reason="the targets named are x86-64's"),
     pytest.mark.skipif(shutil.which("gcc") is None, reason="reads GCC's vectorizer report"),
+    pytest.mark.usefixtures("c_step_cache"),  # (conftest.py)
 ]
 
 TARGET = "-march=x86-64-v3"
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", JitFallbackWarning)
-        yield
 
 
 def _vectorized_lines(source: str, tmp_path) -> set[int]:
