@@ -315,7 +315,7 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
     # (a vector @ a stack of matrices is not taken)
     if name == "matmul" and not (len(shapes[0]) == 1 and len(shapes[1]) > 2):
         assert kind == "CProgram"
-    if name == "conv2d" and attrs.get("groups", 1) == 1:  # (one group, any stride, padding)
+    if name == "conv2d":  # (any stride, padding, dilation, groups)
         assert kind == "CProgram"
     tiles = attrs.get("stride", (2, 2)) == attrs.get("kernel_size", (2, 2)) and not any(
         attrs.get("padding", (0, 0))) and tuple(attrs.get("dilation", (1, 1))) == (1, 1)
@@ -502,6 +502,24 @@ def test_a_small_lenet_trains_in_c_as_in_the_numpy_replay() -> None:
     pair = _pair(_lenet, F.cross_entropy, gg.optim.SGD, lr=0.05)
     _train_both_in_c(pair, X, y)
     assert "gg_sgemm(" in pair[1][1].source  # (the first convolution's products are BLAS's)
+
+
+@pytest.mark.parametrize("groups", [2, 4])
+def test_grouped_and_depthwise_convolutions_train_in_c(groups) -> None:
+    """conv2d with groups (4 groups of one channel: depthwise): each group's product on its
+    blocks of the input's channels, the weight and the output, and both rules the same way."""
+    rng = np.random.default_rng(18)
+    X = gg.tensor(rng.standard_normal((5, 4, 9, 9)).astype(np.float32))
+    y = rng.integers(0, 3, 5)
+
+    def make():
+        gg.manual_seed(0)  # (the same weights for both)
+        return gg.nn.Sequential(
+            gg.nn.Conv2d(4, 8, 3, padding=1, groups=groups, stride=2), gg.nn.ReLU(),
+            gg.nn.Conv2d(8, 8, 3, groups=groups), gg.nn.ReLU(), gg.nn.Flatten(),
+            gg.nn.Linear(8 * 3 * 3, 3))
+
+    _train_both_in_c(_pair(make, F.cross_entropy, gg.optim.SGD, lr=0.05), X, y)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

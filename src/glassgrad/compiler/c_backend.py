@@ -1225,46 +1225,50 @@ def _pair(op: str, attrs: dict, name: str, default: int) -> tuple[int, int]:
     return int(v[0]), int(v[1])
 
 
-def _per_sample(src: CSource, count: int, heads: list[str], body: Callable[[], None]) -> None:
-    """``body``'s lines inside ``for (q = 0; q < count; q++)``, after the declarations
-    ``heads`` (pointers to sample q's matrices)."""
-    src.body.append(f"    for (int64_t q = 0; q < {count}; q++) {{ {' '.join(heads)}")
+def _per_sample(src: CSource, count: int, groups: int, heads: list[str],
+                body: Callable[[], None]) -> None:
+    """``body``'s lines inside ``for (q = 0; q < count; q++) for (k = 0; k < groups; k++)``,
+    after the declarations ``heads`` (pointers to sample q's and group k's matrices)."""
+    src.body.append(f"    for (int64_t q = 0; q < {count}; q++) for (int64_t k = 0; k < "
+                    f"{groups}; k++) {{ {' '.join(heads)}")
     body()
     src.body.append("    }")
     src.last_product = None  # (a product per sample: no optimizer's update goes inside)
 
 
-def _matrix(src: CSource, base: str, shape: tuple[int, int], dt: np.dtype, const: bool
-            ) -> tuple[str, str]:
-    """A name for sample q's (shape) matrix of ``base`` (samples one after another), and its
-    declaration."""
+def _matrix(src: CSource, base: str, shape: tuple[int, int], dt: np.dtype, const: bool,
+            index: str) -> tuple[str, str]:
+    """A name for the ``index``-th (shape) matrix of ``base`` (matrices one after another),
+    and its declaration."""
     local = src.temp()
     src.arrays[local] = _like(shape, dt)
-    return local, (f"{'const ' if const else ''}{C_TYPES[dt]} *{local} = {base} + q * "
+    return local, (f"{'const ' if const else ''}{C_TYPES[dt]} *{local} = {base} + {index} * "
                    f"{math.prod(shape)};")
 
 
 def _conv2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    """conv2d with one group, as the op table computes it, a sample at a time: its windows
-    copied into columns (C·kh·kw, OH·OW) in the workspace (im2col; 0 where a window reaches
-    into the padding), one product with the weight seen as (O, C·kh·kw), the bias added.
-    The rules: the weight's gradient Σₙ Gₙ·colsₙᵀ (the columns made again, each product
-    added into the last), the input's Wᵀ·Gₙ spread back over the windows (col2im), the
-    bias's Σ over samples and positions (in double)."""
+    """conv2d, as the op table computes it, a sample and a group at a time: the group's
+    windows copied into columns (C/groups·kh·kw, OH·OW) in the workspace (im2col; 0 where a
+    window reaches into the padding), one product with the group's weight seen as
+    (O/groups, C/groups·kh·kw), the bias added. The rules: the weight's gradient Σₙ Gₙ·colsₙᵀ
+    (the columns made again, each sample's product added into the last), the input's Wᵀ·Gₙ
+    spread back over the windows (col2im), the bias's Σ over samples and positions (in
+    double)."""
     no_attrs(op, attrs, {"stride", "padding", "dilation", "groups"})
-    if attrs.get("groups", 1) != 1:
-        raise Unsupported(op, f"groups={attrs.get('groups')} (the loops take one group)")
+    groups = attrs.get("groups", 1)
     g = None if i < 0 else args[0]
     x, w, b = args[-3:]
-    (n, c, h, wd), (o, cw, kh, kw) = src.shape(x), src.shape(w)
-    if cw != c or src.shape(b) != (o,):
-        raise Unsupported(op, f"shapes {src.shape(x)}, {src.shape(w)}, {src.shape(b)}")
+    (n, c, h, wd), (o, cg, kh, kw) = src.shape(x), src.shape(w)
+    if not isinstance(groups, int | np.integer) or groups < 1 or cg * groups != c \
+            or o % groups or src.shape(b) != (o,):
+        raise Unsupported(op, f"shapes {src.shape(x)}, {src.shape(w)}, {src.shape(b)} with "
+                              f"groups={groups!r}")
     dt = src.dtype_of([x, w, b] if g is None else [g, x, w, b], op)
     (sh, sw), (ph, pw), (dh, dw) = (_pair(op, attrs, "stride", 1),
                                     _pair(op, attrs, "padding", 0),
                                     _pair(op, attrs, "dilation", 1))
     oh, ow = ops_nn.out_size(h, kh, sh, ph, dh), ops_nn.out_size(wd, kw, sw, pw, dw)
-    ck, p = c * kh * kw, oh * ow
+    og, ck, p = o // groups, cg * kh * kw, oh * ow  # (per group)
     t = C_TYPES[dt]
     if i == 2:  # Σ over samples and positions
         src.alloc(dst, (o,), dt)
@@ -1272,17 +1276,16 @@ def _conv2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
                         f"for (int64_t q = 0; q < {n}; q++) for (int64_t j = 0; j < {p}; "
                         f"j++) s += {g}[(q * {o} + r) * {p} + j]; {dst}[r] = ({t})s; }}")
         return dst
-    wm = src.view(w, (o, ck))
     cols = src.alloc(src.temp(), (ck, p), dt)
-    # Each column row r: the channel, kernel row and column it reads; for each output row a,
-    # its input row hh (outside the input: a row of zeros) and the outputs [lo, hi) whose
-    # input column lies inside the input, so that the copies have no test in them.
-    rows = (f"for (int64_t r = 0; r < {ck}; r++) {{ int64_t cc = r / {kh * kw}, ii = r / {kw} "
-            f"% {kh}, jj = r % {kw}, s0 = {pw} - jj * {dw}, s1 = {wd - 1 + pw} - jj * {dw}; "
-            f"int64_t lo = s0 <= 0 ? 0 : (s0 + {sw - 1}) / {sw}, hi = s1 < 0 ? 0 : s1 / {sw} "
-            f"+ 1; if (hi > {ow}) hi = {ow}; if (lo > hi) lo = hi; for (int64_t a = 0; a < "
-            f"{oh}; a++) {{ int64_t hh = a * {sh} - {ph} + ii * {dh}; {t} *cr = {cols} + r * "
-            f"{p} + a * {ow}; int64_t at = ((q * {c} + cc) * {h} + hh) * {wd} - s0;")
+    # Each column row r: the channel (of group k), kernel row and column it reads; for each
+    # output row a, its input row hh (outside the input: a row of zeros) and the outputs
+    # [lo, hi) whose input column lies inside the input, so that the copies have no test.
+    rows = (f"for (int64_t r = 0; r < {ck}; r++) {{ int64_t cc = k * {cg} + r / {kh * kw}, ii "
+            f"= r / {kw} % {kh}, jj = r % {kw}, s0 = {pw} - jj * {dw}, s1 = {wd - 1 + pw} - jj "
+            f"* {dw}; int64_t lo = s0 <= 0 ? 0 : (s0 + {sw - 1}) / {sw}, hi = s1 < 0 ? 0 : s1 "
+            f"/ {sw} + 1; if (hi > {ow}) hi = {ow}; if (lo > hi) lo = hi; for (int64_t a = 0; "
+            f"a < {oh}; a++) {{ int64_t hh = a * {sh} - {ph} + ii * {dh}; {t} *cr = {cols} + r "
+            f"* {p} + a * {ow}; int64_t at = ((q * {c} + cc) * {h} + hh) * {wd} - s0;")
 
     def im2col() -> None:
         src.body.append(f"    {rows} if (hh < 0 || hh >= {h}) {{ for (int64_t e = 0; e < {ow}; "
@@ -1290,35 +1293,37 @@ def _conv2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
                         f"= 0; for (int64_t e = lo; e < hi; e++) cr[e] = {x}[at + e * {sw}]; "
                         f"for (int64_t e = hi; e < {ow}; e++) cr[e] = 0; }} }}")
 
+    # sample q's group k: its (O/groups, ·) block of the weight, of the output or gradient
+    wk, head_w = _matrix(src, w, (og, ck), dt, True, "k")
     if i < 0:
         src.alloc(dst, (n, o, oh, ow), dt)
-        out, head = _matrix(src, dst, (o, p), dt, False)
+        out, head = _matrix(src, dst, (og, p), dt, False, f"(q * {groups} + k)")
 
         def forward() -> None:
             im2col()
-            src.product(out, wm, False, cols, False)
-            src.body.append(f"    for (int64_t r = 0; r < {o}; r++) for (int64_t j = 0; j < "
-                            f"{p}; j++) {out}[r * {p} + j] += {b}[r];")
-        _per_sample(src, n, [head], forward)
+            src.product(out, wk, False, cols, False)
+            src.body.append(f"    for (int64_t r = 0; r < {og}; r++) for (int64_t j = 0; j < "
+                            f"{p}; j++) {out}[r * {p} + j] += {b}[k * {og} + r];")
+        _per_sample(src, n, groups, [head_w, head], forward)
         return dst
-    gm, head = _matrix(src, g, (o, p), dt, True)
-    if i == 1:  # Σ over samples of Gₙ·colsₙᵀ, into the weight's (O, C·kh·kw) gradient
-        src.alloc(dst, (o, c, kh, kw), dt)
-        dm = src.view(dst, (o, ck))
+    gk, head = _matrix(src, g, (og, p), dt, True, f"(q * {groups} + k)")
+    if i == 1:  # Σ over samples of Gₙ·colsₙᵀ, into each group's (O/groups, ·) rows
+        src.alloc(dst, (o, cg, kh, kw), dt)
+        dk, head_d = _matrix(src, dst, (og, ck), dt, False, "k")
 
         def weight() -> None:
             im2col()
-            src.product(dm, gm, False, cols, True, beta="(q ? 1 : 0)")
-        _per_sample(src, n, [head], weight)
+            src.product(dk, gk, False, cols, True, beta="(q ? 1 : 0)")
+        _per_sample(src, n, groups, [head, head_d], weight)
         return dst
     src.alloc(dst, (n, c, h, wd), dt)  # the input's: Wᵀ·Gₙ, spread back over the windows
     src.body.append(f"    for (int64_t j = 0; j < {n * c * h * wd}; j++) {dst}[j] = 0;")
 
     def spread() -> None:
-        src.product(cols, wm, True, gm, False)
+        src.product(cols, wk, True, gk, False)
         src.body.append(f"    {rows} if (hh < 0 || hh >= {h}) continue; for (int64_t e = lo; "
                         f"e < hi; e++) {dst}[at + e * {sw}] += cr[e]; }} }}")
-    _per_sample(src, n, [head], spread)
+    _per_sample(src, n, groups, [head_w, head], spread)
     return dst
 
 
