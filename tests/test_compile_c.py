@@ -317,9 +317,7 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
         assert kind == "CProgram"
     if name == "conv2d":  # (any stride, padding, dilation, groups)
         assert kind == "CProgram"
-    tiles = attrs.get("stride", (2, 2)) == attrs.get("kernel_size", (2, 2)) and not any(
-        attrs.get("padding", (0, 0))) and tuple(attrs.get("dilation", (1, 1))) == (1, 1)
-    if name == "max_pool2d" and tiles and not attrs.get("ceil_mode"):
+    if name == "max_pool2d":  # (any windows)
         assert kind == "CProgram"
 
 
@@ -522,18 +520,28 @@ def test_grouped_and_depthwise_convolutions_train_in_c(groups) -> None:
     _train_both_in_c(_pair(make, F.cross_entropy, gg.optim.SGD, lr=0.05), X, y)
 
 
+MAX_POOL_X = [[[[1, 3, 3, 0], [2, 3, -0.0, 0.0],
+                [np.nan, 1, 5, np.nan], [2, np.nan, np.nan, 5],
+                [-np.inf, -np.inf, 7, 7], [-np.inf, -np.inf, 7, 7]]]]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_max_pooling_in_c_keeps_the_engines_ties_and_nans(dtype) -> None:
+@pytest.mark.parametrize("kw", [{}, {"stride": 1}, {"kernel_size": 3, "padding": 1},
+                                {"stride": 2, "dilation": 2, "ceil_mode": True}])
+def test_max_pooling_in_c_keeps_the_engines_ties_and_nans(dtype, kw) -> None:
     """A window's first maximum takes the gradient, also at a tie of −0 and +0; a NaN
-    window's maximum is NaN and its last NaN takes the gradient; a −0 gradient lands as +0."""
-    x = np.array([[[[1, 3, 3, 0], [2, 3, -0.0, 0.0],
-                    [np.nan, 1, 5, np.nan], [2, np.nan, np.nan, 5],
-                    [-np.inf, -np.inf, 7, 7], [-np.inf, -np.inf, 7, 7]]]], dtype)
-    g = np.array([[[[1, -0.0], [2, 3], [4, 5]]]], dtype)
+    window's maximum is NaN and its last NaN takes the gradient; a −0 gradient lands as +0;
+    −∞ inputs beside −∞ padding. Tiling windows (the default), overlapping ones, padding,
+    dilation with ceil_mode: the NumPy replay's numbers, bit for bit."""
+    x = np.array(MAX_POOL_X, dtype)
+    kw = {"kernel_size": 2, **kw}
+    shape = gg.nn.functional.max_pool2d(gg.tensor(x), **kw).shape
+    g = np.arange(np.prod(shape), dtype=dtype).reshape(shape) - 1.0  # (−1, −0 and more)
+    g[g == 0] = -0.0
     seen = []
     for backend in ("numpy", "c"):
-        step = gg.compile(lambda x: (gg.nn.functional.max_pool2d(x, 2) * gg.tensor(g)).sum(),
-                          backend=backend)
+        step = gg.compile(lambda x: (gg.nn.functional.max_pool2d(x, **kw) * gg.tensor(g)
+                                     ).sum(), backend=backend)
         for _ in range(3):  # (recorded, then checked and replayed in C, then replayed)
             t = gg.tensor(x, requires_grad=True)
             loss = step(t)
@@ -543,10 +551,12 @@ def test_max_pooling_in_c_keeps_the_engines_ties_and_nans(dtype) -> None:
     np.testing.assert_array_equal(loss_c, loss_np)
     assert dx_c.dtype == dx_np.dtype == dtype
     np.testing.assert_array_equal(dx_c, dx_np)
-    assert not np.signbit(dx_c).any()  # (+0 everywhere no gradient lands, and for −0)
-    assert dx_c[0, 0, 0, 1] == 1 and dx_c[0, 0, 1, 1] == 0  # the first of two 3s
-    assert dx_c[0, 0, 3, 2] == 3 and dx_c[0, 0, 2, 3] == 0  # a NaN window: its last NaN
-    assert dx_c[0, 0, 4, 2] == 5 and dx_c[0, 0, 5, 3] == 0  # four 7s: the first
+    if len(kw) == 1:  # tiling windows, g [[−1, −0], [1, 2], [3, 4]]: where each lands
+        assert dx_c[0, 0, 0, 1] == -1 and dx_c[0, 0, 1, 1] == 0  # the first of two 3s
+        assert dx_c[0, 0, 0, 2] == 0 and not np.signbit(dx_c[0, 0, 0, 2])  # −0 lands as +0
+        assert dx_c[0, 0, 3, 1] == 1 and dx_c[0, 0, 3, 2] == 2  # NaN windows: their last NaN
+        assert dx_c[0, 0, 4, 0] == 3 and dx_c[0, 0, 4, 2] == 4  # −∞s and 7s: the first
+        assert np.count_nonzero(dx_c) == 5
 
 
 @pytest.mark.parametrize("padding_idx", [None, 2])
@@ -677,7 +687,7 @@ def test_two_threads_stepping_at_once_each_get_their_own_numbers() -> None:
 # --------------------------------------------------------------------------- fallbacks
 @pytest.mark.parametrize(("fn", "op"), [
     (lambda x: gg.logsumexp(x.reshape(3, 2, 1), axis=(0, 2)).sum(), "logsumexp"),
-    (lambda x: F.max_pool2d(x.reshape(1, 1, 3, 2), 2, stride=1).sum(), "max_pool2d"),
+    (lambda x: x.double().sum(), "cast"),
 ])
 def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
     x = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)

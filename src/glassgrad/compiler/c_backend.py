@@ -1338,15 +1338,15 @@ def _max_pool2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst
     gives it."""
     no_attrs(op, attrs, {"kernel_size", "stride", "padding", "dilation", "ceil_mode"})
     x = args[-1]
+    if len(src.shape(x)) != 4:
+        raise Unsupported(op, f"an input of shape {src.shape(x)} (the loops take 4-D)")
     k = _pair(op, attrs, "kernel_size", 2)
-    if (_pair(op, attrs, "stride", 2) != k or _pair(op, attrs, "padding", 0) != (0, 0)
-            or _pair(op, attrs, "dilation", 1) != (1, 1) or len(src.shape(x)) != 4):
-        raise Unsupported(op, "windows that do not tile the input (the loops take kernel = "
-                              "stride, no padding or dilation)")
     n, c, h, wd = src.shape(x)
     (kh, kw), (oh, ow) = k, (h // k[0], wd // k[1])
-    if attrs.get("ceil_mode") and (h % kh or wd % kw):
-        raise Unsupported(op, "ceil_mode with a last partial window")
+    if (_pair(op, attrs, "stride", 2) != k or _pair(op, attrs, "padding", 0) != (0, 0)
+            or _pair(op, attrs, "dilation", 1) != (1, 1)
+            or attrs.get("ceil_mode") and (h % kh or wd % kw)):
+        return _max_pool_windows(src, op, i, args, attrs, dst)
     dt = src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
     t = C_TYPES[dt]
     # A row of windows at a time, the kernel's positions written out, the outputs along the
@@ -1380,6 +1380,44 @@ def _max_pool2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst
                    f"(l{k} != 0), d + gv, d); }}" for k, a in enumerate(at))
     src.body.append(src.typed(f"    {rows} {t} m = {out}[o + e], gv = {g}[o + e], f = 1, l = 1; "
                               f"{find} {last} {put} }} }}", dst))
+    return dst
+
+
+def _max_pool_windows(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
+                      ) -> str:
+    """max_pool2d over any windows (stride, padding, dilation, ceil_mode), one window at a
+    time, an element outside the input read as −∞, as the op table's padding gives it. The
+    rule adds each window's gradient · (first equal to the maximum) to each of its elements
+    inside the input (windows may overlap), and a NaN maximum's gradient at the window's
+    last NaN."""
+    x = args[-1]
+    n, c, h, wd = src.shape(x)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+        _pair(op, attrs, "kernel_size", 2), _pair(op, attrs, "stride", 2),
+        _pair(op, attrs, "padding", 0), _pair(op, attrs, "dilation", 1))
+    ceil = bool(attrs.get("ceil_mode"))
+    oh = ops_nn.out_size(h, kh, sh, ph, dh, ceil)
+    ow = ops_nn.out_size(wd, kw, sw, pw, dw, ceil)
+    dt = src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
+    t = C_TYPES[dt]
+    each = (f"for (int64_t q = 0; q < {n * c}; q++) for (int64_t a = 0; a < {oh}; a++) for "
+            f"(int64_t e = 0; e < {ow}; e++) {{ int64_t o = (q * {oh} + a) * {ow} + e;")
+    taps = (f"for (int64_t ii = 0; ii < {kh}; ii++) for (int64_t jj = 0; jj < {kw}; jj++) {{ "
+            f"int64_t hh = a * {sh} - {ph} + ii * {dh}, ww = e * {sw} - {pw} + jj * {dw}; int "
+            f"inside = hh >= 0 && hh < {h} && ww >= 0 && ww < {wd}; int64_t at = (q * {h} + "
+            f"hh) * {wd} + ww; {t} v = inside ? {x}[at] : -INFINITY;")
+    if i < 0:
+        src.alloc(dst, (n, c, oh, ow), dt)
+        src.body.append(f"    {each} {t} m = 0; int first = 1; {taps} if (first || (m == m "
+                        f"&& (v > m || v != v))) m = v; first = 0; }} {dst}[o] = m; }}")
+        return dst
+    g, out = args[0], args[1]
+    src.alloc(dst, (n, c, h, wd), dt)
+    src.body.append(f"    for (int64_t j = 0; j < {n * c * h * wd}; j++) {dst}[j] = 0;")
+    src.body.append(f"    {each} {t} m = {out}[o], gv = {g}[o]; int free = 1; int64_t last = "
+                    f"-1; {taps} int hit = free & (v == m); free &= !hit; if (v != v) last = "
+                    f"at; if (inside) {dst}[at] += gv * ({t})hit; }} if (m != m && last >= 0) "
+                    f"{dst}[last] += gv; }}")
     return dst
 
 
