@@ -317,7 +317,7 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
         assert kind == "CProgram"
     if name == "conv2d":  # (any stride, padding, dilation, groups)
         assert kind == "CProgram"
-    if name == "max_pool2d":  # (any windows)
+    if name in ("max_pool2d", "cast"):  # (any windows; float64 from float32)
         assert kind == "CProgram"
 
 
@@ -481,6 +481,26 @@ def test_stacks_of_matrices_multiply_in_c_as_the_engine_does(a_shape, b_shape) -
         step(a, b)
     assert "for (int64_t q = 0; q <" in step.source
     assert ("gg_dgemm(" in step.source) == (math.prod(a_shape[-2:]) * b_shape[-1] > 1 << 15)
+
+
+def test_casts_run_in_c() -> None:
+    """float32 to float64 and back (the gradient cast back by the line), a bool mask and an
+    integer array made float32, as the engine computes them."""
+    def fn(x, z, k):
+        wide = (x.double() * 1.25).tanh().sum()
+        return wide.float() + (x * (z > 0).float()).sum() + (x * k.float()).mean()
+
+    def args(seed):
+        r = np.random.default_rng(seed)
+        return (gg.tensor(r.standard_normal((3, 5)).astype(np.float32), requires_grad=True),
+                gg.tensor(r.standard_normal((3, 5)).astype(np.float32)),
+                gg.tensor(r.integers(-3, 4, (3, 5))))
+
+    assert _c_or_fallback_equals_eager(fn, args(1), args(2)) == "CProgram"
+    step = gg.compile(fn, backend="c")
+    for _ in range(2):
+        step(*args(3))
+    assert "(double)" in step.source and "(float)" in step.source
 
 
 def _lenet():
@@ -687,7 +707,8 @@ def test_two_threads_stepping_at_once_each_get_their_own_numbers() -> None:
 # --------------------------------------------------------------------------- fallbacks
 @pytest.mark.parametrize(("fn", "op"), [
     (lambda x: gg.logsumexp(x.reshape(3, 2, 1), axis=(0, 2)).sum(), "logsumexp"),
-    (lambda x: x.double().sum(), "cast"),
+    (lambda x: gg.OPS["index_add"](gg.zeros(4), x.reshape(-1)[:4], index=(np.arange(4),)
+                                    ).sum(), "index_add"),
 ])
 def test_an_unsupported_op_replays_in_numpy_with_one_warning_naming_it(fn, op) -> None:
     x = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)

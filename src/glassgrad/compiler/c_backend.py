@@ -1421,6 +1421,25 @@ def _max_pool_windows(src: CSource, op: str, i: int, args: list[str], attrs: dic
     return dst
 
 
+def _cast(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
+    """x made float32 or float64 (from a float, an integer or a bool array: C's conversion
+    rounds to nearest as NumPy's astype does); the rule hands the gradient on, and the line's
+    ``cast`` makes it x's dtype again."""
+    no_attrs(op, attrs, {"dtype"})
+    x = args[0]
+    if i >= 0:
+        return x  # (the incoming gradient itself, as the op table's rule)
+    to = np.dtype(attrs.get("dtype"))
+    if to not in (np.float32, np.float64) or src.arrays[x].dtype not in C_TYPES:
+        raise Unsupported(op, f"{src.arrays[x].dtype} to {to} (the loops make float32 or "
+                              f"float64)")
+    if to == src.arrays[x].dtype:
+        return x  # (astype(copy=False): the array itself)
+    src.alloc(dst, src.shape(x), to)
+    src.each(dst, src.shape(x), f"({C_TYPES[to]}){{0}}", [x])
+    return dst
+
+
 def _cumsum(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
     """Running sums along one axis, in the array's dtype and NumPy's order; the rule, the
     running sums of the gradient from the end."""
@@ -1527,6 +1546,7 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "embedding": _embedding,
     "cumsum": _cumsum,
     "conv2d": _conv2d,
+    "cast": _cast,
     "max_pool2d": _max_pool2d,
     "broadcast_to": _broadcast_to,
     "max": _extreme(True),
