@@ -4,6 +4,7 @@
     python benchmarks/lenet.py --rounds 9 --number 30
     python benchmarks/lenet.py --threads 1      # both libraries on one thread
     python benchmarks/lenet.py --against ../main # also another checkout's glassgrad (before)
+    python benchmarks/lenet.py --compiled        # also gg.compile's NumPy replay and C step
 
 One step: forward of LeNet-5 (conv 1→6 5×5 pad 2, ReLU, max-pool 2, conv 6→16 5×5, ReLU,
 max-pool 2, linear 400→120→84→10 with ReLUs) on a batch of 64 28×28 grey images, cross
@@ -34,6 +35,8 @@ import numpy as np
 
 BATCH = 64
 LIBRARIES = ("glassgrad", "PyTorch")
+# gg.compile(loss_fn, optimizer=opt): the NumPy replay, and the whole step as one C function
+COMPILED = ("glassgrad, compiled", "glassgrad, compiled, C")
 AGAINST = "glassgrad (against)"
 
 
@@ -63,8 +66,9 @@ def lenet(nn: Any) -> Any:
     return LeNet()
 
 
-def glassgrad_step(src: str | None = None) -> Callable[[], None]:
-    """The step on this checkout's glassgrad, or on the one under ``src``."""
+def glassgrad_step(src: str | None = None, backend: str | None = None) -> Callable[[], None]:
+    """The step on this checkout's glassgrad, or on the one under ``src``; eager, or
+    compiled with the optimizer (``backend`` "numpy" or "c")."""
     sys.path.insert(0, src or os.path.join(os.path.dirname(__file__), "..", "src"))
     import glassgrad as gg  # noqa: PLC0415
 
@@ -72,6 +76,10 @@ def glassgrad_step(src: str | None = None) -> Callable[[], None]:
     opt = gg.optim.SGD(model.parameters(), lr=0.01)
     x, y = _data()
     xs = gg.tensor(x)
+    if backend is not None:
+        compiled = gg.compile(lambda X, Y: gg.nn.functional.cross_entropy(model(X), Y),
+                              optimizer=opt, backend=backend)
+        return lambda: compiled(xs, y)
 
     def step() -> None:
         opt.zero_grad()
@@ -99,7 +107,8 @@ def torch_step() -> Callable[[], None]:
 
 def worker(library: str, number: int, repeat: int, src: str | None = None) -> float:
     """Median seconds per step over ``repeat`` timed loops of ``number`` steps."""
-    step = torch_step() if library == "PyTorch" else glassgrad_step(src)
+    backend = {COMPILED[0]: "numpy", COMPILED[1]: "c"}.get(library)
+    step = torch_step() if library == "PyTorch" else glassgrad_step(src, backend)
     for _ in range(max(3, number // 4)):  # warm-up
         step()
     times = []
@@ -133,13 +142,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, help="threads per library (default: theirs)")
     p.add_argument("--against", metavar="CHECKOUT",
                    help="also time the glassgrad of this checkout (a before/after)")
-    p.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
+    p.add_argument("--compiled", action="store_true",
+                   help="also time the step compiled with gg.compile: NumPy replay and C")
+    p.add_argument("--worker", choices=(*LIBRARIES, *COMPILED), help=argparse.SUPPRESS)
     p.add_argument("--src", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
         print(json.dumps({"seconds": worker(a.worker, a.number, a.repeat, a.src)}))
         return
-    contenders = (*LIBRARIES, AGAINST) if a.against else LIBRARIES
+    contenders = (*LIBRARIES, *(COMPILED if a.compiled else ()),
+                  *((AGAINST,) if a.against else ()))
     times: dict[str, list[float]] = {lib: [] for lib in contenders}
     for r in range(a.rounds):
         for lib in (contenders if r % 2 == 0 else contenders[::-1]):
@@ -152,7 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"LeNet-5 training step, batch {BATCH} of 28×28, {os.cpu_count()} cores, {threads}; "
           f"{a.rounds} rounds, each library in its own process, medians:")
     for lib in contenders:
-        print(f"  {lib:19s} {statistics.median(times[lib]) * 1e3:7.2f} ms per step")
+        print(f"  {lib:24s} {statistics.median(times[lib]) * 1e3:7.2f} ms per step")
+    for lib in COMPILED if a.compiled else ():
+        own = [c / g for c, g in zip(times[lib], times["glassgrad"])]
+        print(f"  {lib} / glassgrad: {statistics.median(own):.2f}× "
+              f"(rounds {min(own):.2f}–{max(own):.2f}×)")
     print(f"  glassgrad / PyTorch: {statistics.median(ratios):.2f}× "
           f"(rounds {min(ratios):.2f}–{max(ratios):.2f}×; goal: within 1.5×)")
     if a.against:
