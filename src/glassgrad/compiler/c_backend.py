@@ -60,9 +60,10 @@ ALIGN = 64  # bytes: each temporary starts on a cache line
 # relu's rule, g·(out > 0): as NumPy computes it (a NaN or ±∞ gradient gives NaN where out ≤
 # 0, a negative one −0). The 0 or 1 is made from the comparison's bits (gg_one_t, see
 # c_build.PRELUDE), not converted from it or chosen by a branch: GCC 12 vectorizes the loop
-# for every x86 target that way. Written g * (out > 0), it was vectorized only with AVX-512
-# (an AVX2 machine ran the batch-128 MLP step's two relu passes in 350 and 394 µs, as scalar
-# code, against 31 and 33 µs vectorized); written out > 0 ? g : g·0, nowhere.
+# that way for AVX2 and AVX-512 targets. Written g * (out > 0), it was vectorized only with
+# AVX-512 (an AMD EPYC with AVX2 ran the batch-128 MLP step's two relu passes, with their
+# column sums, in 349 and 394 µs as scalar code, and in 14 and 11 µs vectorized); written
+# out > 0 ? g : g·0, nowhere.
 RELU_GRAD = "{0} * gg_one_t({1} > 0)"
 
 
@@ -796,26 +797,17 @@ def _matmul_stack(src: CSource, op: str, i: int, args: list[str], dst: str) -> s
              {"out": (n, k), "a": (g, (n, m), False), "b": (b, (k, m), True)},
              {"out": (k, m), "a": (a, (n, k), True), "b": (g, (n, m), False)})[i + 1]
     src.alloc(dst, (*batch, *forms["out"]), dt)
-    t = C_TYPES[dt]
     heads, mats = [], {}
-    for role in ("a", "b"):
+    for role in ("a", "b"):  # (matrix q of the broadcast stack: its index in the operand's)
         name, shape, _ = forms[role]
         stack = (1,) * (len(batch) - (src.arrays[name].ndim - 2)) + src.shape(name)[:-2]
-        offset = [f"(q / {math.prod(batch[d + 1:])}) % {batch[d]} * "
-                  f"{math.prod(stack[d + 1:]) * math.prod(shape)}"
-                  for d in range(len(batch)) if stack[d] != 1]
-        local = src.temp()
-        src.arrays[local] = _like(shape, dt)
-        heads.append(f"const {t} *{local} = {name} + {' + '.join(offset) or '0'};")
-        mats[role] = local
-    out = src.temp()
-    src.arrays[out] = _like(forms["out"], dt)
-    heads.append(f"{t} *{out} = {dst} + q * {math.prod(forms['out'])};")
-    src.body.append(f"    for (int64_t q = 0; q < {math.prod(batch)}; q++) {{ "
-                    f"{' '.join(heads)}")
-    src.product(out, mats["a"], forms["a"][2], mats["b"], forms["b"][2])
-    src.body.append("    }")
-    src.last_product = None  # (a product per matrix: no optimizer's update goes inside)
+        index = [f"(q / {math.prod(batch[d + 1:])}) % {batch[d]} * {math.prod(stack[d + 1:])}"
+                 for d in range(len(batch)) if stack[d] != 1]
+        mats[role], head = _matrix(src, name, shape, dt, True, f"({' + '.join(index) or 0})")
+        heads.append(head)
+    out, head = _matrix(src, dst, forms["out"], dt, False, "q")
+    _per_sample(src, math.prod(batch), 1, [*heads, head], lambda: src.product(
+        out, mats["a"], forms["a"][2], mats["b"], forms["b"][2]))
     return dst
 
 
@@ -1228,7 +1220,8 @@ def _pair(op: str, attrs: dict, name: str, default: int) -> tuple[int, int]:
 def _per_sample(src: CSource, count: int, groups: int, heads: list[str],
                 body: Callable[[], None]) -> None:
     """``body``'s lines inside ``for (q = 0; q < count; q++) for (k = 0; k < groups; k++)``,
-    after the declarations ``heads`` (pointers to sample q's and group k's matrices)."""
+    after the declarations ``heads`` (pointers to sample or matrix q's and group k's
+    matrices, ``_matrix``)."""
     src.body.append(f"    for (int64_t q = 0; q < {count}; q++) for (int64_t k = 0; k < "
                     f"{groups}; k++) {{ {' '.join(heads)}")
     body()

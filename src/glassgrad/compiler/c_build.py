@@ -62,8 +62,9 @@ static gg_dgemm_t gg_dgemm;
 GG_EXPORT void gg_set_blas(void *s, void *d) { gg_sgemm = (gg_sgemm_t)s; gg_dgemm = (gg_dgemm_t)d; }
 /* Branch-free choices for the element loops: gg_one_T(c) is 1 where c is true, else 0;
  * gg_pick_T(c, a, b) is a where c, else b. Both are made from c's bits (a mask of all ones or
- * all zeros), so GCC 12 vectorizes a loop that uses them for every x86 target: the same thing
- * written as a conversion of c or as c ? a : b stayed scalar code without AVX-512. */
+ * all zeros), so GCC 12 vectorizes a loop that uses them for AVX2 and AVX-512 targets (and
+ * for the baseline x86-64 in float32): the same thing written as a conversion of c or as
+ * c ? a : b stayed scalar code without AVX-512. */
 static inline float gg_one_float(int c) {
     uint32_t b = -(uint32_t)c & 0x3f800000u; float v; memcpy(&v, &b, 4); return v; }
 static inline double gg_one_double(int c) {
