@@ -507,8 +507,9 @@ def _lenet():
     gg.manual_seed(0)  # (the same weights for both)
     return gg.nn.Sequential(
         gg.nn.Conv2d(1, 4, 5, padding=2), gg.nn.ReLU(), gg.nn.MaxPool2d(2),
-        gg.nn.Conv2d(4, 6, 3, stride=2), gg.nn.ReLU(), gg.nn.MaxPool2d(2),  # (a row left over)
-        gg.nn.Flatten(), gg.nn.Linear(6 * 1 * 1 * 9, 10))
+        gg.nn.Conv2d(4, 6, 5, stride=2), gg.nn.ReLU(),  # (14 × 14 to 5 × 5)
+        gg.nn.MaxPool2d(2),  # (to 2 × 2: a row and a column of the 5 × 5 left over)
+        gg.nn.Flatten(), gg.nn.Linear(6 * 2 * 2, 10))
 
 
 def test_a_small_lenet_trains_in_c_as_in_the_numpy_replay() -> None:
