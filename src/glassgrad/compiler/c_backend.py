@@ -22,6 +22,7 @@ shape or dtype it has no loops for, or no C compiler, makes the step replay in N
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -1209,12 +1210,18 @@ def _embedding(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst:
     return dst
 
 
-def _pair(op: str, attrs: dict, name: str, default: int) -> tuple[int, int]:
-    v = attrs.get(name, default)
-    v = (v, v) if isinstance(v, int | np.integer) else tuple(v)
-    if len(v) != 2 or not all(isinstance(k, int | np.integer) for k in v):
-        raise Unsupported(op, f"{name}={attrs.get(name)!r}")
-    return int(v[0]), int(v[1])
+def _pairs(op: str, attrs: dict, *names: str) -> list[tuple[int, int]]:
+    """The (height, width) attributes ``names`` of a recorded op: as recorded, else the op
+    table's defaults (its forward's signature), so that the loops never restate them."""
+    params = inspect.signature(ops.OPS[op].forward).parameters
+    out = []
+    for name in names:
+        v = attrs.get(name, params[name].default)
+        v = (v, v) if isinstance(v, int | np.integer) else tuple(v)
+        if len(v) != 2 or not all(isinstance(k, int | np.integer) for k in v):
+            raise Unsupported(op, f"{name}={attrs.get(name)!r}")
+        out.append((int(v[0]), int(v[1])))
+    return out
 
 
 def _per_sample(src: CSource, count: int, groups: int, heads: list[str],
@@ -1257,9 +1264,7 @@ def _conv2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: st
         raise Unsupported(op, f"shapes {src.shape(x)}, {src.shape(w)}, {src.shape(b)} with "
                               f"groups={groups!r}")
     dt = src.dtype_of([x, w, b] if g is None else [g, x, w, b], op)
-    (sh, sw), (ph, pw), (dh, dw) = (_pair(op, attrs, "stride", 1),
-                                    _pair(op, attrs, "padding", 0),
-                                    _pair(op, attrs, "dilation", 1))
+    (sh, sw), (ph, pw), (dh, dw) = _pairs(op, attrs, "stride", "padding", "dilation")
     oh, ow = ops_nn.out_size(h, kh, sh, ph, dh), ops_nn.out_size(wd, kw, sw, pw, dw)
     og, ck, p = o // groups, cg * kh * kw, oh * ow  # (per group)
     t = C_TYPES[dt]
@@ -1333,13 +1338,14 @@ def _max_pool2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst
     x = args[-1]
     if len(src.shape(x)) != 4:
         raise Unsupported(op, f"an input of shape {src.shape(x)} (the loops take 4-D)")
-    k = _pair(op, attrs, "kernel_size", 2)
+    k, stride, padding, dilation = _pairs(op, attrs, "kernel_size", "stride", "padding",
+                                          "dilation")
     n, c, h, wd = src.shape(x)
     (kh, kw), (oh, ow) = k, (h // k[0], wd // k[1])
-    if (_pair(op, attrs, "stride", 2) != k or _pair(op, attrs, "padding", 0) != (0, 0)
-            or _pair(op, attrs, "dilation", 1) != (1, 1)
-            or attrs.get("ceil_mode") and (h % kh or wd % kw)):
-        return _max_pool_windows(src, op, i, args, attrs, dst)
+    ceil = bool(attrs.get("ceil_mode"))
+    if (stride != k or padding != (0, 0) or dilation != (1, 1)
+            or ceil and (h % kh or wd % kw)):
+        return _max_pool_windows(src, op, i, args, dst, k, stride, padding, dilation, ceil)
     dt = src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
     t = C_TYPES[dt]
     # A row of windows at a time, the kernel's positions written out, the outputs along the
@@ -1376,8 +1382,9 @@ def _max_pool2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst
     return dst
 
 
-def _max_pool_windows(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
-                      ) -> str:
+def _max_pool_windows(src: CSource, op: str, i: int, args: list[str], dst: str,
+                      kernel: tuple[int, int], stride: tuple[int, int],
+                      padding: tuple[int, int], dilation: tuple[int, int], ceil: bool) -> str:
     """max_pool2d over any windows (stride, padding, dilation, ceil_mode), one window at a
     time, an element outside the input read as −∞, as the op table's padding gives it. The
     rule adds each window's gradient · (first equal to the maximum) to each of its elements
@@ -1385,10 +1392,7 @@ def _max_pool_windows(src: CSource, op: str, i: int, args: list[str], attrs: dic
     last NaN."""
     x = args[-1]
     n, c, h, wd = src.shape(x)
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
-        _pair(op, attrs, "kernel_size", 2), _pair(op, attrs, "stride", 2),
-        _pair(op, attrs, "padding", 0), _pair(op, attrs, "dilation", 1))
-    ceil = bool(attrs.get("ceil_mode"))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     oh = ops_nn.out_size(h, kh, sh, ph, dh, ceil)
     ow = ops_nn.out_size(wd, kw, sw, pw, dw, ceil)
     dt = src.dtype_of([x] if i < 0 else [args[0], args[1], x], op)
