@@ -469,9 +469,10 @@ def test_random_graphs(native: Any, data: st.DataObject) -> None:
 
 @needs_native
 def test_store_grads_runs_in_c_only_in_its_usual_case(monkeypatch: Any) -> None:
-    """The C walk stores fresh gradients of leaves without a .grad itself; a leaf that has a
-    .grad already, a gradient handed to two leaves (or that is the caller's seed) and a
-    view go to autograd.store_grads, and so does everything when store_grads was replaced."""
+    """The C walk stores the gradients of leaves without a .grad itself, copying an array
+    handed to two leaves, the caller's seed and a view (as store_grads does: no two .grad
+    and no user array share memory); a leaf that has a .grad already goes to
+    autograd.store_grads, and so does everything when store_grads was replaced."""
     monkeypatch.setattr(autograd, "_native_walk", _backward.walk)
     code = autograd.store_grads.__code__
     calls: list[int] = []
@@ -498,15 +499,22 @@ def test_store_grads_runs_in_c_only_in_its_usual_case(monkeypatch: Any) -> None:
     assert python_store_calls(lambda: gg.nn.functional.linear(x, w, b).sum().backward()) == 1
     np.testing.assert_array_equal(b.grad.numpy(), np.full(3, 8.0, np.float32))  # accumulated
     u, v = (gg.tensor(np.ones(3, np.float32), requires_grad=True) for _ in range(2))
-    seed = np.ones(3, np.float32)
-    assert python_store_calls(lambda: (u + v).backward(seed)) == 1  # the seed, to both
-    assert not np.shares_memory(u.grad.numpy(), seed)
+    seed = np.arange(3, dtype=np.float32)
+    assert python_store_calls(lambda: (u + v).backward(seed)) == 0  # the seed, to both
+    for leaf in (u, v):
+        np.testing.assert_array_equal(leaf.grad.numpy(), seed)
+        assert not np.shares_memory(leaf.grad.numpy(), seed)
+    assert not np.shares_memory(u.grad.numpy(), v.grad.numpy())
+    u.grad = v.grad = None
+    assert python_store_calls(lambda: (u + v).sum().backward()) == 0  # one array, to both
     assert not np.shares_memory(u.grad.numpy(), v.grad.numpy())
     u.grad = None
-    assert python_store_calls(lambda: (u + 2.0).backward(seed)) == 1  # the seed, to one leaf
+    assert python_store_calls(lambda: (u + 2.0).backward(seed)) == 0  # the seed, to one leaf
     assert not np.shares_memory(u.grad.numpy(), seed)
     m = gg.tensor(np.ones((2, 3), np.float32), requires_grad=True)
-    assert python_store_calls(lambda: (m.T * 2.0).sum().backward()) == 1  # a view's gradient
+    assert python_store_calls(lambda: (m.T * 2.0).sum().backward()) == 0  # a view's gradient
+    assert m.grad.numpy().flags.c_contiguous and m.grad.numpy().flags.owndata
+    np.testing.assert_array_equal(m.grad.numpy(), np.full((2, 3), 2.0, np.float32))
 
     stored: list[Any] = []
     real = autograd.store_grads
@@ -520,9 +528,9 @@ def test_store_grads_runs_in_c_only_in_its_usual_case(monkeypatch: Any) -> None:
 
 @needs_native
 def test_store_fresh_is_store_grads_usual_case(monkeypatch: Any) -> None:
-    """store_fresh (a compiled step's delivery): fresh arrays into .grad slots that are None,
-    as store_grads(shared_copied=True) stores them (the arrays themselves); anything else is
-    False with nothing changed, for store_grads to do."""
+    """store_fresh (a compiled step's delivery): arrays into .grad slots that are None, as
+    store_grads(shared_copied=True) stores them (the arrays themselves; a view, or an array
+    given twice, copied); anything else is False with nothing changed, for store_grads."""
     def leaves(n: int = 2) -> list[Tensor]:
         return [gg.tensor(np.zeros(3, np.float32), requires_grad=True) for _ in range(n)]
 
@@ -533,10 +541,18 @@ def test_store_fresh_is_store_grads_usual_case(monkeypatch: Any) -> None:
     again = (np.ones(3, np.float32), np.ones(3, np.float32))
     assert _backward.store_fresh(ts, again) is False  # .grad set: store_grads accumulates
     assert all(t.grad._data is g for t, g in zip(ts, gs))
-    base = np.ones(6, np.float32)
+    base = np.arange(3, dtype=np.float32)
+    views = leaves()
+    assert _backward.store_fresh(views, (base[::-1], base[1:])) is True  # views: copied
+    np.testing.assert_array_equal(views[0].grad.numpy(), [2, 1, 0])
+    np.testing.assert_array_equal(views[1].grad.numpy(), [1, 2])
+    assert not any(np.shares_memory(t.grad.numpy(), base) for t in views)
+    twice = leaves()
+    assert _backward.store_fresh(twice, (base, base)) is True  # the second one copied
+    assert twice[0].grad._data is base and twice[1].grad._data is not base
+    np.testing.assert_array_equal(twice[1].grad.numpy(), base)
+    assert not np.shares_memory(twice[1].grad.numpy(), base)
     declined = {
-        "a view": (leaves(), (base[:3], np.ones(3, np.float32))),
-        "one array twice": (leaves(), (base, base)),
         "one tensor twice": ([ts[0]] * 2, gs),
         "a NumPy scalar": (leaves(1), (np.float32(1),)),
         "another count": (leaves(), gs[:1]),

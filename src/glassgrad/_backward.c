@@ -173,10 +173,11 @@ static PyObject *new_tensor(PyObject *data, PyObject *attrs) {
     return t;
 }
 
-/* autograd.store_grads(done, seeds), its usual case in C: every gradient a fresh array
- * (an exact ndarray that is not a view), none of them a seed or handed out twice, and every
- * tensor without a .grad yet. Then each becomes its tensor's .grad as it is (store_grads'
- * own result for such pairs) and 1 is returned. Else (or when store_grads was replaced)
+/* autograd.store_grads(done, seeds), its usual case in C: every gradient an exact ndarray,
+ * every tensor once and without a .grad yet. Each array becomes its tensor's .grad as
+ * store_grads makes it: a view, a seed, or an array already handed to an earlier tensor
+ * (a + a, or add's two rules giving the same array) is copied (C order, as g.copy()), any
+ * other is stored as it is. Then 1 is returned. Else (or when store_grads was replaced)
  * 0 is returned having changed nothing, and the caller calls store_grads itself. */
 static int store_usual(PyObject *done, PyObject *seeds) {
     PyObject *current = PyDict_GetItemWithError(autograd_dict, s_store_grads);
@@ -187,24 +188,24 @@ static int store_usual(PyObject *done, PyObject *seeds) {
     if (n > 64) return 0;  /* (the shared-array test below is pairwise) */
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyList_GET_ITEM(done, i);
-        PyObject *node = PyTuple_GET_ITEM(pair, 0), *g = PyTuple_GET_ITEM(pair, 1);
-        PyObject *grad = SLOT(node, OFF_GRAD);
-        if (!PyArray_CheckExact(g) || PyArray_BASE((PyArrayObject *)g) != NULL
-            || grad == NULL || grad != Py_None)
+        PyObject *node = PyTuple_GET_ITEM(pair, 0), *grad = SLOT(node, OFF_GRAD);
+        if (!PyArray_CheckExact(PyTuple_GET_ITEM(pair, 1)) || grad == NULL || grad != Py_None)
             return 0;
-        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seeds); k++)
-            if (PySequence_Fast_GET_ITEM(seeds, k) == g) return 0;
-        for (Py_ssize_t k = 0; k < i; k++) {  /* (a tensor twice would accumulate) */
-            PyObject *earlier = PyList_GET_ITEM(done, k);
-            if (PyTuple_GET_ITEM(earlier, 1) == g || PyTuple_GET_ITEM(earlier, 0) == node)
-                return 0;
-        }
+        for (Py_ssize_t k = 0; k < i; k++)  /* (a tensor twice would accumulate) */
+            if (PyTuple_GET_ITEM(PyList_GET_ITEM(done, k), 0) == node) return 0;
     }
     PyObject *made = PyList_New(n);  /* every .grad made first, then all set: no half-way */
     if (made == NULL) return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *g = PyTuple_GET_ITEM(PyList_GET_ITEM(done, i), 1);
-        PyObject *t = new_tensor(Py_NewRef(g), Py_None);
+        int shared = PyArray_BASE((PyArrayObject *)g) != NULL;
+        for (Py_ssize_t k = 0; !shared && k < PySequence_Fast_GET_SIZE(seeds); k++)
+            shared = PySequence_Fast_GET_ITEM(seeds, k) == g;
+        for (Py_ssize_t k = 0; !shared && k < i; k++)
+            shared = PyTuple_GET_ITEM(PyList_GET_ITEM(done, k), 1) == g;
+        PyObject *data = shared ? PyArray_NewCopy((PyArrayObject *)g, NPY_CORDER)
+                                : Py_NewRef(g);
+        PyObject *t = data == NULL ? NULL : new_tensor(data, Py_None);
         if (t == NULL) {
             Py_DECREF(made);
             return -1;
@@ -219,8 +220,9 @@ static int store_usual(PyObject *done, PyObject *seeds) {
 }
 
 /* store_fresh(tensors, grads): autograd.store_grads(zip(tensors, grads), shared_copied=True)
- * for its usual case (store_usual: fresh arrays, every .grad None), for a compiled step's
- * delivery. True when done; False, having changed nothing, for the caller to call
+ * for its usual case (store_usual: arrays, every .grad None), for a compiled step's
+ * delivery (which never hands an array out twice: were it to, store_usual would copy it,
+ * where store_grads would not). True when done; False, having changed nothing, for the caller to call
  * store_grads. */
 static PyObject *store_fresh(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 2 || !(PyList_CheckExact(argv[0]) || PyTuple_CheckExact(argv[0]))
