@@ -49,9 +49,9 @@ WORKLOADS: dict[str, tuple[str, str, list[str], int]] = {
                 NUMBA, "hand NumPy", "PyTorch", "NumPy products only", "PyTorch products only"],
                20),
     "xor_adam": ("2-3-1 tanh XOR step with Adam (lr 0.01)", "glassgrad",
-                 ["glassgrad", "PyTorch"], 1000),
+                 ["glassgrad", C_STEP, "PyTorch"], 1000),
     "mlp128_adam": ("784-512-512-10 ReLU MLP, Adam step, batch 128", "PyTorch",
-                    ["glassgrad", "PyTorch"], 20),
+                    ["glassgrad", C_STEP, "PyTorch", "NumPy products only"], 20),
     "mlp1024": ("784-512-512-10 ReLU MLP, SGD step, batch 1024", "PyTorch",
                 ["glassgrad", "glassgrad, compiled", "glassgrad, compiled, SGD folded", C_STEP,
                  NUMBA, "hand NumPy", "PyTorch", "NumPy products only", "PyTorch products only"],
@@ -170,12 +170,15 @@ def make_step(workload: str, contender: str) -> Callable[[], None]:
         import torch  # noqa: PLC0415
     if workload == "add":
         return _add_sum_torch(torch) if torch else _add_sum_gg(run)
+    mode = "c" if contender == C_STEP else "eager"
     if workload == "xor_adam":  # (PyTorch's default Adam: its foreach implementation)
         return (run.torch_xor_step(torch, adam=True) if torch
-                else run.gg_xor_step(adam=True))
+                else run.gg_xor_step(mode, adam=True))
     if workload == "mlp128_adam":
+        if contender == "NumPy products only":
+            return run.matmul_only_step(128)
         return (run.torch_mlp_step(torch, 128, adam=True) if torch
-                else run.gg_mlp_step(128, adam=True))
+                else run.gg_mlp_step(128, mode, adam=True))
     if workload == "xor":
         return {"glassgrad": lambda: run.gg_xor_step(),
                 "glassgrad, compiled": lambda: run.gg_xor_step("folded"),
