@@ -315,7 +315,7 @@ def test_every_op_case_runs_in_c_or_falls_back_saying_so(op_case, cases) -> None
     # (a vector @ a stack of matrices is not taken)
     if name == "matmul" and not (len(shapes[0]) == 1 and len(shapes[1]) > 2):
         assert kind == "CProgram"
-    if name == "conv2d":  # (any stride, padding, dilation, groups)
+    if name in ("conv2d", "conv2d_input", "conv2d_weight"):  # (any stride, padding, ...)
         assert kind == "CProgram"
     if name in ("max_pool2d", "cast"):  # (any windows; float64 from float32)
         assert kind == "CProgram"

@@ -1247,82 +1247,182 @@ def _matrix(src: CSource, base: str, shape: tuple[int, int], dt: np.dtype, const
 
 
 def _conv2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str) -> str:
-    """conv2d, as the op table computes it, a sample and a group at a time: the group's
-    windows copied into columns (C/groups·kh·kw, OH·OW) in the workspace (im2col; 0 where a
-    window reaches into the padding), one product with the group's weight seen as
-    (O/groups, C/groups·kh·kw), the bias added. The rules: the weight's gradient Σₙ Gₙ·colsₙᵀ
-    (the columns made again, each sample's product added into the last), the input's Wᵀ·Gₙ
-    spread back over the windows (col2im), the bias's Σ over samples and positions (in
-    double)."""
-    no_attrs(op, attrs, {"stride", "padding", "dilation", "groups"})
-    groups = attrs.get("groups", 1)
-    g = None if i < 0 else args[0]
+    """conv2d (x, w, b) and its rules, as the op table computes them (``_Convolution``): the
+    input's conv2d_input(G, w), the weight's conv2d_weight(x, G), the bias's Σ over samples
+    and positions (in double)."""
     x, w, b = args[-3:]
-    (n, c, h, wd), (o, cg, kh, kw) = src.shape(x), src.shape(w)
-    if not isinstance(groups, int | np.integer) or groups < 1 or cg * groups != c \
-            or o % groups or src.shape(b) != (o,):
-        raise Unsupported(op, f"shapes {src.shape(x)}, {src.shape(w)}, {src.shape(b)} with "
-                              f"groups={groups!r}")
-    dt = src.dtype_of([x, w, b] if g is None else [g, x, w, b], op)
-    (sh, sw), (ph, pw), (dh, dw) = _pairs(op, attrs, "stride", "padding", "dilation")
-    oh, ow = ops_nn.out_size(h, kh, sh, ph, dh), ops_nn.out_size(wd, kw, sw, pw, dw)
-    og, ck, p = o // groups, cg * kh * kw, oh * ow  # (per group)
-    t = C_TYPES[dt]
-    if i == 2:  # Σ over samples and positions
-        src.alloc(dst, (o,), dt)
-        src.body.append(f"    for (int64_t r = 0; r < {o}; r++) {{ double s = 0; "
-                        f"for (int64_t q = 0; q < {n}; q++) for (int64_t j = 0; j < {p}; "
-                        f"j++) s += {g}[(q * {o} + r) * {p} + j]; {dst}[r] = ({t})s; }}")
-        return dst
-    cols = src.alloc(src.temp(), (ck, p), dt)
-    # Each column row r: the channel (of group k), kernel row and column it reads; for each
-    # output row a, its input row hh (outside the input: a row of zeros) and the outputs
-    # [lo, hi) whose input column lies inside the input, so that the copies have no test.
-    rows = (f"for (int64_t r = 0; r < {ck}; r++) {{ int64_t cc = k * {cg} + r / {kh * kw}, ii "
-            f"= r / {kw} % {kh}, jj = r % {kw}, s0 = {pw} - jj * {dw}, s1 = {wd - 1 + pw} - jj "
-            f"* {dw}; int64_t lo = s0 <= 0 ? 0 : (s0 + {sw - 1}) / {sw}, hi = s1 < 0 ? 0 : s1 "
-            f"/ {sw} + 1; if (hi > {ow}) hi = {ow}; if (lo > hi) lo = hi; for (int64_t a = 0; "
-            f"a < {oh}; a++) {{ int64_t hh = a * {sh} - {ph} + ii * {dh}; {t} *cr = {cols} + r "
-            f"* {p} + a * {ow}; int64_t at = ((q * {c} + cc) * {h} + hh) * {wd} - s0;")
-
-    def im2col() -> None:
-        src.body.append(f"    {rows} if (hh < 0 || hh >= {h}) {{ for (int64_t e = 0; e < {ow}; "
-                        f"e++) cr[e] = 0; continue; }} for (int64_t e = 0; e < lo; e++) cr[e] "
-                        f"= 0; for (int64_t e = lo; e < hi; e++) cr[e] = {x}[at + e * {sw}]; "
-                        f"for (int64_t e = hi; e < {ow}; e++) cr[e] = 0; }} }}")
-
-    # sample q's group k: its (O/groups, ·) block of the weight, of the output or gradient
-    wk, head_w = _matrix(src, w, (og, ck), dt, True, "k")
+    if src.shape(b) != src.shape(w)[:1]:
+        raise Unsupported(op, f"a bias of shape {src.shape(b)} for a weight of shape "
+                              f"{src.shape(w)}")
+    conv = _Convolution(src, op, attrs, src.shape(x), src.shape(w))
     if i < 0:
-        src.alloc(dst, (n, o, oh, ow), dt)
-        out, head = _matrix(src, dst, (og, p), dt, False, f"(q * {groups} + k)")
-
-        def forward() -> None:
-            im2col()
-            src.product(out, wk, False, cols, False)
-            src.body.append(f"    for (int64_t r = 0; r < {og}; r++) for (int64_t j = 0; j < "
-                            f"{p}; j++) {out}[r * {p} + j] += {b}[k * {og} + r];")
-        _per_sample(src, n, groups, [head_w, head], forward)
-        return dst
-    gk, head = _matrix(src, g, (og, p), dt, True, f"(q * {groups} + k)")
-    if i == 1:  # Σ over samples of Gₙ·colsₙᵀ, into each group's (O/groups, ·) rows
-        src.alloc(dst, (o, cg, kh, kw), dt)
-        dk, head_d = _matrix(src, dst, (og, ck), dt, False, "k")
-
-        def weight() -> None:
-            im2col()
-            src.product(dk, gk, False, cols, True, beta="(q ? 1 : 0)")
-        _per_sample(src, n, groups, [head, head_d], weight)
-        return dst
-    src.alloc(dst, (n, c, h, wd), dt)  # the input's: Wᵀ·Gₙ, spread back over the windows
-    src.body.append(f"    for (int64_t j = 0; j < {n * c * h * wd}; j++) {dst}[j] = 0;")
-
-    def spread() -> None:
-        src.product(cols, wk, True, gk, False)
-        src.body.append(f"    {rows} if (hh < 0 || hh >= {h}) continue; for (int64_t e = lo; "
-                        f"e < hi; e++) {dst}[at + e * {sw}] += cr[e]; }} }}")
-    _per_sample(src, n, groups, [head_w, head], spread)
+        return conv.forward(dst, x, w, b, [x, w, b])
+    g = args[0]
+    if i == 0:
+        return conv.input(dst, g, w, [g, w])
+    if i == 1:
+        return conv.weight(dst, g, x, [g, x])
+    dt = src.dtype_of([g, b], op)
+    (n, o, oh, ow), t = src.shape(g), C_TYPES[dt]
+    src.alloc(dst, (o,), dt)
+    src.body.append(f"    for (int64_t r = 0; r < {o}; r++) {{ double s = 0; for (int64_t q = "
+                    f"0; q < {n}; q++) for (int64_t j = 0; j < {oh * ow}; j++) s += {g}[(q * "
+                    f"{o} + r) * {oh * ow} + j]; {dst}[r] = ({t})s; }}")
     return dst
+
+
+def _conv2d_input(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
+                  ) -> str:
+    """conv2d_input (G, w), the transposed convolution: conv2d's rule for its input, of the
+    input's size ``size``; its rules: G's conv2d(H, w) without bias, w's conv2d_weight(H, G)
+    (H: the gradient arriving)."""
+    g, w = args[-2:]
+    (h, wd), = _pairs(op, attrs, "size")
+    x_shape = (src.shape(g)[0], src.shape(w)[1] * _groups(op, attrs), h, wd)
+    conv = _Convolution(src, op, attrs, x_shape, src.shape(w))
+    if i < 0:
+        return conv.input(dst, g, w, [g, w])
+    if i == 0:
+        return conv.forward(dst, args[0], w, None, [args[0], w])
+    return conv.weight(dst, g, args[0], [args[0], g])
+
+
+def _conv2d_weight(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
+                   ) -> str:
+    """conv2d_weight (x, G): conv2d's rule for its weight, of the kernel's size ``size``;
+    its rules: x's conv2d_input(G, H), G's conv2d(x, H) without bias."""
+    x, g = args[-2:]
+    (kh, kw), = _pairs(op, attrs, "size")
+    w_shape = (src.shape(g)[1], src.shape(x)[1] // _groups(op, attrs), kh, kw)
+    conv = _Convolution(src, op, attrs, src.shape(x), w_shape)
+    if i < 0:
+        return conv.weight(dst, g, x, [x, g])
+    if i == 0:
+        return conv.input(dst, g, args[0], [args[0], g])
+    return conv.forward(dst, x, args[0], None, [args[0], x])
+
+
+def _groups(op: str, attrs: dict) -> int:
+    groups = attrs.get("groups", 1)
+    if not isinstance(groups, int | np.integer) or groups < 1:
+        raise Unsupported(op, f"groups={groups!r}")
+    return int(groups)
+
+
+class _Convolution:
+    """The loops of one convolution, x (N, C, H, W) ⋆ w (O, C/groups, kh, kw) with the
+    recorded stride, padding, dilation and groups, a sample and a group at a time: the
+    group's windows copied into columns (C/groups·kh·kw, OH·OW) in the workspace (im2col;
+    0 where a window reaches into the padding), one product with the group's weight seen as
+    (O/groups, C/groups·kh·kw). ``forward`` gives x ⋆ w (+ b); ``weight`` Σₙ Gₙ·colsₙᵀ (the
+    columns of x made again, each sample's product added into the last); ``input`` Wᵀ·Gₙ
+    spread back over the windows (col2im). conv2d, conv2d_input and conv2d_weight are each
+    one of the three, and their rules the two others."""
+
+    def __init__(self, src: CSource, op: str, attrs: dict, x_shape: tuple[int, ...],
+                 w_shape: tuple[int, ...]) -> None:
+        no_attrs(op, attrs, {"stride", "padding", "dilation", "groups"}
+                 | (set() if op == "conv2d" else {"size"}))
+        groups = _groups(op, attrs)
+        if len(x_shape) != 4 or len(w_shape) != 4 or w_shape[1] * groups != x_shape[1] \
+                or w_shape[0] % groups:
+            raise Unsupported(op, f"shapes {x_shape}, {w_shape} with groups={groups}")
+        self.src, self.op, self.groups = src, op, groups
+        (n, c, h, wd), (o, cg, kh, kw) = self.x_shape, self.w_shape = x_shape, w_shape
+        (sh, sw), (ph, pw), (dh, dw) = _pairs(op, attrs, "stride", "padding", "dilation")
+        oh, ow = ops_nn.out_size(h, kh, sh, ph, dh), ops_nn.out_size(wd, kw, sw, pw, dw)
+        self.g_shape = (n, o, oh, ow)
+        self.og, self.ck, self.p = o // groups, cg * kh * kw, oh * ow  # (per group)
+        # Each column row r: the channel (of group k), kernel row and column it reads; for
+        # each output row a, its input row hh (outside the input: a row of zeros) and the
+        # outputs [lo, hi) whose input column lies inside the input, so that the copies
+        # have no test. (TYPE and COLS: the element type and the columns' buffer.)
+        self.rows = (
+            f"for (int64_t r = 0; r < {self.ck}; r++) {{ int64_t cc = k * {cg} + r / "
+            f"{kh * kw}, ii = r / {kw} % {kh}, jj = r % {kw}, s0 = {pw} - jj * {dw}, s1 = "
+            f"{wd - 1 + pw} - jj * {dw}; int64_t lo = s0 <= 0 ? 0 : (s0 + {sw - 1}) / {sw}, hi "
+            f"= s1 < 0 ? 0 : s1 / {sw} + 1; if (hi > {ow}) hi = {ow}; if (lo > hi) lo = hi; for "
+            f"(int64_t a = 0; a < {oh}; a++) {{ int64_t hh = a * {sh} - {ph} + ii * {dh}; "
+            f"TYPE *cr = COLS + r * {self.p} + a * {ow}; int64_t at = ((q * {c} + cc) * {h} + "
+            f"hh) * {wd} - s0;")
+        self.stride = sw
+
+    def _columns(self, names: list[str], wants: dict[str, tuple[int, ...]]
+                 ) -> tuple[np.dtype, str, str]:
+        """The one dtype of ``names`` (``wants``: the shapes some must have), a new columns
+        buffer of it, and the loops over its rows' windows for that buffer."""
+        for name, shape in wants.items():
+            if self.src.shape(name) != shape:
+                raise Unsupported(self.op, f"an array of shape {self.src.shape(name)} where "
+                                           f"the convolution has {shape}")
+        dt = self.src.dtype_of(names, self.op)
+        cols = self.src.alloc(self.src.temp(), (self.ck, self.p), dt)
+        return dt, cols, self.rows.replace("TYPE", C_TYPES[dt]).replace("COLS", cols)
+
+    def _block(self, base: str, dt: np.dtype, of_weight: bool, const: bool) -> tuple[str, str]:
+        """Group k's block of a weight-shaped array (O/groups, C/groups·kh·kw), or of sample
+        q's output-shaped one (O/groups, OH·OW): its name and declaration."""
+        if of_weight:
+            return _matrix(self.src, base, (self.og, self.ck), dt, const, "k")
+        return _matrix(self.src, base, (self.og, self.p), dt, const, f"(q * {self.groups} + k)")
+
+    def _im2col(self, rows: str, x: str) -> None:
+        ow = self.g_shape[3]
+        self.src.body.append(
+            f"    {rows} if (hh < 0 || hh >= {self.x_shape[2]}) {{ for (int64_t e = 0; e < "
+            f"{ow}; e++) cr[e] = 0; continue; }} for (int64_t e = 0; e < lo; e++) cr[e] = 0; "
+            f"for (int64_t e = lo; e < hi; e++) cr[e] = {x}[at + e * {self.stride}]; for "
+            f"(int64_t e = hi; e < {ow}; e++) cr[e] = 0; }} }}")
+
+    def forward(self, dst: str, x: str, w: str, b: str | None, names: list[str]) -> str:
+        """dst ← x ⋆ w, plus b (one per output channel) unless None."""
+        src = self.src
+        dt, cols, rows = self._columns(names, {x: self.x_shape, w: self.w_shape})
+        src.alloc(dst, self.g_shape, dt)
+        wk, head_w = self._block(w, dt, True, True)
+        out, head = self._block(dst, dt, False, False)
+
+        def body() -> None:
+            self._im2col(rows, x)
+            src.product(out, wk, False, cols, False)
+            if b is not None:
+                src.body.append(f"    for (int64_t r = 0; r < {self.og}; r++) for (int64_t j "
+                                f"= 0; j < {self.p}; j++) {out}[r * {self.p} + j] += "
+                                f"{b}[k * {self.og} + r];")
+        _per_sample(src, self.x_shape[0], self.groups, [head_w, head], body)
+        return dst
+
+    def weight(self, dst: str, g: str, x: str, names: list[str]) -> str:
+        """dst ← Σₙ Gₙ·colsₙᵀ: the gradient of x ⋆ w for w, G that of the result."""
+        src = self.src
+        dt, cols, rows = self._columns(names, {x: self.x_shape, g: self.g_shape})
+        src.alloc(dst, self.w_shape, dt)
+        gk, head = self._block(g, dt, False, True)
+        dk, head_d = self._block(dst, dt, True, False)
+
+        def body() -> None:
+            self._im2col(rows, x)
+            src.product(dk, gk, False, cols, True, beta="(q ? 1 : 0)")
+        _per_sample(src, self.x_shape[0], self.groups, [head, head_d], body)
+        return dst
+
+    def input(self, dst: str, g: str, w: str, names: list[str]) -> str:
+        """dst ← Wᵀ·Gₙ spread back over the windows: the gradient of x ⋆ w for x."""
+        src = self.src
+        dt, cols, rows = self._columns(names, {g: self.g_shape, w: self.w_shape})
+        src.alloc(dst, self.x_shape, dt)
+        src.body.append(f"    for (int64_t j = 0; j < {math.prod(self.x_shape)}; j++) "
+                        f"{dst}[j] = 0;")
+        wk, head_w = self._block(w, dt, True, True)
+        gk, head = self._block(g, dt, False, True)
+
+        def body() -> None:
+            src.product(cols, wk, True, gk, False)
+            src.body.append(f"    {rows} if (hh < 0 || hh >= {self.x_shape[2]}) continue; for "
+                            f"(int64_t e = lo; e < hi; e++) {dst}[at + e * {self.stride}] += "
+                            f"cr[e]; }} }}")
+        _per_sample(src, self.x_shape[0], self.groups, [head_w, head], body)
+        return dst
 
 
 def _max_pool2d(src: CSource, op: str, i: int, args: list[str], attrs: dict, dst: str
@@ -1543,6 +1643,8 @@ EMITTERS: dict[str, Callable[..., str]] = {
     "embedding": _embedding,
     "cumsum": _cumsum,
     "conv2d": _conv2d,
+    "conv2d_input": _conv2d_input,
+    "conv2d_weight": _conv2d_weight,
     "cast": _cast,
     "max_pool2d": _max_pool2d,
     "broadcast_to": _broadcast_to,
