@@ -11,8 +11,8 @@
  *     (broadcasting, or a dtype cast);
  *   - _freed_error, for a node whose graph an earlier backward pass freed;
  *   - store_grads, which puts the finished gradients into .grad, unless its usual case holds
- *     (store_usual: fresh arrays, each into a .grad that is None), which is stored here
- *     (and, through store_fresh(), for a compiled step's delivery, compiler/program.py).
+ *     (store_usual: every .grad None; an array copied where store_grads copies it), which is
+ *     done here (and, through store_fresh(), for a compiled step's delivery, program.py).
  * One difference, which changes no bit: for the op table's rules of relu, tanh and sigmoid
  * the walk runs their C loop itself (activation_pass, _rules.c, the loop the rule would call),
  * written over the incoming gradient when only the walk holds it (dead_gradient); the
@@ -222,8 +222,8 @@ static int store_usual(PyObject *done, PyObject *seeds) {
 /* store_fresh(tensors, grads): autograd.store_grads(zip(tensors, grads), shared_copied=True)
  * for its usual case (store_usual: arrays, every .grad None), for a compiled step's
  * delivery (which never hands an array out twice: were it to, store_usual would copy it,
- * where store_grads would not). True when done; False, having changed nothing, for the caller to call
- * store_grads. */
+ * where store_grads would not). True when done; False, having changed nothing, for the
+ * caller to call store_grads. */
 static PyObject *store_fresh(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 2 || !(PyList_CheckExact(argv[0]) || PyTuple_CheckExact(argv[0]))
         || !(PyList_CheckExact(argv[1]) || PyTuple_CheckExact(argv[1]))) {

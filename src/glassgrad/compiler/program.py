@@ -17,7 +17,7 @@ from .ir import Line
 from .lower import Lowered, Returns, lower
 from .record import record
 
-# store_grads' usual case in C (fresh arrays, every .grad None), or None
+# store_grads' usual case in C (arrays into .grad slots that are None), or None
 _store_fresh = None if autograd._native is None else autograd._native.store_fresh
 
 
@@ -194,7 +194,7 @@ class Program:
         require grad) as ``backward()`` does, and return the loss (with the extra outputs, if
         any). The program copies a gradient that the recording saw shared (one array sent to
         two leaves, the seed); store_grads copies views, so no ``.grad`` shares memory with
-        anything. Its usual case (fresh arrays, every ``.grad`` None) runs in C
+        anything. Its usual case (every ``.grad`` None) runs in C
         (``_backward.store_fresh``), with store_grads' result."""
         receivers = leaves if not self.arg_leaves else [
             *leaves, *(targs[i] for i in self.arg_leaves)]
