@@ -12,6 +12,7 @@ passes it replaces, and against writing over memory anyone else can see:
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 
 import numpy as np
@@ -285,6 +286,37 @@ def test_writing_over_the_dead_gradient_saves_an_array(c_walk) -> None:
     c_walk.set_activation_rules(None, None, None)  # the rules called, each a new array
     apart = peak()
     assert over < 9_000_000 < 15_000_000 < apart, (over, apart)
+
+
+def test_the_walk_hands_a_passing_gradient_on_without_calling_its_rule(built_extension,
+                                                                         monkeypatch) -> None:
+    """add's rules and sub's for a return the gradient they are given (ops._passes_through):
+    the C walk hands it on without the call, with broadcasting summed as before; unregistered,
+    the rule is called again, with the same gradients."""
+    monkeypatch.setattr(autograd, "_native_walk", built_extension.walk)
+    code = ops._passes_through.__code__
+
+    def rule_calls() -> tuple[int, np.ndarray, np.ndarray]:
+        a = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        b = gg.tensor([[4.0], [-5.0]], requires_grad=True)
+        calls = []
+        sys.setprofile(lambda frame, event, arg: calls.append(1) if event == "call"
+                       and frame.f_code is code else None)
+        try:
+            ((a + b) * (a - b)).sum().backward()  # Σ over 2 × 3 of a² − b²
+        finally:
+            sys.setprofile(None)
+        return len(calls), a.grad.numpy(), b.grad.numpy()
+
+    try:
+        for registered, calls in ((ops._passes_through, 0), (None, 3)):
+            built_extension.set_pass_rule(registered)
+            n, ga, gb = rule_calls()
+            assert n == calls
+            np.testing.assert_array_equal(ga, [4.0, 8.0, 12.0])  # 2 rows of 2a
+            np.testing.assert_array_equal(gb, [[-24.0], [30.0]])  # 3 columns of −2b
+    finally:
+        built_extension.set_pass_rule(ops._passes_through if autograd._native else None)
 
 
 # ------------------------------------------------------------- a linear layer's bias sums

@@ -54,6 +54,9 @@ PyTypeObject *tensor_type;
  * layer's result also sums its result's columns in its pass (activation_pass), which is that
  * layer's bias gradient; the walk hands them over (Sums) when the layer's rule runs. */
 static PyObject *linear_op, *linear_bias_rule;
+/* The op table's rule ∂/∂a = 1 (set_pass_rule: add's two, sub's first), which returns the
+ * gradient it is given: the walk hands that gradient on without calling it. */
+static PyObject *pass_rule;
 static PyObject *autograd_dict;
 static PyObject *store_grads_python;  /* autograd.store_grads as setup() found it */
 static PyObject *heappush, *heappop;
@@ -370,6 +373,8 @@ static int run_rules(PyObject *node, PyObject *g, int g_dead, PyObject *parents,
                     kept->grad = Py_NewRef(pg);
                     kept->sums = sums;
                 }
+            } else if (rule == pass_rule && kw == NULL) {
+                pg = Py_NewRef(g);  /* (the object the rule would return) */
             } else if (rule == linear_bias_rule && kept->grad == g && kw == NULL) {
                 pg = kept->sums;  /* (the reference kept is handed over) */
                 kept->sums = NULL;
@@ -568,6 +573,16 @@ static PyObject *set_linear_rules(PyObject *self, PyObject *const *argv, Py_ssiz
     Py_RETURN_NONE;
 }
 
+/* set_pass_rule(rule): the rule that returns its gradient unchanged (pass_rule). */
+static PyObject *set_pass_rule(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 1) {
+        PyErr_SetString(PyExc_TypeError, "set_pass_rule(rule)");
+        return NULL;
+    }
+    Py_XSETREF(pass_rule, Py_NewRef(argv[0]));
+    Py_RETURN_NONE;
+}
+
 /* record(op, inputs, out, attrs): autograd.record, line for line. */
 static PyObject *record(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 4) {
@@ -694,6 +709,9 @@ static PyMethodDef methods[] = {
     {"column_sums", (PyCFunction)(void (*)(void))column_sums, METH_FASTCALL,
      "column_sums(g): np.add.reduce(g, 0) of a 2-D float array in one C pass, or "
      "NotImplemented."},
+    {"set_pass_rule", (PyCFunction)(void (*)(void))set_pass_rule, METH_FASTCALL,
+     "set_pass_rule(rule): the op table's rule that returns its gradient, which the walk "
+     "does not call."},
     {"set_activation_rules", (PyCFunction)(void (*)(void))set_activation_rules, METH_FASTCALL,
      "set_activation_rules(relu, tanh, sigmoid): the op table's rules the walk runs in C."},
     {"bias_relu", (PyCFunction)(void (*)(void))bias_relu, METH_FASTCALL,

@@ -939,7 +939,7 @@ _C_FILES = ("_backward.c", "_optim.c", "_rules.c", "_steps.c", "_native.h")  # (
 _NATIVE_FUNCTIONS = ("setup", "walk", "record", "store_fresh", "sgd_step", "adam_step",
                      "rmsprop_step", "activation_grad", "set_activation_rules", "bias_relu",
                      "max_tiles_grad", "im2col", "call_step", "column_sums",
-                     "set_linear_rules")
+                     "set_linear_rules", "set_pass_rule")
 
 
 _native = _load_native()

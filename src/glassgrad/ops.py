@@ -236,20 +236,28 @@ def _div_nan(grad: Any, a: Any, b: Any) -> str | None:
     return "the derivative of a/b is ∞ where b = 0. Fix: keep the divisor away from 0."
 
 
+def _passes_through(grad: Any, out: Any, a: Any, b: Any) -> Any:
+    """∂/∂a = 1: the gradient passes through unchanged (add's rules, sub's for a). The C
+    walk knows this rule (``set_pass_rule``) and hands the gradient on without the call."""
+    return grad
+
+
 add = defop(
     "add", ("∂(a + b)/∂a = 1", "∂(a + b)/∂b = 1"),
     np.add,
-    (lambda grad, out, a, b: grad, lambda grad, out, a, b: grad),
+    (_passes_through, _passes_through),
     latex=(r"\partial (a + b)/\partial a = 1", r"\partial (a + b)/\partial b = 1"),
     reads=((), ()), infix="+", nan_causes=_inf_minus_inf, **_API,
 )
 sub = defop(
     "sub", ("∂(a − b)/∂a = 1", "∂(a − b)/∂b = −1"),
     np.subtract,
-    (lambda grad, out, a, b: grad, lambda grad, out, a, b: -grad),
+    (_passes_through, lambda grad, out, a, b: -grad),
     latex=(r"\partial (a - b)/\partial a = 1", r"\partial (a - b)/\partial b = -1"),
     reads=((), ()), infix="−", nan_causes=_inf_minus_inf, **_API,
 )
+if _native is not None:  # the C walk does not call it (it would return its gradient)
+    _native.set_pass_rule(_passes_through)
 mul = defop(
     "mul", ("∂(a·b)/∂a = b", "∂(a·b)/∂b = a"),
     np.multiply,
