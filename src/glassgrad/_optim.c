@@ -136,7 +136,8 @@ static void count_step(PyObject *s, PyObject *next, int *failed) {
  * autograd.mark_modified_memo(updated, memo) records the writes (before them: a Ctrl-C there
  * leaves the parameters as they were, their graphs conservatively marked), then the arrays
  * checked are updated, and the list of updated parameters is returned. */
-GG_CLONES PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+GG_CLONES
+PyObject *sgd_step(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 9 || !PyList_CheckExact(argv[0]) || !PyLong_CheckExact(argv[2])) {
         PyErr_SetString(PyExc_TypeError, "sgd_step(params: list, lr, limit: int, memo, state, "
                                          "momentum, dampening, weight_decay, nesterov)");
@@ -312,7 +313,8 @@ static int adam_buffers(PyObject *s, PyObject *w, PyObject *g, const double *h, 
 
 /* One parameter's Adam (decoupled 0) or AdamW (1) update at step t (buffered_step's
  * `update`); h: lr, beta1, beta2, eps, weight_decay. */
-GG_CLONES static void adam_update(PyArrayObject *wa, PyArrayObject *ga, PyArrayObject *const b[3],
+GG_CLONES
+static void adam_update(PyArrayObject *wa, PyArrayObject *ga, PyArrayObject *const b[3],
                         const double *h, int decoupled, double t) {
     double lr = h[0], b1 = h[1], b2 = h[2], eps = h[3], wd = h[4];
     double step_size = lr / (1 - pow(b1, t));         /* lr / (1 − β₁ᵗ), as Python */
@@ -389,7 +391,8 @@ static int rmsprop_buffers(PyObject *s, PyObject *w, PyObject *g, const double *
 
 /* One parameter's RMSprop update (buffered_step's `update`; the step count is not used);
  * h: lr, alpha, eps, weight_decay, momentum. */
-GG_CLONES static void rmsprop_update(PyArrayObject *wa, PyArrayObject *ga, PyArrayObject *const b[3],
+GG_CLONES
+static void rmsprop_update(PyArrayObject *wa, PyArrayObject *ga, PyArrayObject *const b[3],
                            const double *h, int centered, double t) {
     (void)centered;  /* (b[1] is None unless centered) */
     (void)t;

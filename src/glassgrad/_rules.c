@@ -117,7 +117,8 @@ static PyObject *new_row(PyArrayObject *a) {
 }
 
 /* A new 1-D array of the column sums of r (2-D), or NULL with an error. */
-GG_CLONES static PyObject *new_column_sums(PyArrayObject *ra) {
+GG_CLONES
+static PyObject *new_column_sums(PyArrayObject *ra) {
     npy_intp rows = PyArray_DIM(ra, 0), cols = PyArray_DIM(ra, 1);
     PyObject *sums = new_row(ra);
     if (sums == NULL) return NULL;
@@ -139,7 +140,8 @@ GG_CLONES static PyObject *new_column_sums(PyArrayObject *ra) {
  * of column_sums(result), read as the pass makes them (the walk hands them to the linear
  * layer below as its bias gradient: one pass over the layer's gradient less); else *sums
  * stays NULL. */
-GG_CLONES PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_grad,
+GG_CLONES
+PyObject *activation_pass(long kind, PyObject *grad, PyObject *out, int over_grad,
                           PyObject **sums) {
     PyObject *into = over_grad ? grad : NULL;
     if (!elementwise_pair(grad, out, into)) Py_RETURN_NOTIMPLEMENTED;
@@ -225,7 +227,8 @@ PyObject *activation_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc
         }                                                                                \
     }
 
-GG_CLONES PyObject *bias_relu(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+GG_CLONES
+PyObject *bias_relu(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 2) {
         PyErr_SetString(PyExc_TypeError, "bias_relu(z, b)");
         return NULL;
@@ -323,7 +326,8 @@ static int float4d(PyObject *a, int type, npy_intp n, npy_intp c, npy_intp h, np
            && PyArray_DIM(x, 1) == c && PyArray_DIM(x, 2) == h && PyArray_DIM(x, 3) == w;
 }
 
-GG_CLONES PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+GG_CLONES
+PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 6 || !PyLong_Check(argv[4]) || !PyLong_Check(argv[5])) {
         PyErr_SetString(PyExc_TypeError, "max_tiles_grad(dx, grad, out, x, kh: int, kw: int)");
         return NULL;
@@ -363,7 +367,8 @@ GG_CLONES PyObject *max_tiles_grad(PyObject *self, PyObject *const *argv, Py_ssi
  * any strides (the windows view of the padded input); cols (b, C, kh, kw, OH, OW),
  * C-ordered, writeable, of win's dtype (float32 or float64) and apart from it. Returns cols,
  * or NotImplemented (nothing written) for anything else. */
-GG_CLONES PyObject *im2col(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+GG_CLONES
+PyObject *im2col(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 2) {
         PyErr_SetString(PyExc_TypeError, "im2col(cols, win)");
         return NULL;

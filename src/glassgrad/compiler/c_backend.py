@@ -1359,7 +1359,8 @@ class _Convolution:
         cols = self.src.alloc(self.src.temp(), (self.ck, self.p), dt)
         return dt, cols, self.rows.replace("TYPE", C_TYPES[dt]).replace("COLS", cols)
 
-    def _block(self, base: str, dt: np.dtype, of_weight: bool, const: bool) -> tuple[str, str]:
+    def _group_block(self, base: str, dt: np.dtype, of_weight: bool, const: bool
+                     ) -> tuple[str, str]:
         """Group k's block of a weight-shaped array (O/groups, C/groups·kh·kw), or of sample
         q's output-shaped one (O/groups, OH·OW): its name and declaration."""
         if of_weight:
@@ -1379,8 +1380,8 @@ class _Convolution:
         src = self.src
         dt, cols, rows = self._columns(names, {x: self.x_shape, w: self.w_shape})
         src.alloc(dst, self.g_shape, dt)
-        wk, head_w = self._block(w, dt, True, True)
-        out, head = self._block(dst, dt, False, False)
+        wk, head_w = self._group_block(w, dt, True, True)
+        out, head = self._group_block(dst, dt, False, False)
 
         def body() -> None:
             self._im2col(rows, x)
@@ -1397,8 +1398,8 @@ class _Convolution:
         src = self.src
         dt, cols, rows = self._columns(names, {x: self.x_shape, g: self.g_shape})
         src.alloc(dst, self.w_shape, dt)
-        gk, head = self._block(g, dt, False, True)
-        dk, head_d = self._block(dst, dt, True, False)
+        gk, head = self._group_block(g, dt, False, True)
+        dk, head_d = self._group_block(dst, dt, True, False)
 
         def body() -> None:
             self._im2col(rows, x)
@@ -1413,8 +1414,8 @@ class _Convolution:
         src.alloc(dst, self.x_shape, dt)
         src.body.append(f"    for (int64_t j = 0; j < {math.prod(self.x_shape)}; j++) "
                         f"{dst}[j] = 0;")
-        wk, head_w = self._block(w, dt, True, True)
-        gk, head = self._block(g, dt, False, True)
+        wk, head_w = self._group_block(w, dt, True, True)
+        gk, head = self._group_block(g, dt, False, True)
 
         def body() -> None:
             src.product(cols, wk, True, gk, False)

@@ -141,10 +141,8 @@ def _check_folded(prog: Program, result: tuple, targs: tuple[Tensor, ...]) -> No
                 f"internal error: the folded update of a parameter of shape {p.shape} differs "
                 f"from the gradient's. Please report it; compile without optimizer= meanwhile."
             )
-    kept = [k for k, p in enumerate(prog.leaves) if not any(p is f for f in folded)]
-    kept += range(len(prog.leaves), len(result[1]))
-    if not all(np.array_equal(a, b, equal_nan=True)
-               for a, b in zip(fused[1], [result[1][k] for k in kept])):
+    others = [grads[id(p)] for p in prog.fused_leaves] + list(result[1][len(prog.leaves):])
+    if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(fused[1], others)):
         raise CompileError("internal error: the folded program's other gradients differ. "
                            "Please report it; compile without optimizer= meanwhile.")
 
